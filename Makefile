@@ -1,0 +1,36 @@
+# chatloom: `make demo` and `make test` are the whole set-up (see README).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo-output
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+# Idempotent: re-runs only when pyproject.toml changes. torch, when a later part needs
+# it, is pinned to 2.13.0 (the CPU wheel); an unpinned torch pulls GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: venv
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/chatloom import -d $(DEMO)/chitchat.db -f chitchat package
+	$(BIN)/chatloom stats -d $(DEMO)/chitchat.db --plot $(DEMO)/tokens.png
+	$(BIN)/chatloom export -d $(DEMO)/chitchat.db -f openai -o $(DEMO)/export --split 0.05 --seed 0
+	@echo
+	@echo "dataset:   $(DEMO)/chitchat.db   (try: $(BIN)/chatloom ls -d $(DEMO)/chitchat.db --search pizza)"
+	@echo "histogram: $(DEMO)/tokens.png"
+	@echo "export:    $(DEMO)/export/train.jsonl, $(DEMO)/export/val.jsonl"
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) build src/*.egg-info .pytest_cache

@@ -1,0 +1,119 @@
+"""The ``chatloom`` command line: a click group, shared option decorators, and the one place
+where library errors become one line on stderr and exit code 2.
+
+Commands live in one module per group (``data``, ``browse``, ``edit``) and stay thin: they parse
+arguments, call the library, and print.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ..errors import ChatloomError
+
+console = Console(highlight=False, soft_wrap=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> click.exceptions.Exit:
+    """Print ``error: MESSAGE`` and return the exit to raise (code 2)."""
+    click.echo(f"error: {message}", err=True)
+    return click.exceptions.Exit(2)
+
+
+class ChatloomGroup(click.Group):
+    """Turns library errors into ``error: …`` lines (exit 2); ``--debug`` shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        debug = bool(os.environ.get("CHATLOOM_DEBUG")) or "--debug" in sys.argv[1:2]
+        try:
+            return super().invoke(ctx)
+        except ChatloomError as err:
+            if debug:
+                raise
+            raise fail(str(err)) from None
+        except sqlite3.Error as err:  # the store wraps what it expects; this is the rest
+            if debug:
+                raise
+            raise fail(f"dataset: {err}") from None
+        except OSError as err:
+            if debug:
+                raise
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            raise fail(f"{where}{err.strerror or err}") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: committed batches are kept; run the same command again to finish", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+def dataset_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-d",
+        "--dataset",
+        type=click.Path(dir_okay=False),
+        envvar="CHATLOOM_DATASET",
+        default="chatloom.db",
+        show_default=True,
+        help="The dataset file (SQLite); also $CHATLOOM_DATASET.",
+    )(fn)
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+
+
+def print_json(obj: Any) -> None:
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal (stderr); silent otherwise. Yields ``update(completed)``."""
+    if not err_console.is_terminal:
+        yield lambda completed: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(description, total=total)
+        yield lambda completed: progress.update(task, completed=completed)
+
+
+@click.group(cls=ChatloomGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="chatloom")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def cli(debug: bool) -> None:
+    """chatloom: real conversations in, curated chat training data out.
+
+    \b
+    Example usage:
+        chatloom import -f chitchat package      # a real corpus that ships on PyPI
+        chatloom import chats.jsonl --tag mine   # format detected from the content
+        chatloom ls --search "pizza"
+        chatloom stats --plot tokens.png
+        chatloom export -o out --split 0.1 --seed 0
+
+    The dataset is ./chatloom.db unless -d PATH or $CHATLOOM_DATASET says otherwise.
+    """
+
+
+from . import browse, data, edit  # noqa: E402  (commands register themselves on `cli`)
+from ..plugins import load_plugins  # noqa: E402
+
+load_plugins().hook.register_commands(cli=cli)
+
+__all__ = ["browse", "cli", "data", "edit"]

@@ -1,0 +1,128 @@
+"""``chatloom import`` and ``chatloom export``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from ..exporting import export
+from ..errors import UsageError
+from ..formats import get_format
+from ..importing import import_paths
+from ..store import Store
+from . import cli, console, dataset_option, err_console, json_option, print_json
+
+
+@cli.command("import")
+@dataset_option
+@click.option("-f", "--format", "fmt", default="auto", show_default=True, help="Input format; 'auto' detects it from the content.")
+@click.option("--strict", is_flag=True, help="A bad record fails its whole file, and nothing of that file is written.")
+@click.option("--tag", "tags", multiple=True, help="Tag every imported conversation (repeatable).")
+@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1), help="Conversations per transaction.")
+@json_option
+@click.argument("paths", nargs=-1, required=True)
+def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, as_json: bool, paths: tuple[str, ...]) -> None:
+    """Import conversations from files or folders into the dataset.
+
+    Importing the same file again adds nothing; a newer export of the same chats adds only what
+    changed. An import that was interrupted (Ctrl+C, a crash, a kill) resumes by running the same
+    command again: what was committed is kept, and nothing is doubled.
+
+    Records that cannot be read are skipped, counted and shown (the first few); with --strict
+    the file fails instead, and nothing of it is written.
+
+    \b
+    Example usage:
+        chatloom import chats.jsonl
+        chatloom import -f chitchat package          # the chitchat-dataset corpus from PyPI
+        chatloom import -f chatterbot package --tag chatterbot
+        chatloom import exports/ --strict -d mine.db
+
+    'chatloom formats' lists the formats.
+    """
+    with Store(dataset, create=True) as store:
+        bars = []
+
+        def on_file(path, source, size):
+            if not err_console.is_terminal:
+                return None
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            progress = Progress(
+                TextColumn(f"{path.name} ({source.name})"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                console=err_console, transient=True,
+            )  # fmt: skip
+            task = progress.add_task("", total=size)
+            progress.start()
+            if bars:
+                bars.pop().stop()
+            bars.append(progress)
+            return lambda done: progress.update(task, completed=done)
+
+        try:
+            results = import_paths(store, paths, fmt=fmt, strict=strict, tags=tags, batch_size=batch_size, on_file=on_file)
+        finally:
+            for bar in bars:
+                bar.stop()
+        total = store.count()
+
+    if as_json:
+        print_json({"dataset": dataset, "files": [r.to_dict() for r in results], "conversations": total})
+        return
+    table = Table(title=f"import into {dataset}", title_justify="left")
+    for col in ("file", "format", "read", "added", "updated", "unchanged", "bad"):
+        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+    for r in results:
+        c = r.counts
+        fmt_cell = r.format + (" (detected)" if r.detected else "")
+        table.add_row(r.file, fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
+    console.print(table)
+    for r in results:
+        if r.interrupted is not None:
+            click.echo(f"note: {r.file}: resumed an interrupted import ({r.interrupted['added']:,} added before it stopped)")
+        if r.counts.deleted:
+            click.echo(f"note: {r.file}: {r.counts.deleted:,} conversations were deleted in the dataset and were not re-imported")
+        if r.bad:
+            for example in r.examples:
+                click.echo(f"warning: {example}", err=True)
+            click.echo(f"warning: {r.file}: {r.bad:,} bad records skipped (first {len(r.examples)} shown; --strict to fail instead)", err=True)
+    click.echo(f"{total:,} conversations in {dataset}")
+
+
+@cli.command("export")
+@dataset_option
+@click.option("-f", "--format", "fmt", default="openai", show_default=True, help="Output format.")
+@click.option("-o", "--output", "out", required=True, help="Output file ('-' for stdout); with --split, a folder.")
+@click.option("--split", type=float, default=None, help="Validation share: a ratio (0.1) or a count (500). Writes OUT/train and OUT/val.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--tag", default=None, help="Only conversations with this tag.")
+@click.option("--no-meta", is_flag=True, help="Only messages and tools: no id, title, tags, source or meta.")
+@click.option("--legacy-functions", is_flag=True, help="Write tool calls in OpenAI's old function_call shape.")
+@json_option
+def export_(dataset: str, fmt: str, out: str, split: float | None, seed: int, tag: str | None, no_meta: bool, legacy_functions: bool, as_json: bool) -> None:
+    """Export the dataset to a training format.
+
+    Files are written whole or not at all (a temp file renamed into place). With --split the
+    validation set is chosen by conversation, seeded: the same dataset and seed give the same
+    files.
+
+    \b
+    Example usage:
+        chatloom export -o chats.jsonl
+        chatloom export -o out --split 0.1 --seed 0      # out/train.jsonl, out/val.jsonl
+        chatloom export -o - --no-meta --tag mine | head
+    """
+    get_format(fmt)  # an unknown format fails before anything is read
+    if split is not None and out == "-":
+        raise UsageError("--split writes a folder: give -o a folder, not '-'")
+    with Store(dataset) as store:
+        result = export(store, out, fmt=fmt, split=split, seed=seed, tag=tag, meta=not no_meta, legacy_functions=legacy_functions)
+    if as_json:
+        print_json({"files": result.files, "dropped": dict(result.dropped)})
+        return
+    if out == "-":
+        return
+    for path, n in result.files.items():
+        click.echo(f"wrote {n:,} conversations to {path}")
+    for what, n in result.dropped.items():
+        click.echo(f"warning: {n:,} × {what}", err=True)

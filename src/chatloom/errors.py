@@ -1,0 +1,54 @@
+"""Typed errors. Library code raises these; the CLI turns each into one line and exit code 2.
+
+Every message says what is wrong and, where it can, how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class ChatloomError(Exception):
+    """Base class of every error chatloom reports to a user."""
+
+    exit_code = 2
+
+
+class SourceError(ChatloomError):
+    """Bad input: names the file and where in it (line number or JSON path)."""
+
+    def __init__(self, message: str, *, file: str | None = None, where: str | int | None = None):
+        self.message = message
+        self.file = file
+        self.where = where
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        prefix = ""
+        if self.file is not None:
+            prefix = f"{self.file}:"
+            if self.where is not None:
+                prefix += f"{self.where}:"
+            prefix += " "
+        return prefix + self.message
+
+
+class StoreError(ChatloomError):
+    """The dataset file cannot be opened, read or written."""
+
+
+class NotFoundError(StoreError):
+    """No conversation with that id."""
+
+
+class ConflictError(StoreError):
+    """An update was based on a revision that has since moved (another editor saved first)."""
+
+    def __init__(self, conv_id: str, base: int, current: int):
+        self.conv_id, self.base, self.current = conv_id, base, current
+        super().__init__(
+            f"{conv_id}: conflict: your change is based on revision {base}, but the dataset "
+            f"holds revision {current}; reload it and apply your change again"
+        )
+
+
+class UsageError(ChatloomError):
+    """A call that cannot work as given (an unknown format, tokenizer, option value)."""

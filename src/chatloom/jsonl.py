@@ -1,0 +1,96 @@
+"""The OpenAI ``messages`` JSONL shape, with our metadata: one conversation per line.
+
+    {"id": "...", "messages": [{"role": "user", "content": "hi"}, ...], "tools": [...],
+     "title": "...", "language": "en", "tags": [...], "source": {...}, "meta": {...}}
+
+Reading is streaming and line-numbered; a clean line is decoded by msgspec straight into the
+model (the fast path). A line in the legacy ``function_call`` shape, with ``content: null`` or
+content parts, takes the slow path: it is upgraded, then validated, and a bad field is reported
+with its JSON path. Writing omits empty fields, so our own export reads back losslessly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import msgspec
+import orjson
+
+from .model import Conversation, downgrade_to_legacy, upgrade_legacy_messages
+
+
+class RecordError(ValueError):
+    """One record is bad; ``where`` says where inside it (a JSON path), when known."""
+
+
+_decode_fast = msgspec.json.Decoder(Conversation).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _path(err: msgspec.ValidationError) -> str:
+    # msgspec: "Expected `str`, got `int` - at `$.messages[0].content`"
+    text = str(err)
+    if " - at `" in text:
+        what, _, where = text.partition(" - at `")
+        return f"{where.rstrip('`')}: {what[0].lower() + what[1:]}"
+    return text[0].lower() + text[1:]
+
+
+def from_obj(obj: Any) -> Conversation:
+    """A decoded JSON object → Conversation, upgrading the legacy shape; RecordError when bad."""
+    if not isinstance(obj, dict):
+        raise RecordError(f"expected a JSON object with 'messages', got {type(obj).__name__}")
+    if "messages" not in obj:
+        raise RecordError("no 'messages' key")
+    if not isinstance(obj["messages"], list):
+        raise RecordError("$.messages: expected an array")
+    obj = dict(obj)
+    obj["messages"] = upgrade_legacy_messages([m if isinstance(m, dict) else {"bad": m} for m in obj["messages"]])
+    try:
+        return msgspec.convert(obj, Conversation)
+    except msgspec.ValidationError as err:
+        raise RecordError(_path(err)) from None
+
+
+def parse_line(line: bytes) -> Conversation:
+    """One JSONL line → Conversation; RecordError says what is wrong with it."""
+    try:
+        return _decode_fast(line)
+    except msgspec.ValidationError:
+        pass
+    except msgspec.DecodeError as err:
+        raise RecordError(f"not valid JSON ({err})") from None
+    return from_obj(orjson.loads(line))
+
+
+def read_lines(fp: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (line number, bytes consumed so far, line) for each non-blank line of a binary file."""
+    consumed = 0
+    for lineno, line in enumerate(fp, 1):
+        consumed += len(line)
+        if line.strip():
+            yield lineno, consumed, line
+
+
+def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = False) -> bytes:
+    """One conversation as a JSON line (with the trailing newline)."""
+    if meta and not legacy_functions:
+        return _encode(conv) + b"\n"
+    obj: dict[str, Any] = msgspec.to_builtins(conv) if meta else {"messages": msgspec.to_builtins(conv.messages)}
+    if not meta and conv.tools:
+        obj["tools"] = msgspec.to_builtins(conv.tools)
+    if legacy_functions:
+        obj["messages"] = downgrade_to_legacy(conv.messages)
+        if "tools" in obj:
+            obj["functions"] = [t.get("function", t) for t in obj.pop("tools")]
+    return orjson.dumps(obj) + b"\n"
+
+
+def write(convs: Iterable[Conversation], fp: IO[bytes], **options: Any) -> int:
+    """Write conversations as JSONL to a binary file; returns how many were written."""
+    n = 0
+    for conv in convs:
+        fp.write(dumps(conv, **options))
+        n += 1
+    return n

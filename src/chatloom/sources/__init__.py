@@ -1,0 +1,41 @@
+"""Importers: ``get_source(name)``, ``sources()`` and ``detect(path)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import SourceError, UsageError
+from ..plugins import load_plugins
+from .base import Reader, Source, check_text, read_head
+
+__all__ = ["Reader", "Source", "check_text", "detect", "get_source", "sources"]
+
+_registry: dict[str, type[Source]] | None = None
+
+
+def sources() -> dict[str, type[Source]]:
+    """Every registered importer, by name."""
+    global _registry
+    if _registry is None:
+        found: dict[str, type[Source]] = {}
+        load_plugins().hook.register_sources(register=lambda cls: found.setdefault(cls.name, cls))
+        _registry = found
+    return _registry
+
+
+def get_source(name: str) -> Source:
+    try:
+        return sources()[name]()
+    except KeyError:
+        raise UsageError(f"unknown format '{name}'; choose one of: {', '.join(sorted(sources()))}") from None
+
+
+def detect(path: Path) -> Source:
+    """The importer whose ``detect`` accepts this file's first bytes."""
+    head = read_head(path)
+    check_text(path, head)
+    for cls in sources().values():
+        source = cls()
+        if source.detect(path, head):
+            return source
+    raise SourceError(f"cannot tell the format of this file; pass -f FORMAT ({', '.join(sorted(sources()))})", file=str(path))

