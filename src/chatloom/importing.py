@@ -77,7 +77,7 @@ def import_paths(
     fmt: str = "auto",
     strict: bool = False,
     tags: Sequence[str] = (),
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     on_file: Callable[[Path, Source, int], Callable[[int], None] | None] | None = None,
 ) -> list[FileResult]:
     """Import every file the paths name. Each file is journaled; ``strict`` makes each file all

@@ -27,7 +27,7 @@ class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One turn. ``train``: None means the default policy (assistant turns train)."""
 
     role: Role
-    content: str = ""
+    content: str  # always written, even when empty: OpenAI readers expect the key
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None

@@ -18,7 +18,7 @@ from . import cli, console, dataset_option, err_console, json_option, print_json
 @click.option("-f", "--format", "fmt", default="auto", show_default=True, help="Input format; 'auto' detects it from the content.")
 @click.option("--strict", is_flag=True, help="A bad record fails its whole file, and nothing of that file is written.")
 @click.option("--tag", "tags", multiple=True, help="Tag every imported conversation (repeatable).")
-@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1), help="Conversations per transaction.")
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1), help="Conversations per transaction.")
 @json_option
 @click.argument("paths", nargs=-1, required=True)
 def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, as_json: bool, paths: tuple[str, ...]) -> None:

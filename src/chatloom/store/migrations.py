@@ -43,17 +43,15 @@ def m001_initial(db: sqlite3.Connection) -> None:
         );
         CREATE INDEX conversations_msg_start ON conversations(msg_start);
 
+        -- A message's position is pk - msg_start. The fields most messages lack (tool_calls,
+        -- tool_call_id, train, meta) share one JSON column: every column costs bulk import time.
         CREATE TABLE messages (
-            pk           INTEGER PRIMARY KEY,
-            conv         INTEGER NOT NULL REFERENCES conversations(pk),
-            idx          INTEGER NOT NULL,
-            role         TEXT NOT NULL,
-            content      TEXT NOT NULL,
-            name         TEXT,
-            tool_calls   TEXT,
-            tool_call_id TEXT,
-            train        INTEGER,
-            meta         TEXT
+            pk      INTEGER PRIMARY KEY,
+            conv    INTEGER NOT NULL REFERENCES conversations(pk),
+            role    TEXT NOT NULL,
+            content TEXT NOT NULL,
+            name    TEXT,
+            extra   TEXT
         );
 
         CREATE VIRTUAL TABLE messages_fts USING fts5(

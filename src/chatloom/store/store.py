@@ -33,6 +33,7 @@ import orjson
 
 from ..errors import ChatloomError, ConflictError, NotFoundError, StoreError
 from ..model import Conversation, Message, digest, ensure_id
+from ..prefetch import prefetch
 from .migrations import migrate
 
 APPLICATION_ID = 0x43484C4D  # "CHLM": tells a chatloom dataset from another SQLite file
@@ -42,7 +43,8 @@ _CONV_COLS = (
     "pk, id, digest, revision, deleted, title, language, tags, tools, source, meta, "
     "created_at, updated_at, modified_at, msg_start, n_messages"
 )
-_MSG_COLS = "pk, conv, role, content, name, tool_calls, tool_call_id, train, meta"
+_MSG_COLS = "pk, conv, role, content, name, extra"
+_INSERT_MESSAGES = "INSERT INTO messages (conv, role, content, name, extra) VALUES (?, ?, ?, ?, ?)"
 _IN_CHUNK = 900  # ids per "IN (?, ?, …)" query
 
 
@@ -127,16 +129,9 @@ class CheckResult:
 
 
 def _message(row: Sequence[Any]) -> Message:
-    _, _, role, content, name, tool_calls, tool_call_id, train, meta = row
-    return Message(
-        role=role,
-        content=content,
-        name=name,
-        tool_calls=orjson.loads(tool_calls) if tool_calls else None,
-        tool_call_id=tool_call_id,
-        train=None if train is None else bool(train),
-        meta=orjson.loads(meta) if meta else {},
-    )
+    if row[5] is None:
+        return Message(role=row[2], content=row[3], name=row[4])
+    return Message(role=row[2], content=row[3], name=row[4], **orjson.loads(row[5]))
 
 
 def _conversation(row: Sequence[Any], messages: list[Message]) -> Conversation:
@@ -154,23 +149,16 @@ def _conversation(row: Sequence[Any], messages: list[Message]) -> Conversation:
     )
 
 
-def _message_rows(conv: Conversation, conv_pk: int, start: int) -> list[tuple[Any, ...]]:
-    dumps = orjson.dumps
-    return [
-        (
-            start + i,
-            conv_pk,
-            i,
-            m.role,
-            m.content,
-            m.name,
-            dumps(m.tool_calls).decode() if m.tool_calls else None,
-            m.tool_call_id,
-            m.train,
-            dumps(m.meta).decode() if m.meta else None,
-        )
-        for i, m in enumerate(conv.messages)
-    ]
+def _extra(m: Message) -> str | None:
+    """tool_calls, tool_call_id, train and meta as one JSON object; None when all are empty."""
+    if m.tool_calls is None and m.tool_call_id is None and m.train is None and not m.meta:
+        return None
+    extra = {"tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "train": m.train, "meta": m.meta}
+    return orjson.dumps({k: v for k, v in extra.items() if v is not None and v != {}}).decode()
+
+
+def _message_rows(conv: Conversation, conv_pk: int) -> list[tuple[Any, ...]]:
+    return [(conv_pk, m.role, m.content, m.name, _extra(m)) for m in conv.messages]
 
 
 def fts_query(text: str) -> str:
@@ -380,7 +368,7 @@ class Store:
         convs: Iterable[Conversation],
         *,
         tags: Sequence[str] = (),
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         atomic: bool = False,
         journal: int | None = None,
         on_batch: Callable[[ImportCounts], None] | None = None,
@@ -393,17 +381,53 @@ class Store:
         """
         counts = ImportCounts()
         now = _now()
-        with self._write() if atomic else nullcontext():
-            for batch in _batches(convs, batch_size):
-                with self._write():
-                    self._import_batch(batch, tags, now, counts)
-                    if journal is not None:
-                        self._journal_update(journal, counts)
-                if on_batch is not None:
-                    on_batch(counts)
+        # The next batch is parsed in a thread. It is asked for just before the FTS step, one
+        # long sqlite3_step that releases the GIL, so parsing overlaps indexing instead of
+        # fighting the row inserts for the GIL.
+        batches = prefetch(_batches(convs, batch_size), depth=1)
+        ahead: list[Any] = []
+
+        def fetch_next() -> None:
+            try:
+                ahead.append(next(batches, None))
+            except BaseException as exc:  # raised after this batch commits
+                ahead.append(exc)
+
+        # Bulk rows reference conversations inserted in the same transaction, so the per-row
+        # foreign-key lookup is skipped here (it cannot be toggled inside a transaction);
+        # 'chatloom check' runs the foreign-key check over the whole file.
+        fk_off = self._depth == 0
+        if fk_off:
+            self.db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self._write() if atomic else nullcontext():
+                fetch_next()
+                while True:
+                    batch = ahead.pop()
+                    if isinstance(batch, BaseException):
+                        raise batch
+                    if batch is None:
+                        break
+                    with self._write():
+                        self._import_batch(batch, tags, now, counts, before_index=fetch_next)
+                        if journal is not None:
+                            self._journal_update(journal, counts)
+                    if on_batch is not None:
+                        on_batch(counts)
+        finally:
+            batches.close()
+            if fk_off:
+                self.db.execute("PRAGMA foreign_keys = ON")
         return counts
 
-    def _import_batch(self, batch: list[tuple[Conversation, str]], tags: Sequence[str], now: str, counts: ImportCounts) -> None:
+    def _import_batch(
+        self,
+        batch: list[tuple[Conversation, str]],
+        tags: Sequence[str],
+        now: str,
+        counts: ImportCounts,
+        before_index: Callable[[], None] = lambda: None,
+    ) -> None:
         db = self.db
         existing: dict[str, tuple[Any, ...]] = {}
         ids = [c.id for c, _ in batch]
@@ -425,7 +449,7 @@ class Store:
                 pk = next_conv
                 next_conv += 1
                 conv_rows.append(self._conv_row(pk, conv, dg, 1, now, next_msg))
-                msg_rows.extend(_message_rows(conv, pk, next_msg))
+                msg_rows.extend(_message_rows(conv, pk))
                 next_msg += len(conv.messages)
                 tag_rows.extend((t, pk) for t in conv.tags)
                 rev_rows.append((pk, 1, "import", now, dg, None))
@@ -441,7 +465,8 @@ class Store:
             else:
                 changed.append((old[0], conv, dg))
         db.executemany(f"INSERT INTO conversations ({_CONV_COLS}) VALUES ({','.join('?' * 16)})", conv_rows)
-        db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", msg_rows)
+        self._insert_messages(msg_rows, first_msg)
+        before_index()
         db.execute(
             "INSERT INTO messages_fts (rowid, content) SELECT pk, content FROM messages WHERE pk >= ? AND pk < ?",
             (first_msg, next_msg),
@@ -452,6 +477,13 @@ class Store:
             self._replace(pk, conv, dg, op="import", now=now)
             counts.updated += 1
             counts.messages += len(conv.messages)
+
+    def _insert_messages(self, rows: list[tuple[Any, ...]], start: int) -> None:
+        """Insert message rows, which SQLite numbers max(pk) + 1, + 2, …: the range must come
+        out as [start, start + len(rows)), and this checks that it did."""
+        self.db.executemany(_INSERT_MESSAGES, rows)
+        if rows and self._max_pk("messages") != start + len(rows) - 1:
+            raise StoreError(f"{self.path}: message numbering is not contiguous; run 'chatloom check'")
 
     @staticmethod
     def _conv_row(pk: int, conv: Conversation, dg: str, revision: int, now: str, msg_start: int) -> tuple[Any, ...]:
@@ -488,7 +520,7 @@ class Store:
         prev = self._snapshot(pk)
         self._drop_messages(pk)
         start = self._max_pk("messages") + 1
-        self.db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", _message_rows(conv, pk, start))
+        self._insert_messages(_message_rows(conv, pk), start)
         self.db.execute(
             "INSERT INTO messages_fts (rowid, content) SELECT pk, content FROM messages WHERE pk >= ? AND pk < ?",
             (start, start + len(conv.messages)),
@@ -520,7 +552,7 @@ class Store:
                 pk = self._max_pk("conversations") + 1
                 start = self._max_pk("messages") + 1
                 self.db.execute(f"INSERT INTO conversations ({_CONV_COLS}) VALUES ({','.join('?' * 16)})", self._conv_row(pk, conv, dg, 1, now, start))
-                self.db.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?,?,?)", _message_rows(conv, pk, start))
+                self._insert_messages(_message_rows(conv, pk), start)
                 self.db.execute(
                     "INSERT INTO messages_fts (rowid, content) SELECT pk, content FROM messages WHERE pk >= ?", (start,)
                 )
