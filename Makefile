@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := demo-output
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench docs clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+docs: venv
+	$(BIN)/python docs/gen_cli_reference.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) build src/*.egg-info .pytest_cache

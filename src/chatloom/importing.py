@@ -70,20 +70,31 @@ def _files(paths: Sequence[str], fmt: str) -> Iterator[tuple[Path, Source, bool]
                 yield file, source, False
 
 
-def import_paths(
+def plan(paths: Sequence[str], fmt: str = "auto") -> list[tuple[Path, Source, bool]]:
+    """The files the paths name, each with its importer (and whether it was detected). Every
+    path is checked here, before anything is written: a missing file or an unknown format
+    fails the whole command up front."""
+    return list(_files(paths, fmt))
+
+
+def import_paths(store: Store, paths: Sequence[str], *, fmt: str = "auto", **options: Any) -> list[FileResult]:
+    """Import every file the paths name (see ``import_files`` for the options)."""
+    return import_files(store, plan(paths, fmt), **options)
+
+
+def import_files(
     store: Store,
-    paths: Sequence[str],
+    files: Sequence[tuple[Path, Source, bool]],
     *,
-    fmt: str = "auto",
     strict: bool = False,
     tags: Sequence[str] = (),
     batch_size: int = 5000,
     on_file: Callable[[Path, Source, int], Callable[[int], None] | None] | None = None,
 ) -> list[FileResult]:
-    """Import every file the paths name. Each file is journaled; ``strict`` makes each file all
+    """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
     or nothing. ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
     results = []
-    for file, source, detected in _files(paths, fmt):
+    for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(str(file), strict=strict, progress=progress)
         run, interrupted = store.journal_begin(str(file.resolve()), source.name, fingerprint(file))

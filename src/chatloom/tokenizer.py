@@ -165,6 +165,8 @@ class HFTokenizer(Tokenizer):
             stamp = hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
         else:
             raise UsageError(f"{path}: not a tokenizer folder (no tokenizer.json, nor vocab.json + merges.txt)")
+        if hasattr(self.tok, "encode_special_tokens"):
+            self.tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
         self.name = str(path)
         self.cache_key = f"hf:{path.resolve()}:{stamp}"
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
@@ -182,14 +184,10 @@ class HFTokenizer(Tokenizer):
             self.tok.add_special_tokens([AddedToken(tok["content"], special=tok.get("special", True))])
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False, split_special_tokens=True).ids
+        return self.tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        try:
-            encs = self.tok.encode_batch(list(texts), add_special_tokens=False, split_special_tokens=True)
-        except TypeError:  # older tokenizers: no split_special_tokens
-            encs = self.tok.encode_batch(list(texts), add_special_tokens=False)
-        return [e.ids for e in encs]
+        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)

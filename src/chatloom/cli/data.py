@@ -8,7 +8,7 @@ from rich.table import Table
 from ..exporting import export
 from ..errors import UsageError
 from ..formats import get_format
-from ..importing import import_paths
+from ..importing import import_files, plan
 from ..store import Store
 from . import cli, console, dataset_option, err_console, json_option, print_json
 
@@ -40,6 +40,7 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
 
     'chatloom formats' lists the formats.
     """
+    files = plan(paths, fmt)  # every path checked before the dataset is created or written
     with Store(dataset, create=True) as store:
         bars = []
 
@@ -60,7 +61,7 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
             return lambda done: progress.update(task, completed=done)
 
         try:
-            results = import_paths(store, paths, fmt=fmt, strict=strict, tags=tags, batch_size=batch_size, on_file=on_file)
+            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, on_file=on_file)
         finally:
             for bar in bars:
                 bar.stop()
@@ -70,8 +71,10 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
         print_json({"dataset": dataset, "files": [r.to_dict() for r in results], "conversations": total})
         return
     table = Table(title=f"import into {dataset}", title_justify="left")
-    for col in ("file", "format", "read", "added", "updated", "unchanged", "bad"):
-        table.add_column(col, justify="left" if col in ("file", "format") else "right")
+    table.add_column("file", overflow="fold")
+    table.add_column("format", no_wrap=True)
+    for col in ("read", "added", "updated", "unchanged", "bad"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         c = r.counts
         fmt_cell = r.format + (" (detected)" if r.detected else "")

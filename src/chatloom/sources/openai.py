@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import re
+
 import orjson
 
 from ..jsonl import RecordError, parse_line, read_lines
@@ -22,8 +24,8 @@ class OpenAISource(Source):
         if not stripped.startswith(b"{"):
             return False
         first, newline, _ = stripped.partition(b"\n")
-        if not newline:  # a first line longer than the head
-            return b'"messages"' in first
+        if not newline:  # a first line longer than the head: messages must be a list of objects
+            return re.search(rb'"messages"\s*:\s*\[\s*\{', first) is not None
         try:
             obj = orjson.loads(first)
         except orjson.JSONDecodeError:

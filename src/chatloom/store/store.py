@@ -462,7 +462,8 @@ class Store:
                 missing = [t for t in conv.tags if t not in _loads(old[4], [])]
                 if missing:
                     self._retag(old[0], add=missing, remove=(), now=now)
-            else:
+            else:  # a newer version of it: the tags a user added to the old one stay
+                conv.tags = list(dict.fromkeys([*_loads(old[4], []), *conv.tags]))
                 changed.append((old[0], conv, dg))
         db.executemany(f"INSERT INTO conversations ({_CONV_COLS}) VALUES ({','.join('?' * 16)})", conv_rows)
         self._insert_messages(msg_rows, first_msg)
@@ -848,11 +849,14 @@ def _batches(convs: Iterable[Conversation], size: int) -> Iterator[list[tuple[Co
     for conv in convs:
         dg = digest(conv)
         cid = ensure_id(conv, dg)
-        if cid in seen or len(batch) >= size:
+        if cid in seen:
             yield batch
             batch, seen = [], set()
         batch.append((conv, dg))
         seen.add(cid)
+        if len(batch) >= size:
+            yield batch
+            batch, seen = [], set()
     if batch:
         yield batch
 

@@ -1,0 +1,41 @@
+"""Write docs/cli-reference.md from the CLI's own --help texts (``make docs``).
+
+tests/test_docs.py fails when the file is out of date or a command is missing from it.
+
+    .venv/bin/python docs/gen_cli_reference.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from chatloom.cli import cli
+
+TARGET = Path(__file__).with_name("cli-reference.md")
+
+
+def render() -> str:
+    runner = CliRunner()
+    parts = [
+        "# CLI reference",
+        "",
+        "Generated from `--help` by `docs/gen_cli_reference.py` (`make docs`); do not edit by hand.",
+        "",
+        "## chatloom",
+        "",
+        "```",
+        runner.invoke(cli, ["--help"], prog_name="chatloom", terminal_width=100).output.rstrip(),
+        "```",
+    ]
+    for name in sorted(cli.commands):
+        help_text = runner.invoke(cli, [name, "--help"], prog_name="chatloom", terminal_width=100).output.rstrip()
+        parts += ["", f"## chatloom {name}", "", "```", help_text, "```"]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    TARGET.write_text(render())
+    print(f"wrote {TARGET}", file=sys.stderr)

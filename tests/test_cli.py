@@ -1,0 +1,173 @@
+import json
+
+import orjson
+import pytest
+
+from chatloom.cli import cli
+
+from .conftest import conv, write_jsonl
+
+
+@pytest.fixture
+def chats(tmp_path):
+    return write_jsonl(tmp_path / "chats.jsonl", [
+        conv("hello there", "hi! how are you?", id="c1", tags=["greet"]),
+        conv("tell me about pizza", "pizza is bread with toppings", id="c2"),
+        conv("and sushi?", "rice and fish", id="c3"),
+    ])
+
+
+def test_every_command_has_help_with_examples(run):
+    for name, command in cli.commands.items():
+        result = run(name, "--help")
+        assert result.exit_code == 0, name
+        if name != "formats":
+            assert "Example usage:" in result.output, name
+
+
+def test_import_ls_show(run, chats):
+    result = run("import", str(chats))
+    assert result.exit_code == 0
+    assert "openai (detected)" in result.stdout
+    assert "3 conversations in chatloom.db" in result.stdout
+    again = run("import", str(chats), "--json")
+    data = json.loads(again.stdout)
+    assert data["files"][0]["added"] == 0 and data["files"][0]["unchanged"] == 3
+    listing = json.loads(run("ls", "--json").stdout)
+    assert [r["id"] for r in listing] == ["c1", "c2", "c3"]
+    assert listing[0]["preview"] == "hello there"
+    found = json.loads(run("ls", "--search", "pizza", "--json").stdout)
+    assert [r["id"] for r in found] == ["c2"] and "pizza" in found[0]["snippet"]
+    assert [r["id"] for r in json.loads(run("ls", "--tag", "greet", "--json").stdout)] == ["c1"]
+    shown = run("show", "c2")
+    assert "pizza is bread with toppings" in shown.stdout
+    record = json.loads(run("show", "c2", "--json").stdout)
+    assert record["revision"] == 1 and record["messages"][1]["role"] == "assistant"
+
+
+def test_markup_in_chats_is_printed_as_text(run, tmp_path):
+    path = write_jsonl(tmp_path / "m.jsonl", [conv("[bold red]not markup[/] [link=x]y[/link]", id="m")])
+    run("import", str(path))
+    assert "[bold red]not markup[/]" in run("show", "m").stdout
+    assert "[bold red]not markup[/]" in run("ls").stdout
+
+
+def test_edit_commands(run, chats):
+    run("import", str(chats))
+    assert run("tag", "c2", "c3", "--add", "food").stdout.startswith("tagged 2 of 2")
+    assert run("tag", "c2", "--remove", "food").exit_code == 0
+    history = json.loads(run("history", "c2", "--json").stdout)
+    assert [h["op"] for h in history] == ["import", "tag", "tag"]
+    out = run("undo", "c2").stdout
+    assert "undid revision 3 (tag) of c2; it is now at revision 4" in out
+    assert "food" in json.loads(run("show", "c2", "--json").stdout)["tags"]
+    assert run("rm", "c3").stdout.startswith("deleted 1")
+    assert [r["id"] for r in json.loads(run("ls", "--json").stdout)] == ["c1", "c2"]
+    assert run("check").stdout.startswith("ok: 2 conversations")
+    assert run("settings", "languages", "en,de").exit_code == 0
+    assert json.loads(run("settings", "--json").stdout) == {"languages": ["en", "de"]}
+
+
+def test_stats_json_and_plot(run, chats):
+    run("import", str(chats))
+    result = run("stats", "--json", "--plot", "hist.png")
+    data = json.loads(result.stdout)
+    assert data["conversations"] == 3 and data["messages"] == 6
+    assert data["by_role"] == {"user": 3, "assistant": 3}
+    assert set(data["tokens"]) == {"tokenizer", "total", "mean", "p50", "p95", "max"}
+    assert data["by_tag"] == {"greet": 1} and data["by_source"] == {"openai": 3}
+    with open("hist.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    human = run("stats", "--tokenizer", "cl100k_base")
+    assert "tokens (cl100k_base)" in human.stdout
+
+
+def test_export_round_trip_is_lossless(run, tmp_path, fixture):
+    lima = fixture("limagui_v0.6.1_function_calling.jsonl")
+    run("import", str(lima), "-f", "openai")
+    run("import", "-f", "chatterbot", "package")
+    assert run("export", "-o", "one.jsonl").exit_code == 0
+    run("import", "-d", "copy.db", "one.jsonl")
+    run("export", "-d", "copy.db", "-o", "two.jsonl")
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+
+
+def test_export_split_is_seeded_and_by_conversation(run, tmp_path):
+    run("import", "-f", "chatterbot", "package")
+    total = json.loads(run("stats", "--json").stdout)["conversations"]
+    run("export", "-o", "a", "--split", "0.1", "--seed", "7")
+    run("export", "-o", "b", "--split", "0.1", "--seed", "7")
+    run("export", "-o", "c", "--split", "0.1", "--seed", "8")
+    for name in ("train.jsonl", "val.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    ids = {s: [orjson.loads(l)["id"] for l in open(tmp_path / "a" / f"{s}.jsonl", "rb")] for s in ("train", "val")}
+    assert len(ids["val"]) == round(total * 0.1)
+    assert not set(ids["train"]) & set(ids["val"]) and len(ids["train"]) + len(ids["val"]) == total
+    assert (tmp_path / "c" / "val.jsonl").read_bytes() != (tmp_path / "a" / "val.jsonl").read_bytes()
+    counted = run("export", "-o", "n", "--split", "5", "--json")
+    assert list(json.loads(counted.stdout)["files"].values())[1] == 5
+
+
+def test_export_no_meta_is_the_bare_training_shape(run, chats):
+    run("import", str(chats))
+    out = run("export", "-o", "-", "--no-meta").stdout.splitlines()
+    assert orjson.loads(out[0]) == {"messages": [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "hi! how are you?"}]}
+
+
+# -- errors: one line, exit code 2, no traceback, nothing written --------------------------------
+
+
+def _one_error_line(result, *expected):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for text in expected:
+        assert text in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_error_lines(run, tmp_path, chats):
+    _one_error_line(run("import", "missing.jsonl"), "error: missing.jsonl: no such file or folder")
+    _one_error_line(run("ls"), "chatloom.db: no such dataset")
+    assert not (tmp_path / "chatloom.db").exists()
+    _one_error_line(run("import", "-f", "nope", str(chats)), "unknown format 'nope'")
+    run("import", str(chats))
+    _one_error_line(run("show", "zzz"), "zzz: no such conversation")
+    _one_error_line(run("stats", "--tokenizer", "nope"), "unknown tokenizer 'nope'")
+    _one_error_line(run("export", "-f", "nope", "-o", "x"), "unknown format 'nope'")
+    assert run("undo", "c1").exit_code == 0  # undoes the import: c1 is deleted
+    _one_error_line(run("undo", "c1"), "c1: nothing to undo")
+    (tmp_path / "notes.db").write_text("hello, this is not SQLite" * 100)
+    _one_error_line(run("ls", "-d", "notes.db"), "notes.db: cannot open the dataset")
+
+
+def test_bad_records_are_counted_and_strict_writes_nothing(run, tmp_path, chats):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(chats.read_bytes() + b'{"messages": [{"role": "user", "content": 1}]}\n{"messages": []}\n')
+    result = run("import", str(bad), "-d", "strict.db", "--strict")
+    _one_error_line(result, f"{bad}:4: $.messages[0].content", "--strict")
+    assert json.loads(run("stats", "-d", "strict.db", "--json").stdout)["conversations"] == 0
+    lenient = run("import", str(bad), "-d", "lenient.db")
+    assert lenient.exit_code == 0
+    assert f"warning: {bad}:4: $.messages[0].content" in lenient.stderr
+    assert "1 bad records skipped" in lenient.stderr
+    assert json.loads(run("stats", "-d", "lenient.db", "--json").stdout)["conversations"] == 4
+
+
+def test_debug_shows_the_traceback(run):
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(cli, ["--debug", "import", "missing.jsonl"])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_dataset_from_the_environment(run, chats, monkeypatch):
+    monkeypatch.setenv("CHATLOOM_DATASET", "env.db")
+    run("import", str(chats))
+    assert json.loads(run("stats", "--json").stdout)["dataset"] == "env.db"
+
+
+def test_formats_lists_plugins(run):
+    data = json.loads(run("formats", "--json").stdout)
+    assert {"openai", "chitchat", "chatterbot"} <= set(data["import"])
+    assert "openai" in data["export"] and "gpt2-chatml" in data["tokenizers"]

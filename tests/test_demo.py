@@ -1,0 +1,26 @@
+"""The demo's steps (the same commands `make demo` runs), through `python -m chatloom`."""
+
+import json
+import re
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_demo_steps(tmp_path):
+    recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    steps = [line.strip().replace("$(BIN)/chatloom", "").replace("$(DEMO)", "demo") for line in recipe.splitlines() if "$(BIN)/chatloom" in line and not line.strip().startswith("@")]
+    assert len(steps) >= 3
+    for step in steps:
+        args = step.split()
+        result = subprocess.run([sys.executable, "-m", "chatloom", *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, (step, result.stderr)
+    stats = subprocess.run([sys.executable, "-m", "chatloom", "stats", "-d", "demo/chitchat.db", "--json"], capture_output=True, text=True, cwd=tmp_path)
+    data = json.loads(stats.stdout)
+    assert data["conversations"] == 7168 and data["tokens"]["total"] > 1_000_000
+    assert (tmp_path / "demo" / "tokens.png").read_bytes()[:4] == b"\x89PNG"
+    train = (tmp_path / "demo" / "export" / "train.jsonl").read_text().splitlines()
+    val = (tmp_path / "demo" / "export" / "val.jsonl").read_text().splitlines()
+    assert len(train) + len(val) == 7168 and len(val) == round(7168 * 0.05)
+    assert re.match(r'\{"id":"chitchat:', train[0])

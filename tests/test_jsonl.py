@@ -1,0 +1,108 @@
+import io
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatloom import jsonl
+from chatloom.jsonl import RecordError, parse_line
+from chatloom.model import Conversation, Message
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3),
+    max_leaves=6,
+)
+tool_call = st.builds(
+    lambda i, name, args: {"id": i, "type": "function", "function": {"name": name, "arguments": args}},
+    text, text, text,
+)
+message = st.builds(
+    Message,
+    role=st.sampled_from(["system", "user", "assistant", "tool"]),
+    content=text,
+    name=st.none() | text,
+    tool_calls=st.none() | st.lists(tool_call, min_size=1, max_size=2),
+    tool_call_id=st.none() | text,
+    train=st.none() | st.booleans(),
+    meta=st.dictionaries(text, json_value, max_size=3),
+)
+conversation = st.builds(
+    Conversation,
+    id=st.none() | text,
+    messages=st.lists(message, max_size=5),
+    title=st.none() | text,
+    language=st.none() | st.sampled_from(["en", "de", "es"]),
+    tags=st.lists(text, max_size=3),
+    tools=st.lists(st.dictionaries(text, json_value, max_size=2), max_size=2),
+    source=st.dictionaries(st.sampled_from(["format", "file", "locator"]), text),
+    meta=st.dictionaries(text, json_value, max_size=3),
+    created_at=st.none() | text,
+    updated_at=st.none() | text,
+)
+
+
+@given(st.lists(conversation, max_size=5))
+@settings(max_examples=150, deadline=None)
+def test_round_trip_is_lossless(convs):
+    buf = io.BytesIO()
+    assert jsonl.write(convs, buf) == len(convs)
+    buf.seek(0)
+    back = [parse_line(line) for _, _, line in jsonl.read_lines(buf)]
+    assert back == convs
+
+
+def test_empty_content_is_still_written():
+    line = jsonl.dumps(Conversation(messages=[Message(role="assistant", content="")]))
+    assert b'"content":""' in line
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (b'{"messages": [', "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"text": "hi"}', "no 'messages' key"),
+        (b'{"messages": [{"role": "user", "content": 5}]}', "$.messages[0].content"),
+        (b'{"messages": [{"role": "robot", "content": "x"}]}', "$.messages[0].role"),
+        (b'{"messages": "hi"}', "$.messages: expected an array"),
+    ],
+)
+def test_bad_records_say_where(line, message):
+    with pytest.raises(RecordError) as err:
+        parse_line(line)
+    assert message in str(err.value)
+
+
+def test_openai_content_null_and_parts_are_accepted():
+    c = parse_line(
+        b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]},'
+        b' {"role": "assistant", "content": null, "tool_calls": [{"id": "a", "type": "function",'
+        b' "function": {"name": "f", "arguments": "{}"}}]}]}'
+    )
+    assert [m.content for m in c.messages] == ["hi", ""]
+    assert c.messages[1].tool_calls[0]["function"]["name"] == "f"
+
+
+def test_lima_function_calling_fixture(fixture):
+    path = fixture("limagui_v0.6.1_function_calling.jsonl")
+    convs = [parse_line(line) for _, _, line in jsonl.read_lines(open(path, "rb"))]
+    assert convs
+    for c in convs:
+        for i, m in enumerate(c.messages):
+            assert m.role in ("system", "user", "assistant", "tool")
+            if m.role == "tool":  # every result answers a call made before it
+                calls = [t["id"] for prev in c.messages[:i] for t in prev.tool_calls or []]
+                assert m.tool_call_id in calls
+            for call in m.tool_calls or []:
+                msgspec.json.decode(call["function"]["arguments"])  # arguments are a JSON string now
+
+
+def test_legacy_functions_written_back():
+    c = parse_line(b'{"messages": [{"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}},'
+                   b' {"role": "function", "name": "f", "content": "1"}]}')
+    out = msgspec.json.decode(jsonl.dumps(c, legacy_functions=True))
+    assert out["messages"][0]["function_call"] == {"name": "f", "arguments": "{}"}
+    assert out["messages"][1]["role"] == "function"
