@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := demo-output
 
-.PHONY: venv demo test bench docs clean
+.PHONY: venv demo test bench docs lint clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ test: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+lint: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
+	$(BIN)/ruff check src tests bench docs
 
 docs: venv
 	$(BIN)/python docs/gen_cli_reference.py

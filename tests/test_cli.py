@@ -18,7 +18,7 @@ def chats(tmp_path):
 
 
 def test_every_command_has_help_with_examples(run):
-    for name, command in cli.commands.items():
+    for name in cli.commands:
         result = run(name, "--help")
         assert result.exit_code == 0, name
         if name != "formats":
@@ -100,7 +100,7 @@ def test_export_split_is_seeded_and_by_conversation(run, tmp_path):
     run("export", "-o", "c", "--split", "0.1", "--seed", "8")
     for name in ("train.jsonl", "val.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    ids = {s: [orjson.loads(l)["id"] for l in open(tmp_path / "a" / f"{s}.jsonl", "rb")] for s in ("train", "val")}
+    ids = {s: [orjson.loads(line)["id"] for line in open(tmp_path / "a" / f"{s}.jsonl", "rb")] for s in ("train", "val")}
     assert len(ids["val"]) == round(total * 0.1)
     assert not set(ids["train"]) & set(ids["val"]) and len(ids["train"]) + len(ids["val"]) == total
     assert (tmp_path / "c" / "val.jsonl").read_bytes() != (tmp_path / "a" / "val.jsonl").read_bytes()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ def export(
     split: float | None = None,
     seed: int = 0,
     tag: str | None = None,
+    progress: Callable[[int], None] | None = None,
     **options: Any,
 ) -> ExportResult:
     """Write the live conversations (optionally one tag) to ``out``; ``-`` is standard output.
@@ -43,8 +44,18 @@ def export(
     """
     writer = get_format(fmt, **options)
     result = ExportResult()
+    done = 0
+
+    def counted(convs: Iterator[Conversation]) -> Iterator[Conversation]:
+        nonlocal done
+        for conv in convs:
+            yield conv
+            done += 1
+            if progress is not None and done % 256 == 0:
+                progress(done)
+
     if split is None:
-        convs = store.iter_conversations(tag=tag)
+        convs = counted(store.iter_conversations(tag=tag))
         if out == "-":
             report = writer.write(convs, sys.stdout.buffer)
         else:

@@ -103,9 +103,11 @@ def import_files(
             counts = store.import_conversations(
                 source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run
             )
-        except BaseException:
+        except Exception:
             store.journal_end(run, counts, status="failed", bad=reader.bad_count)
             raise
+        # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
+        # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         results.append(FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, interrupted))
     return results

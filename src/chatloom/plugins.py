@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -30,3 +33,22 @@ def load_plugins() -> pluggy.PluginManager:
         if not os.environ.get("CHATLOOM_NO_PLUGINS"):
             pm.load_setuptools_entrypoints("chatloom")
     return pm
+
+
+@functools.cache
+def collect(hook: str, key: Callable[..., tuple[str, Any]]) -> dict[str, Any]:
+    """Call a ``register_*`` hook on every plugin; ``key`` turns one ``register(...)`` call into
+    (name, entry). The first plugin to register a name keeps it (built-ins come first)."""
+    found: dict[str, Any] = {}
+
+    def register(*args: Any, **kwargs: Any) -> None:
+        name, entry = key(*args, **kwargs)
+        found.setdefault(name, entry)
+
+    getattr(load_plugins().hook, hook)(register=register)
+    return found
+
+
+def by_name(cls: Any) -> tuple[str, Any]:
+    """The key of hooks that register classes with a ``name``."""
+    return cls.name, cls

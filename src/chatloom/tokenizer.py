@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .hookspecs import hookimpl
 from .home import cache_dir
+from .hookspecs import hookimpl
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 
@@ -195,19 +195,15 @@ class HFTokenizer(Tokenizer):
 
 # -- the registry ---------------------------------------------------------------------------
 
-_registry: dict[str, tuple[Callable[[], Tokenizer], str]] | None = None
+def _tokenizer_entry(name: str, factory: Callable[[], Tokenizer], summary: str = "") -> tuple[str, Any]:
+    return name, (factory, summary)
 
 
 def tokenizers() -> dict[str, tuple[Callable[[], Tokenizer], str]]:
     """Registered tokenizers: name → (factory, summary)."""
-    global _registry
-    if _registry is None:
-        from .plugins import load_plugins
+    from .plugins import collect
 
-        found: dict[str, tuple[Callable[[], Tokenizer], str]] = {}
-        load_plugins().hook.register_tokenizers(register=lambda name, factory, summary="": found.setdefault(name, (factory, summary)))
-        _registry = found
-    return _registry
+    return collect("register_tokenizers", _tokenizer_entry)
 
 
 @functools.cache

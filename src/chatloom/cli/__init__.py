@@ -33,7 +33,7 @@ class ChatloomGroup(click.Group):
     """Turns library errors into ``error: …`` lines (exit 2); ``--debug`` shows the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(os.environ.get("CHATLOOM_DEBUG")) or "--debug" in sys.argv[1:2]
+        debug = bool(os.environ.get("CHATLOOM_DEBUG")) or bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except ChatloomError as err:
@@ -111,8 +111,8 @@ def cli(debug: bool) -> None:
     """
 
 
-from . import browse, data, edit  # noqa: E402  (commands register themselves on `cli`)
 from ..plugins import load_plugins  # noqa: E402
+from . import browse, data, edit  # noqa: E402  (commands register themselves on `cli`)
 
 load_plugins().hook.register_commands(cli=cli)
 

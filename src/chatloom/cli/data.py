@@ -5,12 +5,12 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..exporting import export
 from ..errors import UsageError
+from ..exporting import export
 from ..formats import get_format
 from ..importing import import_files, plan
 from ..store import Store
-from . import cli, console, dataset_option, err_console, json_option, print_json
+from . import cli, console, dataset_option, err_console, json_option, print_json, progress_bar
 
 
 @cli.command("import")
@@ -119,7 +119,12 @@ def export_(dataset: str, fmt: str, out: str, split: float | None, seed: int, ta
     if split is not None and out == "-":
         raise UsageError("--split writes a folder: give -o a folder, not '-'")
     with Store(dataset) as store:
-        result = export(store, out, fmt=fmt, split=split, seed=seed, tag=tag, meta=not no_meta, legacy_functions=legacy_functions)
+        passes = 1 if split is None else 2  # a split reads the dataset once per file
+        with progress_bar("exporting", None if tag else store.count() * passes) as update:
+            result = export(
+                store, out, fmt=fmt, split=split, seed=seed, tag=tag, progress=update,
+                meta=not no_meta, legacy_functions=legacy_functions,
+            )  # fmt: skip
     if as_json:
         print_json({"files": result.files, "dropped": dict(result.dropped)})
         return

@@ -5,21 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UsageError
-from ..plugins import load_plugins
+from ..plugins import by_name, collect
 from .base import Format, WriteReport
 
 __all__ = ["Format", "WriteReport", "formats", "get_format"]
 
-_registry: dict[str, type[Format]] | None = None
-
-
 def formats() -> dict[str, type[Format]]:
-    global _registry
-    if _registry is None:
-        found: dict[str, type[Format]] = {}
-        load_plugins().hook.register_formats(register=lambda cls: found.setdefault(cls.name, cls))
-        _registry = found
-    return _registry
+    """Every registered export format, by name."""
+    return collect("register_formats", by_name)
 
 
 def get_format(name: str, **options: Any) -> Format:

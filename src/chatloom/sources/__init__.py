@@ -5,22 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import SourceError, UsageError
-from ..plugins import load_plugins
+from ..plugins import by_name, collect
 from .base import Reader, Source, check_text, read_head
 
 __all__ = ["Reader", "Source", "check_text", "detect", "get_source", "sources"]
 
-_registry: dict[str, type[Source]] | None = None
-
-
 def sources() -> dict[str, type[Source]]:
     """Every registered importer, by name."""
-    global _registry
-    if _registry is None:
-        found: dict[str, type[Source]] = {}
-        load_plugins().hook.register_sources(register=lambda cls: found.setdefault(cls.name, cls))
-        _registry = found
-    return _registry
+    return collect("register_sources", by_name)
 
 
 def get_source(name: str) -> Source:
