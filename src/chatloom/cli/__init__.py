@@ -44,6 +44,9 @@ class ChatloomGroup(click.Group):
             if debug:
                 raise
             raise fail(f"dataset: {err}") from None
+        except BrokenPipeError:  # `chatloom ls | head`: the reader left; so do we, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except OSError as err:
             if debug:
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
@@ -11,6 +13,17 @@ from ..formats import get_format
 from ..importing import import_files, plan
 from ..store import Store
 from . import cli, console, dataset_option, err_console, json_option, print_json, progress_bar
+
+
+def _shown(path: str) -> str:
+    """A path as a person wants to read it: relative to here, or package:NAME/FILE for a corpus."""
+    p = Path(path)
+    if "site-packages" in p.parts:
+        return f"package:{p.parent.name}/{p.name}"
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 @cli.command("import")
@@ -78,7 +91,7 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
     for r in results:
         c = r.counts
         fmt_cell = r.format + (" (detected)" if r.detected else "")
-        table.add_row(r.file, fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
+        table.add_row(_shown(r.file), fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
     console.print(table)
     for r in results:
         if r.interrupted is not None:
