@@ -7,6 +7,11 @@
 
 from __future__ import annotations
 
+import atexit
+from collections import Counter
+import shutil
+import tempfile
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +19,7 @@ from typing import Any
 
 from .errors import SourceError, UsageError
 from .sources import Reader, Source, detect, get_source
+from .sources.stream import ask_for_me
 from .store import ImportCounts, Store, fingerprint
 
 
@@ -26,6 +32,10 @@ class FileResult:
     examples: list[str] = field(default_factory=list)
     detected: bool = False
     interrupted: dict[str, Any] | None = None  # what an earlier, unfinished run had committed
+    speakers: dict[str, int] = field(default_factory=dict)  # posts per speaker (message streams)
+    dropped: dict[str, int] = field(default_factory=dict)  # what was left out, by reason
+    roles: dict[str, int] = field(default_factory=dict)  # messages per role (dry runs)
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,15 +46,18 @@ class FileResult:
             "bad": self.bad,
             "bad_examples": self.examples,
             "resumed": self.interrupted is not None,
+            "speakers": self.speakers,
+            "dropped": self.dropped,
+            **({"roles": self.roles, "dry_run": True} if self.dry_run else {}),
         }
 
 
-def _detect_folder(folder: Path) -> list[tuple[Path, Source]]:
+def _detect_folder(folder: Path, options: dict[str, Any]) -> list[tuple[Path, Source]]:
     """Every file in a folder that some importer recognizes (others are skipped)."""
     found = []
     for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
         try:
-            found.append((file, detect(file)))
+            found.append((file, detect(file, **options)))
         except SourceError:
             continue
     if not found:
@@ -52,34 +65,54 @@ def _detect_folder(folder: Path) -> list[tuple[Path, Source]]:
     return found
 
 
-def _files(paths: Sequence[str], fmt: str) -> Iterator[tuple[Path, Source, bool]]:
+def _unzip(path: Path) -> Path:
+    """A zip (ChatGPT's export comes as one) is read as the folder it holds; the copy is removed
+    when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="chatloom-zip-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.infolist():
+                target = (folder / member.filename).resolve()
+                if not target.is_relative_to(folder.resolve()):  # no "../" escapes
+                    raise SourceError(f"unsafe path in the zip: {member.filename}", file=str(path))
+            z.extractall(folder)
+    except zipfile.BadZipFile as err:
+        raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
+    return folder
+
+
+def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[tuple[Path, Source, bool]]:
     for path in paths:
+        p = Path(path)
+        if p.is_file() and zipfile.is_zipfile(p):
+            p = _unzip(p)
         if fmt == "auto":
             if path == "package":
                 raise UsageError("PATH 'package' reads a packaged corpus: pass -f chitchat or -f chatterbot")
-            p = Path(path)
             if p.is_dir():
-                for file, source in _detect_folder(p):
+                for file, source in _detect_folder(p, options):
                     yield file, source, True
             else:
-                file = Source().resolve(path)[0]
-                yield file, detect(file), True
+                file = Source().resolve(str(p))[0]
+                yield file, detect(file, **options), True
         else:
-            source = get_source(fmt)
-            for file in source.resolve(path):
+            source = get_source(fmt, **options)
+            for file in source.resolve(str(p) if p.exists() else path):
                 yield file, source, False
 
 
-def plan(paths: Sequence[str], fmt: str = "auto") -> list[tuple[Path, Source, bool]]:
+def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> list[tuple[Path, Source, bool]]:
     """The files the paths name, each with its importer (and whether it was detected). Every
     path is checked here, before anything is written: a missing file or an unknown format
-    fails the whole command up front."""
-    return list(_files(paths, fmt))
+    fails the whole command up front. ``options`` go to the importers (``--me`` and others)."""
+    return list(_files(paths, fmt, options))
 
 
-def import_paths(store: Store, paths: Sequence[str], *, fmt: str = "auto", **options: Any) -> list[FileResult]:
+def import_paths(store: Store, paths: Sequence[str], *, fmt: str = "auto", source_options: dict[str, Any] | None = None,
+                 **options: Any) -> list[FileResult]:  # fmt: skip
     """Import every file the paths name (see ``import_files`` for the options)."""
-    return import_files(store, plan(paths, fmt), **options)
+    return import_files(store, plan(paths, fmt, **(source_options or {})), **options)
 
 
 def import_files(
@@ -89,14 +122,23 @@ def import_files(
     strict: bool = False,
     tags: Sequence[str] = (),
     batch_size: int = 5000,
+    dry_run: bool = False,
     on_file: Callable[[Path, Source, int], Callable[[int], None] | None] | None = None,
 ) -> list[FileResult]:
     """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
-    or nothing. ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
+    or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
+    ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
     results = []
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(str(file), strict=strict, progress=progress)
+        if dry_run:
+            results.append(_preview(store, file, source, detected, reader))
+            continue
+        if source.stream and not source.options.get("me"):
+            for _ in source.read(file, reader):  # only counts the speakers
+                pass
+            ask_for_me(reader)
         run, interrupted = store.journal_begin(str(file.resolve()), source.name, fingerprint(file))
         counts = ImportCounts()
         try:
@@ -109,5 +151,21 @@ def import_files(
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
-        results.append(FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, interrupted))
+        results.append(FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
+                                  dict(reader.speakers), dict(reader.dropped)))  # fmt: skip
     return results
+
+
+def _preview(store: Store, file: Path, source: Source, detected: bool, reader: Reader) -> FileResult:
+    """What importing ``file`` would do, without writing: added / updated / unchanged as the
+    store stands, messages per role, speakers, and what would be dropped and why."""
+    roles: Counter[str] = Counter()
+
+    def counted() -> Iterator[Any]:
+        for conv in source.read(file, reader):
+            roles.update(m.role for m in conv.messages)
+            yield conv
+
+    counts = store.preview(counted(), tags=())
+    return FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
+                      dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip

@@ -77,7 +77,7 @@ def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = Fal
     """One conversation as a JSON line (with the trailing newline)."""
     if meta and not legacy_functions:
         return _encode(conv) + b"\n"
-    obj: dict[str, Any] = msgspec.to_builtins(conv) if meta else {"messages": msgspec.to_builtins(conv.messages)}
+    obj: dict[str, Any] = msgspec.to_builtins(conv) if meta else {"messages": [_bare(m) for m in msgspec.to_builtins(conv.messages)]}
     if not meta and conv.tools:
         obj["tools"] = msgspec.to_builtins(conv.tools)
     if legacy_functions:
@@ -85,6 +85,13 @@ def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = Fal
         if "tools" in obj:
             obj["functions"] = [t.get("function", t) for t in obj.pop("tools")]
     return orjson.dumps(obj) + b"\n"
+
+
+def _bare(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as OpenAI's fine-tuning API takes it: no chatloom fields (meta, train)."""
+    message.pop("meta", None)
+    message.pop("train", None)
+    return message
 
 
 def write(convs: Iterable[Conversation], fp: IO[bytes], **options: Any) -> int:

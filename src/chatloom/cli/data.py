@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import UsageError
 from ..exporting import export
@@ -32,9 +33,21 @@ def _shown(path: str) -> str:
 @click.option("--strict", is_flag=True, help="A bad record fails its whole file, and nothing of that file is written.")
 @click.option("--tag", "tags", multiple=True, help="Tag every imported conversation (repeatable).")
 @click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1), help="Conversations per transaction.")
+@click.option("--me", multiple=True, help="Chat exports: your name there (repeatable, for aliases); your messages become the assistant's.")
+@click.option("--merge-gap", default="5m", show_default=True, help="Chat exports: one speaker's messages this close together are one turn.")
+@click.option("--session-gap", default="1h", show_default=True, help="Chat exports: a silence this long starts a new conversation.")
+@click.option("--min-turns", default=2, show_default=True, type=click.IntRange(1), help="Chat exports: drop shorter conversations.")
+@click.option("--date-format", default=None, help="Dates in TXT/CSV exports when the file cannot tell: dmy, mdy or ymd.")
+@click.option("--no-attachments", is_flag=True, help="Drop attachments, stickers and embeds instead of writing [attachment: NAME].")
+@click.option("--all-branches", is_flag=True, help="ChatGPT: import every regenerated branch, not only the active one.")
+@click.option("--dry-run", is_flag=True, help="Read and count (per speaker, per role, dropped and why); write nothing.")
 @json_option
 @click.argument("paths", nargs=-1, required=True)
-def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, as_json: bool, paths: tuple[str, ...]) -> None:
+def import_(
+    dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, me: tuple[str, ...], merge_gap: str,
+    session_gap: str, min_turns: int, date_format: str | None, no_attachments: bool, all_branches: bool, dry_run: bool,
+    as_json: bool, paths: tuple[str, ...],
+) -> None:  # fmt: skip
     """Import conversations from files or folders into the dataset.
 
     Importing the same file again adds nothing; a newer export of the same chats adds only what
@@ -50,11 +63,26 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
         chatloom import -f chitchat package          # the chitchat-dataset corpus from PyPI
         chatloom import -f chatterbot package --tag chatterbot
         chatloom import exports/ --strict -d mine.db
+        chatloom import general.json --dry-run                # who speaks, how much
+        chatloom import general.json --me Adam --session-gap 2h
+        chatloom import WhatsApp.txt --me "Ana" --me "Ana (work)"
+        chatloom import chatgpt-export.zip
 
     'chatloom formats' lists the formats.
     """
-    files = plan(paths, fmt)  # every path checked before the dataset is created or written
-    with Store(dataset, create=True) as store:
+    from ..sources.stream import parse_duration
+
+    for gap in (merge_gap, session_gap):
+        parse_duration(gap)
+    if date_format is not None and date_format not in ("dmy", "mdy", "ymd"):
+        raise UsageError(f"--date-format must be dmy, mdy or ymd, not '{date_format}'")
+    options = {
+        "me": me, "merge_gap": merge_gap, "session_gap": session_gap, "min_turns": min_turns,
+        "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches,
+    }  # fmt: skip
+    files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
+    target = ":memory:" if dry_run and not Path(dataset).exists() else dataset
+    with Store(target, create=True) as store:
         bars = []
 
         def on_file(path, source, size):
@@ -74,7 +102,7 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
             return lambda done: progress.update(task, completed=done)
 
         try:
-            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, on_file=on_file)
+            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run, on_file=on_file)
         finally:
             for bar in bars:
                 bar.stop()
@@ -82,6 +110,9 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
 
     if as_json:
         print_json({"dataset": dataset, "files": [r.to_dict() for r in results], "conversations": total})
+        return
+    if dry_run:
+        _print_dry_run(results, dataset)
         return
     table = Table(title=f"import into {dataset}", title_justify="left")
     table.add_column("file", overflow="fold")
@@ -102,7 +133,28 @@ def import_(dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_s
             for example in r.examples:
                 click.echo(f"warning: {example}", err=True)
             click.echo(f"warning: {r.file}: {r.bad:,} bad records skipped (first {len(r.examples)} shown; --strict to fail instead)", err=True)
+        for reason, n in r.dropped.items():
+            click.echo(f"note: {_shown(r.file)}: dropped {n:,} × {reason}")
     click.echo(f"{total:,} conversations in {dataset}")
+
+
+def _print_dry_run(results, dataset: str) -> None:
+    for r in results:
+        c = r.counts
+        click.echo(f"{_shown(r.file)} ({r.format}{', detected' if r.detected else ''}): {c.records:,} conversations, "
+                   f"{sum(r.roles.values()):,} messages; into {dataset}: {c.added:,} new, {c.updated:,} changed, "
+                   f"{c.unchanged:,} unchanged")  # fmt: skip
+        for title, counter in (("speaker", r.speakers), ("role", r.roles), ("dropped", r.dropped)):
+            if counter:
+                table = Table(title, "count", box=None, header_style="bold")
+                for name, n in sorted(counter.items(), key=lambda kv: -kv[1])[:20]:
+                    table.add_row(Text(str(name)), f"{n:,}")
+                console.print(table)
+        for example in r.examples:
+            click.echo(f"warning: {example}", err=True)
+        if r.bad:
+            click.echo(f"warning: {r.file}: {r.bad:,} bad records would be skipped", err=True)
+    click.echo("dry run: nothing was written")
 
 
 @cli.command("export")

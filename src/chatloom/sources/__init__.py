@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..errors import SourceError, UsageError
 from ..plugins import by_name, collect
@@ -15,19 +16,20 @@ def sources() -> dict[str, type[Source]]:
     return collect("register_sources", by_name)
 
 
-def get_source(name: str) -> Source:
+def get_source(name: str, **options: Any) -> Source:
     try:
-        return sources()[name]()
+        cls = sources()[name]
     except KeyError:
         raise UsageError(f"unknown format '{name}'; choose one of: {', '.join(sorted(sources()))}") from None
+    return cls(**options)
 
 
-def detect(path: Path) -> Source:
+def detect(path: Path, **options: Any) -> Source:
     """The importer whose ``detect`` accepts this file's first bytes."""
     head = read_head(path)
     check_text(path, head)
     for cls in sources().values():
-        source = cls()
+        source = cls(**options)
         if source.detect(path, head):
             return source
     raise SourceError(f"cannot tell the format of this file; pass -f FORMAT ({', '.join(sorted(sources()))})", file=str(path))

@@ -14,10 +14,11 @@ file. A fault of the whole file (unreadable, wrong format) raises ``SourceError`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import SourceError
 from ..model import Conversation
@@ -35,6 +36,8 @@ class Reader:
     max_examples: int = 3
     bad_count: int = 0
     examples: list[str] = field(default_factory=list)
+    speakers: Counter[str] = field(default_factory=Counter)  # posts per speaker (message streams)
+    dropped: Counter[str] = field(default_factory=Counter)  # conversations or posts left out, by reason
 
     def bad(self, where: str | int | None, message: str) -> None:
         """A record is bad: skip and count it, or (strict) stop the file."""
@@ -57,6 +60,13 @@ class Source:
     summary: ClassVar[str] = ""
     #: file name endings this source reads when given a folder
     extensions: ClassVar[tuple[str, ...]] = ()
+    #: a message stream (Discord, WhatsApp, Telegram): needs --me, sessionized
+    stream: ClassVar[bool] = False
+
+    def __init__(self, **options: Any):
+        """``options``: the import options (me, merge_gap, session_gap, min_turns, date_format,
+        attachments, all_branches); each source reads the ones it knows."""
+        self.options = options
 
     def detect(self, path: Path, head: bytes) -> bool:
         """Whether the file (its first bytes in ``head``) looks like this format."""

@@ -420,6 +420,37 @@ class Store:
                 self.db.execute("PRAGMA foreign_keys = ON")
         return counts
 
+    def preview(self, convs: Iterable[Conversation], *, tags: Sequence[str] = (), batch_size: int = 5000) -> ImportCounts:
+        """What ``import_conversations`` would count, without writing anything."""
+        counts = ImportCounts()
+        for batch in _batches(convs, batch_size):
+            existing = self._existing([c.id for c, _ in batch])
+            for conv, dg in batch:
+                counts.records += 1
+                old = existing.get(conv.id)
+                if old is None:
+                    counts.added += 1
+                    counts.messages += len(conv.messages)
+                elif old[3]:
+                    counts.deleted += 1
+                elif old[2] == dg:
+                    counts.unchanged += 1
+                else:
+                    counts.updated += 1
+                    counts.messages += len(conv.messages)
+        return counts
+
+    def _existing(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """(pk, id, digest, deleted, tags) of the ids already in the dataset."""
+        existing: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            for row in self.db.execute(
+                f"SELECT pk, id, digest, deleted, tags FROM conversations WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
+                existing[row[1]] = row
+        return existing
+
     def _import_batch(
         self,
         batch: list[tuple[Conversation, str]],
@@ -429,14 +460,7 @@ class Store:
         before_index: Callable[[], None] = lambda: None,
     ) -> None:
         db = self.db
-        existing: dict[str, tuple[Any, ...]] = {}
-        ids = [c.id for c, _ in batch]
-        for i in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[i : i + _IN_CHUNK]
-            for row in db.execute(
-                f"SELECT pk, id, digest, deleted, tags FROM conversations WHERE id IN ({','.join('?' * len(chunk))})", chunk
-            ):
-                existing[row[1]] = row
+        existing = self._existing([c.id for c, _ in batch])
         next_conv = self._max_pk("conversations") + 1
         first_msg = next_msg = self._max_pk("messages") + 1
         conv_rows, msg_rows, tag_rows, rev_rows, changed = [], [], [], [], []

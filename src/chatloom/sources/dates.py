@@ -1,0 +1,105 @@
+"""Dates as chat exporters write them in their users' locales.
+
+``1/6/2023 2:22 PM``, ``06/01/2023 14:22``, ``06-Jan-23 02:22 PM``, ``2023-01-06 14:22``, ISO,
+``05.05.23, 15:48:11``, ``01/01/2019, 11:25 a. m.``. Whether ``1/6`` is January 6 or June 1 is
+decided from the whole file (a part above 12 can only be a day), never guessed: a file that
+cannot tell is an error that asks for ``--date-format dmy|mdy|ymd``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from ..errors import SourceError
+
+_NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
+_MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(?:([AaPp])\.?\s?[Mm]\.?)?$")
+_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+
+
+def clean_time(text: str) -> str:
+    """Exporters put odd spaces in times: U+202F, U+00A0, '_' (seen in WhatsApp exports)."""
+    return text.replace("\u202f", " ").replace("\u00a0", " ").replace("_", " ").strip()
+
+
+def detect_order(dates: Iterable[str], forced: str | None, *, file: str) -> str:
+    """``dmy``, ``mdy`` or ``ymd`` for the numeric dates of a whole file."""
+    if forced:
+        return forced
+    day_first = month_first = False
+    year_first = numeric = False
+    for d in dates:
+        m = _NUMERIC.match(d)
+        if not m:
+            continue
+        numeric = True
+        a, b = int(m[1]), int(m[2])
+        if len(m[1]) == 4:
+            year_first = True
+        elif a > 12:
+            day_first = True
+        elif b > 12:
+            month_first = True
+    if day_first and month_first:
+        raise SourceError("dates are day-first on some lines and month-first on others; pass --date-format dmy or mdy", file=file)
+    if day_first:
+        return "dmy"
+    if month_first:
+        return "mdy"
+    if year_first or not numeric:
+        return "ymd"
+    raise SourceError(
+        "cannot tell whether dates are day-first or month-first (no day above 12 in the whole file); "
+        "pass --date-format dmy or mdy",
+        file=file,
+    )
+
+
+def _year(y: int) -> int:
+    return y + 2000 if y < 100 else y
+
+
+def parse(date: str, time: str, order: str) -> datetime:
+    """One date and time (no zone: a naive local time, as the exporter wrote it)."""
+    time = clean_time(time)
+    t = _TIME.match(time)
+    if not t:
+        raise ValueError(f"unreadable time '{time}'")
+    hour, minute, second = int(t[1]), int(t[2]), int(t[3] or 0)
+    if t[4]:
+        hour = hour % 12 + (12 if t[4] in "pP" else 0)
+    m = _NUMERIC.match(date)
+    if m:
+        parts = [int(m[1]), int(m[2]), int(m[3])]
+        if len(m[1]) == 4:
+            y, mo, d = parts
+        elif order == "dmy":
+            d, mo, y = parts
+        elif order == "mdy":
+            mo, d, y = parts
+        else:
+            y, mo, d = parts
+        return datetime(_year(y), mo, d, hour, minute, second)
+    m = _MONTH_NAME.match(date)
+    if m and m[2][:3].lower() in _MONTHS:
+        return datetime(_year(int(m[3])), _MONTHS[m[2][:3].lower()], int(m[1]), hour, minute, second)
+    raise ValueError(f"unreadable date '{date}'")
+
+
+def split_datetime(text: str) -> tuple[str, str]:
+    """``'1/6/2023 2:22 PM'`` → (``'1/6/2023'``, ``'2:22 PM'``); ISO stays whole in the date part."""
+    text = clean_time(text).replace(",", " ")
+    date, _, time = text.partition(" ")
+    return date, time.strip()
+
+
+def parse_any(text: str, order: str) -> datetime:
+    """A full timestamp: ISO 8601 first, else a locale date and time."""
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        date, time = split_datetime(text)
+        return parse(date, time, order)

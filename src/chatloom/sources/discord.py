@@ -1,0 +1,288 @@
+"""``discord``: DiscordChatExporter exports, JSON, TXT (PlainText) and CSV.
+
+JSON keeps message ids and reply links (``reference.messageId``) and is read streaming: DCE
+writes the ``messages`` array indented, one object per message at a fixed depth, and a JSON string
+cannot hold a raw newline, so the line ``    },`` can only end a message. Whole runs of messages
+are cut at those lines and parsed with one orjson call each, so memory stays flat on a 1 GB file.
+A file in another layout (minified) is read with ijson, streaming too.
+
+TXT and CSV have no message types: system messages are recognized by the texts DCE writes for them
+("Joined the server.", "Started a thread.", …). Their dates follow the exporter's locale, and the
+day/month order is decided from the whole file (see ``dates``).
+
+Authors are their user names without the old ``#1234`` discriminator, as in the JSON's ``name``,
+so ``--me`` is the same for every layout.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import SourceError
+from ..model import Conversation
+from . import dates
+from .base import Reader, Source, check_text
+from .stream import Post, Sessionizer
+
+CHUNK = 1 << 23
+_END = b"\n    },"  # the end of one message object inside DCE's indented "messages" array
+_KEPT_TYPES = {"Default", "Reply"}
+_SYSTEM_TEXT = re.compile(
+    r"^(Joined the server\.|Started a thread\.|Pinned a message\.|Left the group\.|Changed the channel (name|icon).*|"
+    r"Started a call( that lasted .*)?\.?|Added .+ to the group\.|Removed .+ from the group\.)$"
+)
+_DISCRIMINATOR = re.compile(r"#\d{4}$")
+
+
+def _basename(url_or_path: str) -> str:
+    """``https://cdn…/image.png`` or ``Export_Files\\123-ABC.png`` → the file's own name."""
+    return re.split(r"[/\\]", url_or_path.strip())[-1]
+
+
+def _author(name: str) -> str:
+    return _DISCRIMINATOR.sub("", name.strip())
+
+
+class DiscordSource(Source):
+    name = "discord"
+    summary = "DiscordChatExporter export: JSON (streaming, replies kept), TXT or CSV; needs --me"
+    extensions = (".json", ".txt", ".csv")
+    stream = True
+
+    def detect(self, path: Path, head: bytes) -> bool:
+        text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+        if text.startswith(b"{"):
+            return b'"guild"' in head and b'"channel"' in head
+        if text.startswith(b"=" * 20):
+            return b"\nGuild: " in head and b"\nChannel: " in head
+        return text.startswith(b"AuthorID,Author,Date,Content") or text.startswith(b'"AuthorID","Author","Date","Content"')
+
+    def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        check_text(path, head)
+        text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+        if text.startswith(b"{"):
+            yield from self._json(path, reader)
+        elif text.startswith(b"="):
+            yield from self._txt(path, reader)
+        else:
+            yield from self._csv(path, reader)
+
+    # -- helpers shared by the layouts ---------------------------------------------------------
+
+    def _text(self, content: str, attachments: list[str], stickers: list[str], embeds: list[str], reader: Reader) -> str | None:
+        """The turn's text with placeholders, or None when nothing is left (counted)."""
+        parts = [content] if content.strip() else []
+        if self.options.get("attachments", True):
+            parts += [f"[attachment: {a}]" for a in attachments]
+            parts += [f"[sticker: {s}]" for s in stickers]
+            if not parts:
+                parts += [f"[embed: {e}]" for e in embeds]
+        if not parts:
+            reader.dropped["empty message"] += 1
+            return None
+        return "\n".join(parts)
+
+    def _sessions(self, posts: Iterator[Post], reader: Reader, path: Path, chat_id: str, title: str | None,
+                  meta: dict[str, Any]) -> Iterator[Conversation]:  # fmt: skip
+        return Sessionizer(self.options, reader).conversations(
+            posts, fmt=self.name, chat_id=chat_id, file=path.name, title=title, meta=meta
+        )
+
+    # -- JSON ----------------------------------------------------------------------------------
+
+    def _json(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+            at = head.find(b'"messages": [')
+            if at < 0:
+                yield from self._json_fallback(path, reader)
+                return
+            try:
+                header = orjson.loads(head[:at].rstrip().rstrip(b",") + b"}")
+            except orjson.JSONDecodeError:
+                header = {}
+            channel, guild = header.get("channel") or {}, header.get("guild") or {}
+            chat_id = str(channel.get("id") or path.stem)
+            title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
+            meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
+            start = at + len(b'"messages": [')
+            line = head.count(b"\n", 0, start) + 1
+            posts = self._json_posts(f, start, line, path, reader)
+            yield from self._sessions(posts, reader, path, chat_id, title, meta)
+
+    def _json_posts(self, f: Any, start: int, line: int, path: Path, reader: Reader) -> Iterator[Post]:
+        f.seek(start)
+        buf = b""
+        while True:
+            chunk = f.read(CHUNK)
+            buf += chunk
+            if chunk:
+                cut = buf.rfind(_END)
+                if cut < 0:
+                    continue  # one message bigger than a chunk: read on
+                part, buf = buf[: cut + len(_END) - 1], buf[cut + len(_END) :]
+            else:
+                end = buf.rfind(b"\n    }")
+                tail = buf[end + 6 :] if end >= 0 else buf
+                if not tail.lstrip().startswith(b"]"):
+                    raise SourceError("the file ends inside the messages array (truncated?)", file=str(path), where=line + buf.count(b"\n"))
+                if end < 0:
+                    return
+                part, buf = buf[: end + 6], b""
+            body = part.strip().lstrip(b",")
+            try:
+                messages = orjson.loads(b"[" + body + b"]")
+            except orjson.JSONDecodeError as err:
+                raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=line + body.count(b"\n", 0, err.pos)) from None
+            for m in messages:
+                post = self._json_post(m, reader)
+                if post is not None:
+                    yield post
+            line += part.count(b"\n")
+            reader.advance(f.tell())
+            if not chunk:
+                return
+
+    def _json_post(self, m: dict[str, Any], reader: Reader) -> Post | None:
+        if m.get("type", "Default") not in _KEPT_TYPES:
+            reader.dropped["system message"] += 1
+            return None
+        author = m.get("author") or {}
+        text = self._text(
+            m.get("content") or "",
+            [a.get("fileName", "file") for a in m.get("attachments") or ()],
+            [s.get("name", "sticker") for s in m.get("stickers") or ()],
+            [e.get("title") or e.get("url") or "link" for e in m.get("embeds") or ()],
+            reader,
+        )
+        if text is None:
+            return None
+        ref = m.get("reference") or {}
+        try:
+            when = datetime.fromisoformat(m["timestamp"]) if m.get("timestamp") else None
+        except ValueError:
+            when = None
+        return Post(author=_author(author.get("name") or author.get("nickname") or "unknown"), text=text, time=when,
+                    id=str(m["id"]) if m.get("id") else None, reply_to=ref.get("messageId"))  # fmt: skip
+
+    def _json_fallback(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        """Any other JSON layout of the same schema (a minified export), streaming with ijson."""
+        import ijson
+
+        with open(path, "rb") as f:
+            header: dict[str, Any] = {}
+            for key in ("guild", "channel"):
+                f.seek(0)
+                try:
+                    header[key] = next(ijson.items(f, key), {})
+                except (ijson.JSONError, StopIteration):
+                    header[key] = {}
+            f.seek(0)
+            channel, guild = header["channel"] or {}, header["guild"] or {}
+
+            def posts() -> Iterator[Post]:
+                try:
+                    for m in ijson.items(f, "messages.item", use_float=True):
+                        post = self._json_post(m, reader)
+                        if post is not None:
+                            yield post
+                except ijson.JSONError as err:
+                    raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+
+            title = " / ".join(x for x in (guild.get("name"), channel.get("name")) if x) or None
+            yield from self._sessions(posts(), reader, path, str(channel.get("id") or path.stem), title, {})
+
+    # -- TXT -----------------------------------------------------------------------------------
+
+    _TXT_HEADER = re.compile(r"^\[(?P<when>[^\]]{6,40})\] (?P<author>.+?)(?: \(pinned\))?$")
+
+    def _txt(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+        try:
+            lines = raw.decode("utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        meta: dict[str, Any] = {}
+        for line in lines[:8]:
+            for key in ("Guild", "Channel"):
+                if line.startswith(f"{key}: "):
+                    meta[key.lower()] = line[len(key) + 2 :].strip()
+        headers = [(i, m) for i, line in enumerate(lines) if (m := self._TXT_HEADER.match(line)) and (i == 0 or not lines[i - 1].strip())]
+        order = dates.detect_order((dates.split_datetime(m["when"])[0] for _, m in headers), self.options.get("date_format"), file=str(path))
+
+        def posts() -> Iterator[Post]:
+            for n, (i, m) in enumerate(headers):
+                end = headers[n + 1][0] if n + 1 < len(headers) else len(lines)
+                body = lines[i + 1 : end]
+                while body and (not body[-1].strip() or body[-1].startswith("=====") or body[-1].startswith("Exported ")):
+                    body.pop()
+                content, attachments, stickers = [], [], []
+                section = content
+                for line in body:
+                    if line in ("{Attachments}", "{Stickers}", "{Embed}", "{Reactions}"):
+                        section = {"{Attachments}": attachments, "{Stickers}": stickers}.get(line, [])
+                    elif line.strip():
+                        section.append(line)
+                    elif section is content:
+                        content.append(line)
+                text = "\n".join(content).strip()
+                if _SYSTEM_TEXT.match(text) and not attachments:
+                    reader.dropped["system message"] += 1
+                    continue
+                try:
+                    when = dates.parse_any(m["when"], order)
+                except ValueError as err:
+                    reader.bad(i + 1, str(err))
+                    continue
+                out = self._text(text, [_basename(a) for a in attachments], [_basename(s) for s in stickers], [], reader)
+                if out is not None:
+                    yield Post(author=_author(m["author"]), text=out, time=when)
+
+        chat_id = meta.get("channel", path.stem).replace(" ", "")
+        yield from self._sessions(posts(), reader, path, chat_id, " / ".join(meta.values()) or None, meta)
+        reader.advance(len(raw))
+
+    # -- CSV -----------------------------------------------------------------------------------
+
+    def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows or rows[0][:4] != ["AuthorID", "Author", "Date", "Content"]:
+            raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
+        order = dates.detect_order((dates.split_datetime(r[2])[0] for r in rows[1:] if len(r) > 2), self.options.get("date_format"), file=str(path))
+
+        def posts() -> Iterator[Post]:
+            for n, row in enumerate(rows[1:], 2):
+                if len(row) < 4:
+                    reader.bad(n, f"expected at least 4 columns, got {len(row)}")
+                    continue
+                author_id, author, when_text, content = row[:4]
+                attachments = [_basename(a) for a in (row[4].split(",") if len(row) > 4 and row[4] else [])]
+                if _SYSTEM_TEXT.match(content.strip()) and not attachments:
+                    reader.dropped["system message"] += 1
+                    continue
+                try:
+                    when = dates.parse_any(when_text, order)
+                except ValueError as err:
+                    reader.bad(n, str(err))
+                    continue
+                out = self._text(content, attachments, [], [], reader)
+                if out is not None:
+                    yield Post(author=_author(author), text=out, time=when)
+
+        yield from self._sessions(posts(), reader, path, path.stem.replace(" ", ""), None, {})
+        reader.advance(len(raw))

@@ -1,0 +1,136 @@
+"""Message streams (Discord, WhatsApp, Telegram) → conversations (DESIGN §3, "Who is who").
+
+A stream importer only parses its file into ``Post``s, in order, one chat at a time; this module
+decides who is who and where a conversation ends, the same way for every platform:
+
+- ``--me NAME`` (repeatable; case-insensitive) marks the speaker whose posts become ``assistant``
+  turns; everyone else is ``user``, with ``name`` kept so group chats stay readable;
+- consecutive posts of one speaker within ``--merge-gap`` (default 5 min) are one turn, joined
+  with a newline;
+- a silence longer than ``--session-gap`` (default 1 h) starts a new conversation;
+- conversations with fewer than ``--min-turns`` turns (default 2), or without a ``--me`` turn,
+  are dropped and counted.
+
+Without ``--me`` nothing is imported: the file is read, its speakers are listed with their
+counts, and the user is asked to choose (exit 2), rather than guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import UsageError
+from ..model import Conversation, Message
+from .base import Reader
+
+
+@dataclass(slots=True)
+class Post:
+    """One message as a platform exported it."""
+
+    author: str
+    text: str
+    time: datetime | None = None
+    id: str | None = None
+    reply_to: str | None = None
+
+
+def parse_duration(text: str | int | float) -> float:
+    """``90``, ``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` → seconds."""
+    if isinstance(text, int | float):
+        return float(text)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        if t and t[-1] in units:
+            return float(t[:-1]) * units[t[-1]]
+        return float(t)
+    except ValueError:
+        raise UsageError(f"'{text}' is not a duration; write it as 90s, 5m, 1h or 2d") from None
+
+
+class Sessionizer:
+    """Turns the posts of one chat into conversations; counts speakers and drops in ``reader``."""
+
+    def __init__(self, options: dict[str, Any], reader: Reader):
+        self.me = {name.casefold() for name in options.get("me") or ()}
+        self.merge_gap = parse_duration(options.get("merge_gap", "5m"))
+        self.session_gap = parse_duration(options.get("session_gap", "1h"))
+        self.min_turns = int(options.get("min_turns", 2))
+        self.reader = reader
+
+    def conversations(self, posts: Iterable[Post], *, fmt: str, chat_id: str, file: str, title: str | None = None,
+                      meta: dict[str, Any] | None = None) -> Iterator[Conversation]:  # fmt: skip
+        session: list[Post] = []
+        last: datetime | None = None
+        for post in posts:
+            self.reader.speakers[post.author] += 1
+            if session and post.time is not None and last is not None and (post.time - last).total_seconds() > self.session_gap:
+                conv = self._conversation(session, fmt, chat_id, file, title, meta)
+                if conv is not None:
+                    yield conv
+                session = []
+            session.append(post)
+            last = post.time or last
+        if session:
+            conv = self._conversation(session, fmt, chat_id, file, title, meta)
+            if conv is not None:
+                yield conv
+
+    def _conversation(self, posts: list[Post], fmt: str, chat_id: str, file: str, title: str | None,
+                      meta: dict[str, Any] | None) -> Conversation | None:  # fmt: skip
+        if not self.me:  # counting speakers only: see ``ask_for_me``
+            return None
+        messages: list[Message] = []
+        prev: Post | None = None
+        for post in posts:
+            same_turn = (
+                prev is not None
+                and post.author == prev.author
+                and (post.time is None or prev.time is None or (post.time - prev.time).total_seconds() <= self.merge_gap)
+            )
+            if same_turn:
+                messages[-1].content += "\n" + post.text
+            else:
+                mine = post.author.casefold() in self.me
+                msg_meta: dict[str, Any] = {}
+                if post.time is not None:
+                    msg_meta["time"] = post.time.isoformat()
+                if post.id is not None:
+                    msg_meta["id"] = post.id
+                if post.reply_to is not None:
+                    msg_meta["reply_to"] = post.reply_to
+                messages.append(Message(role="assistant" if mine else "user", content=post.text, name=post.author, meta=msg_meta))
+            prev = post
+        if len(messages) < self.min_turns:
+            self.reader.dropped[f"fewer than {self.min_turns} turns"] += 1
+            return None
+        if not any(m.role == "assistant" for m in messages):
+            self.reader.dropped["no message from --me"] += 1
+            return None
+        first = posts[0]
+        anchor = first.id if first.id is not None else (first.time.isoformat() if first.time else "0")
+        return Conversation(
+            id=f"{fmt}:{chat_id}:{anchor}",
+            messages=messages,
+            title=title,
+            source={"format": fmt, "file": file, "locator": f"{chat_id}@{anchor}"},
+            meta=dict(meta or {}),
+            created_at=first.time.isoformat() if first.time else None,
+            updated_at=posts[-1].time.isoformat() if posts[-1].time else None,
+        )
+
+
+def ask_for_me(reader: Reader) -> None:
+    """Raise the question 'who are you?' with the speakers and their counts."""
+    top = reader.speakers.most_common(12)
+    listing = ", ".join(f"{name} ({n:,})" for name, n in top)
+    more = f", and {len(reader.speakers) - len(top)} more" if len(reader.speakers) > len(top) else ""
+    example = top[0][0] if top else "NAME"
+    raise UsageError(
+        f"{reader.file}: who are you in this chat? Speakers: {listing}{more}. "
+        f"Pass --me '{example}' (repeatable): their messages become the assistant's turns"
+    )
