@@ -2,9 +2,11 @@ from ..hookspecs import hookimpl
 from .corpora import ChatterbotSource, ChitchatSource
 from .discord import DiscordSource
 from .openai import OpenAISource
+from .telegram import TelegramSource
+from .whatsapp import WhatsAppSource
 
 
 @hookimpl
 def register_sources(register):
-    for cls in (OpenAISource, ChitchatSource, ChatterbotSource, DiscordSource):
+    for cls in (OpenAISource, ChitchatSource, ChatterbotSource, DiscordSource, WhatsAppSource, TelegramSource):
         register(cls)
