@@ -65,6 +65,17 @@ def _detect_folder(folder: Path, options: dict[str, Any]) -> list[tuple[Path, So
     return found
 
 
+_ZIPS: dict[Path, Path] = {}  # extracted folder → the zip it came from
+
+
+def display_name(file: Path) -> str:
+    """How a file is named to the user and in the journal: a zip member as ``ZIP!MEMBER``."""
+    for folder, zip_path in _ZIPS.items():
+        if file.is_relative_to(folder):
+            return f"{zip_path}!{file.relative_to(folder)}"
+    return str(file)
+
+
 def _unzip(path: Path) -> Path:
     """A zip (ChatGPT's export comes as one) is read as the folder it holds; the copy is removed
     when the process ends."""
@@ -79,6 +90,7 @@ def _unzip(path: Path) -> Path:
             z.extractall(folder)
     except zipfile.BadZipFile as err:
         raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
+    _ZIPS[folder] = path
     return folder
 
 
@@ -131,7 +143,7 @@ def import_files(
     results = []
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
-        reader = Reader(str(file), strict=strict, progress=progress)
+        reader = Reader(display_name(file), strict=strict, progress=progress)
         if dry_run:
             results.append(_preview(store, file, source, detected, reader))
             continue
@@ -139,7 +151,8 @@ def import_files(
             for _ in source.read(file, reader):  # only counts the speakers
                 pass
             ask_for_me(reader)
-        run, interrupted = store.journal_begin(str(file.resolve()), source.name, fingerprint(file))
+        name = display_name(file)
+        run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
         counts = ImportCounts()
         try:
             counts = store.import_conversations(
@@ -151,7 +164,7 @@ def import_files(
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
-        results.append(FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
+        results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
                                   dict(reader.speakers), dict(reader.dropped)))  # fmt: skip
     return results
 
@@ -167,5 +180,5 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             yield conv
 
     counts = store.preview(counted(), tags=())
-    return FileResult(str(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
+    return FileResult(display_name(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip

@@ -1,0 +1,140 @@
+"""``chatgpt``: ChatGPT's data export, ``conversations.json`` (or the export's zip as it comes).
+
+Each conversation is a tree of nodes (``mapping``): regenerating an answer or editing a prompt
+adds a branch. The active branch is the path from ``current_node`` up through ``parent``,
+reversed; ``--all-branches`` also imports every other branch (ending at a leaf) as its own
+conversation, ``chatgpt:<id>:<leaf>``. Hidden nodes and empty system nodes are skipped; non-text
+parts (images, browsing displays) become placeholders such as ``[image]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import SourceError
+from ..model import Conversation, Message
+from .base import Reader, Source, check_text
+
+STREAM_ABOVE = 256 << 20
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
+
+
+def _iso(ts: Any) -> str | None:
+    if isinstance(ts, int | float):
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    return None
+
+
+def _text(content: dict[str, Any]) -> str:
+    kind = content.get("content_type", "text")
+    if kind in ("text", "multimodal_text"):
+        out = []
+        for part in content.get("parts") or ():
+            if isinstance(part, str):
+                out.append(part)
+            elif isinstance(part, dict):
+                ptype = part.get("content_type", "part")
+                out.append(f"[{'image' if 'image' in ptype else ptype}]")
+        return "\n".join(p for p in out if p)
+    if kind == "code":
+        return str(content.get("text", ""))
+    if kind in ("execution_output", "tether_quote"):
+        return str(content.get("text", ""))
+    return f"[{kind}]"
+
+
+class ChatGPTSource(Source):
+    name = "chatgpt"
+    summary = "ChatGPT data export: conversations.json or the export's .zip (active branch; --all-branches)"
+    extensions = (".json",)
+
+    def detect(self, path: Path, head: bytes) -> bool:
+        return head.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"[") and b'"mapping"' in head and b'"current_node"' in head
+
+    def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        with open(path, "rb") as f:
+            check_text(path, f.read(4096))
+        for i, conv in enumerate(self._conversations(path)):
+            try:
+                yield from self._branches(conv, i, path, reader)
+            except (KeyError, TypeError, AttributeError) as err:
+                reader.bad(f"$[{i}]", f"not a ChatGPT conversation ({type(err).__name__}: {err})")
+        reader.advance(path.stat().st_size)
+
+    def _conversations(self, path: Path) -> Iterator[dict[str, Any]]:
+        if path.stat().st_size <= STREAM_ABOVE:
+            data = path.read_bytes()
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError as err:
+                raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=data.count(b"\n", 0, err.pos) + 1) from None
+            if not isinstance(doc, list):
+                raise SourceError("expected a list of conversations (conversations.json)", file=str(path))
+            yield from doc
+            return
+        import ijson
+
+        with open(path, "rb") as f:
+            try:
+                yield from ijson.items(f, "item", use_float=True)
+            except ijson.JSONError as err:
+                raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+
+    def _branches(self, conv: dict[str, Any], index: int, path: Path, reader: Reader) -> Iterator[Conversation]:
+        mapping: dict[str, Any] = conv["mapping"]
+        conv_id = conv.get("conversation_id") or conv.get("id") or f"index{index}"
+        current = conv.get("current_node")
+        if current not in mapping:  # no current node: the newest leaf
+            leaves = [k for k, v in mapping.items() if not v.get("children")]
+            current = leaves[-1] if leaves else None
+        if current is None:
+            reader.bad(f"$[{index}]", "a conversation without messages")
+            return
+        leaves = [current]
+        if self.options.get("all_branches"):
+            leaves += [k for k, v in mapping.items() if not v.get("children") and k != current]
+        for leaf in leaves:
+            messages = self._path(mapping, leaf)
+            if not messages:
+                reader.dropped["empty conversation"] += 1
+                continue
+            active = leaf == current
+            yield Conversation(
+                id=f"chatgpt:{conv_id}" if active else f"chatgpt:{conv_id}:{leaf}",
+                messages=messages,
+                title=conv.get("title"),
+                source={"format": self.name, "file": path.name, "locator": f"$[{index}]" + ("" if active else f"@{leaf}")},
+                meta={"branch": "active" if active else "alternative", **({"model": conv["default_model_slug"]} if conv.get("default_model_slug") else {})},
+                created_at=_iso(conv.get("create_time")),
+                updated_at=_iso(conv.get("update_time")),
+            )
+
+    def _path(self, mapping: dict[str, Any], leaf: str) -> list[Message]:
+        nodes = []
+        node_id: str | None = leaf
+        seen = set()
+        while node_id is not None and node_id in mapping and node_id not in seen:
+            seen.add(node_id)
+            nodes.append(mapping[node_id])
+            node_id = mapping[node_id].get("parent")
+        messages = []
+        for node in reversed(nodes):
+            m = node.get("message")
+            if not m:
+                continue
+            meta = m.get("metadata") or {}
+            if meta.get("is_visually_hidden_from_conversation"):
+                continue
+            role = _ROLES.get((m.get("author") or {}).get("role", ""), None)
+            text = _text(m.get("content") or {})
+            if role is None or (role == "system" and not text.strip()) or (not text.strip() and role != "assistant"):
+                continue
+            msg_meta = {"time": t} if (t := _iso(m.get("create_time"))) else {}
+            name = (m.get("author") or {}).get("name") if role == "tool" else None
+            messages.append(Message(role=role, content=text, name=name, meta=msg_meta))
+        return messages
