@@ -40,12 +40,13 @@ def _shown(path: str) -> str:
 @click.option("--date-format", default=None, help="Dates in TXT/CSV exports when the file cannot tell: dmy, mdy or ymd.")
 @click.option("--no-attachments", is_flag=True, help="Drop attachments, stickers and embeds instead of writing [attachment: NAME].")
 @click.option("--all-branches", is_flag=True, help="ChatGPT: import every regenerated branch, not only the active one.")
+@click.option("--text-blocks", is_flag=True, help="-f text: one conversation per blank-line block, not per file.")
 @click.option("--dry-run", is_flag=True, help="Read and count (per speaker, per role, dropped and why); write nothing.")
 @json_option
 @click.argument("paths", nargs=-1, required=True)
 def import_(
     dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, me: tuple[str, ...], merge_gap: str,
-    session_gap: str, min_turns: int, date_format: str | None, no_attachments: bool, all_branches: bool, dry_run: bool,
+    session_gap: str, min_turns: int, date_format: str | None, no_attachments: bool, all_branches: bool, text_blocks: bool, dry_run: bool,
     as_json: bool, paths: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Import conversations from files or folders into the dataset.
@@ -78,7 +79,7 @@ def import_(
         raise UsageError(f"--date-format must be dmy, mdy or ymd, not '{date_format}'")
     options = {
         "me": me, "merge_gap": merge_gap, "session_gap": session_gap, "min_turns": min_turns,
-        "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches,
+        "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches, "text_blocks": text_blocks,
     }  # fmt: skip
     files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
     target = ":memory:" if dry_run and not Path(dataset).exists() else dataset

@@ -1,0 +1,43 @@
+"""``text``: plain text documents (stories, notes) as assistant turns to learn to write like.
+
+One conversation per file, or with ``--text-blocks`` one per blank-line-separated block. Never
+detected automatically (any text file would match): pass ``-f text``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import SourceError
+from ..model import Conversation, Message
+from .base import Reader, Source, check_text
+
+
+class TextSource(Source):
+    name = "text"
+    summary = "plain text documents: one per file, or per blank-line block with --text-blocks (-f text)"
+    extensions = (".txt", ".md")
+
+    def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        raw = path.read_bytes()
+        check_text(path, raw[:4096])
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        if self.options.get("text_blocks"):
+            blocks, line = [], 1
+            for block in re.split(r"(\n\s*\n)", text):
+                if block.strip() and not re.fullmatch(r"\n\s*\n", block):
+                    blocks.append((line, block.strip()))
+                line += block.count("\n")
+        else:
+            blocks = [(1, text.strip())] if text.strip() else []
+        for line, block in blocks:
+            yield Conversation(
+                messages=[Message(role="assistant", content=block)],
+                source={"format": self.name, "file": path.name, "locator": f"line {line}"},
+            )
+        reader.advance(len(raw))
