@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import atexit
-from collections import Counter
 import shutil
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -47,6 +47,14 @@ def _basename(url_or_path: str) -> str:
     return re.split(r"[/\\]", url_or_path.strip())[-1]
 
 
+def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str, Any]]:
+    """Chat id, title and meta from a JSON export's ``guild`` and ``channel``."""
+    channel, guild = header.get("channel") or {}, header.get("guild") or {}
+    title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
+    meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
+    return str(channel.get("id") or path.stem), title, meta
+
+
 def _author(name: str) -> str:
     return _DISCRIMINATOR.sub("", name.strip())
 
@@ -104,21 +112,18 @@ class DiscordSource(Source):
         with open(path, "rb") as f:
             head = f.read(1 << 20)
             at = head.find(b'"messages": [')
-            if at < 0:
+            after = head[at + 13 : at + 80] if at >= 0 else b""
+            if at < 0 or not (re.match(rb"\r?\n    \{", after) or after.lstrip().startswith(b"]")):  # not DCE's indented layout
                 yield from self._json_fallback(path, reader)
                 return
             try:
                 header = orjson.loads(head[:at].rstrip().rstrip(b",") + b"}")
             except orjson.JSONDecodeError:
                 header = {}
-            channel, guild = header.get("channel") or {}, header.get("guild") or {}
-            chat_id = str(channel.get("id") or path.stem)
-            title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
-            meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
             start = at + len(b'"messages": [')
             line = head.count(b"\n", 0, start) + 1
             posts = self._json_posts(f, start, line, path, reader)
-            yield from self._sessions(posts, reader, path, chat_id, title, meta)
+            yield from self._sessions(posts, reader, path, *_chat(header, path))
 
     def _json_posts(self, f: Any, start: int, line: int, path: Path, reader: Reader) -> Iterator[Post]:
         f.seek(start)
@@ -188,7 +193,6 @@ class DiscordSource(Source):
                 except (ijson.JSONError, StopIteration):
                     header[key] = {}
             f.seek(0)
-            channel, guild = header["channel"] or {}, header["guild"] or {}
 
             def posts() -> Iterator[Post]:
                 try:
@@ -199,8 +203,7 @@ class DiscordSource(Source):
                 except ijson.JSONError as err:
                     raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
-            title = " / ".join(x for x in (guild.get("name"), channel.get("name")) if x) or None
-            yield from self._sessions(posts(), reader, path, str(channel.get("id") or path.stem), title, {})
+            yield from self._sessions(posts(), reader, path, *_chat(header, path))
 
     # -- TXT -----------------------------------------------------------------------------------
 

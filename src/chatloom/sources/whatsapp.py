@@ -52,7 +52,7 @@ class WhatsAppSource(Source):
         except UnicodeDecodeError:
             return False
         matched = sum(1 for line in lines if _HEADER.match(line.lstrip("\ufeff")))
-        return matched >= max(1, len([l for l in lines if l.strip()]) // 3)
+        return matched >= max(1, sum(1 for text in lines if text.strip()) // 3)
 
     def _lines(self, path: Path) -> Iterator[tuple[int, str]]:
         with open(path, "rb") as f:

@@ -1,0 +1,398 @@
+"""Every real export in ../shared/fixtures/real, plus small files of our own for the edge cases."""
+
+import json
+import zipfile
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatloom.errors import SourceError, UsageError
+from chatloom.importing import import_paths, plan
+from chatloom.sources import Reader, detect, get_source
+from chatloom.sources.stream import Post, Sessionizer
+from chatloom.store import Store
+
+
+def read(path, fmt=None, **options):
+    source = get_source(fmt, **options) if fmt else detect(path, **options)
+    reader = Reader(str(path))
+    return list(source.read(path, reader)), reader, source.name
+
+
+# -- detection ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [
+        ("discordchatexporter_general.json", "discord"),
+        ("discordchatexporter_thread.json", "discord"),
+        ("discordchatexporter_plaintext_DERIVED.txt", "discord"),
+        ("discordchatexporter_csv_DERIVED.csv", "discord"),
+        ("discordchatexporter_txt_fixture.txt", "discord"),
+        ("whatsapp_ios_langchain.txt", "whatsapp"),
+        ("whatsapp_mixed_formats_langchain.txt", "whatsapp"),
+        ("whatsapp_android_ddmmyy_24h_chatminer.txt", "whatsapp"),
+        ("whatsapp_android_mmddyyyy_12h_es_chatminer.txt", "whatsapp"),
+        ("whatsapp_ios_brackets_mmddyy_24h_chatminer.txt", "whatsapp"),
+        ("telegram_result_langchain.json", "telegram"),
+        ("telegram_batch_export_chatminer.json", "telegram"),
+        ("chatgpt_conversations.json", "chatgpt"),
+        ("kajiwoto_kajitool_layout_SYNTHETIC.csv", "kajiwoto"),
+        ("limagui_v0.6.1_chatgpt_chats.jsonl", "lima"),
+        ("limagui_v0.6.1_function_calling.jsonl", "lima"),
+        ("llamafactory_alpaca_en_demo_first3.json", "alpaca"),
+        ("llamafactory_sharegpt_toolcall_demo_first2.json", "sharegpt"),
+        ("llamafactory_sharegpt_dpo_demo_first2.json", "sharegpt"),
+        ("llamafactory_v1_sft_demo_first3.jsonl", "llamafactory"),
+    ],
+)
+def test_every_fixture_is_detected(fixture, name, fmt):
+    assert detect(fixture(name)).name == fmt
+
+
+# -- Discord --------------------------------------------------------------------------------------
+
+
+def test_discord_json(fixture):
+    convs, reader, _ = read(fixture("discordchatexporter_general.json"), me=["adam"])
+    assert reader.speakers == {"Adam": 18, "Thomas": 8, "Patrick": 5}
+    assert reader.dropped["system message"] == 4  # joins and the thread notice
+    conv = convs[0]
+    assert conv.id == "discord:1012224565567721552:1045178587575242772"
+    assert conv.title == "Example guild / Text Channels / general"
+    roles = {m.name: m.role for m in conv.messages}
+    assert roles == {"Adam": "assistant", "Thomas": "user", "Patrick": "user"}
+    texts = [m.content for m in conv.messages]
+    assert "[sticker: pepecute]" in texts
+    assert any("[attachment: dce-export-more.png]" in t for t in texts)
+    replies = [m.meta["reply_to"] for m in conv.messages if "reply_to" in m.meta]
+    assert "1060926317920538735" in replies
+    # consecutive messages of one speaker within 5 minutes are one turn
+    assert "Good 👍\nI think we can start a fake conversation then" in texts[5]
+
+
+def test_discord_no_attachments_and_gaps(fixture):
+    path = fixture("discordchatexporter_general.json")
+    with_placeholders, _, _ = read(path, me=["Adam"])
+    without, reader, _ = read(path, me=["Adam"], attachments=False)
+    joined = "\n".join(m.content for c in without for m in c.messages)
+    assert "[attachment:" not in joined and "[sticker:" not in joined
+    assert reader.dropped["empty message"] >= 2
+    split, _, _ = read(path, me=["Adam"], session_gap="2m", min_turns=1)
+    assert len(split) > len(with_placeholders)
+
+
+def test_discord_txt_needs_a_date_order_when_the_file_cannot_tell(fixture):
+    path = fixture("discordchatexporter_plaintext_DERIVED.txt")
+    with pytest.raises(SourceError, match="--date-format"):
+        read(path, me=["Adam"])
+    convs, reader, _ = read(path, me=["Adam"], date_format="mdy")
+    assert convs[0].messages[0].content.startswith("Welcome to the")
+    assert convs[0].created_at == "2023-01-06T14:03:00"
+    assert reader.dropped["system message"] == 2
+
+
+def test_discord_csv_agrees_with_json(fixture):
+    csv_convs, reader, _ = read(fixture("discordchatexporter_csv_DERIVED.csv"), me=["Adam"])
+    json_convs, _, _ = read(fixture("discordchatexporter_general.json"), me=["Adam"])
+    csv_texts = [m.content for m in csv_convs[0].messages]
+    # DCE's CSV has no sticker column: the sticker-only message is empty there, and counted
+    json_texts = [m.content for m in json_convs[0].messages if not m.content.startswith("[sticker:")]
+    assert reader.dropped["empty message"] == 1
+    # the CSV names attachments by their exported asset file (dce-export-more-662EF.png), so compare
+    # the turns before the first attachment
+    assert csv_texts[:8] == json_texts[:8]
+
+
+def test_discord_txt_attachments(fixture):
+    convs, reader, _ = read(fixture("discordchatexporter_txt_fixture.txt"), me=["Alice"])
+    texts = [m.content for m in convs[0].messages]
+    assert texts == ["Hello Discord!", "Hi Alice!\n[attachment: image.png]", "[sticker: 789.json]"]
+
+
+def test_discord_streaming_handles_big_messages_and_truncation(tmp_path, fixture, monkeypatch):
+    import chatloom.sources.discord as discord
+
+    monkeypatch.setattr(discord, "CHUNK", 512)  # many chunks, messages larger than one
+    src = fixture("discordchatexporter_general.json")
+    small, _, _ = read(src, me=["Adam"])
+    monkeypatch.undo()
+    assert small == read(src, me=["Adam"])[0]
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(src.read_bytes()[:-2000])
+    with pytest.raises(SourceError, match=r"cut.json:\d+: .*truncated"):
+        read(cut, "discord", me=["Adam"])
+
+
+def test_discord_minified_json_falls_back_to_ijson(tmp_path, fixture):
+    src = fixture("discordchatexporter_general.json")
+    mini = tmp_path / "mini.json"
+    mini.write_text(json.dumps(json.loads(src.read_text())))
+    def key(convs):
+        return [(c.id, c.title, c.meta, c.messages) for c in convs]
+
+    assert key(read(mini, "discord", me=["Adam"])[0]) == key(read(src, me=["Adam"])[0])
+
+
+def test_without_me_the_speakers_are_listed(fixture, tmp_path):
+    with Store(tmp_path / "d.db", create=True) as store:
+        with pytest.raises(UsageError, match=r"Speakers: Adam \(18\), Thomas \(8\), Patrick \(5\)\. Pass --me"):
+            import_paths(store, [str(fixture("discordchatexporter_general.json"))])
+        assert store.count() == 0
+
+
+def test_reimport_and_a_later_export_add_only_what_is_new(fixture, tmp_path):
+    src = json.loads(fixture("discordchatexporter_general.json").read_text())
+    early = dict(src, messages=src["messages"][:20])
+    (tmp_path / "early.json").write_text(json.dumps(early, indent=2))
+    (tmp_path / "late.json").write_text(json.dumps(src, indent=2))
+    with Store(tmp_path / "d.db", create=True) as store:
+        first = import_paths(store, [str(tmp_path / "early.json")], source_options={"me": ["Adam"], "min_turns": 1})
+        again = import_paths(store, [str(tmp_path / "early.json")], source_options={"me": ["Adam"], "min_turns": 1})
+        later = import_paths(store, [str(tmp_path / "late.json")], source_options={"me": ["Adam"], "min_turns": 1})
+    assert first[0].counts.added == 1
+    assert again[0].counts.added == 0 and again[0].counts.unchanged == 1
+    # the first session grew (updated), the session after the one-hour silence is new (added)
+    assert (later[0].counts.updated, later[0].counts.added) == (1, 1)
+
+
+# -- WhatsApp -------------------------------------------------------------------------------------
+
+
+def test_whatsapp_ios(fixture):
+    convs, reader, _ = read(fixture("whatsapp_ios_langchain.txt"), me=["Dr. Feather"])
+    assert reader.dropped["system line"] == 1  # the end-to-end encryption notice
+    msgs = convs[0].messages
+    assert msgs[0].role == "assistant" and msgs[0].content.startswith("I spotted a rare Hyacinth Macaw")
+    assert "[attachment: image]" in msgs[0].content
+    assert "\u200e" not in "".join(m.content for m in msgs)
+    assert msgs[1].name == "Jungle Jane"
+
+
+@pytest.mark.parametrize(
+    "name, first",
+    [
+        ("whatsapp_android_ddmmyy_24h_chatminer.txt", "2019-01-01T11:25:00"),
+        ("whatsapp_android_mmddyyyy_12h_es_chatminer.txt", "2019-01-01T11:25:00"),
+        ("whatsapp_ios_brackets_mmddyy_24h_chatminer.txt", "2019-01-01T11:25:00"),
+    ],
+)
+def test_whatsapp_locales(fixture, name, first):
+    convs, reader, _ = read(fixture(name), me=["John Doe"], min_turns=1, session_gap="100d")
+    messages = [m for c in convs for m in c.messages]
+    assert messages[0].meta["time"] == first
+    assert "Lorem ipsum dolor sit amet,\nconsectetur adipiscing elit. Duis libero." in [m.content for m in messages]
+    assert reader.dropped["system line"] == 2  # created group, you were added
+    assert reader.speakers["John-John Doe"] == 1 and reader.speakers["🤓"] == 1
+    times = [m.meta["time"] for m in messages]
+    assert times == sorted(times)
+
+
+def test_whatsapp_spanish_pm(fixture):
+    convs, _, _ = read(fixture("whatsapp_android_mmddyyyy_12h_es_chatminer.txt"), me=["Jahn Doe"], min_turns=1, session_gap="1000d")
+    jahn = [m for c in convs for m in c.messages if m.name == "Jahn Doe"][0]
+    assert jahn.meta["time"] == "2019-01-30T20:49:00"  # 08:49 p. m.
+
+
+def test_whatsapp_mixed_layouts(fixture):
+    convs, reader, _ = read(fixture("whatsapp_mixed_formats_langchain.txt"), me=["User 1"], min_turns=1, session_gap="10000d")
+    names = {m.name for c in convs for m in c.messages}
+    assert {"User 1", "User 2", "User name 2"} <= names  # "~ User name 2" without the ~
+    assert reader.dropped["deleted message"] == 1
+
+
+def test_whatsapp_ambiguous_dates(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_text("01/02/23, 10:00 - Ana: hi\n01/02/23, 10:01 - Ben: hello\n")
+    with pytest.raises(SourceError, match="dmy or mdy"):
+        read(path, "whatsapp", me=["Ana"])
+    convs, _, _ = read(path, "whatsapp", me=["Ana"], date_format="dmy")
+    assert convs[0].created_at == "2023-02-01T10:00:00"
+
+
+# -- Telegram, ChatGPT ----------------------------------------------------------------------------
+
+
+def test_telegram_single_and_full(fixture):
+    convs, reader, _ = read(fixture("telegram_result_langchain.json"), me=["Batman & Robin"], min_turns=1)
+    assert convs and reader.speakers == {"Jimmeny Marvelton": 3, "Batman & Robin": 1}
+    full, _, _ = read(fixture("telegram_batch_export_chatminer.json"), me=["Author 1"])
+    assert [m.content for m in full[0].messages] == ["Minimal Message", "Link:https://telegram.org/"]
+    assert full[0].title == "Chatname"
+
+
+def test_telegram_service_messages_and_replies(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"name": "c", "type": "personal_chat", "id": 7, "messages": [
+        {"id": 1, "type": "service", "date_unixtime": "1700000000", "actor": "Ana", "action": "phone_call"},
+        {"id": 2, "type": "message", "date_unixtime": "1700000010", "from": "Ana", "from_id": "u1", "text": "hi"},
+        {"id": 3, "type": "message", "date_unixtime": "1700000020", "from": "Ben", "from_id": "u2", "text": [{"type": "bold", "text": "yo"}, " there"], "reply_to_message_id": 2},
+        {"id": 4, "type": "message", "date_unixtime": "1700000030", "from": "Ana", "from_id": "u1", "text": "", "photo": "photos/p.jpg"},
+    ]}))
+    convs, reader, _ = read(path, me=["Ana"])
+    assert reader.dropped["service message"] == 1
+    assert [m.content for m in convs[0].messages] == ["hi", "yo there", "[attachment: photo]"]
+    assert convs[0].messages[1].meta["reply_to"] == "2"
+    assert convs[0].id == "telegram:7:2"
+
+
+def test_chatgpt_branches(fixture, tmp_path):
+    path = fixture("chatgpt_conversations.json")
+    convs, _, _ = read(path)
+    regen = [c for c in convs if "Hello, can you help?" in c.messages[0].content][0]
+    assert regen.messages[-1].content == "Sure thing! What do you need?"  # current_node's branch
+    assert regen.id.startswith("chatgpt:") and regen.id.count(":") == 1
+    every, _, _ = read(path, all_branches=True)
+    assert len(every) == len(convs) + 1
+    alt = [c for c in every if c.meta.get("branch") == "alternative"][0]
+    assert alt.messages[-1].content == "Of course! How can I assist you?"
+    # the export comes as a zip
+    zipped = tmp_path / "export.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(path, "conversations.json")
+        z.writestr("user.json", '{"id": "u"}')
+    files = plan([str(zipped)])
+    assert [(f.name, s.name) for f, s, _ in files] == [("conversations.json", "chatgpt")]
+
+
+# -- record formats -------------------------------------------------------------------------------
+
+
+def test_sharegpt_tool_calls_and_preferences(fixture):
+    convs, _, _ = read(fixture("llamafactory_sharegpt_toolcall_demo_first2.json"))
+    msgs = convs[0].messages
+    call = [m for m in msgs if m.tool_calls][0]
+    result = [m for m in msgs if m.role == "tool"][0]
+    assert call.tool_calls[0]["function"]["name"] == "search_recipes"
+    assert result.tool_call_id == call.tool_calls[0]["id"]
+    assert convs[0].tools and convs[0].tools[0]["type"] == "function"
+    dpo, _, _ = read(fixture("llamafactory_sharegpt_dpo_demo_first2.json"))
+    assert dpo[0].messages[-1].role == "assistant" and "rejected" in dpo[0].meta
+
+
+def test_alpaca_history(tmp_path, fixture):
+    convs, _, _ = read(fixture("llamafactory_alpaca_en_demo_first3.json"))
+    assert [m.role for m in convs[0].messages] == ["user", "assistant"]
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps({"instruction": "And now?", "input": "ctx", "output": "Now.", "system": "S", "history": [["q1", "a1"]]}) + "\n")
+    (conv,), _, _ = read(path, "alpaca")
+    assert [(m.role, m.content) for m in conv.messages] == [
+        ("system", "S"), ("user", "q1"), ("assistant", "a1"), ("user", "And now?\n\nctx"), ("assistant", "Now."),
+    ]
+
+
+def test_llamafactory_loss_weight(fixture):
+    convs, _, _ = read(fixture("llamafactory_v1_sft_demo_first3.jsonl"))
+    assert [(m.role, m.train) for m in convs[0].messages] == [("user", False), ("assistant", True)]
+    assert convs[0].messages[0].content == "hi"
+
+
+def test_lima(fixture, tmp_path):
+    convs, _, _ = read(fixture("limagui_v0.6.1_chatgpt_chats.jsonl"))
+    assert convs[0].title == "Nucleus sampling" and convs[0].language == "en"
+    assert convs[0].tags == ["conversational", "world qa"]
+    calls, _, _ = read(fixture("limagui_v0.6.1_function_calling.jsonl"))
+    assert any(m.tool_calls for c in calls for m in c.messages) and calls[0].tools
+    old = tmp_path / "old.csv"
+    old.write_text('chat,name\n"[{""role"": ""user"", ""content"": ""hi""}, {""role"": ""assistant"", ""content"": ""yo""}]",greet\n')
+    (conv,), _, name = read(old)
+    assert name == "lima" and conv.title == "greet" and conv.messages[1].content == "yo"
+
+
+def test_kajiwoto(fixture):
+    convs, _, _ = read(fixture("kajiwoto_kajitool_layout_SYNTHETIC.csv"))
+    by_id = {c.id: c for c in convs}
+    assert [m.content for m in by_id["kajiwoto:a1B2"].messages] == ["Hi!", "Hello {{user}}!"]
+    follow_up = by_id["kajiwoto:c3D4"]
+    assert [m.content for m in follow_up.messages] == ["Hi!", "Hello {{user}}!", "How are you?", "I'm great!"]
+    assert by_id["kajiwoto:e5F6"].meta["kajiwoto"]["duplicate_ids"] == "a1B2"
+    assert sum(1 for c in convs if c.id is None) == 1  # the row without an ID: the store derives one
+
+
+def test_text_documents(tmp_path):
+    path = tmp_path / "story.txt"
+    path.write_text("Once upon a time.\n\nThe end.\n")
+    (whole,), _, _ = read(path, "text")
+    assert whole.messages[0].content == "Once upon a time.\n\nThe end."
+    blocks, _, _ = read(path, "text", text_blocks=True)
+    assert [c.messages[0].content for c in blocks] == ["Once upon a time.", "The end."]
+    assert blocks[1].source["locator"] == "line 3"
+
+
+def test_bad_records_in_record_formats(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"conversations": [{"from": "human", "value": "hi"}]}\n{"conversations": [{"from": "alien", "value": "x"}]}\n{oops\n')
+    convs, reader, _ = read(path, "sharegpt")
+    assert len(convs) == 1 and reader.bad_count == 2
+    assert reader.examples[0].endswith(":2: $.conversations[0].from: unknown role 'alien'")
+
+
+def test_a_single_50_mb_message(tmp_path):
+    big = "x" * (50 << 20)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"guild": {"name": "g"}, "channel": {"id": "1", "name": "c"}, "messages": [
+        {"id": "1", "type": "Default", "timestamp": "2024-01-01T00:00:00+00:00", "content": "hi", "author": {"name": "me"}},
+        {"id": "2", "type": "Default", "timestamp": "2024-01-01T00:00:01+00:00", "content": big, "author": {"name": "you"}},
+    ]}, indent=2))
+    convs, _, _ = read(path, me=["me"])
+    assert len(convs[0].messages[1].content) == len(big)
+
+
+# -- sessions, and a property test: render into each stream format and read back ----------------
+
+
+def test_sessionizer_rules():
+    t0 = datetime(2024, 1, 1, 12, 0)
+    posts = [Post("ana", "a", t0), Post("ana", "b", t0 + timedelta(minutes=4)), Post("ben", "c", t0 + timedelta(minutes=5)),
+             Post("ana", "d", t0 + timedelta(hours=3)), Post("ben", "e", t0 + timedelta(hours=3, minutes=1)),
+             Post("ben", "f", t0 + timedelta(hours=6))]  # fmt: skip
+    reader = Reader("x")
+    convs = list(Sessionizer({"me": ["ANA"]}, reader).conversations(posts, fmt="t", chat_id="c", file="x"))
+    assert [[(m.role, m.content) for m in c.messages] for c in convs] == [
+        [("assistant", "a\nb"), ("user", "c")],
+        [("assistant", "d"), ("user", "e")],
+    ]
+    assert reader.dropped == {"fewer than 2 turns": 1}
+
+
+def _render(kind, posts, path):
+    if kind == "whatsapp":
+        # the first line, a day above 12 on its own, tells the date order (and is dropped: no --me in it)
+        path.write_text("[13/12/2023, 00:00:00] x: pin\n" +
+                        "".join(f"[{p.time:%d/%m/%Y}, {p.time:%H:%M:%S}] {p.author}: {p.text}\n" for p in posts), encoding="utf-8")
+    elif kind == "discord":
+        path.write_text(json.dumps({"guild": {"name": "g"}, "channel": {"id": "9", "name": "c"}, "messages": [
+            {"id": str(i), "type": "Default", "timestamp": p.time.isoformat() + "+00:00", "content": p.text, "author": {"name": p.author}}
+            for i, p in enumerate(posts)]}, indent=2))  # fmt: skip
+    else:
+        path.write_text(json.dumps({"name": "c", "id": 9, "messages": [
+            {"id": i, "type": "message", "date": p.time.isoformat(), "from": p.author, "from_id": p.author, "text": p.text}
+            for i, p in enumerate(posts)]}))  # fmt: skip
+
+
+words = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x2FF), min_size=1, max_size=12)
+post_lists = st.lists(st.tuples(st.sampled_from(["ana", "ben", "cy"]), st.lists(words, min_size=1, max_size=4).map(" ".join),
+                                st.integers(1, 200)), min_size=1, max_size=25)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["whatsapp", "discord", "telegram"])
+@given(spec=post_lists)
+@settings(max_examples=40, deadline=None)
+def test_stream_formats_read_back_what_was_written(tmp_path_factory, kind, spec):
+    t = datetime(2024, 1, 1)
+    posts = []
+    for author, text, gap in spec:
+        t += timedelta(minutes=gap)
+        posts.append(Post(author, text, t))
+    path = tmp_path_factory.mktemp(kind) / ("chat.txt" if kind == "whatsapp" else "chat.json")
+    _render(kind, posts, path)
+    options = {"me": ["ana"], "min_turns": 1}
+    expected = list(Sessionizer(options, Reader("x")).conversations(posts, fmt=kind, chat_id="c", file="x"))
+    got, _, name = read(path, kind, **options)
+    assert name == kind
+    assert [[(m.role, m.name, m.content) for m in c.messages] for c in got] == [
+        [(m.role, m.name, m.content) for m in c.messages] for c in expected
+    ]
