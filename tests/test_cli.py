@@ -171,3 +171,20 @@ def test_formats_lists_plugins(run):
     data = json.loads(run("formats", "--json").stdout)
     assert {"openai", "chitchat", "chatterbot"} <= set(data["import"])
     assert "openai" in data["export"] and "gpt2-chatml" in data["tokenizers"]
+
+
+def test_chat_export_import_from_the_cli(run, fixture):
+    general = str(fixture("discordchatexporter_general.json"))
+    _one_error_line(run("import", general), "who are you in this chat?", "Pass --me 'Adam'")
+    dry = run("import", general, "--dry-run", "--me", "Adam")
+    assert dry.exit_code == 0 and "dry run: nothing was written" in dry.stdout
+    assert "Thomas" in dry.stdout and "system message" in dry.stdout
+    _one_error_line(run("ls"), "no such dataset")  # the dry run created nothing
+    result = run("import", general, "--me", "Adam", "--json")
+    data = json.loads(result.stdout)["files"][0]
+    assert data["format"] == "discord" and data["added"] == 1 and data["dropped"]["system message"] == 4
+    _one_error_line(run("import", general, "--me", "Adam", "--session-gap", "soon"), "'soon' is not a duration")
+    _one_error_line(run("import", general, "--date-format", "ddmm"), "--date-format must be dmy, mdy or ymd")
+    txt = str(fixture("discordchatexporter_plaintext_DERIVED.txt"))
+    _one_error_line(run("import", txt, "--me", "Adam"), "pass --date-format dmy or mdy")
+    assert run("import", txt, "--me", "Adam", "--date-format", "mdy").exit_code == 0

@@ -396,3 +396,19 @@ def test_stream_formats_read_back_what_was_written(tmp_path_factory, kind, spec)
     assert [[(m.role, m.name, m.content) for m in c.messages] for c in got] == [
         [(m.role, m.name, m.content) for m in c.messages] for c in expected
     ]
+
+
+def test_utf16_exports_are_converted(fixture, tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_bytes(fixture("whatsapp_ios_langchain.txt").read_text(encoding="utf-8").encode("utf-16"))
+    with Store(tmp_path / "d.db", create=True) as store:
+        (result,) = import_paths(store, [str(path)], source_options={"me": ["Dr. Feather"]})
+        assert result.format == "whatsapp" and result.counts.added == 1 and result.file == str(path)
+        assert store.count() == 1
+
+
+def test_a_forced_format_that_does_not_fit_is_an_error(fixture):
+    with pytest.raises(SourceError, match="this is not a discord file; it looks like whatsapp"):
+        plan([str(fixture("whatsapp_ios_langchain.txt"))], "discord")
+    with pytest.raises(SourceError, match="this is not a alpaca file; it looks like chatgpt"):
+        plan([str(fixture("chatgpt_conversations.json"))], "alpaca")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SourceError, UsageError
-from .sources import Reader, Source, detect, get_source
+from .sources import Reader, Source, check_text, detect, get_source, read_head
 from .sources.stream import ask_for_me
 from .store import ImportCounts, Store, fingerprint
 
@@ -57,6 +57,7 @@ def _detect_folder(folder: Path, options: dict[str, Any]) -> list[tuple[Path, So
     found = []
     for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
         try:
+            file = _utf8(file)
             found.append((file, detect(file, **options)))
         except SourceError:
             continue
@@ -66,10 +67,13 @@ def _detect_folder(folder: Path, options: dict[str, Any]) -> list[tuple[Path, So
 
 
 _ZIPS: dict[Path, Path] = {}  # extracted folder → the zip it came from
+_COPIES: dict[Path, Path] = {}  # UTF-8 copy → the UTF-16 file it was made from
 
 
 def display_name(file: Path) -> str:
     """How a file is named to the user and in the journal: a zip member as ``ZIP!MEMBER``."""
+    if file in _COPIES:
+        return display_name(_COPIES[file])
     for folder, zip_path in _ZIPS.items():
         if file.is_relative_to(folder):
             return f"{zip_path}!{file.relative_to(folder)}"
@@ -94,6 +98,40 @@ def _unzip(path: Path) -> Path:
     return folder
 
 
+def _utf8(file: Path) -> Path:
+    """A UTF-16 file (with its BOM, as Windows tools write) is read through a UTF-8 copy, made
+    streaming and removed when the process ends; any other file is returned as it is."""
+    with open(file, "rb") as f:
+        bom = f.read(2)
+    if bom not in (b"\xff\xfe", b"\xfe\xff"):
+        return file
+    folder = Path(tempfile.mkdtemp(prefix="chatloom-utf8-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    copy = folder / file.name
+    try:
+        with open(file, encoding="utf-16", newline="") as src, open(copy, "w", encoding="utf-8", newline="") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except UnicodeError as err:
+        raise SourceError(f"starts with a UTF-16 mark but is not UTF-16 text ({err.reason})", file=str(file)) from None
+    _COPIES[copy] = file
+    return copy
+
+
+def _checked(file: Path, source: Source) -> Path:
+    """``-f FORMAT`` on a file that is plainly another format is an error, not an empty import."""
+    if not source.detectable:
+        return file
+    head = read_head(file)
+    check_text(file, head)
+    if not source.detect(file, head):
+        try:
+            other = f"; it looks like {detect(file).name}"
+        except SourceError:
+            other = ""
+        raise SourceError(f"this is not a {source.name} file{other}", file=display_name(file))
+    return file
+
+
 def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[tuple[Path, Source, bool]]:
     for path in paths:
         p = Path(path)
@@ -106,12 +144,12 @@ def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[
                 for file, source in _detect_folder(p, options):
                     yield file, source, True
             else:
-                file = Source().resolve(str(p))[0]
+                file = _utf8(Source().resolve(str(p))[0])
                 yield file, detect(file, **options), True
         else:
             source = get_source(fmt, **options)
             for file in source.resolve(str(p) if p.exists() else path):
-                yield file, source, False
+                yield _checked(_utf8(file), source), source, False
 
 
 def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> list[tuple[Path, Source, bool]]:
@@ -148,9 +186,7 @@ def import_files(
             results.append(_preview(store, file, source, detected, reader))
             continue
         if source.stream and not source.options.get("me"):
-            for _ in source.read(file, reader):  # only counts the speakers
-                pass
-            ask_for_me(reader)
+            check_me([(file, source, detected)])
         name = display_name(file)
         run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
         counts = ImportCounts()
@@ -167,6 +203,17 @@ def import_files(
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
                                   dict(reader.speakers), dict(reader.dropped)))  # fmt: skip
     return results
+
+
+def check_me(files: Sequence[tuple[Path, Source, bool]]) -> None:
+    """A chat export imported without ``--me``: read it, list its speakers and ask (UsageError).
+    Nothing is written: call it before opening the dataset."""
+    for file, source, _ in files:
+        if source.stream and not source.options.get("me"):
+            reader = Reader(display_name(file))
+            for _ in source.read(file, reader):  # counts the speakers only
+                pass
+            ask_for_me(reader)
 
 
 def _preview(store: Store, file: Path, source: Source, detected: bool, reader: Reader) -> FileResult:

@@ -11,7 +11,7 @@ from rich.text import Text
 from ..errors import UsageError
 from ..exporting import export
 from ..formats import get_format
-from ..importing import import_files, plan
+from ..importing import check_me, import_files, plan
 from ..store import Store
 from . import cli, console, dataset_option, err_console, json_option, print_json, progress_bar
 
@@ -82,6 +82,8 @@ def import_(
         "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches, "text_blocks": text_blocks,
     }  # fmt: skip
     files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
+    if not dry_run:
+        check_me(files)
     target = ":memory:" if dry_run and not Path(dataset).exists() else dataset
     with Store(target, create=True) as store:
         bars = []

@@ -9,7 +9,7 @@ from ..errors import SourceError, UsageError
 from ..plugins import by_name, collect
 from .base import Reader, Source, check_text, read_head
 
-__all__ = ["Reader", "Source", "check_text", "detect", "get_source", "sources"]
+__all__ = ["Reader", "Source", "check_text", "detect", "get_source", "read_head", "sources"]
 
 def sources() -> dict[str, type[Source]]:
     """Every registered importer, by name."""

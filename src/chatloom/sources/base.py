@@ -62,6 +62,8 @@ class Source:
     extensions: ClassVar[tuple[str, ...]] = ()
     #: a message stream (Discord, WhatsApp, Telegram): needs --me, sessionized
     stream: ClassVar[bool] = False
+    #: whether ``detect`` can recognize this format (``-f`` on another format is then an error)
+    detectable: ClassVar[bool] = True
 
     def __init__(self, **options: Any):
         """``options``: the import options (me, merge_gap, session_gap, min_turns, date_format,
@@ -101,6 +103,6 @@ def check_text(path: Path, head: bytes) -> None:
     if not head.strip():
         raise SourceError("the file is empty", file=str(path))
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SourceError("the file is UTF-16; convert it to UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)", file=str(path))
+        raise SourceError("the file is UTF-16; import it with 'chatloom import', which converts it, or convert it to UTF-8", file=str(path))
     if b"\x00" in head:
         raise SourceError("this is a binary file, not a text export", file=str(path))

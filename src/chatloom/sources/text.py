@@ -19,6 +19,7 @@ class TextSource(Source):
     name = "text"
     summary = "plain text documents: one per file, or per blank-line block with --text-blocks (-f text)"
     extensions = (".txt", ".md")
+    detectable = False
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         raw = path.read_bytes()
