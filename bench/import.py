@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import run_step, step_main  # noqa: E402
+
 OUT = HERE / "out"
 
 
@@ -104,26 +105,6 @@ def step_chatloom(path: str, db_path: str) -> dict:
 STEPS = {"orjson": step_orjson, "sqlite": step_sqlite, "chatloom": step_chatloom}
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS. VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the high-water mark
-    of the parent a child was forked from, which would charge the benchmark's own memory to it."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_step(name: str, *args: str) -> dict:
-    """Run a step in a child process; add its peak RSS (MiB)."""
-    proc = subprocess.run(
-        [sys.executable, __file__, "--step", name, *args], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"step {name} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=14, help="chitchat copies (14 × 7,168 = 100,352 conversations)")
@@ -131,9 +112,7 @@ def main() -> None:
     ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.step:
-        result = STEPS[opts.step](*opts.args)
-        result["peak_rss_mib"] = peak_rss_mib()
-        print(json.dumps(result))
+        step_main(STEPS, opts.step, opts.args)
         return
 
     with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:
@@ -145,10 +124,10 @@ def main() -> None:
         size_mb = data.stat().st_size / 1e6
         print(f"input: {n_convs:,} conversations, {n_msgs:,} messages, {size_mb:.0f} MB (built in {time.perf_counter() - t:.1f}s)", file=sys.stderr)
 
-        parse = run_step("orjson", str(data))
-        floor = run_step("sqlite", str(data), str(tmp / "floor.db"))
-        ours = run_step("chatloom", str(data), str(tmp / "ours.db"))
-        ours_half = run_step("chatloom", str(half), str(tmp / "half.db"))
+        parse = run_step(__file__, "orjson", str(data))
+        floor = run_step(__file__, "sqlite", str(data), str(tmp / "floor.db"))
+        ours = run_step(__file__, "chatloom", str(data), str(tmp / "ours.db"))
+        ours_half = run_step(__file__, "chatloom", str(half), str(tmp / "half.db"))
         assert ours["added"] == n_convs and ours["messages"] == n_msgs == floor["messages"], (ours, floor, n_msgs)
 
     def rate(step: dict) -> float:

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..errors import SourceError
@@ -31,6 +32,45 @@ from ..model import Conversation
 from . import dates
 from .base import Reader, Source, check_text
 from .stream import Post, Sessionizer
+
+
+class _Author(msgspec.Struct):
+    name: str = ""
+    nickname: str | None = None
+
+
+class _File(msgspec.Struct):
+    fileName: str = "file"  # noqa: N815 (DCE's field name)
+
+
+class _Sticker(msgspec.Struct):
+    name: str = "sticker"
+
+
+class _Embed(msgspec.Struct):
+    title: str | None = None
+    url: str | None = None
+
+
+class _Reference(msgspec.Struct):
+    messageId: str | None = None  # noqa: N815
+
+
+class DceMessage(msgspec.Struct):
+    """The fields of a DCE message chatloom reads; msgspec skips the rest without building them."""
+
+    id: str | None = None
+    type: str = "Default"
+    timestamp: datetime | None = None
+    content: str | None = ""
+    author: _Author = msgspec.field(default_factory=_Author)
+    attachments: list[_File] = []
+    stickers: list[_Sticker] = []
+    embeds: list[_Embed] = []
+    reference: _Reference | None = None
+
+
+_decode_messages = msgspec.json.Decoder(list[DceMessage]).decode
 
 CHUNK = 1 << 23
 _END = b"\n    },"  # the end of one message object inside DCE's indented "messages" array
@@ -146,9 +186,11 @@ class DiscordSource(Source):
                 part, buf = buf[: end + 6], b""
             body = part.strip().lstrip(b",")
             try:
-                messages = orjson.loads(b"[" + body + b"]")
-            except orjson.JSONDecodeError as err:
-                raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=line + body.count(b"\n", 0, err.pos)) from None
+                messages = _decode_messages(b"[" + body + b"]")
+            except msgspec.ValidationError as err:
+                raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path), where=line) from None
+            except msgspec.DecodeError as err:
+                raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
             for m in messages:
                 post = self._json_post(m, reader)
                 if post is not None:
@@ -158,27 +200,31 @@ class DiscordSource(Source):
             if not chunk:
                 return
 
-    def _json_post(self, m: dict[str, Any], reader: Reader) -> Post | None:
-        if m.get("type", "Default") not in _KEPT_TYPES:
+    def _json_post(self, m: DceMessage, reader: Reader) -> Post | None:
+        if m.type not in _KEPT_TYPES:
             reader.dropped["system message"] += 1
             return None
-        author = m.get("author") or {}
-        text = self._text(
-            m.get("content") or "",
-            [a.get("fileName", "file") for a in m.get("attachments") or ()],
-            [s.get("name", "sticker") for s in m.get("stickers") or ()],
-            [e.get("title") or e.get("url") or "link" for e in m.get("embeds") or ()],
-            reader,
+        content = m.content or ""
+        if content and not (m.attachments or m.stickers):  # the common case, kept short
+            text = content
+        else:
+            text = self._text(
+                content,
+                [a.fileName for a in m.attachments],
+                [s.name for s in m.stickers],
+                [e.title or e.url or "link" for e in m.embeds],
+                reader,
+            )
+            if text is None:
+                return None
+        name = m.author.name or m.author.nickname or "unknown"
+        return Post(
+            author=_DISCRIMINATOR.sub("", name) if "#" in name else name,
+            text=text,
+            time=m.timestamp,
+            id=m.id,
+            reply_to=m.reference.messageId if m.reference is not None else None,
         )
-        if text is None:
-            return None
-        ref = m.get("reference") or {}
-        try:
-            when = datetime.fromisoformat(m["timestamp"]) if m.get("timestamp") else None
-        except ValueError:
-            when = None
-        return Post(author=_author(author.get("name") or author.get("nickname") or "unknown"), text=text, time=when,
-                    id=str(m["id"]) if m.get("id") else None, reply_to=ref.get("messageId"))  # fmt: skip
 
     def _json_fallback(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         """Any other JSON layout of the same schema (a minified export), streaming with ijson."""
@@ -197,11 +243,13 @@ class DiscordSource(Source):
             def posts() -> Iterator[Post]:
                 try:
                     for m in ijson.items(f, "messages.item", use_float=True):
-                        post = self._json_post(m, reader)
+                        post = self._json_post(msgspec.convert(m, DceMessage, strict=False), reader)
                         if post is not None:
                             yield post
                 except ijson.JSONError as err:
                     raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+                except msgspec.ValidationError as err:
+                    raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path)) from None
 
             yield from self._sessions(posts(), reader, path, *_chat(header, path))
 

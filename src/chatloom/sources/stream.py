@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import UsageError
@@ -57,8 +57,8 @@ class Sessionizer:
 
     def __init__(self, options: dict[str, Any], reader: Reader):
         self.me = {name.casefold() for name in options.get("me") or ()}
-        self.merge_gap = parse_duration(options.get("merge_gap", "5m"))
-        self.session_gap = parse_duration(options.get("session_gap", "1h"))
+        self.merge_gap = timedelta(seconds=parse_duration(options.get("merge_gap", "5m")))
+        self.session_gap = timedelta(seconds=parse_duration(options.get("session_gap", "1h")))
         self.min_turns = int(options.get("min_turns", 2))
         self.reader = reader
 
@@ -66,9 +66,11 @@ class Sessionizer:
                       meta: dict[str, Any] | None = None) -> Iterator[Conversation]:  # fmt: skip
         session: list[Post] = []
         last: datetime | None = None
+        speakers = self.reader.speakers
+        gap = self.session_gap
         for post in posts:
-            self.reader.speakers[post.author] += 1
-            if session and post.time is not None and last is not None and (post.time - last).total_seconds() > self.session_gap:
+            speakers[post.author] += 1
+            if session and post.time is not None and last is not None and post.time - last > gap:
                 conv = self._conversation(session, fmt, chat_id, file, title, meta)
                 if conv is not None:
                     yield conv
@@ -90,7 +92,7 @@ class Sessionizer:
             same_turn = (
                 prev is not None
                 and post.author == prev.author
-                and (post.time is None or prev.time is None or (post.time - prev.time).total_seconds() <= self.merge_gap)
+                and (post.time is None or prev.time is None or post.time - prev.time <= self.merge_gap)
             )
             if same_turn:
                 messages[-1].content += "\n" + post.text

@@ -1,0 +1,32 @@
+"""What the benchmarks share: running one measured step in a fresh process, and its peak RSS."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the high-water mark
+    of the parent a child was forked from, which would charge the benchmark's own memory to it."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_step(script: str, name: str, *args: str) -> dict:
+    """Run ``script --step NAME ARGS…`` in a child process; its last stdout line is JSON."""
+    proc = subprocess.run([sys.executable, script, "--step", name, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"step {name} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def step_main(steps: dict, name: str, args: list[str]) -> None:
+    result = steps[name](*args)
+    result["peak_rss_mib"] = peak_rss_mib()
+    print(json.dumps(result))
