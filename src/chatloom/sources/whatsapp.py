@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..errors import SourceError
@@ -31,13 +32,39 @@ _HEADER = re.compile(
     r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?\s"
     r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[\s\u202f\u00a0_]*[AaPp]\.?\s?[Mm]\.?)?)\]?(?:\s-\s|\s)(?P<rest>.*)$"
 )
-_AUTHOR = re.compile(r"^(?:~[\s\u202f\u00a0])?(?P<author>[^:\"\u200e]{1,80}?):(?:\s|$)?(?P<text>.*)$")
+# the same header, matched over the whole text, with the author when there is one (else a system line)
+_HEADER_M = re.compile(
+    r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]"
+    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[ \t\u202f\u00a0_]*[AaPp]\.?[ ]?[Mm]\.?)?)\]?(?:[ \t]-[ \t]|[ \t])"
+    r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}?):(?:[ \t])?)?",
+    re.MULTILINE,
+)
+_DATE_ONLY = re.compile(r"^[\u200e\u200f]?\[?(\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]\d{1,2}:\d{2}", re.MULTILINE)
 _MEDIA = re.compile(
     r"^(?:<Media omitted>|(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted|<attached: (?P<file>[^>]+)>)$"
 )
 _DELETED = ("This message was deleted", "You deleted this message")
 _SYSTEM_PREFIXES = ("Messages and calls are end-to-end encrypted", "Messages to this group are now secured")
 _MARKS = "\u200e\u200f"
+
+
+class _Clock:
+    """Dates and times parsed once per distinct string: a chat repeats both endlessly."""
+
+    def __init__(self, order: str):
+        self.order = order
+        self.days: dict[str, datetime] = {}
+        self.times: dict[str, timedelta] = {}
+
+    def __call__(self, date: str, time: str) -> datetime:
+        day = self.days.get(date)
+        if day is None:
+            day = self.days[date] = dates.parse(date, "0:00", self.order)
+        offset = self.times.get(time)
+        if offset is None:
+            t = dates.parse("2000-01-01", time, "ymd")
+            offset = self.times[time] = timedelta(hours=t.hour, minutes=t.minute, seconds=t.second)
+        return day + offset
 
 
 class WhatsAppSource(Source):
@@ -54,55 +81,41 @@ class WhatsAppSource(Source):
         matched = sum(1 for line in lines if _HEADER.match(line.lstrip("\ufeff")))
         return matched >= max(1, sum(1 for text in lines if text.strip()) // 3)
 
-    def _lines(self, path: Path) -> Iterator[tuple[int, str]]:
-        with open(path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise SourceError("not UTF-8 text", file=str(path), where=n) from None
-                yield n, line.rstrip("\r\n").lstrip("\ufeff") if n == 1 else line.rstrip("\r\n")
-
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        with open(path, "rb") as f:
-            check_text(path, f.read(4096))
-        order = dates.detect_order(
-            (m["date"] for _, line in self._lines(path) if (m := _HEADER.match(line))), self.options.get("date_format"), file=str(path)
-        )
+        raw = path.read_bytes()  # exports are text of tens of MB: read once, split with one regex
+        check_text(path, raw[:4096])
+        try:
+            text = raw.decode("utf-8").lstrip("\ufeff")
+        except UnicodeDecodeError as err:
+            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        order = dates.detect_order(set(_DATE_ONLY.findall(text)), self.options.get("date_format"), file=str(path))
         chat = re.sub(r"^WhatsApp Chat (with|mit|con|avec) ", "", path.stem).strip() or path.stem
         yield from Sessionizer(self.options, reader).conversations(
-            self._posts(path, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
+            self._posts(text, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
             title=chat, meta={"chat": chat},
         )  # fmt: skip
-        reader.advance(path.stat().st_size)
+        reader.advance(len(raw))
 
-    def _posts(self, path: Path, order: str, reader: Reader) -> Iterator[Post]:
-        current: Post | None = None
-        for n, line in self._lines(path):
-            m = _HEADER.match(line)
-            if not m:
-                if current is not None:
-                    current.text += "\n" + line
-                continue
-            if current is not None:
-                post = self._finish(current, reader)
-                if post is not None:
-                    yield post
-                current = None
-            a = _AUTHOR.match(m["rest"])
-            if not a:
+    def _posts(self, text: str, order: str, reader: Reader) -> Iterator[Post]:
+        when_of = _Clock(order)
+        matches = _HEADER_M.finditer(text)
+        m = next(matches, None)
+        while m is not None:
+            nxt = next(matches, None)
+            body = text[m.end() : nxt.start() if nxt is not None else len(text)].rstrip("\r\n")
+            author = m["author"]
+            if author is None:
                 reader.dropped["system line"] += 1
-                continue
-            try:
-                when = dates.parse(m["date"], m["time"], order)
-            except ValueError as err:
-                reader.bad(n, str(err))
-                continue
-            current = Post(author=a["author"].strip(_MARKS + " "), text=a["text"].lstrip(_MARKS), time=when)
-        if current is not None:
-            post = self._finish(current, reader)
-            if post is not None:
-                yield post
+            else:
+                try:
+                    when = when_of(m["date"], m["time"])
+                except ValueError as err:
+                    reader.bad(text.count("\n", 0, m.start()) + 1, str(err))
+                else:
+                    post = self._finish(Post(author=author.strip(_MARKS + " "), text=body.lstrip(_MARKS), time=when), reader)
+                    if post is not None:
+                        yield post
+            m = nxt
 
     def _finish(self, post: Post, reader: Reader) -> Post | None:
         text = post.text.strip()
