@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
 from ..errors import SourceError
 from ..model import Conversation
@@ -26,20 +26,66 @@ from .stream import Post, Sessionizer
 STREAM_ABOVE = 256 << 20
 
 
+class _Entity(msgspec.Struct):
+    text: str = ""
+
+
+class TgMessage(msgspec.Struct):
+    """The fields of a Telegram message chatloom reads; msgspec skips the others unbuilt."""
+
+    id: int | str | None = None
+    type: str = "message"
+    date: str | None = None
+    date_unixtime: str | int | None = None
+    from_: str | None = msgspec.field(default=None, name="from")
+    actor: str | None = None
+    text: str | list[str | _Entity] = ""
+    reply_to_message_id: int | str | None = None
+    photo: str | None = None
+    file: str | None = None
+    file_name: str | None = None
+    media_type: str | None = None
+    sticker_emoji: str | None = None
+
+
+class TgChat(msgspec.Struct):
+    messages: list[TgMessage]
+    name: str | None = None
+    type: str | None = None
+    id: int | str | None = None
+
+
+class _ChatList(msgspec.Struct):
+    items: list[TgChat] = msgspec.field(default_factory=list, name="list")
+
+
+class _Doc(msgspec.Struct):
+    """A full export (``chats.list``) or one chat (``messages``): the file says which."""
+
+    chats: _ChatList | None = None
+    messages: list[TgMessage] | None = None
+    name: str | None = None
+    type: str | None = None
+    id: int | str | None = None
+
+
+_decode_doc = msgspec.json.Decoder(_Doc).decode
+
+
 def flatten(text: Any) -> str:
     """Telegram's ``text``: a string, or a list of strings and ``{type, text}`` entities."""
     if isinstance(text, str):
         return text
     if isinstance(text, list):
-        return "".join(part if isinstance(part, str) else str(part.get("text", "")) for part in text)
+        return "".join(part if isinstance(part, str) else getattr(part, "text", "") for part in text)
     return ""
 
 
-def _time(m: dict[str, Any]) -> datetime | None:
-    if m.get("date_unixtime"):
-        return datetime.fromtimestamp(int(m["date_unixtime"]), UTC)
-    if m.get("date"):
-        when = datetime.fromisoformat(m["date"])
+def _time(m: TgMessage) -> datetime | None:
+    if m.date_unixtime:
+        return datetime.fromtimestamp(int(m.date_unixtime), UTC)
+    if m.date:
+        when = datetime.fromisoformat(m.date)
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     return None
 
@@ -63,31 +109,34 @@ class TelegramSource(Source):
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
         for chat in self._chats(path):
-            if not isinstance(chat, dict) or not isinstance(chat.get("messages"), list | Iterator):
-                reader.bad(None, "a chat without a 'messages' list")
-                continue
-            chat_id = str(chat.get("id") or chat.get("name") or path.stem)
+            chat_id = str(chat.id or chat.name or path.stem)
             yield from Sessionizer(self.options, reader).conversations(
-                self._posts(chat["messages"], reader), fmt=self.name, chat_id=chat_id, file=path.name,
-                title=chat.get("name"), meta={k: chat[k] for k in ("name", "type") if chat.get(k)},
+                self._posts(chat.messages, reader), fmt=self.name, chat_id=chat_id, file=path.name,
+                title=chat.name, meta={k: v for k, v in (("name", chat.name), ("type", chat.type)) if v},
             )  # fmt: skip
         reader.advance(path.stat().st_size)
 
-    def _chats(self, path: Path) -> Iterator[dict[str, Any]]:
+    def _chats(self, path: Path) -> Iterator[TgChat]:
         if path.stat().st_size <= STREAM_ABOVE:
             data = path.read_bytes()
             try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as err:
-                raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=data.count(b"\n", 0, err.pos) + 1) from None
-            if isinstance(doc, dict) and isinstance(doc.get("chats"), dict):
-                yield from doc["chats"].get("list") or []
-            elif isinstance(doc, dict):
-                yield doc
+                doc = _decode_doc(data)
+            except msgspec.ValidationError as err:
+                raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
+            except msgspec.DecodeError as err:
+                raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+            if doc.chats is not None:
+                yield from doc.chats.items
+            elif doc.messages is not None:
+                yield TgChat(messages=doc.messages, name=doc.name, type=doc.type, id=doc.id)
             else:
-                raise SourceError("expected a Telegram result.json object", file=str(path))
+                raise SourceError("expected a Telegram result.json: no 'messages' and no 'chats'", file=str(path))
             return
-        yield from self._stream_chats(path)
+        for chat in self._stream_chats(path):
+            try:
+                yield TgChat(messages=chat["messages"], name=chat.get("name"), type=chat.get("type"), id=chat.get("id"))  # type: ignore[arg-type]
+            except (TypeError, KeyError):
+                raise SourceError("a chat without a 'messages' list", file=str(path)) from None
 
     def _stream_chats(self, path: Path) -> Iterator[dict[str, Any]]:
         import ijson
@@ -110,30 +159,31 @@ class TelegramSource(Source):
             except ijson.JSONError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
-    def _posts(self, messages: Iterable[dict[str, Any]], reader: Reader) -> Iterator[Post]:
+    def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader) -> Iterator[Post]:
         attachments = self.options.get("attachments", True)
         for m in messages:
-            if m.get("type", "message") != "message":
+            if isinstance(m, dict):  # streamed through ijson
+                m = msgspec.convert(m, TgMessage, strict=False)
+            if m.type != "message":
                 reader.dropped["service message"] += 1
                 continue
-            parts = [flatten(m.get("text"))] if flatten(m.get("text")).strip() else []
+            text = m.text if isinstance(m.text, str) else flatten(m.text)
             media = None
-            if m.get("photo"):
+            if m.photo:
                 media = "photo"
-            elif m.get("media_type") == "sticker":
-                media = f"sticker {m.get('sticker_emoji', '')}".strip()
-            elif m.get("file"):
-                media = m.get("file_name") or Path(str(m["file"])).name or m.get("media_type", "file")
+            elif m.media_type == "sticker":
+                media = f"sticker {m.sticker_emoji or ''}".strip()
+            elif m.file:
+                media = m.file_name or Path(m.file).name or m.media_type or "file"
             if media and attachments:
-                parts.append(f"[attachment: {media}]")
-            if not parts:
+                text = f"{text}\n[attachment: {media}]" if text.strip() else f"[attachment: {media}]"
+            if not text.strip():
                 reader.dropped["empty message"] += 1
                 continue
-            reply = m.get("reply_to_message_id")
             yield Post(
-                author=str(m.get("from") or m.get("actor") or "unknown"),
-                text="\n".join(parts),
+                author=m.from_ or m.actor or "unknown",
+                text=text,
                 time=_time(m),
-                id=str(m["id"]) if m.get("id") is not None else None,
-                reply_to=str(reply) if reply is not None else None,
+                id=str(m.id) if m.id is not None else None,
+                reply_to=str(m.reply_to_message_id) if m.reply_to_message_id is not None else None,
             )

@@ -865,22 +865,27 @@ class Store:
             self.db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
 
 
-def _batches(convs: Iterable[Conversation], size: int) -> Iterator[list[tuple[Conversation, str]]]:
-    """Batches of (conversation, digest) with ids set; an id repeated inside a batch starts a new
-    batch, so the second copy is compared with the first as stored."""
+def _batches(convs: Iterable[Conversation], size: int, max_messages: int = 60_000) -> Iterator[list[tuple[Conversation, str]]]:
+    """Batches of (conversation, digest) with ids set, of ``size`` conversations or
+    ``max_messages`` messages, whichever comes first (more batches of long chats let parsing
+    overlap indexing; fewer than ~50k messages a batch makes the FTS step dearer). An id
+    repeated inside a batch starts a new batch, so the second copy is compared with the first
+    as stored."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
+    messages = 0
     for conv in convs:
         dg = digest(conv)
         cid = ensure_id(conv, dg)
         if cid in seen:
             yield batch
-            batch, seen = [], set()
+            batch, seen, messages = [], set(), 0
         batch.append((conv, dg))
         seen.add(cid)
-        if len(batch) >= size:
+        messages += len(conv.messages)
+        if len(batch) >= size or messages >= max_messages:
             yield batch
-            batch, seen = [], set()
+            batch, seen, messages = [], set(), 0
     if batch:
         yield batch
 
