@@ -30,6 +30,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt  # the peers
 	$(BIN)/python bench/run.py
 
 lint: venv

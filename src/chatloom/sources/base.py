@@ -98,6 +98,17 @@ def read_head(path: Path) -> bytes:
         raise SourceError(err.strerror or str(err), file=str(path)) from None
 
 
+def read_text(path: Path) -> tuple[str, int]:
+    """A whole text file as str (a UTF-8 BOM dropped) and its size in bytes; one clear error,
+    with the line, when it is not UTF-8 text."""
+    raw = path.read_bytes()
+    check_text(path, raw[:4096])
+    try:
+        return raw.decode("utf-8-sig"), len(raw)
+    except UnicodeDecodeError as err:
+        raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+
+
 def check_text(path: Path, head: bytes) -> None:
     """Fail clearly on files that are not UTF-8 text (binary, or UTF-16 with a BOM)."""
     if not head.strip():

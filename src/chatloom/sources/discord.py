@@ -30,7 +30,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import Reader, Source, check_text
+from .base import Reader, Source, check_text, read_text
 from .stream import Post, Sessionizer
 
 
@@ -258,11 +258,8 @@ class DiscordSource(Source):
     _TXT_HEADER = re.compile(r"^\[(?P<when>[^\]]{6,40})\] (?P<author>.+?)(?: \(pinned\))?$")
 
     def _txt(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-        try:
-            lines = raw.decode("utf-8").splitlines()
-        except UnicodeDecodeError as err:
-            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        text, size = read_text(path)
+        lines = text.splitlines()
         meta: dict[str, Any] = {}
         for line in lines[:8]:
             for key in ("Guild", "Channel"):
@@ -301,16 +298,12 @@ class DiscordSource(Source):
 
         chat_id = meta.get("channel", path.stem).replace(" ", "")
         yield from self._sessions(posts(), reader, path, chat_id, " / ".join(meta.values()) or None, meta)
-        reader.advance(len(raw))
+        reader.advance(size)
 
     # -- CSV -----------------------------------------------------------------------------------
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        text, size = read_text(path)
         rows = list(csv.reader(io.StringIO(text, newline="")))
         if not rows or rows[0][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
@@ -336,4 +329,4 @@ class DiscordSource(Source):
                     yield Post(author=_author(author), text=out, time=when)
 
         yield from self._sessions(posts(), reader, path, path.stem.replace(" ", ""), None, {})
-        reader.advance(len(raw))
+        reader.advance(size)

@@ -15,9 +15,8 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import Reader, Source, check_text
+from .base import Reader, Source, read_text
 
 COLUMNS = ("id", "user_message", "message", "asm", "attachment", "daytime", "last_seen", "deleted", "history", "duplicate_ids")
 
@@ -43,12 +42,7 @@ class KajiwotoSource(Source):
         return len(first) == 10 and first[7].lower() in ("true", "false") and (first[3].startswith("emotion_") or first[5].startswith("daytime_"))
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        raw = path.read_bytes()
-        check_text(path, raw[:4096])
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        text, size = read_text(path)
         rows = []
         for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
             if not row:
@@ -75,4 +69,4 @@ class KajiwotoSource(Source):
                     source={"format": self.name, "file": path.name, "locator": f"line {n}"},
                     meta={"kajiwoto": dict(zip(COLUMNS, row))},
                 )
-        reader.advance(len(raw))
+        reader.advance(size)

@@ -27,7 +27,7 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
-from .base import Reader, Source, check_text
+from .base import Reader, Source, check_text, read_text
 
 STREAM_ABOVE = 256 << 20
 
@@ -305,7 +305,7 @@ class LimaSource(RecordSource):
         return conv
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        text = path.read_bytes().decode("utf-8-sig")
+        text, _ = read_text(path)
         rows = csv.DictReader(io.StringIO(text, newline=""))
         if "chat" not in (rows.fieldnames or []):
             raise SourceError("expected a CSV with a 'chat' column (LIMA-GUI's old format)", file=str(path), where=1)

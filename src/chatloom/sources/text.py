@@ -10,9 +10,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import Reader, Source, check_text
+from .base import Reader, Source, read_text
 
 
 class TextSource(Source):
@@ -22,12 +21,7 @@ class TextSource(Source):
     detectable = False
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        raw = path.read_bytes()
-        check_text(path, raw[:4096])
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        text, size = read_text(path)
         if self.options.get("text_blocks"):
             blocks, line = [], 1
             for block in re.split(r"(\n\s*\n)", text):
@@ -41,4 +35,4 @@ class TextSource(Source):
                 messages=[Message(role="assistant", content=block)],
                 source={"format": self.name, "file": path.name, "locator": f"line {line}"},
             )
-        reader.advance(len(raw))
+        reader.advance(size)

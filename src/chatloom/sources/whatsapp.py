@@ -22,10 +22,9 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import Reader, Source, check_text
+from .base import Reader, Source, read_text
 from .stream import Post, Sessionizer
 
 _HEADER = re.compile(
@@ -74,27 +73,19 @@ class WhatsAppSource(Source):
     stream = True
 
     def detect(self, path: Path, head: bytes) -> bool:
-        try:
-            lines = head.decode("utf-8", errors="ignore").splitlines()[:20]
-        except UnicodeDecodeError:
-            return False
+        lines = head.decode("utf-8", errors="ignore").splitlines()[:20]
         matched = sum(1 for line in lines if _HEADER.match(line.lstrip("\ufeff")))
         return matched >= max(1, sum(1 for text in lines if text.strip()) // 3)
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        raw = path.read_bytes()  # exports are text of tens of MB: read once, split with one regex
-        check_text(path, raw[:4096])
-        try:
-            text = raw.decode("utf-8").lstrip("\ufeff")
-        except UnicodeDecodeError as err:
-            raise SourceError("not UTF-8 text", file=str(path), where=raw.count(b"\n", 0, err.start) + 1) from None
+        text, size = read_text(path)  # exports are text of tens of MB: read once, split with one regex
         order = dates.detect_order(set(_DATE_ONLY.findall(text)), self.options.get("date_format"), file=str(path))
         chat = re.sub(r"^WhatsApp Chat (with|mit|con|avec) ", "", path.stem).strip() or path.stem
         yield from Sessionizer(self.options, reader).conversations(
             self._posts(text, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
             title=chat, meta={"chat": chat},
         )  # fmt: skip
-        reader.advance(len(raw))
+        reader.advance(size)
 
     def _posts(self, text: str, order: str, reader: Reader) -> Iterator[Post]:
         when_of = _Clock(order)

@@ -427,16 +427,9 @@ class Store:
             existing = self._existing([c.id for c, _ in batch])
             for conv, dg in batch:
                 counts.records += 1
-                old = existing.get(conv.id)
-                if old is None:
-                    counts.added += 1
-                    counts.messages += len(conv.messages)
-                elif old[3]:
-                    counts.deleted += 1
-                elif old[2] == dg:
-                    counts.unchanged += 1
-                else:
-                    counts.updated += 1
+                kind = _kind(existing.get(conv.id), dg)
+                setattr(counts, kind, getattr(counts, kind) + 1)
+                if kind in ("added", "updated"):
                     counts.messages += len(conv.messages)
         return counts
 
@@ -469,7 +462,8 @@ class Store:
             if tags:
                 conv.tags = list(dict.fromkeys([*conv.tags, *tags]))
             old = existing.get(conv.id)
-            if old is None:
+            kind = _kind(old, dg)
+            if kind == "added":
                 pk = next_conv
                 next_conv += 1
                 conv_rows.append(self._conv_row(pk, conv, dg, 1, now, next_msg))
@@ -479,9 +473,9 @@ class Store:
                 rev_rows.append((pk, 1, "import", now, dg, None))
                 counts.added += 1
                 counts.messages += len(conv.messages)
-            elif old[3]:
+            elif kind == "deleted":
                 counts.deleted += 1
-            elif old[2] == dg:
+            elif kind == "unchanged":
                 counts.unchanged += 1
                 missing = [t for t in conv.tags if t not in _loads(old[4], [])]
                 if missing:
@@ -863,6 +857,16 @@ class Store:
         """Rebuild the full-text index from the messages."""
         with self._write():
             self.db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+
+
+def _kind(old: tuple[Any, ...] | None, dg: str) -> str:
+    """What importing a conversation does, given its stored row (pk, id, digest, deleted, tags):
+    ``added``, ``deleted`` (a tombstone: skipped), ``unchanged`` or ``updated``."""
+    if old is None:
+        return "added"
+    if old[3]:
+        return "deleted"
+    return "unchanged" if old[2] == dg else "updated"
 
 
 def _batches(convs: Iterable[Conversation], size: int, max_messages: int = 60_000) -> Iterator[list[tuple[Conversation, str]]]:
