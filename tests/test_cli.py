@@ -146,7 +146,10 @@ def test_bad_records_are_counted_and_strict_writes_nothing(run, tmp_path, chats)
     bad.write_bytes(chats.read_bytes() + b'{"messages": [{"role": "user", "content": 1}]}\n{"messages": []}\n')
     result = run("import", str(bad), "-d", "strict.db", "--strict")
     _one_error_line(result, f"{bad}:4: $.messages[0].content", "--strict")
-    assert json.loads(run("stats", "-d", "strict.db", "--json").stdout)["conversations"] == 0
+    assert not (tmp_path / "strict.db").exists()  # a failed first import leaves nothing behind
+    run("import", str(chats), "-d", "strict.db")
+    _one_error_line(run("import", str(bad), "-d", "strict.db", "--strict"), "--strict")
+    assert json.loads(run("stats", "-d", "strict.db", "--json").stdout)["conversations"] == 3  # and nothing of bad.jsonl
     lenient = run("import", str(bad), "-d", "lenient.db")
     assert lenient.exit_code == 0
     assert f"warning: {bad}:4: $.messages[0].content" in lenient.stderr
@@ -188,3 +191,13 @@ def test_chat_export_import_from_the_cli(run, fixture):
     txt = str(fixture("discordchatexporter_plaintext_DERIVED.txt"))
     _one_error_line(run("import", txt, "--me", "Adam"), "pass --date-format dmy or mdy")
     assert run("import", txt, "--me", "Adam", "--date-format", "mdy").exit_code == 0
+
+
+def test_a_failed_first_import_leaves_no_dataset(run, tmp_path, fixture):
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(fixture("discordchatexporter_general.json").read_bytes()[:-3000])
+    _one_error_line(run("import", str(cut), "--me", "Adam"), "cut.json:", "truncated")
+    assert not (tmp_path / "chatloom.db").exists()
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
+    _one_error_line(run("import", str(latin), "-f", "openai"), "latin.jsonl:1: not UTF-8 text")

@@ -84,7 +84,29 @@ def import_(
     files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
     if not dry_run:
         check_me(files)
-    target = ":memory:" if dry_run and not Path(dataset).exists() else dataset
+    existed = Path(dataset).exists()
+    target = ":memory:" if dry_run and not existed else dataset
+    try:
+        results, total = _run_import(target, files, strict, tags, batch_size, dry_run)
+    except BaseException:
+        if not existed and not dry_run:
+            _remove_if_empty(Path(dataset))  # a failed first import leaves no empty dataset behind
+        raise
+    _report(results, total, dataset, dry_run, as_json)
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        with Store(path) as store:
+            empty = store.db.execute("SELECT 1 FROM conversations LIMIT 1").fetchone() is None
+    except Exception:
+        return
+    if empty:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _run_import(target, files, strict, tags, batch_size, dry_run):
     with Store(target, create=True) as store:
         bars = []
 
@@ -109,8 +131,10 @@ def import_(
         finally:
             for bar in bars:
                 bar.stop()
-        total = store.count()
+        return results, store.count()
 
+
+def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> None:
     if as_json:
         print_json({"dataset": dataset, "files": [r.to_dict() for r in results], "conversations": total})
         return

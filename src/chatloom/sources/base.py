@@ -117,3 +117,11 @@ def check_text(path: Path, head: bytes) -> None:
         raise SourceError("the file is UTF-16; import it with 'chatloom import', which converts it, or convert it to UTF-8", file=str(path))
     if b"\x00" in head:
         raise SourceError("this is a binary file, not a text export", file=str(path))
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not just a character cut at the end of the head
+            raise SourceError(
+                "not UTF-8 text (export it as UTF-8, or convert it: iconv -f LATIN1 -t UTF-8)",
+                file=str(path), where=head.count(b"\n", 0, err.start) + 1,
+            ) from None  # fmt: skip
