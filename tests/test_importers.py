@@ -254,8 +254,21 @@ def test_chatgpt_branches(fixture, tmp_path):
     with zipfile.ZipFile(zipped, "w") as z:
         z.write(path, "conversations.json")
         z.writestr("user.json", '{"id": "u"}')
-    files = plan([str(zipped)])
+        z.writestr("file-abc.png", b"\x89PNG" + bytes(64))
+        z.writestr("../evil.txt", "x")
+    with pytest.raises(SourceError, match="unsafe path in the zip: ../evil.txt"):
+        plan([str(zipped)])
+    clean = tmp_path / "clean.zip"
+    with zipfile.ZipFile(zipped) as src, zipfile.ZipFile(clean, "w") as dst:
+        for member in src.infolist():
+            if member.filename != "../evil.txt":
+                dst.writestr(member, src.read(member))
+    files = plan([str(clean)])
     assert [(f.name, s.name) for f, s, _ in files] == [("conversations.json", "chatgpt")]
+    assert not list(files[0][0].parent.glob("*.png"))  # images stay packed
+    from chatloom.importing import display_name
+
+    assert display_name(files[0][0]) == f"{clean}!conversations.json"
 
 
 # -- record formats -------------------------------------------------------------------------------

@@ -80,18 +80,22 @@ def display_name(file: Path) -> str:
     return str(file)
 
 
+_TEXT_ENDINGS = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".yml", ".yaml", ".md")
+
+
 def _unzip(path: Path) -> Path:
-    """A zip (ChatGPT's export comes as one) is read as the folder it holds; the copy is removed
-    when the process ends."""
+    """A zip (ChatGPT's export comes as one) is read as the folder it holds: its text files only
+    (an export's images and audio stay packed), copied out and removed when the process ends."""
     folder = Path(tempfile.mkdtemp(prefix="chatloom-zip-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     try:
         with zipfile.ZipFile(path) as z:
-            for member in z.infolist():
+            members = [m for m in z.infolist() if not m.is_dir() and m.filename.lower().endswith(_TEXT_ENDINGS)]
+            for member in members:
                 target = (folder / member.filename).resolve()
                 if not target.is_relative_to(folder.resolve()):  # no "../" escapes
                     raise SourceError(f"unsafe path in the zip: {member.filename}", file=str(path))
-            z.extractall(folder)
+            z.extractall(folder, members)
     except zipfile.BadZipFile as err:
         raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
     _ZIPS[folder] = path
