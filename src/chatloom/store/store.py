@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -384,10 +385,17 @@ class Store:
         # The next batch is parsed in a thread. It is asked for just before the FTS step, one
         # long sqlite3_step that releases the GIL, so parsing overlaps indexing instead of
         # fighting the row inserts for the GIL.
-        batches = prefetch(_batches(convs, batch_size), depth=1)
+        # The producer may only work while this thread is in GIL-free SQLite work (the FTS step,
+        # the commit) or waiting for it: were both to run Python at once, every row
+        # executemany binds would hand the GIL over and wait up to the 5 ms switch interval to
+        # get it back (measured: 150 µs a conversation row instead of a few).
+        gate = threading.Event()
+        gate.set()
+        batches = prefetch(_batches(convs, batch_size, gate=gate), depth=1)
         ahead: list[Any] = []
 
         def fetch_next() -> None:
+            gate.set()  # stays open through the FTS step and the commit
             try:
                 ahead.append(next(batches, None))
             except BaseException as exc:  # raised after this batch commits
@@ -408,6 +416,7 @@ class Store:
                         raise batch
                     if batch is None:
                         break
+                    gate.clear()
                     with self._write():
                         self._import_batch(batch, tags, now, counts, before_index=fetch_next)
                         if journal is not None:
@@ -415,6 +424,7 @@ class Store:
                     if on_batch is not None:
                         on_batch(counts)
         finally:
+            gate.set()  # a producer waiting at the gate must be able to finish
             batches.close()
             if fk_off:
                 self.db.execute("PRAGMA foreign_keys = ON")
@@ -869,16 +879,20 @@ def _kind(old: tuple[Any, ...] | None, dg: str) -> str:
     return "unchanged" if old[2] == dg else "updated"
 
 
-def _batches(convs: Iterable[Conversation], size: int, max_messages: int = 60_000) -> Iterator[list[tuple[Conversation, str]]]:
+def _batches(
+    convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None
+) -> Iterator[list[tuple[Conversation, str]]]:
     """Batches of (conversation, digest) with ids set, of ``size`` conversations or
     ``max_messages`` messages, whichever comes first (more batches of long chats let parsing
     overlap indexing; fewer than ~50k messages a batch makes the FTS step dearer). An id
     repeated inside a batch starts a new batch, so the second copy is compared with the first
-    as stored."""
+    as stored. ``gate``: wait for it before each conversation (see ``import_conversations``)."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
     messages = 0
     for conv in convs:
+        if gate is not None:
+            gate.wait()
         dg = digest(conv)
         cid = ensure_id(conv, dg)
         if cid in seen:
