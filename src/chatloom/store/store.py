@@ -274,6 +274,15 @@ class Store:
             raise NotFoundError(f"{conv_id}: deleted (revision {e.revision}); 'chatloom undo {conv_id}' restores it")
         return e.conversation
 
+    def ids(self, *, tag: str | None = None) -> list[str]:
+        """The ids of the live conversations (optionally with one tag), in storage order."""
+        if tag is None:
+            rows = self.db.execute("SELECT id FROM conversations WHERE deleted = 0 ORDER BY msg_start")
+        else:
+            rows = self.db.execute("SELECT c.id FROM conversations c JOIN tags t ON t.conv = c.pk "
+                                   "WHERE c.deleted = 0 AND t.tag = ? ORDER BY c.msg_start", (tag,))
+        return [row[0] for row in rows]
+
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM conversations WHERE deleted = 0").fetchone()[0]
 

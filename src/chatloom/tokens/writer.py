@@ -1,0 +1,217 @@
+"""``chatloom tokenize``: conversations → nanoGPT-style token files with loss masks.
+
+    report = tokenize(convs, "out/", tokenizer="gpt2-chatml", template="chatml", val_ids=ids)
+
+Per split (``train``, and ``val`` when some conversations are held out), in ``out/``:
+
+- ``NAME.bin``: the token ids, uint16 when the vocabulary fits, else uint32; little-endian, no
+  header, so ``np.memmap(path, dtype=meta["dtype"])`` reads it (as nanoGPT does);
+- ``NAME.idx``: uint64 offsets (in tokens) where each conversation starts;
+- ``NAME.loss``: one byte per token, 1 where the loss counts (assistant turns and their
+  end-of-turn token, or a message's ``train`` flag);
+- ``meta.json``: tokenizer, template, dtype, vocab size, special tokens, counts, and the report
+  of every check (what was dropped, fixed or truncated, with example ids).
+
+The same input and options give byte-identical files, with one worker or many. Every file is
+written beside its target and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import orjson
+
+from ..fileio import atomic_write
+from ..model import Conversation, ensure_id
+from ..tokenizer import get_tokenizer
+from .encode import Encoder, Report
+
+CHUNK = 512  # conversations per batch (and per task for a worker)
+
+
+@dataclass(frozen=True)
+class Options:
+    tokenizer: str
+    template: str | None
+    fix: bool = False
+    max_tokens: int | None = None
+    truncate: bool = False
+
+    def encoder(self) -> Encoder:
+        return Encoder(get_tokenizer(self.tokenizer), self.template, fix=self.fix, max_tokens=self.max_tokens, truncate=self.truncate)
+
+
+@dataclass
+class Chunk:
+    """One batch's result, compact enough to send between processes."""
+
+    ids: list[str]  # conversation ids, in input order
+    kept: list[bool]
+    lengths: np.ndarray  # tokens of each kept conversation
+    tokens: np.ndarray
+    loss: bytes
+    report: Report
+
+
+def encode_chunk(encoder: Encoder, convs: list[Conversation]) -> Chunk:
+    before = encoder.report
+    encoder.report = Report()
+    try:
+        enc = encoder.encode_arrays(convs)
+        report = encoder.report
+    finally:
+        encoder.report = before
+    return Chunk([c.id or "" for c in convs], enc.kept, enc.lengths, enc.tokens, enc.loss.tobytes(), report)
+
+
+# -- worker processes ------------------------------------------------------------------------
+
+_worker: Encoder | None = None
+_decoder = msgspec.json.Decoder(list[Conversation])
+
+
+def _init_worker(options: Options) -> None:
+    global _worker
+    encoder = options.encoder()
+    if hasattr(encoder.tokenizer, "threads"):
+        encoder.tokenizer.threads = 1  # one process per core: no threads inside
+    _worker = encoder
+
+
+def _work(payload: bytes) -> Chunk:
+    assert _worker is not None
+    return encode_chunk(_worker, _decoder.decode(payload))
+
+
+def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
+    batch: list[Conversation] = []
+    for conv in convs:
+        ensure_id(conv)
+        batch.append(conv)
+        if len(batch) == CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@contextlib.contextmanager
+def _encoded(options: Options, convs: Iterable[Conversation], workers: int) -> Iterator[Iterator[Chunk]]:
+    """Chunks in input order, encoded here (``workers`` 1) or by a pool of processes."""
+    if workers <= 1:
+        encoder = options.encoder()
+        yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
+        return
+    encode = msgspec.json.Encoder()
+    ctx = multiprocessing.get_context("spawn")  # tiktoken's threads and fork do not mix
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+        yield pool.imap(_work, (encode.encode(batch) for batch in _chunks(convs)))
+
+
+class _SplitFiles:
+    """The three files of one split, written as the chunks come."""
+
+    def __init__(self, stack: contextlib.ExitStack, folder: Path, name: str):
+        self.name = name
+        self.bin = stack.enter_context(atomic_write(folder / f"{name}.bin"))
+        self.idx = stack.enter_context(atomic_write(folder / f"{name}.idx"))
+        self.loss = stack.enter_context(atomic_write(folder / f"{name}.loss"))
+        self.conversations = self.tokens = self.trained = 0
+
+    def add(self, lengths: np.ndarray, tokens: np.ndarray, loss: bytes) -> None:
+        starts = np.empty(len(lengths), dtype="<u8")
+        if len(lengths):
+            starts[0] = self.tokens
+            np.cumsum(lengths[:-1], out=starts[1:])
+            starts[1:] += self.tokens
+        self.idx.write(starts.tobytes())
+        self.bin.write(tokens.tobytes())
+        self.loss.write(loss)
+        self.conversations += len(lengths)
+        self.tokens += int(lengths.sum())
+        self.trained += loss.count(1)
+
+    def counts(self) -> dict[str, int]:
+        return {"conversations": self.conversations, "tokens": self.tokens, "trained_tokens": self.trained}
+
+
+def tokenize(
+    convs: Iterable[Conversation],
+    out: str | os.PathLike[str],
+    *,
+    tokenizer: str = "gpt2-chatml",
+    template: str | None = None,
+    val_ids: set[str] | None = None,
+    fix: bool = False,
+    max_tokens: int | None = None,
+    truncate: bool = False,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``out/{train,val}.{bin,idx,loss}`` and ``out/meta.json``; return the meta.
+
+    :param val_ids: conversations for the ``val`` split (see ``chatloom.split``); None: train only.
+    :param workers: processes; the files are identical whatever the number.
+    """
+    options = Options(tokenizer, template, fix, max_tokens, truncate)
+    encoder = options.encoder()  # fails early on a bad tokenizer or template, before any file
+    tok = encoder.tokenizer
+    dtype = encoder.dtype
+    folder = Path(out)
+    report = Report()
+    done = 0
+    names = ["train", "val"] if val_ids is not None else ["train"]
+    with contextlib.ExitStack() as stack:
+        files = {name: _SplitFiles(stack, folder, name) for name in names}
+        with _encoded(options, convs, workers) as chunks:
+            for chunk in chunks:
+                report.merge(chunk.report)
+                if val_ids is None:
+                    files["train"].add(chunk.lengths, chunk.tokens, chunk.loss)
+                else:
+                    _split_chunk(chunk, val_ids, files)
+                done += len(chunk.ids)
+                if progress is not None:
+                    progress(done)
+        meta = {
+            "tokenizer": tok.name,
+            "template": encoder.template.name,
+            "dtype": dtype.name,
+            "vocab_size": tok.vocab_size,
+            "special_tokens": dict(sorted(tok.special_tokens.items(), key=lambda kv: kv[1])),
+            "bos_token_id": encoder.bos,
+            "eos_token_id": encoder.eos,
+            "splits": {name: f.counts() for name, f in files.items()},
+            "max_tokens": max_tokens,
+            "fix": fix,
+            "report": report.as_dict(),
+            **(extra_meta or {}),
+        }
+        with atomic_write(folder / "meta.json") as fp:
+            fp.write(orjson.dumps(meta, option=orjson.OPT_INDENT_2) + b"\n")
+    return meta
+
+
+def _split_chunk(chunk: Chunk, val_ids: set[str], files: dict[str, _SplitFiles]) -> None:
+    """Send each kept conversation of a chunk to its split, in order, in two contiguous groups."""
+    kept_ids = [cid for cid, kept in zip(chunk.ids, chunk.kept) if kept]
+    is_val = np.fromiter((cid in val_ids for cid in kept_ids), dtype=bool, count=len(kept_ids))
+    ends = np.cumsum(chunk.lengths).astype(np.int64)
+    starts = ends - chunk.lengths.astype(np.int64)
+    loss = np.frombuffer(chunk.loss, dtype=np.uint8)
+    for name, select in (("train", ~is_val), ("val", is_val)):
+        if not select.any():
+            continue
+        spans = [np.arange(s, e) for s, e in zip(starts[select], ends[select])]
+        take = np.concatenate(spans) if spans else np.empty(0, dtype=np.int64)
+        files[name].add(chunk.lengths[select], chunk.tokens[take], loss[take].tobytes())
