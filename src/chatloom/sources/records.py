@@ -1,8 +1,9 @@
 """Record formats: one conversation per record, in a JSON array or in JSONL.
 
 - ``sharegpt``: ``{conversations: [{from, value}], system?, tools?}``; role aliases (human, gpt,
-  function_call, observation, …); preference records (``chosen`` / ``rejected``) keep the
-  chosen answer as the last turn and the rejected one in ``meta``.
+  function_call, observation, …); a ``function_call`` value holds one call or a list of them
+  (parallel calls); preference records (``chosen`` / ``rejected``) keep the chosen answer as
+  the last turn and the rejected one in ``meta``.
 - ``alpaca``: ``{instruction, input, output, system?, history?}``; ``history`` pairs become the
   earlier turns.
 - ``llamafactory``: LLaMA-Factory v1 JSONL, content blocks and per-message ``loss_weight``,
@@ -174,6 +175,8 @@ class ShareGPTSource(RecordSource):
         raw: list[dict[str, Any]] = []
         if record.get("system"):
             raw.append({"role": "system", "content": str(record["system"])})
+        waiting: list[str | None] = []  # the names of the calls not answered yet, in order
+        last: str | None = None
         for i, turn in enumerate(turns):
             if not isinstance(turn, dict) or "value" not in turn:
                 raise RecordError(f"$.conversations[{i}]: expected {{from, value}}")
@@ -187,9 +190,20 @@ class ShareGPTSource(RecordSource):
                     call = orjson.loads(value)
                 except orjson.JSONDecodeError:
                     raise RecordError(f"$.conversations[{i}].value: a function_call must be JSON") from None
-                raw.append({"role": "assistant", "content": None, "function_call": call})
+                calls = call if isinstance(call, list) else [call]
+                if not calls or not all(isinstance(c, dict) for c in calls):
+                    raise RecordError(f"$.conversations[{i}].value: a function_call must be an object or a list of them")
+                if isinstance(call, dict):
+                    raw.append({"role": "assistant", "content": None, "function_call": call})
+                else:  # parallel calls (LLaMA-Factory writes a list)
+                    raw.append({"role": "assistant", "content": None, "tool_calls": [
+                        {"id": f"call_{len(raw)}_{j}", "type": "function", "function": {"name": c.get("name", ""), "arguments": c.get("arguments", "")}}
+                        for j, c in enumerate(calls)
+                    ]})  # fmt: skip
+                waiting = [c.get("name") for c in calls]
+                last = waiting[-1]
             elif role == "tool":
-                raw.append({"role": "function", "name": _last_call_name(raw), "content": value})
+                raw.append({"role": "function", "name": waiting.pop(0) if waiting else last, "content": value})
             else:
                 raw.append({"role": role, "content": value})
         meta: dict[str, Any] = {}
@@ -204,13 +218,6 @@ class ShareGPTSource(RecordSource):
             if isinstance(record.get(key), str):
                 setattr(conv, key, f"sharegpt:{record[key]}" if key == "id" else record[key])
         return conv
-
-
-def _last_call_name(raw: list[dict[str, Any]]) -> str | None:
-    for m in reversed(raw):
-        if m.get("function_call"):
-            return m["function_call"].get("name")
-    return None
 
 
 # -- Alpaca ------------------------------------------------------------------------------------
