@@ -24,3 +24,7 @@ def test_demo_steps(tmp_path):
     val = (tmp_path / "demo" / "export" / "val.jsonl").read_text().splitlines()
     assert len(train) + len(val) == 7168 and len(val) == round(7168 * 0.05)
     assert re.match(r'\{"id":"chitchat:', train[0])
+    meta = json.loads((tmp_path / "demo" / "tokens" / "meta.json").read_text())
+    kept = meta["splits"]["train"]["conversations"] + meta["splits"]["val"]["conversations"]
+    assert kept + meta["report"]["dropped"]["no trained token"] == 7168  # single-message chats: nothing to train on
+    assert (tmp_path / "demo" / "tokens" / "train.bin").stat().st_size == 2 * meta["splits"]["train"]["tokens"]

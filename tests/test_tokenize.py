@@ -257,3 +257,11 @@ def test_hf_folder_default_template_is_its_own(tmp_path: Path) -> None:
     assert _template_name(None, str(folder)) == str(folder)
     meta = tokenize([conv("hi", "hello", id="a")], tmp_path / "out", tokenizer=str(folder), template=str(folder))
     assert meta["splits"]["train"]["trained_tokens"] == 2
+
+
+def test_a_template_without_generation_prompt_trains_the_header(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.jinja"  # no add_generation_prompt: at inference the model writes the header itself
+    bare.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    tok = get_tokenizer("gpt2-chatml")
+    ids, mask = Encoder(tok, str(bare)).encode(conv("hi", "hello"))
+    assert spans(tok, ids, mask) == ["<|im_start|>assistant\nhello<|im_end|>"]
