@@ -2,19 +2,25 @@
 
     export(store, "out.jsonl", fmt="openai")
     export(store, "out/", fmt="openai", split=0.1, seed=0)   # out/train.jsonl, out/val.jsonl
+    export(store, "out", fmt="hf", split=0.1)                # a DatasetDict: out/train, out/validation
+
+Beside a file or folder (not standard output), the trainer snippets are written too: LLaMA-Factory's
+``dataset_info.json`` and an axolotl ``datasets:`` block (``chatloom.formats.snippets``).
 """
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write
-from .formats import get_format
+from .errors import UsageError
+from .fileio import atomic_folder, atomic_write
+from .formats import Format, get_format
+from .formats.snippets import write_snippets
 from .model import Conversation
 from .split import validation_ids
 from .store import Store
@@ -24,6 +30,8 @@ from .store import Store
 class ExportResult:
     files: dict[str, int] = field(default_factory=dict)  # path → conversations written
     dropped: Counter[str] = field(default_factory=Counter)
+    snippets: list[str] = field(default_factory=list)  # trainer snippets written
+    warnings: list[str] = field(default_factory=list)
 
 
 def export(
@@ -35,14 +43,18 @@ def export(
     seed: int = 0,
     tag: str | None = None,
     progress: Callable[[int], None] | None = None,
+    snippets: bool = True,
     **options: Any,
 ) -> ExportResult:
     """Write the live conversations (optionally one tag) to ``out``; ``-`` is standard output.
 
     With ``split``, ``out`` is a folder holding ``train`` and ``val`` files, split by
-    conversation (see ``chatloom.split``). Every file is written atomically.
+    conversation (see ``chatloom.split``). Every file (and a ``datasets`` folder) is written
+    atomically. Without ``snippets``, no trainer snippets are written.
     """
     writer = get_format(fmt, **options)
+    if out == "-" and (split is not None or writer.folder):
+        raise UsageError(f"-f {writer.label}{' with --split' if split is not None else ''} writes a folder: give -o a folder, not '-'")
     result = ExportResult()
     done = 0
 
@@ -55,34 +67,63 @@ def export(
                 progress(done)
 
     if split is None:
-        convs = counted(store.iter_conversations(tag=tag))
-        if out == "-":
-            report = writer.write(convs, sys.stdout.buffer)
-        else:
-            with atomic_write(out) as fp:
-                report = writer.write(convs, fp)
+        parts: dict[str, Iterable[Conversation]] = {"data": counted(store.iter_conversations(tag=tag))}
+    else:
+        val = validation_ids(_ids(store, tag), split, seed)
+        # one pass over the store per part keeps memory flat whatever the size of the dataset
+        parts = {name: _only(counted(store.iter_conversations(tag=tag)), val, name == "val") for name in ("train", "val")}
+
+    if out == "-":
+        report = writer.write(parts["data"], sys.stdout.buffer)
         result.files[out] = report.written
         result.dropped += report.dropped
         return result
 
-    if tag is None:
-        ids = [row[0] for row in store.db.execute("SELECT id FROM conversations WHERE deleted = 0")]
+    target = Path(out)
+    if writer.folder:
+        files = _write_folder(writer, target, parts, result)
     else:
-        ids = [row[0] for row in store.db.execute(
-            "SELECT c.id FROM conversations c JOIN tags t ON t.conv = c.pk WHERE c.deleted = 0 AND t.tag = ?", (tag,))]
-    val = validation_ids(ids, split, seed)
-    folder = Path(out)
-    paths = {name: folder / f"{name}{writer.extension}" for name in ("train", "val")}
+        files = {}
+        for name, convs in parts.items():
+            path = target if split is None else target / f"{name}{writer.extension}"
+            with atomic_write(path) as fp:
+                report = writer.write(convs, fp)
+            result.files[str(path)] = report.written
+            result.dropped += report.dropped
+            files[name] = path
+    if snippets:
+        written = write_snippets(writer, target, files, split=split is not None)
+        result.snippets, result.warnings = written.written, written.warnings
+    return result
 
-    def only(which: str, convs: Iterator[Conversation]) -> Iterator[Conversation]:
-        for conv in convs:
-            if (conv.id in val) == (which == "val"):
-                yield conv
 
-    # two passes over the store keep memory flat whatever the size of the dataset
-    for name, path in paths.items():
-        with atomic_write(path) as fp:
-            report = writer.write(only(name, store.iter_conversations(tag=tag)), fp)
+def _ids(store: Store, tag: str | None) -> list[str]:
+    if tag is None:
+        return [row[0] for row in store.db.execute("SELECT id FROM conversations WHERE deleted = 0")]
+    return [row[0] for row in store.db.execute(
+        "SELECT c.id FROM conversations c JOIN tags t ON t.conv = c.pk WHERE c.deleted = 0 AND t.tag = ?", (tag,))]  # fmt: skip
+
+
+def _only(convs: Iterator[Conversation], val: set[str], in_val: bool) -> Iterator[Conversation]:
+    for conv in convs:
+        if (conv.id in val) == in_val:
+            yield conv
+
+
+def _write_folder(writer: Format, target: Path, parts: dict[str, Iterable[Conversation]], result: ExportResult) -> dict[str, Path]:
+    """A folder format (``hf``): the whole folder is built aside and renamed into place."""
+    if target.is_file() or (target.is_dir() and any(target.iterdir()) and not _is_datasets_folder(target)):
+        raise UsageError(f"{target} exists and is not a datasets folder: give -o a new folder (it is replaced as a whole)")
+    with atomic_folder(target) as folder:
+        reports = writer.write_folder(parts, folder)
+    files = {}
+    for name, report in reports.items():
+        path = writer.part_path(target, name)
         result.files[str(path)] = report.written
         result.dropped += report.dropped
-    return result
+        files[name] = path
+    return files
+
+
+def _is_datasets_folder(path: Path) -> bool:
+    return (path / "dataset_dict.json").exists() or (path / "state.json").exists()

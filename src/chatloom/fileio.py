@@ -1,8 +1,9 @@
-"""Atomic file writes: a temp file beside the target, renamed over it only when complete."""
+"""Atomic writes: a temp file (or folder) beside the target, renamed over it only when complete."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,3 +35,22 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO
         except FileNotFoundError:
             pass
         raise
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write folder ``path`` all at once: yields a path (not yet created) in a temp folder beside
+    it, which replaces ``path`` only when the block completes; on failure nothing changes."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as err:
+        raise ChatloomError(f"{target}: cannot write: {err.strerror}") from None
+    try:
+        yield tmp / target.name
+        if target.exists():
+            os.rename(target, tmp / ".replaced")  # removed with tmp below
+        os.rename(tmp / target.name, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

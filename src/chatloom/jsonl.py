@@ -17,7 +17,7 @@ from typing import IO, Any
 import msgspec
 import orjson
 
-from .model import Conversation, downgrade_to_legacy, upgrade_legacy_messages
+from .model import Conversation, Message, downgrade_to_legacy, upgrade_legacy_messages
 
 
 class RecordError(ValueError):
@@ -77,7 +77,7 @@ def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = Fal
     """One conversation as a JSON line (with the trailing newline)."""
     if meta and not legacy_functions:
         return _encode(conv) + b"\n"
-    obj: dict[str, Any] = msgspec.to_builtins(conv) if meta else {"messages": [_bare(m) for m in msgspec.to_builtins(conv.messages)]}
+    obj: dict[str, Any] = msgspec.to_builtins(conv) if meta else {"messages": bare_messages(conv.messages)}
     if not meta and conv.tools:
         obj["tools"] = msgspec.to_builtins(conv.tools)
     if legacy_functions:
@@ -85,6 +85,11 @@ def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = Fal
         if "tools" in obj:
             obj["functions"] = [t.get("function", t) for t in obj.pop("tools")]
     return orjson.dumps(obj) + b"\n"
+
+
+def bare_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as OpenAI's fine-tuning API takes them: role, content, name, tool calls; no ``None``."""
+    return [_bare(m) for m in msgspec.to_builtins(messages)]
 
 
 def _bare(message: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ..exporting import export
 from ..formats import get_format
 from ..importing import check_me, import_files, plan
 from ..store import Store
+from ..tokenizer import DEFAULT_TOKENIZER
 from . import cli, console, dataset_option, err_console, json_option, print_json, progress_bar
 
 
@@ -186,43 +187,59 @@ def _print_dry_run(results, dataset: str) -> None:
 
 @cli.command("export")
 @dataset_option
-@click.option("-f", "--format", "fmt", default="openai", show_default=True, help="Output format.")
-@click.option("-o", "--output", "out", required=True, help="Output file ('-' for stdout); with --split, a folder.")
+@click.option("-f", "--format", "fmt", default="openai", show_default=True,
+              help="Output format ('chatloom formats' lists them); template:NAME renders a chat template.")
+@click.option("-o", "--output", "out", required=True, help="Output file ('-' for stdout); with --split or -f hf, a folder.")
 @click.option("--split", type=float, default=None, help="Validation share: a ratio (0.1) or a count (500). Writes OUT/train and OUT/val.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--tag", default=None, help="Only conversations with this tag.")
-@click.option("--no-meta", is_flag=True, help="Only messages and tools: no id, title, tags, source or meta.")
-@click.option("--legacy-functions", is_flag=True, help="Write tool calls in OpenAI's old function_call shape.")
+@click.option("--no-meta", is_flag=True, help="openai, parquet, hf: only messages and tools, no id, title, tags, source or meta.")
+@click.option("--legacy-functions", is_flag=True, help="openai: write tool calls in OpenAI's old function_call shape.")
+@click.option("--char", default=None, help="pygmalion: the character's name where an assistant message has none.  [default: Assistant]")
+@click.option("--user", default=None, help="pygmalion: the user's name where a user message has none.  [default: You]")
+@click.option("--tokenizer", default=None, help=f"template:NAME: render with this tokenizer's special tokens (bos, eos); default: NAME's own folder, else {DEFAULT_TOKENIZER}.")
+@click.option("--no-snippets", is_flag=True, help="Write no LLaMA-Factory dataset_info.json entry and no axolotl YAML beside the export.")
 @json_option
-def export_(dataset: str, fmt: str, out: str, split: float | None, seed: int, tag: str | None, no_meta: bool, legacy_functions: bool, as_json: bool) -> None:
+def export_(
+    dataset: str, fmt: str, out: str, split: float | None, seed: int, tag: str | None, no_meta: bool, legacy_functions: bool,
+    char: str | None, user: str | None, tokenizer: str | None, no_snippets: bool, as_json: bool,
+) -> None:  # fmt: skip
     """Export the dataset to a training format.
 
     Files are written whole or not at all (a temp file renamed into place). With --split the
     validation set is chosen by conversation, seeded: the same dataset and seed give the same
-    files.
+    files. What a format cannot hold (names in Alpaca, tool calls in text formats, a
+    conversation without a reply, ...) is dropped and counted in a warning.
+
+    Beside the export, LLaMA-Factory's dataset_info.json (merged into one already there) and an
+    axolotl datasets: block (NAME.axolotl.yml, or axolotl.yml in a split folder) read it as is.
 
     \b
     Example usage:
         chatloom export -o chats.jsonl
         chatloom export -o out --split 0.1 --seed 0      # out/train.jsonl, out/val.jsonl
+        chatloom export -f sharegpt -o chats.sharegpt.jsonl
+        chatloom export -f template:llama-3 -o text.jsonl
+        chatloom export -f hf -o chats_hf --split 0.05
+        chatloom export -f pygmalion --char Aqua -o aqua.jsonl
         chatloom export -o - --no-meta --tag mine | head
     """
-    get_format(fmt)  # an unknown format fails before anything is read
-    if split is not None and out == "-":
-        raise UsageError("--split writes a folder: give -o a folder, not '-'")
+    options = {"meta": not no_meta, "legacy_functions": legacy_functions, "char": char, "user": user, "tokenizer": tokenizer}
+    get_format(fmt, **options)  # an unknown format or template fails before anything is read
     with Store(dataset) as store:
         passes = 1 if split is None else 2  # a split reads the dataset once per file
         with progress_bar("exporting", None if tag else store.count() * passes) as update:
-            result = export(
-                store, out, fmt=fmt, split=split, seed=seed, tag=tag, progress=update,
-                meta=not no_meta, legacy_functions=legacy_functions,
-            )  # fmt: skip
+            result = export(store, out, fmt=fmt, split=split, seed=seed, tag=tag, progress=update, snippets=not no_snippets, **options)
     if as_json:
-        print_json({"files": result.files, "dropped": dict(result.dropped)})
+        print_json({"files": result.files, "dropped": dict(result.dropped), "snippets": result.snippets, "warnings": result.warnings})
         return
+    for what, n in result.dropped.items():
+        click.echo(f"warning: dropped {n:,} × {what}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if out == "-":
         return
     for path, n in result.files.items():
         click.echo(f"wrote {n:,} conversations to {path}")
-    for what, n in result.dropped.items():
-        click.echo(f"warning: {n:,} × {what}", err=True)
+    if result.snippets:
+        click.echo(f"trainer snippets: {', '.join(result.snippets)}")
