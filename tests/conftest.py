@@ -70,3 +70,29 @@ def chitchat_path() -> Path:
     return get_source("chitchat").resolve("package")[0]
 
 
+
+
+# each built-in template's tokenizer: its special tokens, bos and eos, as the model families have them
+TEMPLATE_TOKENS = {
+    "chatml": ("<|endoftext|>", "<|im_end|>"),
+    "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
+    "mistral": ("<s>", "</s>"),
+    "gemma": ("<bos>", "<eos>"),
+    "phi-3": ("<s>", "<|endoftext|>"),
+    "alpaca": ("<s>", "</s>"),
+    "vicuna": ("<s>", "</s>"),
+    "metharme": ("<s>", "</s>"),
+}
+
+
+@pytest.fixture(scope="session")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A Hugging Face GPT-2 tokenizer folder per built-in template, built offline, with that
+    template as its chat_template and the special tokens it needs."""
+    from chatloom.templates import BUILTINS, builtin_source
+    from chatloom.tokenizer import write_hf_gpt2_folder
+
+    root = tmp_path_factory.mktemp("tokenizers")
+    return {name: write_hf_gpt2_folder(root / name, special_tokens=BUILTINS[name].needs, chat_template=builtin_source(name),
+                                       bos_token=TEMPLATE_TOKENS[name][0], eos_token=TEMPLATE_TOKENS[name][1])
+            for name in BUILTINS}

@@ -6,20 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chatloom.templates import BUILTINS, TemplateError, builtin_source, folder_template, get_template
+from chatloom.templates import BUILTINS, TemplateError, folder_template, get_template
 from chatloom.tokenizer import get_tokenizer, write_hf_gpt2_folder
-
-# each built-in's tokenizer: its special tokens, bos and eos, as the model families have them
-TOKENS = {
-    "chatml": ("<|endoftext|>", "<|im_end|>"),
-    "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
-    "mistral": ("<s>", "</s>"),
-    "gemma": ("<bos>", "<eos>"),
-    "phi-3": ("<s>", "<|endoftext|>"),
-    "alpaca": ("<s>", "</s>"),
-    "vicuna": ("<s>", "</s>"),
-    "metharme": ("<s>", "</s>"),
-}
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 CHATS = [
@@ -29,18 +17,6 @@ CHATS = [
     [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}],
 ]
 NO_SYSTEM = {"mistral", "gemma"}
-
-
-def tokenizer_folder(root: Path, name: str) -> Path:
-    bos, eos = TOKENS[name]
-    return write_hf_gpt2_folder(root / name, special_tokens=BUILTINS[name].needs, chat_template=builtin_source(name),
-                                bos_token=bos, eos_token=eos)
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tokenizers")
-    return {name: tokenizer_folder(root, name) for name in BUILTINS}
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))

@@ -15,7 +15,6 @@ from chatloom.tokenizer import get_tokenizer, write_hf_gpt2_folder
 from chatloom.tokens import CheckError, Encoder, TokenFile, attention_mask, tokenize
 
 from .conftest import conv, write_jsonl
-from .test_templates import tokenizer_folder
 
 CHAT = [Message(role="user", content=" hi there "), Message(role="assistant", content="hello!\n"),
         Message(role="user", content="how?"), Message(role="assistant", content="fine")]
@@ -46,12 +45,6 @@ def spans(tok, ids: list[int], mask: bytes) -> list[str]:  # type: ignore[no-unt
     if cur:
         out.append(tok.decode(cur))
     return out
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("tokenizers")
-    return {name: tokenizer_folder(root, name) for name in BUILTINS}
 
 
 @pytest.mark.parametrize("name", list(BUILTINS))
@@ -106,27 +99,24 @@ def test_roles_a_template_refuses_fail_or_get_fixed(folders: dict[str, Path]) ->
     assert "[INST]  hi there \n hi there  [/INST]" in enc.tokenizer.decode(ids)
 
 
-def test_missing_end_token_fails_or_gets_eos(tmp_path: Path) -> None:
-    no_end = tmp_path / "no-end.jinja"
-    no_end.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+@pytest.mark.parametrize(("template", "error", "repair", "after_fix"), [
+    # no end token after a turn: the model would never learn to stop; --fix appends eos, trained
+    ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+     "turn 1 \\(assistant\\) has no end-of-turn token", "appended eos after a turn without an end token",
+     lambda tok, ids, mask: spans(tok, ids, mask) == [" hello<|endoftext|>"]),
+    # a doubled BOS; --fix removes one
+    ("{{ bos_token }}{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}",
+     "starts with a doubled BOS", "removed a doubled BOS", lambda tok, ids, mask: ids[:2] == [50256, 50257]),
+])
+def test_checks_fail_or_fix(tmp_path: Path, template: str, error: str, repair: str, after_fix) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
     tok = get_tokenizer("gpt2-chatml")
-    with pytest.raises(CheckError, match="turn 1 \\(assistant\\) has no end-of-turn token"):
-        Encoder(tok, str(no_end)).encode(conv("hi", "hello"))
-    enc = Encoder(tok, str(no_end), fix=True)
-    ids, mask = enc.encode(conv("hi", "hello"))
-    assert spans(tok, ids, mask) == [" hello<|endoftext|>"]
-    assert enc.report.fixed == {"appended eos after a turn without an end token": 1}
-
-
-def test_doubled_bos_fails_or_is_removed(tmp_path: Path) -> None:
-    twice = tmp_path / "twice.jinja"
-    twice.write_text("{{ bos_token }}{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
-    tok = get_tokenizer("gpt2-chatml")
-    with pytest.raises(CheckError, match="doubled BOS"):
-        Encoder(tok, str(twice)).encode(conv("hi", "hello"))
-    enc = Encoder(tok, str(twice), fix=True)
-    ids, _ = enc.encode(conv("hi", "hello"))
-    assert ids[:2] == [50256, 50257] and enc.report.fixed == {"removed a doubled BOS": 1}
+    with pytest.raises(CheckError, match=f"conversation c: {error}.*; --fix"):
+        Encoder(tok, str(path)).encode(conv("hi", "hello", id="c"))
+    enc = Encoder(tok, str(path), fix=True)
+    ids, mask = enc.encode(conv("hi", "hello", id="c"))
+    assert after_fix(tok, ids, mask) and enc.report.fixed == {repair: 1}
 
 
 def test_empty_mask_fails_or_is_dropped() -> None:
