@@ -23,6 +23,7 @@ is ordinary text.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class Run:
     ids: list[int] | None = None
     owner: int = -1  # the message it belongs to (-1: before the first)
     special: bool = False
+    end: int = 0  # where it ends in the placeholder render (to reuse it for a longer shape)
 
 
 @dataclass
@@ -82,6 +84,8 @@ class Layout:
     runs: list[Run]
     missing_end: list[int] = field(default_factory=list)  # trained turns with no end-of-turn token
     left_out: list[int] = field(default_factory=list)  # messages whose content the template drops
+    full: str = ""  # the placeholder render it was cut from
+    starts: list[int] = field(default_factory=list)  # where each message starts in it
 
 
 def shape(conv: Conversation) -> tuple[Any, ...]:
@@ -262,7 +266,7 @@ class Layouts:
         starts.append(len(full))
 
         # which spans train: completion start … end-of-turn token, inclusive
-        regions: list[tuple[int, int]] = []
+        regions: list[tuple[int, int, int]] = []
         missing_end: list[int] = []
         for k, message in enumerate(conv.messages):
             if not message.trains:
@@ -282,29 +286,60 @@ class Layouts:
                 end = after if slot is not None else starts[k + 1]
                 missing_end.append(k)
             if end > begin:
-                regions.append((begin, end))
+                regions.append((begin, end, k))
 
         left_out = [k for k, m in enumerate(conv.messages) if m.content and k not in content_at]
-        return Layout(self._runs(full, slots, starts, regions), missing_end, left_out)
+        reused = self._reusable(key, n, full, starts, regions, slots)
+        return Layout(self._runs(full, slots, starts, regions, reused), missing_end, left_out, full, starts)
 
-    def _runs(self, full: str, slots: list[re.Match[str]], starts: list[int], regions: list[tuple[int, int]]) -> list[Run]:
-        cuts = {0, len(full), *starts}
-        for begin, end in regions:
+    def _reusable(self, key: tuple[Any, ...], n: int, full: str, starts: list[int], regions: list[tuple[int, int, int]],
+                  slots: list[re.Match[str]]) -> list[Run]:
+        """The runs of the longest shorter shape already laid out that this one shares: everything
+        before that shape's last message (and before anything of a later message), bar the last
+        run, which the walk redoes. A long conversation's shapes (one per length) cost their new
+        messages, not their whole length each."""
+        roles, tools_key = key
+        m = n - 1
+        while m > 1 and (roles[:m], tools_key) not in self._cache:
+            m -= 1
+        prefix = self._cache.get((roles[:m], tools_key)) if m > 1 else None
+        if prefix is None or len(prefix.starts) < m or prefix.starts[m - 1] != starts[m - 1]:
+            return []
+        limit = starts[m - 1]
+        limit = min([limit, *(begin for begin, _, k in regions if k >= m - 1),
+                     *(s.start() for s in slots if int(s.group("c") or s.group("n")) >= m - 1)])
+        if prefix.full[:limit] != full[:limit]:
+            return []
+        reused = list(itertools.takewhile(lambda r: r.end <= limit, prefix.runs))
+        return reused[:-1]
+
+    def _runs(self, full: str, slots: list[re.Match[str]], starts: list[int], regions: list[tuple[int, int, int]],
+              reused: list[Run]) -> list[Run]:
+        done = reused[-1].end if reused else 0
+        cuts = {done, len(full), *starts}
+        for begin, end, _ in regions:
             cuts.update((begin, end))
         for m in slots:
             cuts.update((m.start(), m.end()))
-        cuts_sorted = sorted(c for c in cuts if 0 <= c <= len(full))
+        cuts_sorted = sorted(c for c in cuts if done <= c <= len(full))
         slot_at = {m.start(): m for m in slots}
-        runs: list[Run] = []
+        runs: list[Run] = list(reused)
+        shared = len(runs)  # runs of another layout: copied before they change
 
-        def add(trained: bool, part: str | Slot, special: bool, owner: int) -> None:
+        def add(trained: bool, part: str | Slot, special: bool, owner: int, end: int) -> None:
+            nonlocal shared
             last = runs[-1] if runs else None
             if special:  # a special token stands alone
-                runs.append(Run(trained, [part], [self.tokenizer.special_tokens[part]], owner, special=True))  # type: ignore[index]
+                runs.append(Run(trained, [part], [self.tokenizer.special_tokens[part]], owner, True, end))  # type: ignore[index]
             elif last is None or last.special or last.trained != trained:
-                runs.append(Run(trained, [part], None, owner))
+                runs.append(Run(trained, [part], None, owner, False, end))
             else:
+                if len(runs) <= shared:
+                    last = runs[-1] = Run(last.trained, list(last.parts), None, last.owner, False, last.end)
+                    shared = len(runs) - 1
                 last.parts.append(part)
+                last.ids = None
+                last.end = end
 
         region = 0  # regions are in order and disjoint; the cuts walk them once
         for a, b in zip(cuts_sorted, cuts_sorted[1:]):
@@ -319,17 +354,17 @@ class Layouts:
                 else:
                     strip = ("" if m.group("lead") else "l") + ("" if m.group("trail") else "r")
                     slot = Slot(int(m.group("c")), "c", strip)
-                add(trained, slot, False, owner)
+                add(trained, slot, False, owner, b)
                 continue
             literal = full[a:b]
             pos = 0
             for sm in self._special.finditer(literal) if self._special else ():
                 if sm.start() > pos:
-                    add(trained, literal[pos:sm.start()], False, owner)
-                add(trained, sm.group(), True, owner)
+                    add(trained, literal[pos:sm.start()], False, owner, a + sm.start())
+                add(trained, sm.group(), True, owner, a + sm.end())
                 pos = sm.end()
             if pos < len(literal):
-                add(trained, literal[pos:], False, owner)
+                add(trained, literal[pos:], False, owner, b)
         # template-only runs are tokenized once, here
         for run in runs:
             if run.ids is None and all(isinstance(p, str) for p in run.parts):
