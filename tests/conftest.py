@@ -72,19 +72,6 @@ def chitchat_path() -> Path:
 
 
 
-# each built-in template's tokenizer: its special tokens, bos and eos, as the model families have them
-TEMPLATE_TOKENS = {
-    "chatml": ("<|endoftext|>", "<|im_end|>"),
-    "llama-3": ("<|begin_of_text|>", "<|eot_id|>"),
-    "mistral": ("<s>", "</s>"),
-    "gemma": ("<bos>", "<eos>"),
-    "phi-3": ("<s>", "<|endoftext|>"),
-    "alpaca": ("<s>", "</s>"),
-    "vicuna": ("<s>", "</s>"),
-    "metharme": ("<s>", "</s>"),
-}
-
-
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A Hugging Face GPT-2 tokenizer folder per built-in template, built offline, with that
@@ -93,6 +80,6 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from chatloom.tokenizer import write_hf_gpt2_folder
 
     root = tmp_path_factory.mktemp("tokenizers")
-    return {name: write_hf_gpt2_folder(root / name, special_tokens=BUILTINS[name].needs, chat_template=builtin_source(name),
-                                       bos_token=TEMPLATE_TOKENS[name][0], eos_token=TEMPLATE_TOKENS[name][1])
-            for name in BUILTINS}
+    return {name: write_hf_gpt2_folder(root / name, special_tokens=b.needs, chat_template=builtin_source(name),
+                                       bos_token=b.bos, eos_token=b.eos)
+            for name, b in BUILTINS.items()}

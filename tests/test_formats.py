@@ -231,8 +231,11 @@ def test_template_format_errors_and_refusals(tmp_path):
     result = export(store, str(tmp_path / "m.jsonl"), fmt="template:metharme")
     assert result.files[str(tmp_path / "m.jsonl")] == 1 and sum(result.dropped.values()) == 1
     assert "Metharme has no tool role" in next(iter(result.dropped))
-    eos = "<|endoftext|>"  # the default tokenizer's (gpt2-chatml) bos and eos
-    assert _lines(tmp_path / "m.jsonl") == [{"text": f"{eos}<|system|>Be brief.<|user|>2+2?<|model|>4{eos}"}]
+    # without --tokenizer, a built-in renders with its model family's bos and eos (Pygmalion's <s> … </s>)
+    assert _lines(tmp_path / "m.jsonl") == [{"text": "<s><|system|>Be brief.<|user|>2+2?<|model|>4</s>"}]
+    export(store, str(tmp_path / "g.jsonl"), fmt="template:metharme", tokenizer="gpt2-chatml")
+    eos = "<|endoftext|>"  # with a tokenizer, its bos and eos
+    assert _lines(tmp_path / "g.jsonl") == [{"text": f"{eos}<|system|>Be brief.<|user|>2+2?<|model|>4{eos}"}]
 
 
 def test_metharme_prompt_and_generation(tmp_path):

@@ -197,7 +197,7 @@ def _print_dry_run(results, dataset: str) -> None:
 @click.option("--legacy-functions", is_flag=True, help="openai: write tool calls in OpenAI's old function_call shape.")
 @click.option("--char", default=None, help="pygmalion: the character's name where an assistant message has none.  [default: Assistant]")
 @click.option("--user", default=None, help="pygmalion: the user's name where a user message has none.  [default: You]")
-@click.option("--tokenizer", default=None, help=f"template:NAME: render with this tokenizer's special tokens (bos, eos); default: NAME's own folder, else {DEFAULT_TOKENIZER}.")
+@click.option("--tokenizer", default=None, help=f"template:NAME: render with this tokenizer's special tokens (bos, eos); default: NAME's own folder, a built-in's model family's, else {DEFAULT_TOKENIZER}'s.")
 @click.option("--no-snippets", is_flag=True, help="Write no LLaMA-Factory dataset_info.json entry and no axolotl YAML beside the export.")
 @json_option
 def export_(

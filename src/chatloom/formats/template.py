@@ -3,8 +3,9 @@
 NAME is a built-in template (``chatloom.templates``: chatml, llama-3, mistral, gemma, phi-3,
 alpaca, vicuna, metharme), a ``.jinja`` file, or a local Hugging Face tokenizer folder (its
 ``chat_template``). The special tokens (``bos_token``, ``eos_token``) come from the ``tokenizer``
-option, else from NAME when it is a tokenizer folder, else from the default tokenizer (as
-``chatloom tokenize`` renders). A conversation the template refuses (``raise_exception``: a role
+option, else from NAME when it is a tokenizer folder, else from a built-in's model family
+(``<|begin_of_text|>`` for llama-3, ``<s>`` … ``</s>`` for mistral), else from the default
+tokenizer. A conversation the template refuses (``raise_exception``: a role
 it has no place for) is dropped and counted.
 """
 
@@ -37,8 +38,13 @@ class TemplateFormat(JsonlFormat):
 
         self._refused, self._dicts = TemplateError, message_dicts
 
-        tokenizer = options.get("tokenizer") or (name if Path(name).is_dir() else DEFAULT_TOKENIZER)
-        self.template = get_template(name, getattr(get_tokenizer(tokenizer), "template_tokens", {}))
+        from ..templates import BUILTINS
+
+        tokenizer = options.get("tokenizer") or (name if Path(name).is_dir() else None)
+        if tokenizer is None and name in BUILTINS:  # the model family's own bos and eos
+            self.template = get_template(name)
+        else:
+            self.template = get_template(name, getattr(get_tokenizer(tokenizer or DEFAULT_TOKENIZER), "template_tokens", {}))
 
     def record(self, conv: Conversation, dropped: Counter[str]) -> dict[str, Any] | None:
         try:

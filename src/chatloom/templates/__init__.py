@@ -32,14 +32,20 @@ class Builtin:
     summary: str
     needs: tuple[str, ...] = ()  # special tokens the tokenizer must have
     end: str | None = None  # the end-of-turn token; None: the tokenizer's eos
+    bos: str = "<s>"  # the model family's bos and eos: what a text export renders without a tokenizer
+    eos: str = "</s>"
 
 
 BUILTINS: dict[str, Builtin] = {
-    "chatml": Builtin("ChatML: <|im_start|>ROLE … <|im_end|> (OpenAI, Qwen, Hermes; gpt2-chatml)", ("<|im_start|>", "<|im_end|>"), "<|im_end|>"),
-    "llama-3": Builtin("Llama 3 / 3.1 instruct headers, <|eot_id|>", ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"), "<|eot_id|>"),
+    "chatml": Builtin("ChatML: <|im_start|>ROLE … <|im_end|> (OpenAI, Qwen, Hermes; gpt2-chatml)", ("<|im_start|>", "<|im_end|>"), "<|im_end|>",
+                      "<|endoftext|>", "<|im_end|>"),
+    "llama-3": Builtin("Llama 3 / 3.1 instruct headers, <|eot_id|>", ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+                       "<|eot_id|>", "<|begin_of_text|>", "<|eot_id|>"),
     "mistral": Builtin("Mistral instruct v0.1: [INST] … [/INST], user/assistant only", ()),
-    "gemma": Builtin("Gemma: <start_of_turn>user|model … <end_of_turn>, no system role", ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>"),
-    "phi-3": Builtin("Phi-3 mini instruct: <|user|> … <|end|>", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), "<|end|>"),
+    "gemma": Builtin("Gemma: <start_of_turn>user|model … <end_of_turn>, no system role", ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>",
+                     "<bos>", "<eos>"),
+    "phi-3": Builtin("Phi-3 mini instruct: <|user|> … <|end|>", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), "<|end|>",
+                     "<s>", "<|endoftext|>"),
     "alpaca": Builtin("Alpaca: ### Instruction / ### Response, eos after each response"),
     "vicuna": Builtin("Vicuna v1.1: USER: … ASSISTANT: …, eos after each answer"),
     "metharme": Builtin("Metharme (Pygmalion): <|system|> <|user|> <|model|> prefixes, eos after each reply"),
@@ -163,13 +169,14 @@ def get_template(name: str | None = None, tokens: Mapping[str, str] | None = Non
     """A template by built-in name, ``.jinja`` file or HF tokenizer folder (``None``: chatml).
 
     :param tokens: the special-token strings to render with (``bos_token``, ``eos_token``, …);
-        usually ``Tokenizer.template_tokens``.
+        usually ``Tokenizer.template_tokens``. None: a built-in's model family's own.
     """
     name = name or DEFAULT_TEMPLATE
-    tokens = dict(tokens or {})
     if name in BUILTINS:
         b = BUILTINS[name]
-        return ChatTemplate(name, builtin_source(name), tokens, b.needs, b.end)
+        family = {"bos_token": b.bos, "eos_token": b.eos}
+        return ChatTemplate(name, builtin_source(name), dict(family if tokens is None else tokens), b.needs, b.end)
+    tokens = dict(tokens or {})
     path = Path(name)
     if path.is_dir():
         source = folder_template(path)
