@@ -53,7 +53,7 @@ class ChatloomGroup(click.Group):
             where = f"{err.filename}: " if getattr(err, "filename", None) else ""
             raise fail(f"{where}{err.strerror or err}") from None
         except KeyboardInterrupt:
-            click.echo("interrupted: committed batches are kept; run the same command again to finish", err=True)
+            click.echo("interrupted: what was complete is kept and nothing is half-written; run the same command again to finish", err=True)
             raise click.exceptions.Exit(130) from None
 
 
