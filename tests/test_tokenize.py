@@ -255,3 +255,10 @@ def test_a_template_without_generation_prompt_trains_the_header(tmp_path: Path) 
     tok = get_tokenizer("gpt2-chatml")
     ids, mask = Encoder(tok, str(bare)).encode(conv("hi", "hello"))
     assert spans(tok, ids, mask) == ["<|im_start|>assistant\nhello<|im_end|>"]
+
+
+def test_a_check_failing_in_a_worker_is_the_same_clean_error(tmp_path: Path) -> None:
+    convs = [conv(f"q{i}", f"a{i}", id=f"c{i}") for i in range(600)] + [Conversation(id="lonely", messages=[Message(role="user", content="hi?")])]
+    with pytest.raises(CheckError, match="conversation lonely: has no trained token"):
+        tokenize(convs, tmp_path / "out", workers=2)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_file()]  # nothing half-written, no temp file left
