@@ -157,14 +157,10 @@ class TiktokenTokenizer(Tokenizer):
         return [ids for part in slices for ids in part]
 
     def _encode_slice(self, texts: list[str]) -> list[list[int]]:
-        encode = self.enc._core_bpe.encode_ordinary  # releases the GIL while it works
-        out = []
-        for text in texts:
-            try:
-                out.append(encode(text))
-            except UnicodeEncodeError:  # lone surrogates: tiktoken's own fix-up
-                out.append(self.enc.encode_ordinary(text))
-        return out
+        try:
+            return list(map(self.enc._core_bpe.encode_ordinary, texts))  # releases the GIL while it works
+        except UnicodeEncodeError:  # a lone surrogate somewhere: tiktoken's own fix-up, text by text
+            return [self.enc.encode_ordinary(text) for text in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.enc.decode(list(ids))
