@@ -131,15 +131,19 @@ def test_empty_mask_fails_or_is_dropped() -> None:
 
 def test_max_tokens_drops_or_truncates_by_whole_turns() -> None:
     tok = get_tokenizer("gpt2-chatml")
-    long = conv("one", "two", "three", "four " * 50, id="long")
+    long = Conversation(id="long", messages=[SYSTEM, *conv("one " * 40, "two", "three", "four").messages])
     full = Encoder(tok).encode(long)[0]
-    enc = Encoder(tok, max_tokens=30)
-    assert enc.encode(long) is None and enc.report.dropped == {"over --max-tokens 30": 1}
-    enc = Encoder(tok, max_tokens=30, truncate=True)
+    enc = Encoder(tok, max_tokens=40)
+    assert enc.encode(long) is None and enc.report.dropped == {"over --max-tokens 40": 1}
+    enc = Encoder(tok, max_tokens=40, truncate=True)
     ids, mask = enc.encode(long)
-    assert len(ids) <= 30 < len(full)
-    assert spans(tok, ids, mask) == ["two<|im_end|>"]  # cut after the first assistant turn, whole turns only
+    assert len(ids) <= 40 < len(full)
+    # the oldest turns go, whole; the system prompt stays
+    assert tok.decode(ids).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthree<|im_end|>")
+    assert spans(tok, ids, mask) == ["four<|im_end|>"]
     assert enc.report.truncated == 1 and enc.report.turns_cut == 2
+    too_long = conv("a", "b " * 100, id="tl")  # its last turn alone is over the limit: dropped, counted
+    assert enc.encode(too_long) is None and enc.report.dropped == {"over --max-tokens 40": 1}
 
 
 def test_template_needs_its_special_tokens() -> None:

@@ -49,7 +49,7 @@ def _template_name(template: str | None, tokenizer: str) -> str | None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--tag", default=None, help="Only conversations with this tag (from a dataset).")
 @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Longer conversations are dropped (or cut, with --truncate); counted.")
-@click.option("--truncate", is_flag=True, help="With --max-tokens: cut long conversations by whole turns instead of dropping them.")
+@click.option("--truncate", is_flag=True, help="With --max-tokens: drop the oldest whole turns (the system prompt stays) instead of the conversation.")
 @click.option("--fix", is_flag=True, help="Repair what the checks find (roles, missing end token, doubled BOS) instead of failing; counted.")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True,
               help="Processes; 0: one per core for a large input, else 1. The files are the same whatever the number.")

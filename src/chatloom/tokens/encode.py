@@ -238,16 +238,20 @@ class Encoder:
         return ids, mask
 
     def _shorten(self, conv: Conversation) -> tuple[list[int], bytearray] | None:
-        """The longest prefix ending on a trained turn that fits ``max_tokens``, whole turns only."""
-        ends = [k for k, m in enumerate(conv.messages) if m.trains]
-        for k in reversed(ends[:-1] if ends and ends[-1] == len(conv.messages) - 1 else ends):
-            shorter = replace(conv, messages=conv.messages[: k + 1])
+        """Fit ``max_tokens`` by dropping the oldest turns, whole, keeping the system prompt (as
+        the build step's truncation does): the shortest cut whose rest starts on a user turn."""
+        system = [m for m in conv.messages if m.role == "system"]
+        rest = [m for m in conv.messages if m.role != "system"]
+        for j in range(1, len(rest)):
+            if rest[j].role != "user":
+                continue
+            shorter = replace(conv, messages=system + rest[j:])
             try:
                 ids, mask = self._finish(shorter, *self._lists(*self.plan(shorter)))
             except _Drop:
                 continue
             if len(ids) <= self.max_tokens:  # type: ignore[operator]
-                self.report.turns_cut += len(conv.messages) - (k + 1)
+                self.report.turns_cut += j
                 return ids, mask
         return None
 
