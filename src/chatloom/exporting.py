@@ -72,7 +72,27 @@ def export(
         val = validation_ids(_ids(store, tag), split, seed)
         # one pass over the store per part keeps memory flat whatever the size of the dataset
         parts = {name: _only(counted(store.iter_conversations(tag=tag)), val, name == "val") for name in ("train", "val")}
+    return _write_parts(writer, out, parts, split, snippets, result)
 
+
+def export_conversations(read: Callable[[], Iterator[Conversation]], out: str, *, fmt: str = "openai", split: float | None = None,
+                         seed: int = 0, ids: list[str] | None = None, snippets: bool = True, **options: Any) -> ExportResult:
+    """``export`` of conversations that are not in a dataset (the build step's output).
+
+    :param read: returns a fresh iterator over the conversations (called once per part).
+    :param ids: their ids in order, for ``split`` (read once more when not given).
+    """
+    writer = get_format(fmt, **options)
+    if split is None:
+        parts: dict[str, Iterable[Conversation]] = {"data": read()}
+    else:
+        val = validation_ids(ids if ids is not None else [c.id or "" for c in read()], split, seed)
+        parts = {name: _only(read(), val, name == "val") for name in ("train", "val")}
+    return _write_parts(writer, out, parts, split, snippets, ExportResult())
+
+
+def _write_parts(writer: Format, out: str, parts: dict[str, Iterable[Conversation]], split: float | None, snippets: bool,
+                 result: ExportResult) -> ExportResult:
     if out == "-":
         report = writer.write(parts["data"], sys.stdout.buffer)
         result.files[out] = report.written

@@ -31,5 +31,10 @@ def register_tokenizers(register):
 
 
 @hookspec
+def register_steps(register):
+    """Register build steps (subclasses of chatloom.build.steps.Filter or Transform)."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands to the ``chatloom`` CLI group."""

@@ -16,6 +16,7 @@ DEFAULT_PLUGINS = (
     "chatloom.sources.builtin",
     "chatloom.formats.builtin",
     "chatloom.tokenizer",
+    "chatloom.build.registry",
 )
 
 pm = pluggy.PluginManager("chatloom")

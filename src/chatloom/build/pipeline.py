@@ -1,0 +1,275 @@
+"""Running a recipe: inputs → tasks → filters → transforms → split → format, and the report.
+
+    result = run_recipe(load_recipe("recipe.yaml"), "out/")
+
+Conversations stream from step to step. A dataset-wide step (dedup) needs all of them first:
+the stream is written to a temporary JSONL file there, the step sees it whole (``fit``), and the
+stream goes on from the file — so memory holds the step's index, never the conversations.
+Everything is in input order and every random choice is seeded per conversation, so the same
+recipe, inputs and seed give byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+from pydantic import ValidationError
+
+from .. import jsonl
+from ..errors import UsageError
+from ..fileio import atomic_write
+from ..model import Conversation, ensure_id
+from .recipe import Recipe, StepSpec
+from .steps import Context, DatasetFilter, Filter, Step, Transform
+from .transforms import Persona, SystemPrompt, Window
+
+
+def _spec(spec: StepSpec) -> tuple[str, dict[str, Any]]:
+    if isinstance(spec, str):
+        return spec, {}
+    if len(spec) != 1:
+        raise ValueError(f"a step is one 'name: {{params}}' mapping, got {len(spec)} keys")
+    name, params = next(iter(spec.items()))
+    return name, params or {}
+
+
+def build_step(spec: StepSpec, context: Context, where: str) -> Step:
+    from .registry import steps
+
+    try:
+        name, params = _spec(spec)
+    except ValueError as err:
+        raise UsageError(f"{where}: {err}") from None
+    known = steps()
+    if name not in known:
+        raise UsageError(f"{where}: unknown step '{name}'; choose one of: {', '.join(sorted(known))}")
+    cls = known[name]
+    try:
+        return cls(cls.Params.model_validate(params), context)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"{where}.{name}{'.' + key if key else ''}: {first['msg']}") from None
+
+
+def resolve_steps(recipe: Recipe, source: str = "recipe") -> tuple[list[list[Step]], list[Step]]:
+    """The steps of each task and the global ones (filters, then transforms), built and validated."""
+    context = Context(seed=recipe.seed, tokenizer=recipe.tokenizer, max_tokens=recipe.max_tokens)
+    tasks = []
+    for t, task in enumerate(recipe.tasks):
+        own: list[Step] = []
+        if task.system_prompts:
+            own.append(SystemPrompt(SystemPrompt.Params(prompts=task.system_prompts, mode=task.system_mode), context))
+        if task.char is not None or task.user is not None:  # after the prompts: they may name {{char}}
+            own.append(Persona(Persona.Params(char=task.char, user=task.user), context))
+        own += [build_step(s, context, f"{source}: tasks[{t}].filters[{i}]") for i, s in enumerate(task.filters)]
+        tasks.append(own)
+    steps = [build_step(s, context, f"{source}: filters[{i}]") for i, s in enumerate(recipe.filters)]
+    for i, s in enumerate(recipe.transforms):
+        step = build_step(s, context, f"{source}: transforms[{i}]")
+        if not isinstance(step, Transform):
+            raise UsageError(f"{source}: transforms[{i}]: '{step.name}' is a filter; list it under filters")
+        steps.append(step)
+    return tasks, steps
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def read_input(spec: Any) -> Iterator[Conversation]:
+    from ..importing import display_name, plan
+    from ..sources import Reader
+
+    if spec.dataset is not None:
+        from ..store import Store
+
+        if not Path(spec.dataset).exists():
+            raise UsageError(f"input {spec.name}: {spec.dataset}: no such dataset")
+        with Store(spec.dataset) as store:
+            yield from store.iter_conversations(tag=spec.tag)
+        return
+    if spec.corpus is not None:
+        files = plan(["package"], spec.corpus)
+    else:
+        paths = [spec.file] if isinstance(spec.file, str) else list(spec.file)
+        files = plan(paths, spec.format, **spec.options)
+    for file, source, _ in files:
+        if source.stream and not source.options.get("me"):
+            raise UsageError(f"input {spec.name}: {display_name(file)} is a chat export: give options: {{me: [YOUR NAME]}}")
+        yield from source.read(file, Reader(display_name(file)))
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+@dataclass
+class StepReport:
+    name: str
+    where: str
+    seen: int = 0
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    stats: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "where": self.where, "seen": self.seen, "kept": self.kept,
+                "dropped": dict(sorted(self.dropped.items())), "stats": dict(sorted(self.stats.items())),
+                "seconds": round(self.seconds, 3), "examples": self.examples}
+
+
+class _Run:
+    def __init__(self, rejected: Any, scratch: Path):
+        self.rejected = rejected
+        self.scratch = scratch
+        self.reports: list[StepReport] = []
+        self._spill = 0
+
+    def reject(self, conv: Conversation, report: StepReport, reason: str) -> None:
+        report.dropped[reason] += 1
+        ids = report.examples.setdefault(reason, [])
+        if len(ids) < 3:
+            ids.append(conv.id or "")
+        self.rejected.write(orjson.dumps({"id": conv.id, "step": report.name, "where": report.where, "reason": reason,
+                                          "conversation": msgspec.to_builtins(conv)}) + b"\n")
+
+    def through(self, convs: Iterable[Conversation], step: Step, where: str) -> Iterator[Conversation]:
+        report = StepReport(step.name, where)
+        self.reports.append(report)  # now, in pipeline order (the generator starts later)
+        return self._through(convs, step, report)
+
+    def _through(self, convs: Iterable[Conversation], step: Step, report: StepReport) -> Iterator[Conversation]:
+        if isinstance(step, DatasetFilter):
+            convs = self._barrier(convs, step, report)
+        for conv in convs:
+            report.seen += 1
+            start = time.perf_counter()
+            if isinstance(step, Filter):
+                verdict = step.keep(conv)
+                report.seconds += time.perf_counter() - start
+                ok, reason = (verdict, "") if isinstance(verdict, bool) else verdict
+                if not ok:
+                    self.reject(conv, report, reason)
+                    continue
+                report.kept += 1
+                yield conv
+                continue
+            assert isinstance(step, Transform)
+            out = step.expand(conv) if isinstance(step, Window) else [step.apply(conv)]
+            report.seconds += time.perf_counter() - start
+            if out == [None]:
+                self.reject(conv, report, step.drop_reason)
+                continue
+            if not out:
+                self.reject(conv, report, "no assistant turn to window")
+                continue
+            report.kept += 1
+            yield from out  # type: ignore[misc]
+        report.stats.update(step.stats)
+        report.seconds += step.seconds
+
+    def _barrier(self, convs: Iterable[Conversation], step: DatasetFilter, report: StepReport) -> Iterator[Conversation]:
+        """Spill the stream to a scratch file, let the step see it whole, then stream it again."""
+        self._spill += 1
+        path = self.scratch / f"stage{self._spill}.jsonl"
+        with open(path, "wb") as fp:
+            jsonl.write(convs, fp)
+        start = time.perf_counter()
+        step.fit(_read(path))
+        report.seconds += time.perf_counter() - start
+        return _read(path)
+
+
+def _read(path: Path) -> Iterator[Conversation]:
+    with open(path, "rb") as fp:
+        for _, _, line in jsonl.read_lines(fp):
+            yield jsonl.parse_line(line)
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    files: dict[str, int]
+    report: dict[str, Any]
+
+
+def _inputs(recipe: Recipe, counts: Counter[str]) -> Iterator[tuple[str, Conversation]]:
+    for spec in recipe.inputs:
+        for conv in read_input(spec):
+            ensure_id(conv)
+            counts[str(spec.name)] += 1
+            yield str(spec.name), conv
+
+
+def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Counter[str]) -> Iterator[Conversation]:
+    if not recipe.tasks:
+        for _, conv in _inputs(recipe, counts):
+            yield conv
+        return
+    for task, steps in zip(recipe.tasks, task_steps):
+        wanted = set(task.inputs) if task.inputs is not None else None
+
+        def members(task_name: str = task.name, wanted: set[str] | None = wanted) -> Iterator[Conversation]:
+            for name, conv in _inputs(recipe, counts):
+                if wanted is None or name in wanted:
+                    yield msgspec.structs.replace(conv, id=f"{task_name}:{conv.id}", meta={**conv.meta, "task": task_name})
+
+        stream: Iterable[Conversation] = members()
+        for i, step in enumerate(steps):
+            stream = run.through(stream, step, f"tasks[{task.name}][{i}]")
+        yield from stream
+
+
+def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[int], None] | None = None) -> BuildResult:
+    """Run ``recipe`` into ``out`` (default: the recipe's ``output``): the data in its format
+    (a train/val folder with ``split``), ``rejected.jsonl`` and ``report.json``."""
+    from ..exporting import export_conversations
+
+    task_steps, steps = resolve_steps(recipe)
+    target = Path(out or recipe.output)
+    target.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    counts: Counter[str] = Counter()
+    with tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target) as scratch, \
+            atomic_write(target / "rejected.jsonl") as rejected:
+        run = _Run(rejected, Path(scratch))
+        stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts)
+        for i, step in enumerate(steps):
+            stream = run.through(stream, step, f"{'filters' if isinstance(step, Filter) else 'transforms'}[{i}]")
+        final = Path(scratch) / "final.jsonl"
+        ids: list[str] = []
+        with open(final, "wb") as fp:
+            for n, conv in enumerate(stream, 1):
+                ids.append(conv.id or "")
+                fp.write(jsonl.dumps(conv))
+                if progress is not None and n % 256 == 0:
+                    progress(n)
+        data = target / ("data" if recipe.split is not None else f"data{_extension(recipe.format)}")
+        exported = export_conversations(lambda: _read(final), str(data), fmt=recipe.format, split=recipe.split,
+                                        seed=recipe.seed, ids=ids)
+    ordered = [r for r in run.reports if r.where.startswith("tasks")] + [r for r in run.reports if not r.where.startswith("tasks")]
+    report = {
+        "inputs": dict(counts),
+        "steps": [r.as_dict() for r in ordered],
+        "output": {"conversations": len(ids), "files": {str(Path(k).relative_to(target)): v for k, v in exported.files.items()},
+                   "format": recipe.format, "dropped_by_format": dict(exported.dropped)},
+        "dropped": sum(sum(r.dropped.values()) for r in run.reports),
+        "seed": recipe.seed,
+    }
+    with atomic_write(target / "report.json") as fp:
+        fp.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    report["seconds"] = round(time.perf_counter() - started, 3)  # not in the file: outputs stay byte-identical
+    return BuildResult(target, exported.files, report)
+
+
+def _extension(fmt: str) -> str:
+    from ..formats import get_format
+
+    return get_format(fmt).extension if not get_format(fmt).folder else ""
