@@ -12,8 +12,10 @@ def test_demo_steps(tmp_path):
     recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
     steps = [line.strip().replace("$(BIN)/chatloom", "").replace("$(DEMO)", "demo") for line in recipe.splitlines() if "$(BIN)/chatloom" in line and not line.strip().startswith("@")]
     assert len(steps) >= 3
+    recipe_copy = tmp_path / "demo.yaml"  # the shipped recipe, its paths under this test's folder
+    recipe_copy.write_text((REPO / "examples" / "demo.yaml").read_text().replace("demo-output/", "demo/"))
     for step in steps:
-        args = step.split()
+        args = [str(recipe_copy) if a == "examples/demo.yaml" else a for a in step.split()]
         result = subprocess.run([sys.executable, "-m", "chatloom", *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, (step, result.stderr)
     stats = subprocess.run([sys.executable, "-m", "chatloom", "stats", "-d", "demo/chitchat.db", "--json"], capture_output=True, text=True, cwd=tmp_path)
@@ -28,3 +30,8 @@ def test_demo_steps(tmp_path):
     kept = meta["splits"]["train"]["conversations"] + meta["splits"]["val"]["conversations"]
     assert kept + meta["report"]["dropped"]["no trained token"] == 7168  # single-message chats: nothing to train on
     assert (tmp_path / "demo" / "tokens" / "train.bin").stat().st_size == 2 * meta["splits"]["train"]["tokens"]
+    report = json.loads((tmp_path / "demo" / "build" / "report.json").read_text())
+    assert report["inputs"] == {"chitchat": 7168}
+    assert report["output"]["conversations"] + report["dropped"] == 7168
+    assert {s["step"] for s in report["steps"]} >= {"turns", "exact_dedup", "pii", "truncate"}
+    assert (tmp_path / "demo" / "build" / "data" / "val.jsonl").exists()
