@@ -27,7 +27,7 @@ demo: venv
 	@echo "dataset:   $(DEMO)/chitchat.db   (try: $(BIN)/chatloom ls -d $(DEMO)/chitchat.db --search pizza)"
 	@echo "histogram: $(DEMO)/tokens.png"
 	@echo "export:    $(DEMO)/export/train.jsonl, $(DEMO)/export/val.jsonl"
-	@echo "build:     $(DEMO)/build/data/{train,val}.jsonl; report: $(DEMO)/build/report.json, rejected: $(DEMO)/build/rejected.jsonl"
+	@echo "build:     $(DEMO)/build/data/{train,val}.jsonl; report: $(DEMO)/build/report.html, rejected: $(DEMO)/build/rejected.jsonl"
 	@echo "tokens:    $(DEMO)/tokens/{train,val}.{bin,idx,loss} + meta.json   (try: $(BIN)/chatloom inspect -d $(DEMO)/chitchat.db chitchat:a07edb12-6b91-4138-b11e-02421888d699)"
 
 test: venv

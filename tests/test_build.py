@@ -159,7 +159,7 @@ def test_window_fix_roles_cleanup() -> None:
 
 def _recipe(tmp_path: Path) -> Path:
     chats = [conv("hi there", "hello! mail me at a@b.co", id="c1"), conv("hi there", "hello! mail me at a@b.co", id="c1dup"),
-             conv("only me", id="lonely"), *[conv(f"question {i}", f"answer number {i}", id=f"q{i}") for i in range(20)]]
+             conv("<b>only</b> me", id="lonely"), *[conv(f"question {i}", f"answer number {i}", id=f"q{i}") for i in range(20)]]
     write_jsonl(tmp_path / "chats.jsonl", chats)
     recipe = {
         "seed": 3, "split": 0.2, "output": str(tmp_path / "out"),
@@ -195,6 +195,10 @@ def test_pipeline_outputs_report_and_rejects(tmp_path: Path, run) -> None:  # ty
     assert first["messages"][0]["content"] in ("You are Mimi, kind.", "You are Mimi, warm.")
     assert first["messages"][2]["content"] == "hello! mail me at [EMAIL]"
     assert report["inputs"]["mine"] == report["output"]["conversations"] + report["dropped"]
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page and "fewer than 2 turns" in page
+    assert "&lt;b&gt;only&lt;/b&gt; me" in page and "<b>only</b>" not in page  # chat text is escaped
+    assert report["tokens"]["output"] > 0 and report["tokens"]["inputs"] > 0
 
 
 def test_same_recipe_same_bytes(tmp_path: Path) -> None:

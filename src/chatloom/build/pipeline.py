@@ -28,6 +28,7 @@ from ..errors import UsageError
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
 from .recipe import Recipe, StepSpec
+from .report import counted, render_html
 from .steps import Context, DatasetFilter, Filter, Step, Transform
 from .transforms import Persona, SystemPrompt, Window
 
@@ -130,6 +131,7 @@ class _Run:
         self.rejected = rejected
         self.scratch = scratch
         self.reports: list[StepReport] = []
+        self.examples: dict[tuple[str, str], list[Conversation]] = {}  # a few dropped ones, for report.html
         self._spill = 0
 
     def reject(self, conv: Conversation, report: StepReport, reason: str) -> None:
@@ -137,6 +139,7 @@ class _Run:
         ids = report.examples.setdefault(reason, [])
         if len(ids) < 3:
             ids.append(conv.id or "")
+            self.examples.setdefault((report.where, reason), []).append(conv)
         self.rejected.write(orjson.dumps({"id": conv.id, "step": report.name, "where": report.where, "reason": reason,
                                           "conversation": msgspec.to_builtins(conv)}) + b"\n")
 
@@ -200,28 +203,33 @@ class BuildResult:
     report: dict[str, Any]
 
 
-def _inputs(recipe: Recipe, counts: Counter[str]) -> Iterator[tuple[str, Conversation]]:
+def _inputs(recipe: Recipe, counts: Counter[str], lengths: list[int] | None = None) -> Iterator[tuple[str, Conversation]]:
     for spec in recipe.inputs:
-        for conv in read_input(spec):
+        convs = read_input(spec)
+        if lengths is not None:
+            convs = counted(convs, recipe.tokenizer, lengths)
+        for conv in convs:
             ensure_id(conv)
             counts[str(spec.name)] += 1
             yield str(spec.name), conv
 
 
-def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Counter[str]) -> Iterator[Conversation]:
+def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Counter[str], lengths: list[int]) -> Iterator[Conversation]:
     if not recipe.tasks:
-        for _, conv in _inputs(recipe, counts):
+        for _, conv in _inputs(recipe, counts, lengths):
             yield conv
         return
+    first = True
     for task, steps in zip(recipe.tasks, task_steps):
         wanted = set(task.inputs) if task.inputs is not None else None
 
-        def members(task_name: str = task.name, wanted: set[str] | None = wanted) -> Iterator[Conversation]:
-            for name, conv in _inputs(recipe, counts):
+        def members(task_name: str = task.name, wanted: set[str] | None = wanted, measure: bool = first) -> Iterator[Conversation]:
+            for name, conv in _inputs(recipe, counts if measure else Counter(), lengths if measure else None):
                 if wanted is None or name in wanted:
                     yield msgspec.structs.replace(conv, id=f"{task_name}:{conv.id}", meta={**conv.meta, "task": task_name})
 
         stream: Iterable[Conversation] = members()
+        first = False  # the inputs are counted (and measured) once, on the first task's pass
         for i, step in enumerate(steps):
             stream = run.through(stream, step, f"tasks[{task.name}][{i}]")
         yield from stream
@@ -240,13 +248,15 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[in
     with tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target) as scratch, \
             atomic_write(target / "rejected.jsonl") as rejected:
         run = _Run(rejected, Path(scratch))
-        stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts)
+        before: list[int] = []
+        after: list[int] = []
+        stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts, before)
         for i, step in enumerate(steps):
             stream = run.through(stream, step, f"{'filters' if isinstance(step, Filter) else 'transforms'}[{i}]")
         final = Path(scratch) / "final.jsonl"
         ids: list[str] = []
         with open(final, "wb") as fp:
-            for n, conv in enumerate(stream, 1):
+            for n, conv in enumerate(counted(stream, recipe.tokenizer, after), 1):
                 ids.append(conv.id or "")
                 fp.write(jsonl.dumps(conv))
                 if progress is not None and n % 256 == 0:
@@ -263,8 +273,11 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[in
         "dropped": sum(sum(r.dropped.values()) for r in run.reports),
         "seed": recipe.seed,
     }
+    report["tokens"] = {"inputs": sum(before), "output": sum(after)}
     with atomic_write(target / "report.json") as fp:
         fp.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    with atomic_write(target / "report.html") as fp:
+        fp.write(render_html(report, before, after, recipe.tokenizer, run.examples).encode())
     report["seconds"] = round(time.perf_counter() - started, 3)  # not in the file: outputs stay byte-identical
     return BuildResult(target, exported.files, report)
 

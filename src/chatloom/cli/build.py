@@ -21,9 +21,10 @@ def build_(recipe_path: str | None, out: str | None, dry_run: bool, example: boo
     """Build training data from a recipe: inputs, tasks, filters, transforms, split, format.
 
     Writes OUT/data.jsonl (or OUT/data/train + val with a split, in the recipe's format),
-    OUT/rejected.jsonl (every dropped conversation with its step and reason) and OUT/report.json
-    (each step's kept, dropped by reason, what it changed, its time). The same recipe, inputs
-    and seed give byte-identical data.
+    OUT/rejected.jsonl (every dropped conversation with its step and reason), OUT/report.json
+    (each step's kept, dropped by reason, what it changed, its time) and OUT/report.html (the
+    same with token-length histograms and examples). The same recipe, inputs and seed give
+    byte-identical data.
 
     \b
     Example usage:
@@ -63,4 +64,4 @@ def build_(recipe_path: str | None, out: str | None, dry_run: bool, example: boo
                    + (f"  ({changed})" if changed else ""))
     for path, n in result.files.items():
         click.echo(f"wrote {n:,} conversations to {path}")
-    click.echo(f"report: {Path(result.output) / 'report.json'}; rejected: {Path(result.output) / 'rejected.jsonl'}")
+    click.echo(f"report: {Path(result.output) / 'report.html'} (and report.json); rejected: {Path(result.output) / 'rejected.jsonl'}")
