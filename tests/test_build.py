@@ -201,13 +201,16 @@ def test_pipeline_outputs_report_and_rejects(tmp_path: Path, run) -> None:  # ty
     assert report["tokens"]["output"] > 0 and report["tokens"]["inputs"] > 0
 
 
-def test_same_recipe_same_bytes(tmp_path: Path) -> None:
+def test_same_recipe_same_bytes_whatever_the_workers(tmp_path: Path) -> None:
     path = _recipe(tmp_path)
     recipe = load_recipe(path)
-    run_recipe(recipe, str(tmp_path / "a"))
+    a = run_recipe(recipe, str(tmp_path / "a"))
     run_recipe(recipe, str(tmp_path / "b"))
+    c = run_recipe(recipe, str(tmp_path / "c"), workers=2)
     for name in ("data/train.jsonl", "data/val.jsonl", "rejected.jsonl"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+    strip = [{k: v for k, v in s.items() if k != "seconds"} for s in a.report["steps"]]
+    assert strip == [{k: v for k, v in s.items() if k != "seconds"} for s in c.report["steps"]]
 
 
 def test_dry_run_counts_inputs(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]

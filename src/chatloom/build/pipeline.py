@@ -11,6 +11,10 @@ recipe, inputs and seed give byte-identical outputs.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import multiprocessing
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -127,11 +131,13 @@ class StepReport:
 
 
 class _Run:
-    def __init__(self, rejected: Any, scratch: Path):
+    def __init__(self, rejected: Any, scratch: Path, pool: Any = None):
+        self.pool = pool
         self.rejected = rejected
         self.scratch = scratch
         self.reports: list[StepReport] = []
         self.examples: dict[tuple[str, str], list[Conversation]] = {}  # a few dropped ones, for report.html
+        self._reject_files: dict[int, Any] = {}
         self._spill = 0
 
     def reject(self, conv: Conversation, report: StepReport, reason: str) -> None:
@@ -140,43 +146,71 @@ class _Run:
         if len(ids) < 3:
             ids.append(conv.id or "")
             self.examples.setdefault((report.where, reason), []).append(conv)
-        self.rejected.write(orjson.dumps({"id": conv.id, "step": report.name, "where": report.where, "reason": reason,
-                                          "conversation": msgspec.to_builtins(conv)}) + b"\n")
+        fp = self._reject_files.get(id(report))
+        if fp is None:  # one scratch file a step: joined in pipeline order at the end, so the order
+            # of rejected.jsonl never depends on how the steps' work interleaved
+            fp = self._reject_files[id(report)] = open(self.scratch / f"rejected-{len(self._reject_files)}.jsonl", "wb")
+        fp.write(orjson.dumps({"id": conv.id, "step": report.name, "where": report.where, "reason": reason,
+                               "conversation": msgspec.to_builtins(conv)}) + b"\n")
 
-    def through(self, convs: Iterable[Conversation], step: Step, where: str) -> Iterator[Conversation]:
-        report = StepReport(step.name, where)
-        self.reports.append(report)  # now, in pipeline order (the generator starts later)
-        return self._through(convs, step, report)
+    def write_rejected(self, reports: list[StepReport]) -> None:
+        for report in reports:
+            fp = self._reject_files.pop(id(report), None)
+            if fp is not None:
+                fp.close()
+                with open(fp.name, "rb") as part:
+                    shutil.copyfileobj(part, self.rejected)
 
-    def _through(self, convs: Iterable[Conversation], step: Step, report: StepReport) -> Iterator[Conversation]:
-        if isinstance(step, DatasetFilter):
-            convs = self._barrier(convs, step, report)
-        for conv in convs:
+    def segment(self, convs: Iterable[Conversation], steps: list[tuple[Step, str, tuple[int, int]]]) -> Iterator[Conversation]:
+        """Steps in order: runs of per-conversation steps go chunk by chunk (here, or in the worker
+        processes), a dataset-wide step is a barrier. Rejects are written in input order either way,
+        so the files are the same whatever the number of workers."""
+        reports = []
+        for step, where, _ in steps:
+            reports.append(StepReport(step.name, where))
+            self.reports.append(reports[-1])  # now, in pipeline order (the generators start later)
+        stream: Iterable[Conversation] = convs
+        i = 0
+        while i < len(steps):
+            if isinstance(steps[i][0], DatasetFilter):
+                stream = self._dataset_step(stream, steps[i][0], reports[i])  # type: ignore[arg-type]
+                i += 1
+                continue
+            j = i
+            while j < len(steps) and not isinstance(steps[j][0], DatasetFilter):
+                j += 1
+            stream = self._chunked(stream, steps[i:j], reports[i:j])
+            i = j
+        return iter(stream)
+
+    def _chunked(self, convs: Iterable[Conversation], steps: list[tuple[Step, str, tuple[int, int]]],
+                 reports: list[StepReport]) -> Iterator[Conversation]:
+        encode = msgspec.json.Encoder()
+        keys = [key for _, _, key in steps]
+        if self.pool is None:
+            results: Iterator[_ChunkResult] = (apply_chunk([s for s, _, _ in steps], chunk) for chunk in _chunks(convs))
+        else:
+            results = _ordered_map(self.pool, _work, ((keys, encode.encode(chunk)) for chunk in _chunks(convs)))
+        for result in results:
+            for pos, reason, conv in result.rejects:
+                self.reject(conv, reports[pos], reason)
+            for report, (seen, kept, stats, seconds) in zip(reports, result.counts):
+                report.seen += seen
+                report.kept += kept
+                report.stats.update(stats)
+                report.seconds += seconds
+            yield from result.out
+
+    def _dataset_step(self, convs: Iterable[Conversation], step: DatasetFilter, report: StepReport) -> Iterator[Conversation]:
+        for conv in self._barrier(convs, step, report):
             report.seen += 1
-            start = time.perf_counter()
-            if isinstance(step, Filter):
-                verdict = step.keep(conv)
-                report.seconds += time.perf_counter() - start
-                ok, reason = (verdict, "") if isinstance(verdict, bool) else verdict
-                if not ok:
-                    self.reject(conv, report, reason)
-                    continue
-                report.kept += 1
-                yield conv
-                continue
-            assert isinstance(step, Transform)
-            out = step.expand(conv) if isinstance(step, Window) else [step.apply(conv)]
-            report.seconds += time.perf_counter() - start
-            if out == [None]:
-                self.reject(conv, report, step.drop_reason)
-                continue
-            if not out:
-                self.reject(conv, report, "no assistant turn to window")
+            verdict = step.keep(conv)
+            ok, reason = (verdict, "") if isinstance(verdict, bool) else verdict
+            if not ok:
+                self.reject(conv, report, reason)
                 continue
             report.kept += 1
-            yield from out  # type: ignore[misc]
-        report.stats.update(step.stats)
-        report.seconds += step.seconds
+            yield conv
 
     def _barrier(self, convs: Iterable[Conversation], step: DatasetFilter, report: StepReport) -> Iterator[Conversation]:
         """Spill the stream to a scratch file, let the step see it whole, then stream it again."""
@@ -188,6 +222,92 @@ class _Run:
         step.fit(_read(path))
         report.seconds += time.perf_counter() - start
         return _read(path)
+
+
+CHUNK = 256  # conversations per task for a worker
+
+
+@dataclass
+class _ChunkResult:
+    out: list[Conversation]
+    rejects: list[tuple[int, str, Conversation]]  # (step position, reason, conversation), in input order
+    counts: list[tuple[int, int, Counter[str], float]]  # per step: seen, kept, what it changed, seconds
+
+
+def apply_chunk(steps: list[Step], convs: list[Conversation]) -> _ChunkResult:
+    """Run per-conversation steps over a chunk, conversation by conversation."""
+    counts = [[0, 0] for _ in steps]
+    seconds = [0.0] * len(steps)
+    for step in steps:
+        step.stats = Counter()
+    out: list[Conversation] = []
+    rejects: list[tuple[int, str, Conversation]] = []
+    for conv in convs:
+        current = [conv]
+        for pos, step in enumerate(steps):
+            nxt: list[Conversation] = []
+            for c in current:
+                counts[pos][0] += 1
+                start = time.perf_counter()
+                if isinstance(step, Filter):
+                    verdict = step.keep(c)
+                    ok, reason = (verdict, "") if isinstance(verdict, bool) else verdict
+                    results = [c] if ok else []
+                else:
+                    assert isinstance(step, Transform)
+                    results = step.expand(c) if isinstance(step, Window) else [x for x in [step.apply(c)] if x is not None]
+                    reason = step.drop_reason if not isinstance(step, Window) else "no assistant turn to window"
+                seconds[pos] += time.perf_counter() - start
+                if not results:
+                    rejects.append((pos, reason, c))
+                    continue
+                counts[pos][1] += 1
+                nxt.extend(results)
+            current = nxt
+        out.extend(current)
+    return _ChunkResult(out, rejects, [(seen, kept, step.stats, secs) for (seen, kept), step, secs in zip(counts, steps, seconds)])
+
+
+def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
+    batch: list[Conversation] = []
+    for conv in convs:
+        batch.append(conv)
+        if len(batch) == CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _ordered_map(pool: Any, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:
+    """``pool.imap``, but the jobs are drawn in this thread. imap draws them in the pool's own
+    task thread, which deadlocks when drawing one needs the results of another imap on the same
+    pool — as a segment after a segment does. A bounded window keeps memory flat."""
+    pending: collections.deque[Any] = collections.deque()
+    window = 2 * getattr(pool, "_processes", 2)
+    for job in jobs:
+        pending.append(pool.apply_async(fn, (job,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+_worker_steps: dict[tuple[int, int], Step] = {}
+_decode = msgspec.json.Decoder(list[Conversation])
+
+
+def _init_worker(recipe: dict[str, Any]) -> None:
+    task_steps, steps = resolve_steps(Recipe.model_validate(recipe))
+    _worker_steps.clear()
+    for t, own in enumerate(task_steps):
+        _worker_steps.update({(t, i): s for i, s in enumerate(own)})
+    _worker_steps.update({(-1, i): s for i, s in enumerate(steps)})
+
+
+def _work(job: tuple[list[tuple[int, int]], bytes]) -> _ChunkResult:
+    keys, payload = job
+    return apply_chunk([_worker_steps[tuple(k)] for k in keys], _decode.decode(payload))  # type: ignore[index]
 
 
 def _read(path: Path) -> Iterator[Conversation]:
@@ -220,7 +340,7 @@ def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Cou
             yield conv
         return
     first = True
-    for task, steps in zip(recipe.tasks, task_steps):
+    for t, (task, steps) in enumerate(zip(recipe.tasks, task_steps)):
         wanted = set(task.inputs) if task.inputs is not None else None
 
         def members(task_name: str = task.name, wanted: set[str] | None = wanted, measure: bool = first) -> Iterator[Conversation]:
@@ -228,16 +348,17 @@ def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Cou
                 if wanted is None or name in wanted:
                     yield msgspec.structs.replace(conv, id=f"{task_name}:{conv.id}", meta={**conv.meta, "task": task_name})
 
-        stream: Iterable[Conversation] = members()
         first = False  # the inputs are counted (and measured) once, on the first task's pass
-        for i, step in enumerate(steps):
-            stream = run.through(stream, step, f"tasks[{task.name}][{i}]")
-        yield from stream
+        yield from run.segment(members(), [(step, f"tasks[{task.name}][{i}]", (t, i)) for i, step in enumerate(steps)])
 
 
-def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[int], None] | None = None) -> BuildResult:
+def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, progress: Callable[[int], None] | None = None) -> BuildResult:
     """Run ``recipe`` into ``out`` (default: the recipe's ``output``): the data in its format
-    (a train/val folder with ``split``), ``rejected.jsonl`` and ``report.json``."""
+    (a train/val folder with ``split``), ``rejected.jsonl``, ``report.json`` and ``report.html``.
+
+    :param workers: processes for the per-conversation steps; the outputs are the same whatever
+        the number (dataset-wide steps such as dedup run in this process, over everything).
+    """
     from ..exporting import export_conversations
 
     task_steps, steps = resolve_steps(recipe)
@@ -245,14 +366,19 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[in
     target.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     counts: Counter[str] = Counter()
-    with tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target) as scratch, \
-            atomic_write(target / "rejected.jsonl") as rejected:
-        run = _Run(rejected, Path(scratch))
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target))
+        rejected = stack.enter_context(atomic_write(target / "rejected.jsonl"))
+        pool = None
+        if workers > 1:
+            ctx = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ctx.Pool(workers, initializer=_init_worker, initargs=(recipe.model_dump(),)))
+        run = _Run(rejected, Path(scratch), pool)
         before: list[int] = []
         after: list[int] = []
         stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts, before)
-        for i, step in enumerate(steps):
-            stream = run.through(stream, step, f"{'filters' if isinstance(step, Filter) else 'transforms'}[{i}]")
+        stream = run.segment(stream, [(step, f"{'filters' if i < len(recipe.filters) else 'transforms'}[{i if i < len(recipe.filters) else i - len(recipe.filters)}]",
+                                       (-1, i)) for i, step in enumerate(steps)])
         final = Path(scratch) / "final.jsonl"
         ids: list[str] = []
         with open(final, "wb") as fp:
@@ -264,7 +390,8 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, progress: Callable[[in
         data = target / ("data" if recipe.split is not None else f"data{_extension(recipe.format)}")
         exported = export_conversations(lambda: _read(final), str(data), fmt=recipe.format, split=recipe.split,
                                         seed=recipe.seed, ids=ids)
-    ordered = [r for r in run.reports if r.where.startswith("tasks")] + [r for r in run.reports if not r.where.startswith("tasks")]
+        ordered = [r for r in run.reports if r.where.startswith("tasks")] + [r for r in run.reports if not r.where.startswith("tasks")]
+        run.write_rejected(ordered)
     report = {
         "inputs": dict(counts),
         "steps": [r.as_dict() for r in ordered],

@@ -14,10 +14,12 @@ from . import cli, json_option, print_json, progress_bar
 @cli.command("build")
 @click.argument("recipe_path", metavar="RECIPE", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", default=None, type=click.Path(file_okay=False), help="Output folder (default: the recipe's output).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes for the per-conversation steps (the outputs are the same whatever the number).")
 @click.option("--dry-run", is_flag=True, help="Validate the recipe and count the inputs; write nothing.")
 @click.option("--example", is_flag=True, help="Print a commented recipe that uses every step.")
 @json_option
-def build_(recipe_path: str | None, out: str | None, dry_run: bool, example: bool, as_json: bool) -> None:
+def build_(recipe_path: str | None, out: str | None, workers: int, dry_run: bool, example: bool, as_json: bool) -> None:
     """Build training data from a recipe: inputs, tasks, filters, transforms, split, format.
 
     Writes OUT/data.jsonl (or OUT/data/train + val with a split, in the recipe's format),
@@ -30,7 +32,7 @@ def build_(recipe_path: str | None, out: str | None, dry_run: bool, example: boo
     Example usage:
         chatloom build --example > recipe.yaml
         chatloom build recipe.yaml --dry-run
-        chatloom build recipe.yaml -o out
+        chatloom build recipe.yaml -o out --workers 4
     """
     from ..build.pipeline import read_input, run_recipe
     from ..build.recipe import load_recipe
@@ -51,7 +53,7 @@ def build_(recipe_path: str | None, out: str | None, dry_run: bool, example: boo
             click.echo(f"input {name}: {n:,} conversations")
         return
     with progress_bar("building", None) as update:
-        result = run_recipe(recipe, out, progress=update)
+        result = run_recipe(recipe, out, workers=workers, progress=update)
     if as_json:
         print_json(result.report)
         return
