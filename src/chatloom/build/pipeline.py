@@ -131,8 +131,9 @@ class StepReport:
 
 
 class _Run:
-    def __init__(self, rejected: Any, scratch: Path, pool: Any = None):
+    def __init__(self, rejected: Any, scratch: Path, pool: Any = None, progress: Callable[[list[StepReport]], None] | None = None):
         self.pool = pool
+        self.progress = progress
         self.rejected = rejected
         self.scratch = scratch
         self.reports: list[StepReport] = []
@@ -199,6 +200,8 @@ class _Run:
                 report.kept += kept
                 report.stats.update(stats)
                 report.seconds += seconds
+            if self.progress is not None:
+                self.progress(self.reports)
             yield from result.out
 
     def _dataset_step(self, convs: Iterable[Conversation], step: DatasetFilter, report: StepReport) -> Iterator[Conversation]:
@@ -352,12 +355,14 @@ def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Cou
         yield from run.segment(members(), [(step, f"tasks[{task.name}][{i}]", (t, i)) for i, step in enumerate(steps)])
 
 
-def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, progress: Callable[[int], None] | None = None) -> BuildResult:
+def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1,
+               progress: Callable[[list[StepReport]], None] | None = None) -> BuildResult:
     """Run ``recipe`` into ``out`` (default: the recipe's ``output``): the data in its format
     (a train/val folder with ``split``), ``rejected.jsonl``, ``report.json`` and ``report.html``.
 
     :param workers: processes for the per-conversation steps; the outputs are the same whatever
         the number (dataset-wide steps such as dedup run in this process, over everything).
+    :param progress: called with the steps' reports as they advance (after each chunk).
     """
     from ..exporting import export_conversations
 
@@ -373,7 +378,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, prog
         if workers > 1:
             ctx = multiprocessing.get_context("spawn")
             pool = stack.enter_context(ctx.Pool(workers, initializer=_init_worker, initargs=(recipe.model_dump(),)))
-        run = _Run(rejected, Path(scratch), pool)
+        run = _Run(rejected, Path(scratch), pool, progress)
         before: list[int] = []
         after: list[int] = []
         stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts, before)
@@ -386,7 +391,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, prog
                 ids.append(conv.id or "")
                 fp.write(jsonl.dumps(conv))
                 if progress is not None and n % 256 == 0:
-                    progress(n)
+                    progress(run.reports)
         data = target / ("data" if recipe.split is not None else f"data{_extension(recipe.format)}")
         exported = export_conversations(lambda: _read(final), str(data), fmt=recipe.format, split=recipe.split,
                                         seed=recipe.seed, ids=ids)

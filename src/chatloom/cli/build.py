@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import UsageError
-from . import cli, json_option, print_json, progress_bar
+from . import cli, err_console, json_option, print_json
+
+
+@contextmanager
+def step_progress() -> Iterator[Callable[[list[Any]], None]]:
+    """One line a step on a terminal: conversations seen, kept, dropped; silent otherwise."""
+    if not err_console.is_terminal:
+        yield lambda reports: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(reports: list[Any]) -> None:
+            for r in reports:
+                if r.where not in tasks:
+                    tasks[r.where] = bar.add_task("", total=None)
+                dropped = sum(r.dropped.values())
+                bar.update(tasks[r.where], description=f"{r.where:<18} {r.name:<13} seen {r.seen:>9,}  kept {r.kept:>9,}  dropped {dropped:>7,}")
+
+        yield update
 
 
 @cli.command("build")
@@ -52,7 +76,7 @@ def build_(recipe_path: str | None, out: str | None, workers: int, dry_run: bool
         for name, n in counts.items():
             click.echo(f"input {name}: {n:,} conversations")
         return
-    with progress_bar("building", None) as update:
+    with step_progress() as update:
         result = run_recipe(recipe, out, workers=workers, progress=update)
     if as_json:
         print_json(result.report)
