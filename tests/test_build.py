@@ -217,3 +217,12 @@ def test_dry_run_counts_inputs(tmp_path: Path, run) -> None:  # type: ignore[no-
     r = run("build", str(_recipe(tmp_path)), "--dry-run", "--json")
     assert json.loads(r.stdout)["inputs"] == {"mine": 23}
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ray_executor_gives_the_same_bytes(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    recipe = load_recipe(_recipe(tmp_path))
+    run_recipe(recipe, str(tmp_path / "local"))
+    run_recipe(recipe, str(tmp_path / "ray"), executor="ray", workers=2)
+    for name in ("data/train.jsonl", "data/val.jsonl", "rejected.jsonl"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name

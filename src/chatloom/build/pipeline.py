@@ -188,8 +188,10 @@ class _Run:
                  reports: list[StepReport]) -> Iterator[Conversation]:
         encode = msgspec.json.Encoder()
         keys = [key for _, _, key in steps]
-        if self.pool is None:
-            results: Iterator[_ChunkResult] = (apply_chunk([s for s, _, _ in steps], chunk) for chunk in _chunks(convs))
+        if isinstance(self.pool, RayExecutor):
+            results: Iterator[_ChunkResult] = self.pool.map(keys, (encode.encode(chunk) for chunk in _chunks(convs)))
+        elif self.pool is None:
+            results = (apply_chunk([s for s, _, _ in steps], chunk) for chunk in _chunks(convs))
         else:
             results = _ordered_map(self.pool, _work, ((keys, encode.encode(chunk)) for chunk in _chunks(convs)))
         for result in results:
@@ -296,6 +298,79 @@ def _ordered_map(pool: Any, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> It
         yield pending.popleft().get()
 
 
+class RayExecutor:
+    """Per-conversation steps on Ray Data: each window of chunks is a dataset, mapped in order
+    (``preserve_order``) by tasks that build the recipe's steps once per Ray worker process. Connects
+    to ``RAY_ADDRESS`` when it is set, else starts a local Ray with ``workers`` CPUs. The chunks
+    travel through Ray's object store, so the workers may be on other machines."""
+
+    WINDOW = 64  # chunks per dataset: bounded memory, few dataset start-ups
+
+    def __init__(self, recipe: dict[str, Any], workers: int):
+        try:
+            import ray
+            import ray.data
+        except ImportError:
+            raise UsageError("--executor ray needs Ray: pip install 'chatloom[ray]'") from None
+        import logging
+        import os
+
+        self.recipe = recipe
+        self.started = not ray.is_initialized()
+        if self.started:
+            address = os.environ.get("RAY_ADDRESS")
+            ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+
+    def map(self, keys: list[tuple[int, int]], jobs: Iterable[bytes]) -> Iterator[_ChunkResult]:
+        import pickle
+
+        import ray.data
+
+        window: list[bytes] = []
+
+        def run(payloads: list[bytes]) -> Iterator[_ChunkResult]:
+            ds = ray.data.from_items([{"payload": p} for p in payloads], override_num_blocks=len(payloads))
+            ds = ds.map_batches(_ray_apply, fn_kwargs={"recipe": self.recipe, "keys": keys}, batch_size=1)
+            for row in ds.iter_rows():
+                yield pickle.loads(row["result"])
+
+        for job in jobs:
+            window.append(job)
+            if len(window) == self.WINDOW:
+                yield from run(window)
+                window = []
+        if window:
+            yield from run(window)
+
+    def close(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+_ray_recipes: dict[str, dict[tuple[int, int], Step]] = {}
+
+
+def _ray_apply(batch: dict[str, Any], recipe: dict[str, Any], keys: list[tuple[int, int]]) -> dict[str, Any]:
+    import pickle
+
+    import numpy as np
+
+    key = orjson.dumps(recipe, option=orjson.OPT_SORT_KEYS).decode()
+    steps = _ray_recipes.get(key)
+    if steps is None:
+        _init_worker(recipe)
+        steps = _ray_recipes[key] = dict(_worker_steps)
+    results = [pickle.dumps(apply_chunk([steps[tuple(k)] for k in keys], _decode.decode(bytes(p)))) for p in batch["payload"]]  # type: ignore[index]
+    return {"result": np.array(results, dtype=object)}
+
+
 _worker_steps: dict[tuple[int, int], Step] = {}
 _decode = msgspec.json.Decoder(list[Conversation])
 
@@ -355,13 +430,15 @@ def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Cou
         yield from run.segment(members(), [(step, f"tasks[{task.name}][{i}]", (t, i)) for i, step in enumerate(steps)])
 
 
-def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1,
+def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, executor: str = "local",
                progress: Callable[[list[StepReport]], None] | None = None) -> BuildResult:
     """Run ``recipe`` into ``out`` (default: the recipe's ``output``): the data in its format
     (a train/val folder with ``split``), ``rejected.jsonl``, ``report.json`` and ``report.html``.
 
     :param workers: processes for the per-conversation steps; the outputs are the same whatever
         the number (dataset-wide steps such as dedup run in this process, over everything).
+    :param executor: ``local`` (this machine; ``workers`` processes) or ``ray`` (Ray Data: the
+        cluster at ``$RAY_ADDRESS``, else a local Ray with ``workers`` CPUs). Same outputs.
     :param progress: called with the steps' reports as they advance (after each chunk).
     """
     from ..exporting import export_conversations
@@ -374,8 +451,13 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1,
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target))
         rejected = stack.enter_context(atomic_write(target / "rejected.jsonl"))
-        pool = None
-        if workers > 1:
+        pool: Any = None
+        if executor == "ray":
+            pool = RayExecutor(recipe.model_dump(), workers)
+            stack.callback(pool.close)
+        elif executor != "local":
+            raise UsageError(f"unknown executor '{executor}'; choose local or ray")
+        elif workers > 1:
             ctx = multiprocessing.get_context("spawn")
             pool = stack.enter_context(ctx.Pool(workers, initializer=_init_worker, initargs=(recipe.model_dump(),)))
         run = _Run(rejected, Path(scratch), pool, progress)

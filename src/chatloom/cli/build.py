@@ -38,12 +38,14 @@ def step_progress() -> Iterator[Callable[[list[Any]], None]]:
 @cli.command("build")
 @click.argument("recipe_path", metavar="RECIPE", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", default=None, type=click.Path(file_okay=False), help="Output folder (default: the recipe's output).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine; ray: Ray Data, on $RAY_ADDRESS or a local Ray. Same outputs.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="Processes for the per-conversation steps (the outputs are the same whatever the number).")
+              help="Processes (local) or CPUs of a local Ray for the per-conversation steps; the outputs are the same whatever the number.")
 @click.option("--dry-run", is_flag=True, help="Validate the recipe and count the inputs; write nothing.")
 @click.option("--example", is_flag=True, help="Print a commented recipe that uses every step.")
 @json_option
-def build_(recipe_path: str | None, out: str | None, workers: int, dry_run: bool, example: bool, as_json: bool) -> None:
+def build_(recipe_path: str | None, out: str | None, executor: str, workers: int, dry_run: bool, example: bool, as_json: bool) -> None:
     """Build training data from a recipe: inputs, tasks, filters, transforms, split, format.
 
     Writes OUT/data.jsonl (or OUT/data/train + val with a split, in the recipe's format),
@@ -57,6 +59,7 @@ def build_(recipe_path: str | None, out: str | None, workers: int, dry_run: bool
         chatloom build --example > recipe.yaml
         chatloom build recipe.yaml --dry-run
         chatloom build recipe.yaml -o out --workers 4
+        RAY_ADDRESS=ray://head:10001 chatloom build recipe.yaml --executor ray
     """
     from ..build.pipeline import read_input, run_recipe
     from ..build.recipe import load_recipe
@@ -77,7 +80,7 @@ def build_(recipe_path: str | None, out: str | None, workers: int, dry_run: bool
             click.echo(f"input {name}: {n:,} conversations")
         return
     with step_progress() as update:
-        result = run_recipe(recipe, out, workers=workers, progress=update)
+        result = run_recipe(recipe, out, workers=workers, executor=executor, progress=update)
     if as_json:
         print_json(result.report)
         return
