@@ -226,3 +226,14 @@ def test_the_ray_executor_gives_the_same_bytes(tmp_path: Path) -> None:
     run_recipe(recipe, str(tmp_path / "ray"), executor="ray", workers=2)
     for name in ("data/train.jsonl", "data/val.jsonl", "rejected.jsonl"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+def test_near_dedup_keeps_the_first_of_each_cluster() -> None:
+    base = "the quick brown fox jumps over the lazy dog and then runs far away into the green forest to find some food"
+    words = base.split()
+    near = " ".join(words[:-1] + ["berries"])  # one word of 22 changed: Jaccard of 5-grams ≈ 0.9
+    other = "a completely different conversation about cooking pasta with garlic olive oil and fresh basil leaves tonight"
+    convs = [conv("hi", base, id="a"), conv("hello", other, id="b"), conv("hi", near, id="c")]
+    s = step({"near_dedup": {"threshold": 0.8}})
+    s.fit(convs)
+    assert [s.keep(c) for c in convs] == [True, True, (False, "near duplicate")]

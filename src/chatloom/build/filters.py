@@ -80,11 +80,11 @@ class NearDedup(DatasetFilter):
         p = self.params
         keepers = minhash.near_duplicates(texts, threshold=p.threshold, ngram=p.ngram, permutations=p.permutations,  # type: ignore[attr-defined]
                                           seed=self.context.seed)
-        self._drop = {ids[i]: f"near duplicate of {ids[k]}" for i, k in enumerate(keepers) if k >= 0}
+        self._drop = {ids[i] for i, k in enumerate(keepers) if k >= 0}
+        self.stats["clusters"] = len({int(k) for k in keepers if k >= 0})
 
     def keep(self, conv: Conversation) -> bool | tuple[bool, str]:
-        reason = self._drop.get(conv.id or digest(conv))
-        return True if reason is None else (False, "near duplicate")
+        return (False, "near duplicate") if (conv.id or digest(conv)) in self._drop else True
 
 
 class Turns(Filter):

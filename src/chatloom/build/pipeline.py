@@ -226,6 +226,7 @@ class _Run:
         start = time.perf_counter()
         step.fit(_read(path))
         report.seconds += time.perf_counter() - start
+        report.stats.update(step.stats)
         return _read(path)
 
 
