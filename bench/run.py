@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["import", "import_exports", "tokenize"]  # later issues add dedup
+BENCHMARKS = ["import", "import_exports", "tokenize", "dedup"]
 
 
 def main() -> int:
