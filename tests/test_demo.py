@@ -33,5 +33,5 @@ def test_demo_steps(tmp_path):
     report = json.loads((tmp_path / "demo" / "build" / "report.json").read_text())
     assert report["inputs"] == {"chitchat": 7168}
     assert report["output"]["conversations"] + report["dropped"] == 7168
-    assert {s["step"] for s in report["steps"]} >= {"turns", "exact_dedup", "pii", "truncate"}
+    assert {s["step"] for s in report["steps"]} >= {"turns", "exact_dedup", "near_dedup", "pii", "truncate"}
     assert (tmp_path / "demo" / "build" / "data" / "val.jsonl").exists()

@@ -59,8 +59,10 @@ class ExactDedup(DatasetFilter):
 
 
 class NearDedup(DatasetFilter):
-    """MinHash + LSH over each conversation's text: one of each cluster of near-duplicates is kept
-    (the first in input order), across the whole input."""
+    """MinHash + LSH over each conversation's text, across the whole input, in input order: a
+    conversation is dropped when it near-duplicates (Jaccard ≥ threshold, checked exactly) one
+    already kept, so everything dropped has a real near-duplicate in the output. ``transitive``
+    drops whole clusters of chained pairs instead (one kept each, as datatrove does)."""
 
     name = "near_dedup"
     summary = "drop near-duplicate conversations (MinHash + LSH; Jaccard threshold, n-grams, permutations)"
@@ -69,6 +71,7 @@ class NearDedup(DatasetFilter):
         threshold: float = Field(0.8, gt=0, le=1)
         ngram: int = Field(5, ge=1)
         permutations: int = Field(128, ge=8)
+        transitive: bool = False
 
     def fit(self, convs: Iterable[Conversation]) -> None:
         from . import minhash
@@ -79,7 +82,7 @@ class NearDedup(DatasetFilter):
             texts.append(conversation_text(conv))
         p = self.params
         keepers = minhash.near_duplicates(texts, threshold=p.threshold, ngram=p.ngram, permutations=p.permutations,  # type: ignore[attr-defined]
-                                          seed=self.context.seed)
+                                          seed=self.context.seed, transitive=p.transitive)  # type: ignore[attr-defined]
         self._drop = {ids[i] for i, k in enumerate(keepers) if k >= 0}
         self.stats["clusters"] = len({int(k) for k in keepers if k >= 0})
 
