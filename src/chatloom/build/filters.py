@@ -6,7 +6,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -90,6 +90,14 @@ class NearDedup(DatasetFilter):
         return (False, "near duplicate") if (conv.id or digest(conv)) in self._drop else True
 
 
+def _within(n: int, bounds: Any, unit: str) -> bool | tuple[bool, str]:
+    if n < bounds.min:
+        return False, f"fewer than {bounds.min} {unit}"
+    if bounds.max is not None and n > bounds.max:
+        return False, f"more than {bounds.max} {unit}"
+    return True
+
+
 class Turns(Filter):
     name = "turns"
     summary = "bounds on the number of turns (system messages not counted)"
@@ -99,12 +107,7 @@ class Turns(Filter):
         max: int | None = Field(None, ge=1)
 
     def keep(self, conv: Conversation) -> bool | tuple[bool, str]:
-        n = sum(m.role != "system" for m in conv.messages)
-        if n < self.params.min:  # type: ignore[attr-defined]
-            return False, f"fewer than {self.params.min} turns"  # type: ignore[attr-defined]
-        if self.params.max is not None and n > self.params.max:  # type: ignore[attr-defined]
-            return False, f"more than {self.params.max} turns"  # type: ignore[attr-defined]
-        return True
+        return _within(sum(m.role != "system" for m in conv.messages), self.params, "turns")
 
 
 class Tokens(Filter):
@@ -119,11 +122,7 @@ class Tokens(Filter):
         from ..tokenizer import get_tokenizer
 
         n = get_tokenizer(self.context.tokenizer).chatml_counts([[(m.role, m.content) for m in conv.messages]])[0]
-        if n < self.params.min:  # type: ignore[attr-defined]
-            return False, f"fewer than {self.params.min} tokens"  # type: ignore[attr-defined]
-        if self.params.max is not None and n > self.params.max:  # type: ignore[attr-defined]
-            return False, f"more than {self.params.max} tokens"  # type: ignore[attr-defined]
-        return True
+        return _within(n, self.params, "tokens")
 
 
 class Regex(Filter):

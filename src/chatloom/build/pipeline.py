@@ -28,6 +28,7 @@ import orjson
 from pydantic import ValidationError
 
 from .. import jsonl
+from ..batching import batched
 from ..errors import UsageError
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
@@ -275,14 +276,7 @@ def apply_chunk(steps: list[Step], convs: list[Conversation]) -> _ChunkResult:
 
 
 def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
-    batch: list[Conversation] = []
-    for conv in convs:
-        batch.append(conv)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return batched(convs, CHUNK)
 
 
 def _ordered_map(pool: Any, fn: Callable[[Any], Any], jobs: Iterable[Any]) -> Iterator[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from msgspec.structs import replace
@@ -24,6 +25,14 @@ def conv_rng(seed: int, conv: Conversation, salt: str) -> random.Random:
     """A random generator for one conversation: the same seed and id give the same choices,
     whatever the order or the shard the conversation is processed in."""
     return random.Random(f"{seed}:{salt}:{conv.id}")
+
+
+def map_contents(conv: Conversation, fn: Callable[[str], str]) -> tuple[Conversation, int]:
+    """``conv`` with ``fn`` applied to every message's content, and how many messages changed
+    (``conv`` itself when none did)."""
+    changed = [m if (text := fn(m.content)) == m.content else replace(m, content=text) for m in conv.messages]
+    n = sum(a is not b for a, b in zip(changed, conv.messages))
+    return (replace(conv, messages=changed) if n else conv), n
 
 
 class MergeTurns(Transform):
@@ -73,19 +82,17 @@ class Persona(Transform):
 
     def apply(self, conv: Conversation) -> Conversation | None:
         rng = conv_rng(self.context.seed, conv, "persona")
-        changed = []
-        for m in conv.messages:
-            text = expand_variants(m.content, rng)
-            if self.params.char is not None:  # type: ignore[attr-defined]
-                text = text.replace("{{char}}", self.params.char)  # type: ignore[attr-defined]
-            if self.params.user is not None:  # type: ignore[attr-defined]
-                text = text.replace("{{user}}", self.params.user)  # type: ignore[attr-defined]
-            changed.append(m if text == m.content else replace(m, content=text))
-        n = sum(a is not b for a, b in zip(changed, conv.messages))
-        if not n:
-            return conv
+        char, user = self.params.char, self.params.user  # type: ignore[attr-defined]
+
+        def personal(text: str) -> str:
+            text = expand_variants(text, rng)
+            if char is not None:
+                text = text.replace("{{char}}", char)
+            return text.replace("{{user}}", user) if user is not None else text
+
+        conv, n = map_contents(conv, personal)
         self.stats["turns personalized"] += n
-        return replace(conv, messages=changed)
+        return conv
 
 
 class Truncate(Transform):
@@ -182,18 +189,17 @@ class Cleanup(Transform):
         whitespace: bool = True
 
     def apply(self, conv: Conversation) -> Conversation | None:
-        changed = []
-        for m in conv.messages:
-            text = m.content
-            if self.params.ftfy and not text.isascii():  # type: ignore[attr-defined]  (ASCII has no mojibake)
+        use_ftfy, whitespace = self.params.ftfy, self.params.whitespace  # type: ignore[attr-defined]
+
+        def clean(text: str) -> str:
+            if use_ftfy and not text.isascii():  # ASCII has no mojibake
                 import ftfy
 
                 text = ftfy.fix_text(text)
-            if self.params.whitespace:  # type: ignore[attr-defined]
+            if whitespace:
                 text = re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", text)).strip()
-            changed.append(m if text == m.content else replace(m, content=text))
-        n = sum(a is not b for a, b in zip(changed, conv.messages))
-        if not n:
-            return conv
+            return text
+
+        conv, n = map_contents(conv, clean)
         self.stats["turns cleaned"] += n
-        return replace(conv, messages=changed)
+        return conv

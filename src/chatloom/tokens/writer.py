@@ -30,6 +30,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from ..batching import batched
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
 from ..tokenizer import get_tokenizer
@@ -93,15 +94,7 @@ def _work(payload: bytes) -> Chunk:
 
 
 def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
-    batch: list[Conversation] = []
-    for conv in convs:
-        ensure_id(conv)
-        batch.append(conv)
-        if len(batch) == CHUNK:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return batched((c for c in convs if ensure_id(c)), CHUNK)
 
 
 @contextlib.contextmanager
