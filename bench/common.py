@@ -30,3 +30,21 @@ def step_main(steps: dict, name: str, args: list[str]) -> None:
     result = steps[name](*args)
     result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
+
+
+def write_copies(path, convs: list, copies: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """``convs`` written ``copies`` times as chatloom JSONL, each copy with its own ids (``ID#COPY``);
+    returns (conversations, messages) written."""
+    from chatloom import jsonl
+
+    n = m = 0
+    with open(path, "wb") as fp:
+        for copy in range(copies):
+            for conv in convs:
+                conv_id = conv.id
+                conv.id = f"{conv_id}#{copy}"
+                fp.write(jsonl.dumps(conv))
+                conv.id = conv_id
+                n += 1
+                m += len(conv.messages)
+    return n, m

@@ -23,30 +23,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import run_step, step_main  # noqa: E402
+from common import run_step, step_main, write_copies  # noqa: E402
 
 OUT = HERE / "out"
 
 
 def build_jsonl(path: Path, copies: int) -> tuple[int, int]:
     """The chitchat corpus, ``copies`` times, each copy with its own ids (real text, real turns)."""
-    from chatloom import jsonl
     from chatloom.sources import Reader, get_source
 
     source = get_source("chitchat")
     file = source.resolve("package")[0]
     convs = list(source.read(file, Reader(str(file))))
-    n = m = 0
-    with open(path, "wb") as fp:
-        for copy in range(copies):
-            for conv in convs:
-                conv_id = conv.id
-                conv.id = f"{conv_id}#{copy}"
-                fp.write(jsonl.dumps(conv))
-                conv.id = conv_id
-                n += 1
-                m += len(conv.messages)
-    return n, m
+    return write_copies(path, convs, copies)
 
 
 # -- the steps, each run in its own process --------------------------------------------------

@@ -41,7 +41,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from common import run_step, step_main  # noqa: E402
+from common import run_step, step_main, write_copies  # noqa: E402
 
 OUT = HERE / "out"
 CHATLOOM = Path(sys.executable).with_name("chatloom")
@@ -74,21 +74,6 @@ def tokens_per_copy(convs: list) -> int:
 
     counts = get_tokenizer("gpt2-chatml").chatml_counts([[(m.role, m.content) for m in c.messages] for c in convs])
     return sum(counts) + len(convs)
-
-
-def build_jsonl(path: Path, convs: list, copies: int) -> int:
-    from chatloom import jsonl
-
-    n = 0
-    with open(path, "wb") as fp:
-        for copy in range(copies):
-            for conv in convs:
-                conv_id = conv.id
-                conv.id = f"{conv_id}#{copy}"
-                fp.write(jsonl.dumps(conv))
-                conv.id = conv_id
-                n += 1
-    return n
 
 
 def read_messages(path: str, limit: int | None = None) -> list[list[tuple[str, str]]]:
@@ -266,7 +251,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = tmp / "chats.jsonl"
         t = time.perf_counter()
-        n_convs = build_jsonl(data, convs, copies)
+        n_convs, _ = write_copies(data, convs, copies)
         n_hf = hf_copies * len(convs)
         size_mb = data.stat().st_size / 1e6
         print(f"input: {copies} × {len(convs):,} chitchat conversations = {n_convs:,} conversations, "

@@ -69,7 +69,7 @@ def export(
     if split is None:
         parts: dict[str, Iterable[Conversation]] = {"data": counted(store.iter_conversations(tag=tag))}
     else:
-        val = validation_ids(_ids(store, tag), split, seed)
+        val = validation_ids(store.ids(tag=tag), split, seed)
         # one pass over the store per part keeps memory flat whatever the size of the dataset
         parts = {name: _only(counted(store.iter_conversations(tag=tag)), val, name == "val") for name in ("train", "val")}
     return _write_parts(writer, out, parts, split, snippets, result)
@@ -115,13 +115,6 @@ def _write_parts(writer: Format, out: str, parts: dict[str, Iterable[Conversatio
         written = write_snippets(writer, target, files, split=split is not None)
         result.snippets, result.warnings = written.written, written.warnings
     return result
-
-
-def _ids(store: Store, tag: str | None) -> list[str]:
-    if tag is None:
-        return [row[0] for row in store.db.execute("SELECT id FROM conversations WHERE deleted = 0")]
-    return [row[0] for row in store.db.execute(
-        "SELECT c.id FROM conversations c JOIN tags t ON t.conv = c.pk WHERE c.deleted = 0 AND t.tag = ?", (tag,))]  # fmt: skip
 
 
 def _only(convs: Iterator[Conversation], val: set[str], in_val: bool) -> Iterator[Conversation]:

@@ -11,6 +11,7 @@ with its JSON path. Writing omits empty fields, so our own export reads back los
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -71,6 +72,18 @@ def read_lines(fp: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
         consumed += len(line)
         if line.strip():
             yield lineno, consumed, line
+
+
+def read_path(path: str | os.PathLike[str]) -> Iterator[Conversation]:
+    """The conversations of a JSONL file; a bad line is a SourceError naming the file and line."""
+    from .errors import SourceError
+
+    with open(path, "rb") as fp:
+        for lineno, _, line in read_lines(fp):
+            try:
+                yield parse_line(line)
+            except RecordError as err:
+                raise SourceError(str(err), file=str(path), where=lineno) from None
 
 
 def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = False) -> bytes:

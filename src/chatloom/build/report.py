@@ -10,6 +10,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from ..batching import batched
 from ..model import Conversation
 
 
@@ -18,16 +19,9 @@ def counted(convs: Iterable[Conversation], tokenizer: str, sink: list[int], batc
     from ..tokenizer import get_tokenizer
 
     tok = get_tokenizer(tokenizer)
-    pending: list[Conversation] = []
-    for conv in convs:
-        pending.append(conv)
-        if len(pending) == batch:
-            sink.extend(tok.chatml_counts([[(m.role, m.content) for m in c.messages] for c in pending]))
-            yield from pending
-            pending = []
-    if pending:
-        sink.extend(tok.chatml_counts([[(m.role, m.content) for m in c.messages] for c in pending]))
-        yield from pending
+    for chunk in batched(convs, batch):
+        sink.extend(tok.chatml_counts([[(m.role, m.content) for m in c.messages] for c in chunk]))
+        yield from chunk
 
 
 def histograms_png(before: Sequence[int], after: Sequence[int], tokenizer: str) -> bytes:

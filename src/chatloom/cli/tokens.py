@@ -10,24 +10,14 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ..errors import SourceError, UsageError
+from .. import jsonl
+from ..errors import UsageError
 from ..model import Conversation
 from . import cli, console, dataset_option, json_option, print_json, progress_bar
 
 TOKENIZER_HELP = "gpt2-chatml, gpt2, cl100k_base, o200k_base, or a local Hugging Face tokenizer folder."
 TEMPLATE_HELP = ("Chat template: chatml, llama-3, mistral, gemma, phi-3, alpaca, vicuna, metharme, a .jinja file or a "
                  "tokenizer folder (default: the tokenizer folder's own template, else chatml).")
-
-
-def _read_jsonl(path: str) -> Iterator[Conversation]:
-    from .. import jsonl
-
-    with open(path, "rb") as fp:
-        for lineno, _, line in jsonl.read_lines(fp):
-            try:
-                yield jsonl.parse_line(line)
-            except jsonl.RecordError as err:
-                raise SourceError(str(err), file=path, where=lineno) from None
 
 
 def _template_name(template: str | None, tokenizer: str) -> str | None:
@@ -84,10 +74,10 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         from ..model import ensure_id
 
         total = None
-        ids = [ensure_id(c) for c in _read_jsonl(input_path)] if val is not None else None
+        ids = [ensure_id(c) for c in jsonl.read_path(input_path)] if val is not None else None
 
         def convs() -> Iterator[Conversation]:
-            return _read_jsonl(input_path)
+            return jsonl.read_path(input_path)
     else:
         from ..store import Store
 

@@ -98,10 +98,9 @@ def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
 
 
 @contextlib.contextmanager
-def _encoded(options: Options, convs: Iterable[Conversation], workers: int) -> Iterator[Iterator[Chunk]]:
-    """Chunks in input order, encoded here (``workers`` 1) or by a pool of processes."""
+def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation], workers: int) -> Iterator[Iterator[Chunk]]:
+    """Chunks in input order, encoded here by ``encoder`` (``workers`` 1) or by a pool of processes."""
     if workers <= 1:
-        encoder = options.encoder()
         yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
         return
     encode = msgspec.json.Encoder()
@@ -166,7 +165,7 @@ def tokenize(
     names = ["train", "val"] if val_ids is not None else ["train"]
     with contextlib.ExitStack() as stack:
         files = {name: _SplitFiles(stack, folder, name) for name in names}
-        with _encoded(options, convs, workers) as chunks:
+        with _encoded(options, encoder, convs, workers) as chunks:
             for chunk in chunks:
                 report.merge(chunk.report)
                 if val_ids is None:
