@@ -237,3 +237,15 @@ def test_near_dedup_keeps_the_first_of_each_cluster() -> None:
     s = step({"near_dedup": {"threshold": 0.8}})
     s.fit(convs)
     assert [s.keep(c) for c in convs] == [True, True, (False, "near duplicate")]
+
+
+def test_records_an_input_cannot_read_are_counted_not_lost(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "chats.jsonl").write_text('{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}\n'
+                                          '{"messages": [truncated\n')
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"inputs": [{"name": "mine", "file": str(tmp_path / "chats.jsonl")}],
+                                                     "output": str(tmp_path / "out")}))
+    r = run("build", str(tmp_path / "r.yaml"))
+    assert r.exit_code == 0
+    assert r.stderr.startswith(f"warning: input mine: 1 records could not be read and were skipped, e.g. {tmp_path / 'chats.jsonl'}:2:")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["skipped_records"]["mine"]["count"] == 1 and report["output"]["conversations"] == 1

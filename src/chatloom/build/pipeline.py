@@ -89,7 +89,9 @@ def resolve_steps(recipe: Recipe, source: str = "recipe") -> tuple[list[list[Ste
 
 # -- inputs ------------------------------------------------------------------------------------
 
-def read_input(spec: Any) -> Iterator[Conversation]:
+def read_input(spec: Any, skipped: dict[str, dict[str, Any]] | None = None) -> Iterator[Conversation]:
+    """The conversations of one input. Records a file's importer cannot read are skipped, as
+    ``chatloom import`` skips them; ``skipped`` receives their count and first examples."""
     from ..importing import display_name, plan
     from ..sources import Reader
 
@@ -109,7 +111,12 @@ def read_input(spec: Any) -> Iterator[Conversation]:
     for file, source, _ in files:
         if source.stream and not source.options.get("me"):
             raise UsageError(f"input {spec.name}: {display_name(file)} is a chat export: give options: {{me: [YOUR NAME]}}")
-        yield from source.read(file, Reader(display_name(file)))
+        reader = Reader(display_name(file))
+        yield from source.read(file, reader)
+        if reader.bad_count and skipped is not None:
+            entry = skipped.setdefault(str(spec.name), {"count": 0, "examples": []})
+            entry["count"] += reader.bad_count
+            entry["examples"] = (entry["examples"] + reader.examples)[:3]
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -225,10 +232,10 @@ class _Run:
         with open(path, "wb") as fp:
             jsonl.write(convs, fp)
         start = time.perf_counter()
-        step.fit(_read(path))
+        step.fit(jsonl.read_path(path))
         report.seconds += time.perf_counter() - start
         report.stats.update(step.stats)
-        return _read(path)
+        return jsonl.read_path(path)
 
 
 CHUNK = 256  # conversations per task for a worker
@@ -383,12 +390,6 @@ def _work(job: tuple[list[tuple[int, int]], bytes]) -> _ChunkResult:
     return apply_chunk([_worker_steps[tuple(k)] for k in keys], _decode.decode(payload))  # type: ignore[index]
 
 
-def _read(path: Path) -> Iterator[Conversation]:
-    with open(path, "rb") as fp:
-        for _, _, line in jsonl.read_lines(fp):
-            yield jsonl.parse_line(line)
-
-
 @dataclass
 class BuildResult:
     output: Path
@@ -396,9 +397,10 @@ class BuildResult:
     report: dict[str, Any]
 
 
-def _inputs(recipe: Recipe, counts: Counter[str], lengths: list[int] | None = None) -> Iterator[tuple[str, Conversation]]:
+def _inputs(recipe: Recipe, counts: Counter[str], lengths: list[int] | None = None,
+            skipped: dict[str, dict[str, Any]] | None = None) -> Iterator[tuple[str, Conversation]]:
     for spec in recipe.inputs:
-        convs = read_input(spec)
+        convs = read_input(spec, skipped)
         if lengths is not None:
             convs = counted(convs, recipe.tokenizer, lengths)
         for conv in convs:
@@ -407,9 +409,10 @@ def _inputs(recipe: Recipe, counts: Counter[str], lengths: list[int] | None = No
             yield str(spec.name), conv
 
 
-def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Counter[str], lengths: list[int]) -> Iterator[Conversation]:
+def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Counter[str], lengths: list[int],
+            skipped: dict[str, dict[str, Any]]) -> Iterator[Conversation]:
     if not recipe.tasks:
-        for _, conv in _inputs(recipe, counts, lengths):
+        for _, conv in _inputs(recipe, counts, lengths, skipped):
             yield conv
         return
     first = True
@@ -417,7 +420,8 @@ def _tasked(recipe: Recipe, run: _Run, task_steps: list[list[Step]], counts: Cou
         wanted = set(task.inputs) if task.inputs is not None else None
 
         def members(task_name: str = task.name, wanted: set[str] | None = wanted, measure: bool = first) -> Iterator[Conversation]:
-            for name, conv in _inputs(recipe, counts if measure else Counter(), lengths if measure else None):
+            for name, conv in _inputs(recipe, counts if measure else Counter(), lengths if measure else None,
+                                      skipped if measure else None):
                 if wanted is None or name in wanted:
                     yield msgspec.structs.replace(conv, id=f"{task_name}:{conv.id}", meta={**conv.meta, "task": task_name})
 
@@ -443,6 +447,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
     target.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     counts: Counter[str] = Counter()
+    skipped: dict[str, dict[str, Any]] = {}  # records the importers could not read, per input
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target))
         rejected = stack.enter_context(atomic_write(target / "rejected.jsonl"))
@@ -458,7 +463,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
         run = _Run(rejected, Path(scratch), pool, progress)
         before: list[int] = []
         after: list[int] = []
-        stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts, before)
+        stream: Iterable[Conversation] = _tasked(recipe, run, task_steps, counts, before, skipped)
         stream = run.segment(stream, [(step, f"{'filters' if i < len(recipe.filters) else 'transforms'}[{i if i < len(recipe.filters) else i - len(recipe.filters)}]",
                                        (-1, i)) for i, step in enumerate(steps)])
         final = Path(scratch) / "final.jsonl"
@@ -470,12 +475,13 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
                 if progress is not None and n % 256 == 0:
                     progress(run.reports)
         data = target / ("data" if recipe.split is not None else f"data{_extension(recipe.format)}")
-        exported = export_conversations(lambda: _read(final), str(data), fmt=recipe.format, split=recipe.split,
+        exported = export_conversations(lambda: jsonl.read_path(final), str(data), fmt=recipe.format, split=recipe.split,
                                         seed=recipe.seed, ids=ids)
         ordered = [r for r in run.reports if r.where.startswith("tasks")] + [r for r in run.reports if not r.where.startswith("tasks")]
         run.write_rejected(ordered)
     report = {
         "inputs": dict(counts),
+        "skipped_records": skipped,
         "steps": [r.as_dict() for r in ordered],
         "output": {"conversations": len(ids), "files": {str(Path(k).relative_to(target)): v for k, v in exported.files.items()},
                    "format": recipe.format, "dropped_by_format": dict(exported.dropped)},
@@ -494,4 +500,5 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
 def _extension(fmt: str) -> str:
     from ..formats import get_format
 
-    return get_format(fmt).extension if not get_format(fmt).folder else ""
+    writer = get_format(fmt)
+    return "" if writer.folder else writer.extension

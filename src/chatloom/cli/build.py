@@ -85,6 +85,9 @@ def build_(recipe_path: str | None, out: str | None, executor: str, workers: int
         print_json(result.report)
         return
     report = result.report
+    for name, entry in report["skipped_records"].items():
+        click.echo(f"warning: input {name}: {entry['count']:,} records could not be read and were skipped, e.g. "
+                   + "; ".join(entry["examples"]), err=True)
     click.echo("inputs: " + ", ".join(f"{k} {v:,}" for k, v in report["inputs"].items()))
     for step in report["steps"]:
         dropped = ", ".join(f"{n:,} {reason}" for reason, n in step["dropped"].items())
