@@ -53,11 +53,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# bench/ holds a tokenize.py, the standard library's name (which inspect, and so numpy.ma and
-# datatrove, import): put the script's folder after the standard library, not before it
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    del sys.path[0]
-sys.path.append(str(HERE))
+sys.path.insert(0, str(HERE))
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -14,9 +14,9 @@ Each step runs in a fresh process. Only the chitchat conversations with an assis
 used (4,018 of 7,168: the others have nothing to train on, which chatloom's tokenize refuses
 without --fix); each copy has its own ids.
 
-    .venv/bin/python bench/tokenize.py                      # >= 50M tokens (14 copies), 2 threads
-    .venv/bin/python bench/tokenize.py --tokens 10000000    # a quick run (3 copies)
-    .venv/bin/python bench/tokenize.py --threads 4 --hf-tokens 7500000
+    .venv/bin/python bench/tokenize_files.py                      # >= 50M tokens (14 copies), 2 threads
+    .venv/bin/python bench/tokenize_files.py --tokens 10000000    # a quick run (3 copies)
+    .venv/bin/python bench/tokenize_files.py --threads 4 --hf-tokens 7500000
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# This file's name is the standard library's ``tokenize`` (which inspect, linecache and
-# transformers import): put the script's folder after the standard library, not before it.
-if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
-    del sys.path[0]
-sys.path.append(str(HERE))
+sys.path.insert(0, str(HERE))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -357,7 +353,7 @@ untrained <|endoftext|>; both train the assistant's content and its <|im_end|>):
         ],
     }
     OUT.mkdir(exist_ok=True)
-    (OUT / "tokenize.json").write_text(json.dumps(summary, indent=2))
+    (OUT / "tokenize_files.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
