@@ -23,7 +23,7 @@ ROLES = ("system", "user", "assistant", "tool")
 Role = Literal["system", "user", "assistant", "tool"]
 
 
-class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Message(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """One turn. ``train``: None means the default policy (assistant turns train)."""
 
     role: Role
@@ -40,7 +40,7 @@ class Message(msgspec.Struct, kw_only=True, omit_defaults=True):
         return self.role == "assistant" if self.train is None else self.train
 
 
-class Conversation(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Conversation(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     """A conversation with its metadata. ``source`` is ``{format, file, locator}``."""
 
     id: str | None = None

@@ -62,8 +62,7 @@ def _year(y: int) -> int:
     return y + 2000 if y < 100 else y
 
 
-def parse(date: str, time: str, order: str) -> datetime:
-    """One date and time (no zone: a naive local time, as the exporter wrote it)."""
+def _clock(time: str) -> tuple[int, int, int]:
     time = clean_time(time)
     t = _TIME.match(time)
     if not t:
@@ -71,6 +70,20 @@ def parse(date: str, time: str, order: str) -> datetime:
     hour, minute, second = int(t[1]), int(t[2]), int(t[3] or 0)
     if t[4]:
         hour = hour % 12 + (12 if t[4] in "pP" else 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"unreadable time '{time}'")
+    return hour, minute, second
+
+
+def seconds_of_day(time: str) -> int:
+    """``'9:12:43 PM'`` → 76363: a time of day in any of the layouts ``parse`` reads."""
+    hour, minute, second = _clock(time)
+    return hour * 3600 + minute * 60 + second
+
+
+def parse(date: str, time: str, order: str) -> datetime:
+    """One date and time (no zone: a naive local time, as the exporter wrote it)."""
+    hour, minute, second = _clock(time)
     m = _NUMERIC.match(date)
     if m:
         parts = [int(m[1]), int(m[2]), int(m[3])]

@@ -18,18 +18,19 @@ counts, and the user is asked to choose (exit 2), rather than guessing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from ..errors import UsageError
 from ..model import Conversation, Message
 from .base import Reader
 
 
-@dataclass(slots=True)
-class Post:
-    """One message as a platform exported it."""
+class Post(msgspec.Struct, gc=False):
+    """One message as a platform exported it (a Struct untracked by the garbage collector: a
+    chat export makes millions of them, and they hold no cycles)."""
 
     author: str
     text: str
@@ -64,56 +65,73 @@ class Sessionizer:
 
     def conversations(self, posts: Iterable[Post], *, fmt: str, chat_id: str, file: str, title: str | None = None,
                       meta: dict[str, Any] | None = None) -> Iterator[Conversation]:  # fmt: skip
-        session: list[Post] = []
-        last: datetime | None = None
+        """One pass over the posts: turns are merged and sessions cut as they come."""
         speakers = self.reader.speakers
-        gap = self.session_gap
+        if not self.me:  # counting speakers only: see ``ask_for_me``
+            speakers.update(post.author for post in posts)
+            return
+        role_of: dict[str, str] = {}  # author → role, casefolded once per author
+        gap, merge_gap = self.session_gap, self.merge_gap
+        messages: list[Message] = []
+        texts: list[str] = []  # the texts of the turn being built (the last message)
+        first: Post | None = None  # the session's first post
+        prev: Post | None = None  # the post before this one, in this session
+        last: datetime | None = None  # the latest time seen in this session
         for post in posts:
-            speakers[post.author] += 1
-            if session and post.time is not None and last is not None and post.time - last > gap:
-                conv = self._conversation(session, fmt, chat_id, file, title, meta)
-                if conv is not None:
-                    yield conv
-                session = []
-            session.append(post)
-            last = post.time or last
-        if session:
-            conv = self._conversation(session, fmt, chat_id, file, title, meta)
+            author, when = post.author, post.time
+            speakers[author] += 1
+            if prev is not None:
+                before = prev.time  # when not None, also the latest time of the session
+                if when is not None and before is not None:
+                    since = when - before
+                    cut = since > gap
+                    merge = not cut and author == prev.author and since <= merge_gap
+                else:
+                    cut = when is not None and last is not None and when - last > gap
+                    merge = not cut and author == prev.author
+                if merge:
+                    texts.append(post.text)
+                    prev, last = post, when or last
+                    continue
+                if cut:
+                    if len(texts) > 1:
+                        messages[-1].content = "\n".join(texts)
+                    conv = self._conversation(messages, first, prev, fmt, chat_id, file, title, meta)  # type: ignore[arg-type]
+                    if conv is not None:
+                        yield conv
+                    messages, texts, first, last = [], [], post, None
+            else:
+                first = post
+            # a new turn
+            if len(texts) > 1:
+                messages[-1].content = "\n".join(texts)
+            texts = [post.text]
+            role = role_of.get(author)
+            if role is None:
+                role = role_of[author] = "assistant" if author.casefold() in self.me else "user"
+            msg_meta: dict[str, Any] = {} if when is None else {"time": when.isoformat()}
+            if post.id is not None:
+                msg_meta["id"] = post.id
+            if post.reply_to is not None:
+                msg_meta["reply_to"] = post.reply_to
+            messages.append(Message(role=role, content=post.text, name=author, meta=msg_meta))  # type: ignore[arg-type]
+            prev, last = post, when or last
+        if prev is not None:
+            if len(texts) > 1:
+                messages[-1].content = "\n".join(texts)
+            conv = self._conversation(messages, first, prev, fmt, chat_id, file, title, meta)  # type: ignore[arg-type]
             if conv is not None:
                 yield conv
 
-    def _conversation(self, posts: list[Post], fmt: str, chat_id: str, file: str, title: str | None,
-                      meta: dict[str, Any] | None) -> Conversation | None:  # fmt: skip
-        if not self.me:  # counting speakers only: see ``ask_for_me``
-            return None
-        messages: list[Message] = []
-        prev: Post | None = None
-        for post in posts:
-            same_turn = (
-                prev is not None
-                and post.author == prev.author
-                and (post.time is None or prev.time is None or post.time - prev.time <= self.merge_gap)
-            )
-            if same_turn:
-                messages[-1].content += "\n" + post.text
-            else:
-                mine = post.author.casefold() in self.me
-                msg_meta: dict[str, Any] = {}
-                if post.time is not None:
-                    msg_meta["time"] = post.time.isoformat()
-                if post.id is not None:
-                    msg_meta["id"] = post.id
-                if post.reply_to is not None:
-                    msg_meta["reply_to"] = post.reply_to
-                messages.append(Message(role="assistant" if mine else "user", content=post.text, name=post.author, meta=msg_meta))
-            prev = post
+    def _conversation(self, messages: list[Message], first: Post, final: Post, fmt: str, chat_id: str, file: str,
+                      title: str | None, meta: dict[str, Any] | None) -> Conversation | None:  # fmt: skip
+        """A session's messages as a conversation, or None when it is dropped (counted)."""
         if len(messages) < self.min_turns:
             self.reader.dropped[f"fewer than {self.min_turns} turns"] += 1
             return None
         if not any(m.role == "assistant" for m in messages):
             self.reader.dropped["no message from --me"] += 1
             return None
-        first = posts[0]
         anchor = first.id if first.id is not None else (first.time.isoformat() if first.time else "0")
         return Conversation(
             id=f"{fmt}:{chat_id}:{anchor}",
@@ -122,7 +140,7 @@ class Sessionizer:
             source={"format": fmt, "file": file, "locator": f"{chat_id}@{anchor}"},
             meta=dict(meta or {}),
             created_at=first.time.isoformat() if first.time else None,
-            updated_at=posts[-1].time.isoformat() if posts[-1].time else None,
+            updated_at=final.time.isoformat() if final.time else None,
         )
 
 

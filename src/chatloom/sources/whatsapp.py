@@ -38,13 +38,14 @@ _HEADER_M = re.compile(
     r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}?):(?:[ \t])?)?",
     re.MULTILINE,
 )
-_DATE_ONLY = re.compile(r"^[\u200e\u200f]?\[?(\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]\d{1,2}:\d{2}", re.MULTILINE)
 _MEDIA = re.compile(
     r"^(?:<Media omitted>|(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted|<attached: (?P<file>[^>]+)>)$"
 )
 _DELETED = ("This message was deleted", "You deleted this message")
 _SYSTEM_PREFIXES = ("Messages and calls are end-to-end encrypted", "Messages to this group are now secured")
 _MARKS = "\u200e\u200f"
+_AUTHOR_STRIP = _MARKS + " "
+_MEDIA_ENDINGS = ("omitted", ">", *_MARKS)  # a text that may be a media placeholder (checked by _MEDIA)
 
 
 class _Clock:
@@ -61,8 +62,7 @@ class _Clock:
             day = self.days[date] = dates.parse(date, "0:00", self.order)
         offset = self.times.get(time)
         if offset is None:
-            t = dates.parse("2000-01-01", time, "ymd")
-            offset = self.times[time] = timedelta(hours=t.hour, minutes=t.minute, seconds=t.second)
+            offset = self.times[time] = timedelta(seconds=dates.seconds_of_day(time))
         return day + offset
 
 
@@ -79,51 +79,70 @@ class WhatsAppSource(Source):
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)  # exports are text of tens of MB: read once, split with one regex
-        order = dates.detect_order(set(_DATE_ONLY.findall(text)), self.options.get("date_format"), file=str(path))
+        # One C call cuts the whole text at the headers: [before, date, time, author, body, date, …]
+        parts = _HEADER_M.split(text)
+        order = dates.detect_order(set(parts[1::4]), self.options.get("date_format"), file=str(path))
         chat = re.sub(r"^WhatsApp Chat (with|mit|con|avec) ", "", path.stem).strip() or path.stem
         yield from Sessionizer(self.options, reader).conversations(
-            self._posts(text, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
+            self._posts(text, parts, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
             title=chat, meta={"chat": chat},
         )  # fmt: skip
         reader.advance(size)
 
-    def _posts(self, text: str, order: str, reader: Reader) -> Iterator[Post]:
-        when_of = _Clock(order)
-        matches = _HEADER_M.finditer(text)
-        m = next(matches, None)
-        while m is not None:
-            nxt = next(matches, None)
-            body = text[m.end() : nxt.start() if nxt is not None else len(text)].rstrip("\r\n")
-            author = m["author"]
+    def _posts(self, text: str, parts: list[str | None], order: str, reader: Reader) -> Iterator[Post]:
+        clock = _Clock(order)
+        days, times = clock.days, clock.times
+        attachments = self.options.get("attachments", True)
+        dropped = reader.dropped
+        line_of = _HeaderLines(text)
+        fields = iter(parts)
+        next(fields)  # what comes before the first header
+        for n, (date, time, author, body) in enumerate(zip(fields, fields, fields, fields)):  # type: ignore[misc]
             if author is None:
-                reader.dropped["system line"] += 1
-            else:
+                dropped["system line"] += 1
+                continue
+            day, offset = days.get(date), times.get(time)
+            if day is None or offset is None:  # a date or a time not seen before
                 try:
-                    when = when_of(m["date"], m["time"])
+                    when = clock(date, time)
                 except ValueError as err:
-                    reader.bad(text.count("\n", 0, m.start()) + 1, str(err))
-                else:
-                    post = self._finish(Post(author=author.strip(_MARKS + " "), text=body.lstrip(_MARKS), time=when), reader)
-                    if post is not None:
-                        yield post
-            m = nxt
+                    reader.bad(line_of(n), str(err))
+                    continue
+            else:
+                when = day + offset
+            body = body.lstrip(_MARKS).strip()
+            if body.endswith(_MEDIA_ENDINGS):
+                media = _MEDIA.match(body.strip(_MARKS))
+                if media:
+                    if not attachments:
+                        dropped["attachment"] += 1
+                        continue
+                    body = f"[attachment: {media['file'] or (media['kind'] or 'media').lower()}]"
+            if not body:
+                dropped["empty message"] += 1
+            elif body.startswith(_SYSTEM_PREFIXES):
+                dropped["system line"] += 1
+            elif body in _DELETED:
+                dropped["deleted message"] += 1
+            else:
+                yield Post(author.strip(_AUTHOR_STRIP), body, when)
 
-    def _finish(self, post: Post, reader: Reader) -> Post | None:
-        text = post.text.strip()
-        if text.startswith(_SYSTEM_PREFIXES):
-            reader.dropped["system line"] += 1
-            return None
-        if text in _DELETED:
-            reader.dropped["deleted message"] += 1
-            return None
-        media = _MEDIA.match(text.strip(_MARKS))
-        if media:
-            if not self.options.get("attachments", True):
-                reader.dropped["attachment"] += 1
-                return None
-            text = f"[attachment: {media['file'] or (media['kind'] or 'media').lower()}]"
-        if not text:
-            reader.dropped["empty message"] += 1
-            return None
-        post.text = text
-        return post
+
+class _HeaderLines:
+    """The line of the n-th header, for error messages only: the headers' places are found on the
+    first call, and lines are counted on from the previous call (errors come in order)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.starts: list[int] | None = None
+        self.at = self.line = 0  # a place in the text and its line, 0-based
+
+    def __call__(self, n: int) -> int:
+        if self.starts is None:
+            self.starts = [m.start() for m in _HEADER_M.finditer(self.text)]
+        start = self.starts[n]
+        if start < self.at:
+            self.at = self.line = 0
+        self.line += self.text.count("\n", self.at, start)
+        self.at = start
+        return self.line + 1
