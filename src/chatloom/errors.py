@@ -5,6 +5,8 @@ Every message says what is wrong and, where it can, how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ChatloomError(Exception):
     """Base class of every error chatloom reports to a user."""
@@ -20,6 +22,9 @@ class SourceError(ChatloomError):
         self.file = file
         self.where = where
         super().__init__(str(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled whole (an import's worker process sends it)
+        return (type(self), (self.message,), {"file": self.file, "where": self.where})
 
     def __str__(self) -> str:
         prefix = ""

@@ -13,10 +13,12 @@ import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import parse_process
 from .errors import SourceError, UsageError
 from .sources import Reader, Source, check_text, detect, get_source, read_head
 from .sources.stream import ask_for_me
@@ -195,9 +197,13 @@ def import_files(
         run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
         counts = ImportCounts()
         try:
-            counts = store.import_conversations(
-                source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run
-            )
+            if parse_process.usable(file):  # parse on another core while this one writes
+                with closing(parse_process.read_batches(source, file, reader, batch_size=batch_size)) as batches:
+                    counts = store.import_batches(batches, tags=tags, atomic=strict, journal=run)
+            else:
+                counts = store.import_conversations(
+                    source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run
+                )
         except Exception:
             store.journal_end(run, counts, status="failed", bad=reader.bad_count)
             raise

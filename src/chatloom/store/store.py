@@ -152,8 +152,8 @@ def _conversation(row: Sequence[Any], messages: list[Message]) -> Conversation:
 
 def _extra(m: Message) -> str | None:
     """tool_calls, tool_call_id, train and meta as one JSON object; None when all are empty."""
-    if m.tool_calls is None and m.tool_call_id is None and m.train is None and not m.meta:
-        return None
+    if m.tool_calls is None and m.tool_call_id is None and m.train is None:  # the common case
+        return orjson.dumps({"meta": m.meta}).decode() if m.meta else None
     extra = {"tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "train": m.train, "meta": m.meta}
     return orjson.dumps({k: v for k, v in extra.items() if v is not None and v != {}}).decode()
 
@@ -389,8 +389,6 @@ class Store:
         twice adds nothing); a changed one is updated with a revision; a deleted one is skipped.
         ``atomic=True`` runs everything in one transaction (``--strict``: all or nothing).
         """
-        counts = ImportCounts()
-        now = _now()
         # The next batch is parsed in a thread. It is asked for just before the FTS step, one
         # long sqlite3_step that releases the GIL, so parsing overlaps indexing instead of
         # fighting the row inserts for the GIL.
@@ -400,11 +398,34 @@ class Store:
         # get it back (measured: 150 µs a conversation row instead of a few).
         gate = threading.Event()
         gate.set()
-        batches = prefetch(_batches(convs, batch_size, gate=gate), depth=1)
+        batches = prefetch(digest_batches(convs, batch_size, gate=gate), depth=1)
+        try:
+            return self.import_batches(batches, tags=tags, atomic=atomic, journal=journal, on_batch=on_batch, gate=gate)
+        finally:
+            gate.set()  # a producer waiting at the gate must be able to finish
+            batches.close()
+
+    def import_batches(
+        self,
+        batches: Iterator[list[tuple[Conversation, str]]],
+        *,
+        tags: Sequence[str] = (),
+        atomic: bool = False,
+        journal: int | None = None,
+        on_batch: Callable[[ImportCounts], None] | None = None,
+        gate: threading.Event | None = None,
+    ) -> ImportCounts:
+        """``import_conversations`` for batches of (conversation, digest) made elsewhere (see
+        ``digest_batches``; ids set), each written in its own transaction unless ``atomic``.
+        The next batch is asked for just before the current one's FTS step; ``gate``, when
+        given, is open only from then until the batch commits."""
+        counts = ImportCounts()
+        now = _now()
         ahead: list[Any] = []
 
         def fetch_next() -> None:
-            gate.set()  # stays open through the FTS step and the commit
+            if gate is not None:
+                gate.set()  # stays open through the FTS step and the commit
             try:
                 ahead.append(next(batches, None))
             except BaseException as exc:  # raised after this batch commits
@@ -425,7 +446,8 @@ class Store:
                         raise batch
                     if batch is None:
                         break
-                    gate.clear()
+                    if gate is not None:
+                        gate.clear()
                     with self._write():
                         self._import_batch(batch, tags, now, counts, before_index=fetch_next)
                         if journal is not None:
@@ -433,8 +455,6 @@ class Store:
                     if on_batch is not None:
                         on_batch(counts)
         finally:
-            gate.set()  # a producer waiting at the gate must be able to finish
-            batches.close()
             if fk_off:
                 self.db.execute("PRAGMA foreign_keys = ON")
         return counts
@@ -442,7 +462,7 @@ class Store:
     def preview(self, convs: Iterable[Conversation], *, tags: Sequence[str] = (), batch_size: int = 5000) -> ImportCounts:
         """What ``import_conversations`` would count, without writing anything."""
         counts = ImportCounts()
-        for batch in _batches(convs, batch_size):
+        for batch in digest_batches(convs, batch_size):
             existing = self._existing([c.id for c, _ in batch])
             for conv, dg in batch:
                 counts.records += 1
@@ -888,7 +908,7 @@ def _kind(old: tuple[Any, ...] | None, dg: str) -> str:
     return "unchanged" if old[2] == dg else "updated"
 
 
-def _batches(
+def digest_batches(
     convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None
 ) -> Iterator[list[tuple[Conversation, str]]]:
     """Batches of (conversation, digest) with ids set, of ``size`` conversations or

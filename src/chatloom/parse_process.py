@@ -1,0 +1,135 @@
+"""Read a file in a worker process while this one writes the dataset.
+
+Parsing a chat export and writing it into SQLite both cost CPU, and Python threads share one
+core for Python work. On a machine with two cores or more, a large file is therefore read in a
+forked child process: it parses, sessionizes and digests batches of conversations and sends each
+one down a pipe as msgpack, while the parent decodes it and writes. The pipe holds at most one
+batch in flight beyond the one being written, so memory stays flat.
+
+What the child's ``Reader`` learns (bad records and their examples, speakers, drops, bytes read)
+travels with the batches and at the end, and is merged into the parent's reader, so a caller sees
+the same counts as from an in-process read. An error in the child (a ``SourceError``, ``--strict``
+meeting a bad record, a bug) is raised in the parent at the same place in the sequence: after the
+batches before it. The parent stopping early (an error while writing, Ctrl+C) ends the child.
+
+    for batch in read_batches(source, path, reader, batch_size=5000):
+        store_batch(batch)          # [(Conversation, digest), ...]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import sys
+import traceback
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from .model import Conversation
+from .prefetch import prefetch
+
+if TYPE_CHECKING:
+    from .sources import Reader, Source
+
+#: files smaller than this are read in this process: a fork costs more than it saves
+MIN_BYTES = 4 << 20
+
+
+class _Batch(msgspec.Struct, array_like=True, tag="b"):
+    convs: list[Conversation]
+    digests: list[str]
+    consumed: int  # bytes of the file read so far
+
+
+class _End(msgspec.Struct, array_like=True, tag="e"):
+    bad_count: int
+    examples: list[str]
+    speakers: dict[str, int]
+    dropped: dict[str, int]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(_Batch | _End).decode
+_FAILED = b"!"  # a frame that starts with it holds a pickled exception, not msgpack
+
+
+def usable(path: Path) -> bool:
+    """Whether reading ``path`` in a worker process pays: a large file, a spare core, and fork
+    (Linux; spawning a fresh interpreter would cost more than the overlap gains)."""
+    if sys.platform != "linux" or os.environ.get("CHATLOOM_PARSE_PROCESS") == "0":
+        return False
+    if os.environ.get("CHATLOOM_PARSE_PROCESS") == "1":
+        return True
+    return len(os.sched_getaffinity(0)) > 1 and path.stat().st_size >= MIN_BYTES
+
+
+def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int) -> Iterator[list[tuple[Conversation, str]]]:
+    """Batches of (conversation, digest), ids set, as ``store.digest_batches`` makes them,
+    parsed in a forked child process. ``reader`` ends with the child's counts."""
+    parent, child = multiprocessing.Pipe(duplex=False)
+    process = multiprocessing.get_context("fork").Process(
+        target=_child, args=(child, source, path, reader, batch_size), name="chatloom-parse", daemon=True
+    )
+    process.start()
+    child.close()
+    frames = prefetch(_frames(parent), depth=1)  # the pipe is drained while this process writes
+    try:
+        for frame in frames:
+            if frame.startswith(_FAILED):
+                raise pickle.loads(frame[1:])
+            item = _decode(frame)
+            if isinstance(item, _End):  # the child's reader began as a copy of this one: its counts are the totals
+                reader.bad_count, reader.examples = item.bad_count, item.examples
+                reader.speakers, reader.dropped = Counter(item.speakers), Counter(item.dropped)
+                return
+            reader.advance(item.consumed)
+            yield list(zip(item.convs, item.digests, strict=True))
+        raise RuntimeError(f"{reader.file}: the process reading it ended without a word (exit code {process.exitcode})")
+    finally:
+        if process.is_alive() and process.exitcode is None:
+            process.terminate()  # a no-op once it has finished; else its end unblocks the drain below
+        process.join()
+        frames.close()
+        parent.close()
+
+
+def _frames(conn: Any) -> Iterator[bytes]:
+    while True:
+        try:
+            yield conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+
+
+def _child(conn: Any, source: Source, path: Path, reader: Reader, batch_size: int) -> None:
+    from .store.store import digest_batches
+
+    consumed = [0]
+
+    def advance(n: int) -> None:
+        consumed[0] = n
+
+    reader.progress = advance
+    try:
+        try:
+            for batch in digest_batches(source.read(path, reader), batch_size):
+                conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0])))
+            conn.send_bytes(_encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped))))
+        except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports
+            return
+        except BaseException as exc:
+            try:
+                frame = pickle.dumps(exc)
+                pickle.loads(frame)  # an exception that cannot make the trip goes as its text
+            except Exception:
+                frame = pickle.dumps(RuntimeError("".join(traceback.format_exception(exc))))
+            conn.send_bytes(_FAILED + frame)
+    except (BrokenPipeError, KeyboardInterrupt):
+        return
+    finally:
+        conn.close()
