@@ -26,9 +26,16 @@ def run_step(script: str, name: str, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def children_peak_rss_mib() -> float:
+    """The largest peak RSS of the child processes this one waited for (a worker that parsed while
+    this process wrote). A forked child's figure includes the pages it shares with its parent, so
+    parent + children over-counts: it is an upper bound."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def step_main(steps: dict, name: str, args: list[str]) -> None:
     result = steps[name](*args)
-    result["peak_rss_mib"] = peak_rss_mib()
+    result["peak_rss_mib"] = peak_rss_mib() + children_peak_rss_mib()
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -371,6 +372,52 @@ def test_sessionizer_rules():
     assert reader.dropped == {"fewer than 2 turns": 1}
 
 
+words = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x2FF), min_size=1, max_size=12)
+
+
+def _reference_sessions(posts, me, merge_gap, session_gap, min_turns):
+    """DESIGN §3's rules, written the plain way: cut sessions, then merge turns within each."""
+    sessions, last = [], None
+    for post in posts:
+        if sessions and post.time is not None and last is not None and post.time - last > session_gap:
+            sessions.append([])
+        elif not sessions:
+            sessions.append([])
+        sessions[-1].append(post)
+        last = post.time or last
+    out = []
+    for session in sessions:
+        turns = []
+        for prev, post in zip([None, *session], session):
+            if prev is not None and post.author == prev.author and (
+                    post.time is None or prev.time is None or post.time - prev.time <= merge_gap):  # fmt: skip
+                turns[-1][1] += "\n" + post.text
+            else:
+                turns.append([post.author, post.text, post.time, post.id])
+        if len(turns) >= min_turns and any(a in me for a, *_ in turns):
+            out.append([("assistant" if a in me else "user", a, text, t.isoformat() if t else None, i) for a, text, t, i in turns])
+    return out
+
+
+times = st.one_of(st.none(), st.integers(0, 200).map(lambda m: timedelta(minutes=m)))
+
+
+@given(spec=st.lists(st.tuples(st.sampled_from(["ana", "ben"]), words, times, st.one_of(st.none(), words)), max_size=30),
+       merge=st.sampled_from([0, 5, 60]), gap=st.sampled_from([30, 60, 180]), min_turns=st.integers(1, 3))  # fmt: skip
+@settings(max_examples=300, deadline=None)
+def test_sessionizer_follows_the_rules_with_and_without_times(spec, merge, gap, min_turns):
+    t, posts = datetime(2024, 1, 1), []
+    for author, text, step, pid in spec:
+        t += step or timedelta()
+        posts.append(Post(author, text, t if step is not None else None, pid))
+    reader = Reader("x")
+    options = {"me": ["ANA"], "merge_gap": f"{merge}m", "session_gap": f"{gap}m", "min_turns": min_turns}
+    got = list(Sessionizer(options, reader).conversations(posts, fmt="t", chat_id="c", file="x"))
+    assert [[(m.role, m.name, m.content, m.meta.get("time"), m.meta.get("id")) for m in c.messages] for c in got] == (
+        _reference_sessions(posts, {"ana"}, timedelta(minutes=merge), timedelta(minutes=gap), min_turns))
+    assert reader.speakers == Counter(p.author for p in posts)
+
+
 def _render(kind, posts, path):
     if kind == "whatsapp":
         # the first line, a day above 12 on its own, tells the date order (and is dropped: no --me in it)
@@ -386,7 +433,6 @@ def _render(kind, posts, path):
             for i, p in enumerate(posts)]}))  # fmt: skip
 
 
-words = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x2FF), min_size=1, max_size=12)
 post_lists = st.lists(st.tuples(st.sampled_from(["ana", "ben", "cy"]), st.lists(words, min_size=1, max_size=4).map(" ".join),
                                 st.integers(1, 200)), min_size=1, max_size=25)  # fmt: skip
 

@@ -3,6 +3,9 @@
 Messages and conversations are msgspec Structs: decoding a JSONL line straight into them is the
 fast path of every import, and they carry no per-field validation cost once built. Validation
 happens at the edges (files, API payloads), where ``msgspec`` names the JSON path of a bad field.
+They are not tracked by the garbage collector (``gc=False``): an import holds batches of
+hundreds of thousands, which made every collection walk them. So a conversation or message must
+never be part of a reference cycle (put no conversation inside its own ``meta``).
 
     >>> conv = Conversation(messages=[Message(role="user", content="hi"),
     ...                               Message(role="assistant", content="hello")])

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from ..errors import SourceError
 
@@ -18,6 +20,15 @@ _NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
 _MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(?:([AaPp])\.?\s?[Mm]\.?)?$")
 _MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+
+
+def iso(when: datetime) -> str:
+    """``when.isoformat()``, for a third of its cost: orjson writes the same text (tested), except
+    for a UTC offset with seconds (no chat app's), which it rounds; those go to isoformat."""
+    zone = when.tzinfo
+    if zone is not None and zone is not UTC and (when.utcoffset() or timedelta()).seconds % 60:
+        return when.isoformat()
+    return orjson.dumps(when)[1:-1].decode()
 
 
 def clean_time(text: str) -> str:

@@ -26,6 +26,7 @@ import msgspec
 from ..errors import UsageError
 from ..model import Conversation, Message
 from .base import Reader
+from .dates import iso
 
 
 class Post(msgspec.Struct, gc=False):
@@ -71,54 +72,58 @@ class Sessionizer:
             speakers.update(post.author for post in posts)
             return
         role_of: dict[str, str] = {}  # author → role, casefolded once per author
+        me = self.me
         gap, merge_gap = self.session_gap, self.merge_gap
+        names: list[str] = []  # the authors of a session's posts, counted in one call when it ends
         messages: list[Message] = []
-        texts: list[str] = []  # the texts of the turn being built (the last message)
+        # The open turn: its author (None: no session is open), text and meta. Merged posts are
+        # added to a local string, which CPython extends in place.
+        author_of_turn: str | None = None
+        text, turn_meta = "", {}
         first: Post | None = None  # the session's first post
-        prev: Post | None = None  # the post before this one, in this session
+        prev: Post | None = None  # the post before this one
         last: datetime | None = None  # the latest time seen in this session
         for post in posts:
             author, when = post.author, post.time
-            speakers[author] += 1
-            if prev is not None:
-                before = prev.time  # when not None, also the latest time of the session
+            names.append(author)
+            if author_of_turn is not None:
+                before = prev.time  # type: ignore[union-attr]  # when not None, also the session's latest time
                 if when is not None and before is not None:
                     since = when - before
                     cut = since > gap
-                    merge = not cut and author == prev.author and since <= merge_gap
+                    merge = not cut and author == author_of_turn and since <= merge_gap
                 else:
                     cut = when is not None and last is not None and when - last > gap
-                    merge = not cut and author == prev.author
+                    merge = not cut and author == author_of_turn
                 if merge:
-                    texts.append(post.text)
+                    text += "\n" + post.text
                     prev, last = post, when or last
                     continue
+                role = role_of.get(author_of_turn)
+                if role is None:
+                    role = role_of[author_of_turn] = "assistant" if author_of_turn.casefold() in me else "user"
+                messages.append(Message(role=role, content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
                 if cut:
-                    if len(texts) > 1:
-                        messages[-1].content = "\n".join(texts)
+                    names.pop()  # this post opens the next session
+                    speakers.update(names)
                     conv = self._conversation(messages, first, prev, fmt, chat_id, file, title, meta)  # type: ignore[arg-type]
                     if conv is not None:
                         yield conv
-                    messages, texts, first, last = [], [], post, None
+                    names, messages, first, last = [author], [], post, None
             else:
                 first = post
             # a new turn
-            if len(texts) > 1:
-                messages[-1].content = "\n".join(texts)
-            texts = [post.text]
-            role = role_of.get(author)
-            if role is None:
-                role = role_of[author] = "assistant" if author.casefold() in self.me else "user"
-            msg_meta: dict[str, Any] = {} if when is None else {"time": when.isoformat()}
+            author_of_turn, text = author, post.text
+            turn_meta = {} if when is None else {"time": iso(when)}
             if post.id is not None:
-                msg_meta["id"] = post.id
+                turn_meta["id"] = post.id
             if post.reply_to is not None:
-                msg_meta["reply_to"] = post.reply_to
-            messages.append(Message(role=role, content=post.text, name=author, meta=msg_meta))  # type: ignore[arg-type]
+                turn_meta["reply_to"] = post.reply_to
             prev, last = post, when or last
-        if prev is not None:
-            if len(texts) > 1:
-                messages[-1].content = "\n".join(texts)
+        if author_of_turn is not None:
+            role = role_of.get(author_of_turn) or ("assistant" if author_of_turn.casefold() in me else "user")
+            messages.append(Message(role=role, content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
+            speakers.update(names)
             conv = self._conversation(messages, first, prev, fmt, chat_id, file, title, meta)  # type: ignore[arg-type]
             if conv is not None:
                 yield conv
@@ -132,15 +137,15 @@ class Sessionizer:
         if not any(m.role == "assistant" for m in messages):
             self.reader.dropped["no message from --me"] += 1
             return None
-        anchor = first.id if first.id is not None else (first.time.isoformat() if first.time else "0")
+        anchor = first.id if first.id is not None else (iso(first.time) if first.time else "0")
         return Conversation(
             id=f"{fmt}:{chat_id}:{anchor}",
             messages=messages,
             title=title,
             source={"format": fmt, "file": file, "locator": f"{chat_id}@{anchor}"},
             meta=dict(meta or {}),
-            created_at=first.time.isoformat() if first.time else None,
-            updated_at=final.time.isoformat() if final.time else None,
+            created_at=iso(first.time) if first.time else None,
+            updated_at=iso(final.time) if final.time else None,
         )
 
 

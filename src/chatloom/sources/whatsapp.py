@@ -31,12 +31,13 @@ _HEADER = re.compile(
     r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?\s"
     r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[\s\u202f\u00a0_]*[AaPp]\.?\s?[Mm]\.?)?)\]?(?:\s-\s|\s)(?P<rest>.*)$"
 )
-# the same header, matched over the whole text, with the author when there is one (else a system line)
+# The same header, found in the whole text with the author when there is one (else a system line).
+# It starts with the newline before it (the text is read with one put in front): a literal first
+# character lets the regex engine skip to each line, where "^" in MULTILINE mode tries every place.
 _HEADER_M = re.compile(
-    r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]"
+    r"\n[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]"
     r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[ \t\u202f\u00a0_]*[AaPp]\.?[ ]?[Mm]\.?)?)\]?(?:[ \t]-[ \t]|[ \t])"
-    r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}?):(?:[ \t])?)?",
-    re.MULTILINE,
+    r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}?):(?:[ \t])?)?"
 )
 _MEDIA = re.compile(
     r"^(?:<Media omitted>|(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted|<attached: (?P<file>[^>]+)>)$"
@@ -79,6 +80,7 @@ class WhatsAppSource(Source):
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)  # exports are text of tens of MB: read once, split with one regex
+        text = "\n" + text  # the headers' patterns start with the newline before them
         # One C call cuts the whole text at the headers: [before, date, time, author, body, date, …]
         parts = _HEADER_M.split(text)
         order = dates.detect_order(set(parts[1::4]), self.options.get("date_format"), file=str(path))
