@@ -24,12 +24,12 @@ def main() -> int:
         if proc.returncode != 0:
             print(f"bench/{name}.py failed (exit {proc.returncode})", file=sys.stderr)
             return proc.returncode
-    print(f"\n{'benchmark':<12}{'measure':<46}{'ratio':>8}{'target':>9}  verdict")
+    print(f"\n{'benchmark':<16}{'measure':<46}{'ratio':>8}{'target':>9}  verdict")
     for name in chosen:
         result = json.loads((HERE / "out" / f"{name}.json").read_text())
         for row in result["summary"]:
             ok = row["ratio"] >= row["target"]
-            print(f"{name:<12}{row['measure']:<46}{row['ratio']:>8.2f}{row['target']:>9.2f}  {'meets' if ok else 'BELOW'}")
+            print(f"{name:<16}{row['measure']:<46}{row['ratio']:>8.2f}{row['target']:>9.2f}  {'meets' if ok else 'BELOW'}")
     return 0
 
 

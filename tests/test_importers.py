@@ -3,7 +3,7 @@
 import json
 import zipfile
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from chatloom.errors import SourceError, UsageError
 from chatloom.importing import import_paths, plan
-from chatloom.sources import Reader, detect, get_source
+from chatloom.sources import Reader, dates, detect, get_source
 from chatloom.sources.stream import Post, Sessionizer
 from chatloom.store import Store
 
@@ -416,6 +416,16 @@ def test_sessionizer_follows_the_rules_with_and_without_times(spec, merge, gap, 
     assert [[(m.role, m.name, m.content, m.meta.get("time"), m.meta.get("id")) for m in c.messages] for c in got] == (
         _reference_sessions(posts, {"ana"}, timedelta(minutes=merge), timedelta(minutes=gap), min_turns))
     assert reader.speakers == Counter(p.author for p in posts)
+
+
+offsets = st.one_of(st.none(), st.just(UTC), st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m))),
+                    st.integers(-50000, 50000).map(lambda s: timezone(timedelta(seconds=s))))  # fmt: skip
+
+
+@given(when=st.datetimes(), zone=offsets)
+def test_iso_times_are_isoformat(when, zone):
+    when = when.replace(tzinfo=zone)
+    assert dates.iso(when) == when.isoformat()
 
 
 def _render(kind, posts, path):

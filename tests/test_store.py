@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -286,6 +287,13 @@ def test_another_process_saving_first_makes_a_conflict(tmp_path):
         assert s.get("c").messages[0].content == "from the other process"
 
 
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_import_killed_mid_way_resumes_without_duplicates(tmp_path, chitchat_path):
     from chatloom.sources import Reader, get_source
 
@@ -297,7 +305,9 @@ def test_import_killed_mid_way_resumes_without_duplicates(tmp_path, chitchat_pat
     total = len(convs)
     db = tmp_path / "k.db"
     cmd = [sys.executable, "-m", "chatloom", "import", "-d", str(db), "--batch-size", "500", str(data)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # parsed in a worker process, as a large file is (the worker must not outlive a kill)
+    env = {**os.environ, "CHATLOOM_PARSE_PROCESS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 120
     committed = 0
     while time.time() < deadline and proc.poll() is None:
@@ -314,6 +324,14 @@ def test_import_killed_mid_way_resumes_without_duplicates(tmp_path, chitchat_pat
     assert proc.poll() is None, "the import finished before it could be killed; make the input bigger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # a worker process it parsed in must not outlive it
+    def ours():
+        return [p for p in Path("/proc").glob("[0-9]*") if str(data).encode() in _cmdline(p)]
+
+    deadline = time.time() + 60
+    while ours() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not ours(), "a process of the killed import is still running"
     with Store(db) as s:
         kept = s.count()
         assert 0 < kept < total

@@ -73,7 +73,7 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
     parsed in a forked child process. ``reader`` ends with the child's counts."""
     parent, child = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("fork").Process(
-        target=_child, args=(child, source, path, reader, batch_size), name="chatloom-parse", daemon=True
+        target=_child, args=(child, parent, source, path, reader, batch_size), name="chatloom-parse", daemon=True
     )
     process.start()
     child.close()
@@ -106,8 +106,12 @@ def _frames(conn: Any) -> Iterator[bytes]:
             return
 
 
-def _child(conn: Any, source: Source, path: Path, reader: Reader, batch_size: int) -> None:
+def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader, batch_size: int) -> None:
     from .store.store import digest_batches
+
+    # The pipe's reading end came along with the fork: closed here, so that once the parent is
+    # gone (even killed with -9) nothing reads the pipe and the next send ends this process.
+    other_end.close()
 
     consumed = [0]
 
