@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..hookspecs import hookimpl
 from ..plugins import by_name, collect
-from .steps import Step
+
+if TYPE_CHECKING:  # the steps (and pydantic) load when a recipe asks for them, not with every plugin
+    from .steps import Step
 
 
 def steps() -> dict[str, type[Step]]:

@@ -36,8 +36,8 @@ _HEADER = re.compile(
 # character lets the regex engine skip to each line, where "^" in MULTILINE mode tries every place.
 _HEADER_M = re.compile(
     r"\n[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?[ \t]"
-    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[ \t\u202f\u00a0_]*[AaPp]\.?[ ]?[Mm]\.?)?)\]?(?:[ \t]-[ \t]|[ \t])"
-    r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}?):(?:[ \t])?)?"
+    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[ \t\u202f\u00a0_]*[AaPp]\.?[ ]?[Mm]\.?)?)\]?[ \t](?:-[ \t])?"
+    r"(?:(?:~[ \t\u202f\u00a0])?(?P<author>[^:\"\u200e\n]{1,80}+):[ \t]?)?"  # possessive: a name holds no ':'
 )
 _MEDIA = re.compile(
     r"^(?:<Media omitted>|(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted|<attached: (?P<file>[^>]+)>)$"
