@@ -125,7 +125,7 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
                 conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0])))
             conn.send_bytes(_encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped))))
         except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports
-            return
+            pass
         except BaseException as exc:
             try:
                 frame = pickle.dumps(exc)
@@ -134,6 +134,9 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
                 frame = pickle.dumps(RuntimeError("".join(traceback.format_exception(exc))))
             conn.send_bytes(_FAILED + frame)
     except (BrokenPipeError, KeyboardInterrupt):
-        return
+        pass
     finally:
         conn.close()
+        # Out at once: no flushing of the stdio buffers the fork copied, whose locks a thread of
+        # the parent (a progress bar's) may have held at that moment.
+        os._exit(0)
