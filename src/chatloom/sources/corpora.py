@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import yaml
 
 from ..errors import SourceError
 from ..model import Conversation, Message
@@ -115,6 +114,8 @@ class ChatterbotSource(Source):
         return b"\nconversations:" in b"\n" + head and path.suffix in self.extensions
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        import yaml  # here, not at the top: every command loads the importers, few read YAML
+
         raw = path.read_bytes()
         check_text(path, raw[:4096])
         try:
