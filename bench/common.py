@@ -33,6 +33,20 @@ def children_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def options_or_step(ap, steps: dict):  # type: ignore[no-untyped-def]
+    """Parse a benchmark's options, or, when it was run as ``--step NAME ARGS…`` (by ``run_step``),
+    run that one step, print its result and return None."""
+    import argparse
+
+    ap.add_argument("--step", help=argparse.SUPPRESS)
+    ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    opts = ap.parse_args()
+    if opts.step:
+        step_main(steps, opts.step, opts.args)
+        return None
+    return opts
+
+
 def step_main(steps: dict, name: str, args: list[str]) -> None:
     result = steps[name](*args)
     result["peak_rss_mib"] = peak_rss_mib() + children_peak_rss_mib()

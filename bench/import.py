@@ -23,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import run_step, step_main, write_copies  # noqa: E402
+from common import options_or_step, run_step, write_copies  # noqa: E402
 
 OUT = HERE / "out"
 
@@ -97,11 +97,8 @@ STEPS = {"orjson": step_orjson, "sqlite": step_sqlite, "chatloom": step_chatloom
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--copies", type=int, default=14, help="chitchat copies (14 × 7,168 = 100,352 conversations)")
-    ap.add_argument("--step", help=argparse.SUPPRESS)
-    ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    opts = ap.parse_args()
-    if opts.step:
-        step_main(STEPS, opts.step, opts.args)
+    opts = options_or_step(ap, STEPS)
+    if opts is None:
         return
 
     with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:

@@ -32,7 +32,7 @@ import orjson
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
-from common import run_step, step_main  # noqa: E402
+from common import options_or_step, run_step  # noqa: E402
 
 BASE = datetime(2020, 1, 1, tzinfo=UTC)
 
@@ -187,11 +187,8 @@ STEPS = {"chatloom": step_chatloom, "chatloom_parse": step_chatloom_parse, "chat
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--discord-mb", type=int, default=500, help="size of the Discord JSON export (MB)")
-    ap.add_argument("--step", help=argparse.SUPPRESS)
-    ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    opts = ap.parse_args()
-    if opts.step:
-        step_main(STEPS, opts.step, opts.args)
+    opts = options_or_step(ap, STEPS)
+    if opts is None:
         return
     rows, summary, bounds = [], [], []
     with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:

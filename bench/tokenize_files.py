@@ -37,7 +37,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-from common import run_step, step_main, write_copies  # noqa: E402
+from common import options_or_step, run_step, write_copies  # noqa: E402
 
 OUT = HERE / "out"
 CHATLOOM = Path(sys.executable).with_name("chatloom")
@@ -229,11 +229,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=default_threads(),
                     help="chatloom's --workers, tiktoken's num_threads and datasets' num_proc (default: this machine's cores)")
     ap.add_argument("--hf-tokens", type=int, default=3_700_000, help="about this many tokens for the HF route (whole copies, at least one)")
-    ap.add_argument("--step", help=argparse.SUPPRESS)
-    ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
-    opts = ap.parse_args()
-    if opts.step:
-        step_main(STEPS, opts.step, opts.args)
+    opts = options_or_step(ap, STEPS)
+    if opts is None:
         return
 
     import numpy as np
