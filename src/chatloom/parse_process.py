@@ -94,7 +94,7 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
             yield list(zip(item.convs, item.digests, strict=True))
         raise RuntimeError(f"{reader.file}: the process reading it ended without a word (exit code {process.exitcode})")
     finally:
-        if process.is_alive() and process.exitcode is None:
+        if process.is_alive():
             process.terminate()  # a no-op once it has finished; else its end unblocks the drain below
         process.join()
         frames.close()

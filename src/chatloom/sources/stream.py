@@ -71,8 +71,7 @@ class Sessionizer:
         if not self.me:  # counting speakers only: see ``ask_for_me``
             speakers.update(post.author for post in posts)
             return
-        role_of: dict[str, str] = {}  # author → role, casefolded once per author
-        me = self.me
+        role_of = _Roles(self.me)
         gap, merge_gap = self.session_gap, self.merge_gap
         names: list[str] = []  # the authors of a session's posts, counted in one call when it ends
         messages: list[Message] = []
@@ -99,10 +98,7 @@ class Sessionizer:
                     text += "\n" + post.text
                     prev, last = post, when or last
                     continue
-                role = role_of.get(author_of_turn)
-                if role is None:
-                    role = role_of[author_of_turn] = "assistant" if author_of_turn.casefold() in me else "user"
-                messages.append(Message(role=role, content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
+                messages.append(Message(role=role_of[author_of_turn], content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
                 if cut:
                     names.pop()  # this post opens the next session
                     speakers.update(names)
@@ -121,8 +117,7 @@ class Sessionizer:
                 turn_meta["reply_to"] = post.reply_to
             prev, last = post, when or last
         if author_of_turn is not None:
-            role = role_of.get(author_of_turn) or ("assistant" if author_of_turn.casefold() in me else "user")
-            messages.append(Message(role=role, content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
+            messages.append(Message(role=role_of[author_of_turn], content=text, name=author_of_turn, meta=turn_meta))  # type: ignore[arg-type]
             speakers.update(names)
             conv = self._conversation(messages, first, prev, fmt, chat_id, file, title, meta)  # type: ignore[arg-type]
             if conv is not None:
@@ -147,6 +142,19 @@ class Sessionizer:
             created_at=iso(first.time) if first.time else None,
             updated_at=iso(final.time) if final.time else None,
         )
+
+
+class _Roles(dict[str, str]):
+    """author → role: ``assistant`` for a ``--me`` name (case-insensitive), else ``user``; each
+    author is casefolded once, on first sight."""
+
+    def __init__(self, me: set[str]):
+        super().__init__()
+        self.me = me
+
+    def __missing__(self, author: str) -> str:
+        role = self[author] = "assistant" if author.casefold() in self.me else "user"
+        return role
 
 
 def ask_for_me(reader: Reader) -> None:
