@@ -38,9 +38,6 @@ if TYPE_CHECKING:
 
 #: files smaller than this are read in this process: a fork costs more than it saves
 MIN_BYTES = 4 << 20
-#: the first batch's messages (later ones double up to the store's limit): writing starts as soon
-#: as it comes, so a small one lets the two processes overlap sooner
-FIRST_MESSAGES = 4096
 
 
 class _Batch(msgspec.Struct, array_like=True, tag="b"):
@@ -124,7 +121,7 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
     reader.progress = advance
     try:
         try:
-            for batch in digest_batches(source.read(path, reader), batch_size, first_messages=FIRST_MESSAGES):
+            for batch in digest_batches(source.read(path, reader), batch_size):
                 conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0])))
             conn.send_bytes(_encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped))))
         except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports

@@ -909,20 +909,16 @@ def _kind(old: tuple[Any, ...] | None, dg: str) -> str:
 
 
 def digest_batches(
-    convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None,
-    first_messages: int | None = None,
-) -> Iterator[list[tuple[Conversation, str]]]:  # fmt: skip
+    convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None
+) -> Iterator[list[tuple[Conversation, str]]]:
     """Batches of (conversation, digest) with ids set, of ``size`` conversations or
     ``max_messages`` messages, whichever comes first (more batches of long chats let parsing
     overlap indexing; fewer than ~50k messages a batch makes the FTS step dearer). An id
     repeated inside a batch starts a new batch, so the second copy is compared with the first
-    as stored. ``gate``: wait for it before each conversation (see ``import_conversations``).
-    ``first_messages``: the first batch closes at that many messages and each next one may hold
-    twice as many, up to ``max_messages``, so that a writer waiting for the first can start soon."""
+    as stored. ``gate``: wait for it before each conversation (see ``import_conversations``)."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
     messages = 0
-    limit = min(first_messages or max_messages, max_messages)
     for conv in convs:
         if gate is not None:
             gate.wait()
@@ -934,10 +930,9 @@ def digest_batches(
         batch.append((conv, dg))
         seen.add(cid)
         messages += len(conv.messages)
-        if len(batch) >= size or messages >= limit:
+        if len(batch) >= size or messages >= max_messages:
             yield batch
             batch, seen, messages = [], set(), 0
-            limit = min(limit * 2, max_messages)
     if batch:
         yield batch
 
