@@ -77,6 +77,22 @@ def test_a_bad_record_in_the_worker_is_counted_or_under_strict_stops_the_file(tm
         assert store.count() == 0
 
 
+def test_a_truncated_file_of_one_batch_writes_nothing(tmp_path, monkeypatch):
+    """8,000 messages in 400 sessions (one batch) cut short: the error, and nothing written, as in-process."""
+    t0 = datetime(2024, 1, 1)
+    messages = [{"id": str(i), "type": "Default", "timestamp": (t0 + timedelta(hours=3 * (i // 20), minutes=i % 20)).isoformat() + "+00:00",
+                 "content": f"message {i}", "author": {"name": "Ana" if i % 2 else "Ben"}} for i in range(8000)]  # fmt: skip
+    full = json.dumps({"guild": {"name": "g"}, "channel": {"id": "9", "name": "c"}, "messages": messages}, indent=2)
+    cut = tmp_path / "cut.json"
+    cut.write_text(full[: len(full) - 3000])
+    for mode in ("0", "1"):
+        monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
+        with Store(tmp_path / f"{mode}.db", create=True) as store:
+            with pytest.raises(SourceError, match=r"cut.json:\d+: the file ends inside the messages array"):
+                import_paths(store, [str(cut)], source_options={"me": ["Ana"]})
+            assert store.count() == 0
+
+
 def test_an_error_in_the_worker_is_the_same_error_here(tmp_path, monkeypatch, fixture):
     src = fixture("discordchatexporter_general.json")
     cut = tmp_path / "cut.json"
