@@ -18,7 +18,9 @@ from ..errors import SourceError
 
 _NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
 _MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?\s*(?:([AaPp])\.?\s?[Mm]\.?)?$")
+# A time as written, odd spaces included ("\s" takes U+202F and U+00A0; "_" is seen too): the
+# same times as ``clean_time`` then a plain pattern, without making the cleaned copy first.
+_TIME = re.compile(r"[\s_]*(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?[\s_]*(?:([AaPp])\.?[\s_]?[Mm]\.?)?[\s_]*")
 _MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 
 
@@ -74,15 +76,15 @@ def _year(y: int) -> int:
 
 
 def _clock(time: str) -> tuple[int, int, int]:
-    time = clean_time(time)
-    t = _TIME.match(time)
-    if not t:
-        raise ValueError(f"unreadable time '{time}'")
-    hour, minute, second = int(t[1]), int(t[2]), int(t[3] or 0)
-    if t[4]:
-        hour = hour % 12 + (12 if t[4] in "pP" else 0)
+    t = _TIME.fullmatch(time)
+    if t is None:
+        raise ValueError(f"unreadable time '{clean_time(time)}'")
+    h, m, s, half = t.groups()
+    hour, minute, second = int(h), int(m), int(s) if s else 0
+    if half:
+        hour = hour % 12 + (12 if half in "pP" else 0)
     if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"unreadable time '{time}'")
+        raise ValueError(f"unreadable time '{clean_time(time)}'")
     return hour, minute, second
 
 
