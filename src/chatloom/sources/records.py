@@ -18,6 +18,7 @@ nothing. The record's place (``$[3]`` or ``line 4``) is kept in ``source.locator
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,10 +71,14 @@ def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
                 reader.advance(f.tell())
 
 
+@functools.lru_cache(maxsize=4)
 def _first_record(head: bytes) -> dict[str, Any] | None:
-    """The first record of a JSON array or JSONL head, when it fits in the head."""
+    """The first record of a JSON array or JSONL head, when it fits in the head (kept: the record
+    formats' detectors all ask for the same head's; they only read it)."""
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if text.startswith(b"["):
+        if not text[1:].lstrip().startswith(b"{"):  # not an array of objects: "[8/15/23, 9:12 AM] …"
+            return None
         depth, start = 0, None
         in_str = esc = False
         for i in range(1, len(text)):
