@@ -428,6 +428,21 @@ def test_iso_times_are_isoformat(when, zone):
     assert dates.iso(when) == when.isoformat()
 
 
+@pytest.mark.parametrize(("written", "seconds"), [
+    ("9:12:43 AM", 9 * 3600 + 12 * 60 + 43), ("11:32\u202fPM", 23 * 3600 + 32 * 60), ("11:25 a.\u00a0m.", 11 * 3600 + 25 * 60),
+    ("12:05 a. m.", 5 * 60), ("12:05 PM", 12 * 3600 + 5 * 60), ("3:07_pm", 15 * 3600 + 7 * 60), (" 14:22 ", 14 * 3600 + 22 * 60),
+    ("15:48:11.250", 15 * 3600 + 48 * 60 + 11), ("0:00", 0),
+])  # fmt: skip
+def test_times_in_the_exporters_layouts(written, seconds):
+    assert dates.seconds_of_day(written) == seconds
+
+
+@pytest.mark.parametrize("written", ["25:20", "9:60", "9:12:61", "9:12 XM", "9", "9:1", "\u202f25:05\u202f"])
+def test_unreadable_times_name_the_cleaned_time(written):
+    with pytest.raises(ValueError, match=f"^unreadable time '{dates.clean_time(written)}'$"):
+        dates.seconds_of_day(written)
+
+
 def _render(kind, posts, path):
     if kind == "whatsapp":
         # the first line, a day above 12 on its own, tells the date order (and is dropped: no --me in it)
