@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from chatloom.errors import ChatloomError, ConflictError, NotFoundError, StoreError
 from chatloom.model import Conversation, Message, digest
 from chatloom.store import Store
+from chatloom.store.store import Piece, digest_batches
 from chatloom.tokenizer import get_tokenizer
 
 from .conftest import conv, write_jsonl
@@ -392,3 +393,48 @@ def test_store_matches_a_model(tmp_path_factory, sequence):
         got = {c.id: c for c in s.iter_conversations()}
         assert {k: (digest(v), v.tags) for k, v in got.items()} == {k: (digest(v), v.tags) for k, v in model.items()}
         assert s.check().ok
+
+
+def _tx_ends(batches):
+    """Where the transactions end (in conversations), and the size of every batch or piece."""
+    ends, sizes, n = [], [], 0
+    for b in batches:
+        n += len(b)
+        sizes.append((len(b), isinstance(b, Piece)))
+        if not isinstance(b, Piece):
+            ends.append(n)
+    return ends, sizes
+
+
+def test_the_first_batch_comes_in_growing_pieces_and_transactions_end_where_they_did():
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(100)]
+    ends, sizes = _tx_ends(digest_batches(convs, 10_000, max_messages=200, first_messages=40))
+    assert sizes == [(4, True), (8, True), (8, False), (20, False), (20, False), (20, False), (20, False)]
+    assert ends == _tx_ends(digest_batches(convs, 10_000, max_messages=200))[0] == [20, 40, 60, 80, 100]
+    # a repeated id ends the batch even just after a piece: an empty batch closes the transaction
+    again = [*convs[:4], convs[0]]
+    ends, sizes = _tx_ends(digest_batches(again, 10_000, max_messages=200, first_messages=40))
+    assert sizes == [(4, True), (0, False), (1, False)] and ends == [4, 5]
+    # a stream that ends inside the pieces still ends its batch
+    assert _tx_ends(digest_batches(convs[:5], 10_000, max_messages=200, first_messages=40))[1] == [(4, True), (1, False)]
+
+
+def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(tmp_path):
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(30)]
+
+    def failing():
+        yield from digest_batches(convs[:12], 10_000, max_messages=200, first_messages=40)  # pieces of 4 and 8, no end
+
+    def cut_short():
+        for b in failing():
+            if not isinstance(b, Piece):
+                raise ChatloomError("the file ends early")
+            yield b
+
+    with Store(tmp_path / "p.db", create=True) as s:
+        with pytest.raises(ChatloomError, match="ends early"):
+            s.import_batches(cut_short())
+        assert s.count() == 0
+        # whole, the same pieces commit once their batch ends
+        counts = s.import_batches(digest_batches(convs, 10_000, max_messages=200, first_messages=40))
+        assert counts.added == s.count() == 30 and s.check().ok

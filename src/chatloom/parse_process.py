@@ -32,18 +32,24 @@ import msgspec
 
 from .model import Conversation
 from .prefetch import prefetch
+from .store.store import Piece
 
 if TYPE_CHECKING:
     from .sources import Reader, Source
 
 #: files smaller than this are read in this process: a fork costs more than it saves
 MIN_BYTES = 4 << 20
+#: the first batch is sent in pieces, the first of this many messages and each next one twice as
+#: many: writing starts as soon as one comes, so the two processes overlap sooner (the pieces are
+#: still one transaction)
+FIRST_MESSAGES = 4096
 
 
 class _Batch(msgspec.Struct, array_like=True, tag="b"):
     convs: list[Conversation]
     digests: list[str]
     consumed: int  # bytes of the file read so far
+    piece: bool  # its transaction goes on with the next batch (``store.Piece``)
 
 
 class _End(msgspec.Struct, array_like=True, tag="e"):
@@ -88,7 +94,7 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
                 reader.speakers, reader.dropped = Counter(item.speakers), Counter(item.dropped)
                 return
             reader.advance(item.consumed)
-            yield list(zip(item.convs, item.digests, strict=True))
+            yield (Piece if item.piece else list)(zip(item.convs, item.digests, strict=True))
         raise RuntimeError(f"{reader.file}: the process reading it ended without a word (exit code {process.exitcode})")
     finally:
         if process.is_alive():
@@ -121,8 +127,9 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
     reader.progress = advance
     try:
         try:
-            for batch in digest_batches(source.read(path, reader), batch_size):
-                conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0])))
+            for batch in digest_batches(source.read(path, reader), batch_size, first_messages=FIRST_MESSAGES):
+                piece = isinstance(batch, Piece)
+                conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0], piece)))
             conn.send_bytes(_encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped))))
         except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports
             pass

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -416,9 +416,10 @@ class Store:
         gate: threading.Event | None = None,
     ) -> ImportCounts:
         """``import_conversations`` for batches of (conversation, digest) made elsewhere (see
-        ``digest_batches``; ids set), each written in its own transaction unless ``atomic``.
-        The next batch is asked for just before the current one's FTS step; ``gate``, when
-        given, is open only from then until the batch commits."""
+        ``digest_batches``; ids set), each written in its own transaction unless ``atomic``; a
+        ``Piece`` goes on in the next batch's transaction. The next batch is asked for just
+        before the current one's FTS step; ``gate``, when given, is open only from then until
+        the batch commits (or, after a piece, until the next batch begins)."""
         counts = ImportCounts()
         now = _now()
         ahead: list[Any] = []
@@ -435,23 +436,36 @@ class Store:
         # foreign-key lookup is skipped here (it cannot be toggled inside a transaction);
         # 'chatloom check' runs the foreign-key check over the whole file.
         fk_off = self._depth == 0
+        piece_before = False  # the last batch was a piece: its transaction is open
         if fk_off:
             self.db.execute("PRAGMA foreign_keys = OFF")
         try:
-            with self._write() if atomic else nullcontext():
+            with self._write() if atomic else nullcontext(), ExitStack() as transaction:
+                # An error from the producer is raised with the pieces of an unfinished batch
+                # still in ``transaction``, which it rolls back.
                 fetch_next()
                 while True:
                     batch = ahead.pop()
                     if isinstance(batch, BaseException):
                         raise batch
                     if batch is None:
+                        if piece_before and journal is not None:  # (digest_batches ends every batch)
+                            self._journal_update(journal, counts)
                         break
                     if gate is not None:
                         gate.clear()
-                    with self._write():
+                    if not piece_before:
+                        transaction.enter_context(self._write())
+                    if batch:
                         self._import_batch(batch, tags, now, counts, before_index=fetch_next)
-                        if journal is not None:
-                            self._journal_update(journal, counts)
+                    else:  # the end of a batch sent in pieces, with nothing more in it
+                        fetch_next()
+                    piece_before = isinstance(batch, Piece)
+                    if piece_before:
+                        continue
+                    if journal is not None:
+                        self._journal_update(journal, counts)
+                    transaction.close()  # commits
                     if on_batch is not None:
                         on_batch(counts)
         finally:
@@ -908,32 +922,49 @@ def _kind(old: tuple[Any, ...] | None, dg: str) -> str:
     return "unchanged" if old[2] == dg else "updated"
 
 
+class Piece(list):  # type: ignore[type-arg]
+    """A batch whose transaction goes on with the next batch (see ``digest_batches``)."""
+
+
 def digest_batches(
-    convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None
-) -> Iterator[list[tuple[Conversation, str]]]:
+    convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None,
+    first_messages: int | None = None,
+) -> Iterator[list[tuple[Conversation, str]]]:  # fmt: skip
     """Batches of (conversation, digest) with ids set, of ``size`` conversations or
     ``max_messages`` messages, whichever comes first (more batches of long chats let parsing
     overlap indexing; fewer than ~50k messages a batch makes the FTS step dearer). An id
     repeated inside a batch starts a new batch, so the second copy is compared with the first
-    as stored. ``gate``: wait for it before each conversation (see ``import_conversations``)."""
+    as stored. Each batch is one transaction of ``import_batches``.
+
+    ``first_messages``: the first batch comes in pieces, ``Piece`` lists of that many messages,
+    then twice as many each, so that a writer waiting for it can start soon; the pieces are one
+    transaction all the same, so where a transaction ends does not change (a file cut short
+    inside its first batch still writes nothing). ``gate``: wait for it before each
+    conversation (see ``import_conversations``)."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
-    messages = 0
+    count = messages = 0  # of the whole batch, pieces sent included
+    piece_limit, piece_start = first_messages, 0  # the next piece's messages (None: no more pieces)
+    in_pieces = False  # a piece of the batch was sent: the batch must still end
     for conv in convs:
         if gate is not None:
             gate.wait()
         dg = digest(conv)
         cid = ensure_id(conv, dg)
         if cid in seen:
-            yield batch
-            batch, seen, messages = [], set(), 0
+            yield batch  # may be empty after a piece: it still ends the transaction
+            batch, seen, count, messages, piece_limit, in_pieces = [], set(), 0, 0, None, False
         batch.append((conv, dg))
         seen.add(cid)
+        count += 1
         messages += len(conv.messages)
-        if len(batch) >= size or messages >= max_messages:
+        if count >= size or messages >= max_messages:
             yield batch
-            batch, seen, messages = [], set(), 0
-    if batch:
+            batch, seen, count, messages, piece_limit, in_pieces = [], set(), 0, 0, None, False
+        elif piece_limit is not None and messages - piece_start >= piece_limit:
+            yield Piece(batch)
+            batch, piece_start, piece_limit, in_pieces = [], messages, piece_limit * 2, True
+    if batch or in_pieces:
         yield batch
 
 
