@@ -417,9 +417,10 @@ class Store:
     ) -> ImportCounts:
         """``import_conversations`` for batches of (conversation, digest) made elsewhere (see
         ``digest_batches``; ids set), each written in its own transaction unless ``atomic``; a
-        ``Piece`` goes on in the next batch's transaction. The next batch is asked for just
-        before the current one's FTS step; ``gate``, when given, is open only from then until
-        the batch commits (or, after a piece, until the next batch begins)."""
+        ``Piece`` goes on in the next batch's transaction (``batches`` must not end with one).
+        The next batch is asked for just before the current one's FTS step; ``gate``, when
+        given, is open only from then until the batch commits (after a piece: until the next
+        batch begins)."""
         counts = ImportCounts()
         now = _now()
         ahead: list[Any] = []
@@ -429,7 +430,7 @@ class Store:
                 gate.set()  # stays open through the FTS step and the commit
             try:
                 ahead.append(next(batches, None))
-            except BaseException as exc:  # raised after this batch commits
+            except BaseException as exc:  # raised before the next batch: after this one commits, or in its transaction
                 ahead.append(exc)
 
         # Bulk rows reference conversations inserted in the same transaction, so the per-row
@@ -449,8 +450,6 @@ class Store:
                     if isinstance(batch, BaseException):
                         raise batch
                     if batch is None:
-                        if piece_before and journal is not None:  # (digest_batches ends every batch)
-                            self._journal_update(journal, counts)
                         break
                     if gate is not None:
                         gate.clear()
