@@ -5,6 +5,7 @@ import zipfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -496,3 +497,52 @@ def test_a_forced_format_that_does_not_fit_is_an_error(fixture):
         plan([str(fixture("whatsapp_ios_langchain.txt"))], "discord")
     with pytest.raises(SourceError, match="this is not a alpaca file; it looks like chatgpt"):
         plan([str(fixture("chatgpt_conversations.json"))], "alpaca")
+
+
+def _one_error_line(result, name):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {name}"), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_path, run):
+    """Shapes no reader expected (a number for a list, nesting past the recursion limit, a
+    damaged zip member) are one error line about the file, not a traceback; nothing written."""
+    (tmp_path / "history.json").write_text(json.dumps([{"instruction": "a", "output": "b", "history": 5}]))
+    nested = '{"messages":[{"role":"user","content":"q"}],"meta":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}\n"
+    (tmp_path / "deep.jsonl").write_text(nested)
+    with zipfile.ZipFile(tmp_path / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("conversations.json", json.dumps([{"title": "t" * 5000, "mapping": {}, "current_node": None}]))
+    damaged = bytearray((tmp_path / "export.zip").read_bytes())
+    damaged[200] ^= 0xFF
+    (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
+    (tmp_path / "cut.zip").write_bytes(damaged[:150])
+    for name, says in [("history.json", "cannot read it: TypeError"), ("deep.jsonl", "nested too deeply"),
+                       ("damaged.zip", "not a readable zip file"), ("cut.zip", "cut short or damaged")]:  # fmt: skip
+        db = tmp_path / f"{name}.db"
+        line = _one_error_line(run("import", "-d", str(db), str(tmp_path / name)), str(tmp_path / name))
+        assert says in line, line
+        assert not db.exists() or Store(db).count() == 0
+
+
+def test_errors_name_the_users_file_not_chatlooms_utf8_copy(tmp_path, run, fixture):
+    utf16 = tmp_path / "chat16.txt"
+    utf16.write_text(fixture("discordchatexporter_plaintext_DERIVED.txt").read_text(encoding="utf-8"), encoding="utf-16")
+    line = _one_error_line(run("import", "-d", str(tmp_path / "t.db"), "--me", "x", str(utf16)), str(utf16))
+    assert "chatloom-utf8" not in line and "--date-format" in line
+
+
+@pytest.mark.parametrize("name", ["chatgpt_conversations.json", "telegram_result_langchain.json", "telegram_batch_export_chatminer.json",
+                                  "discordchatexporter_general.json", "discordchatexporter_thread.json"])  # fmt: skip
+def test_json_exports_with_a_utf8_bom_read_the_same(tmp_path, fixture, name):
+    src = fixture(name)
+    bom = tmp_path / name
+    bom.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+
+    def read(path):
+        source, reader = detect(path, me=["Bob", "Adam", "Jiman", "Jimmeny Marvelton", "Author 1"]), Reader(str(path))
+        return [msgspec.json.encode(c) for c in source.read(path, reader)], reader.bad_count
+
+    assert read(bom) == read(src) and read(src)[0]

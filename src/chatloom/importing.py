@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import sqlite3
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import parse_process
-from .errors import SourceError, UsageError
+from .errors import ChatloomError, SourceError, UsageError
 from .sources import Reader, Source, check_text, detect, get_source, read_head
 from .sources.stream import ask_for_me
 from .store import ImportCounts, Store, fingerprint
@@ -82,6 +84,37 @@ def display_name(file: Path) -> str:
     return str(file)
 
 
+def _as_source_error(err: Exception, file: Path | None = None) -> ChatloomError:
+    """An error met while reading, as the user should see it: a ``SourceError`` naming the
+    user's file (not chatloom's UTF-8 copy or unzipped member), and any other fault of a
+    reader (a shape it did not expect, nesting too deep, a damaged zip member) as one line
+    about the file instead of a traceback (``--debug`` shows it)."""
+    if isinstance(err, SourceError):
+        if err.file is not None:
+            err.file = display_name(Path(err.file))
+        return err
+    if isinstance(err, ChatloomError):
+        return err
+    name = display_name(file) if file is not None else None
+    if isinstance(err, RecursionError):
+        return SourceError("nested too deeply to read", file=name)
+    if isinstance(err, MemoryError):
+        return SourceError("too large to read into memory", file=name)
+    if isinstance(err, zlib.error):
+        return SourceError(f"a damaged zip member ({err})", file=name)
+    return SourceError(f"cannot read it: {type(err).__name__}: {err}", file=name)
+
+
+def _reraise(err: Exception, file: Path) -> None:
+    """Raise what ``err``, met reading ``file``, should be to the user; return when it is fine as
+    it is (the caller then re-raises it): the store's own errors, and clear ones."""
+    if isinstance(err, sqlite3.Error):
+        return
+    mapped = _as_source_error(err, file)
+    if mapped is not err:
+        raise mapped from err
+
+
 _TEXT_ENDINGS = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".yml", ".yaml", ".md")
 
 
@@ -98,7 +131,7 @@ def _unzip(path: Path) -> Path:
                 if not target.is_relative_to(folder.resolve()):  # no "../" escapes
                     raise SourceError(f"unsafe path in the zip: {member.filename}", file=str(path))
             z.extractall(folder, members)
-    except zipfile.BadZipFile as err:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
     _ZIPS[folder] = path
     return folder
@@ -143,6 +176,8 @@ def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[
         p = Path(path)
         if p.is_file() and zipfile.is_zipfile(p):
             p = _unzip(p)
+        elif p.is_file() and read_head(p).startswith(b"PK\x03\x04"):
+            raise SourceError("a zip file that is cut short or damaged (no table of contents at its end)", file=str(p))
         if fmt == "auto":
             if path == "package":
                 raise UsageError("PATH 'package' reads a packaged corpus: pass -f chitchat or -f chatterbot")
@@ -162,7 +197,10 @@ def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> list[tuple[
     """The files the paths name, each with its importer (and whether it was detected). Every
     path is checked here, before anything is written: a missing file or an unknown format
     fails the whole command up front. ``options`` go to the importers (``--me`` and others)."""
-    return list(_files(paths, fmt, options))
+    try:
+        return list(_files(paths, fmt, options))
+    except SourceError as err:
+        raise _as_source_error(err) from None
 
 
 def import_paths(store: Store, paths: Sequence[str], *, fmt: str = "auto", source_options: dict[str, Any] | None = None,
@@ -204,8 +242,9 @@ def import_files(
                 counts = store.import_conversations(
                     source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run
                 )
-        except Exception:
+        except Exception as err:
             store.journal_end(run, counts, status="failed", bad=reader.bad_count)
+            _reraise(err, file)
             raise
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
@@ -221,8 +260,12 @@ def check_me(files: Sequence[tuple[Path, Source, bool]]) -> None:
     for file, source, _ in files:
         if source.stream and not source.options.get("me"):
             reader = Reader(display_name(file))
-            for _ in source.read(file, reader):  # counts the speakers only
-                pass
+            try:
+                for _ in source.read(file, reader):  # counts the speakers only
+                    pass
+            except Exception as err:
+                _reraise(err, file)
+                raise
             ask_for_me(reader)
 
 
@@ -236,6 +279,10 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             roles.update(m.role for m in conv.messages)
             yield conv
 
-    counts = store.preview(counted(), tags=())
+    try:
+        counts = store.preview(counted(), tags=())
+    except Exception as err:
+        _reraise(err, file)
+        raise
     return FileResult(display_name(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip
