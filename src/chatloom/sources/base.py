@@ -24,6 +24,15 @@ from ..errors import SourceError
 from ..model import Conversation
 
 HEAD_BYTES = 65536
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows tools write and JSON parsers refuse
+
+
+def skip_bom(f: Any) -> int:
+    """Move a binary file to the start of its content, past a UTF-8 BOM; returns that place."""
+    f.seek(0)
+    start = 3 if f.read(3) == BOM else 0
+    f.seek(start)
+    return start
 
 
 @dataclass

@@ -18,7 +18,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import Reader, Source, check_text
+from .base import BOM, Reader, Source, check_text, skip_bom
 
 STREAM_ABOVE = 256 << 20
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
@@ -68,7 +68,7 @@ class ChatGPTSource(Source):
 
     def _conversations(self, path: Path) -> Iterator[dict[str, Any]]:
         if path.stat().st_size <= STREAM_ABOVE:
-            data = path.read_bytes()
+            data = path.read_bytes().removeprefix(BOM)
             try:
                 doc = orjson.loads(data)
             except orjson.JSONDecodeError as err:
@@ -80,6 +80,7 @@ class ChatGPTSource(Source):
         import ijson
 
         with open(path, "rb") as f:
+            skip_bom(f)
             try:
                 yield from ijson.items(f, "item", use_float=True)
             except ijson.JSONError as err:

@@ -15,7 +15,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import Reader, Source, check_text
+from .base import BOM, Reader, Source, check_text
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -46,7 +46,7 @@ class ChitchatSource(Source):
         return compact.startswith(b"{") and b'"messages":[[{' in compact and b'"sender"' in compact
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        data = path.read_bytes()
+        data = path.read_bytes().removeprefix(BOM)
         check_text(path, data[:4096])
         try:
             chats = orjson.loads(data)

@@ -30,7 +30,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import Reader, Source, check_text, read_text
+from .base import BOM, Reader, Source, check_text, read_text, skip_bom
 from .stream import Post, Sessionizer
 
 
@@ -157,7 +157,7 @@ class DiscordSource(Source):
                 yield from self._json_fallback(path, reader)
                 return
             try:
-                header = orjson.loads(head[:at].rstrip().rstrip(b",") + b"}")
+                header = orjson.loads(head[:at].removeprefix(BOM).rstrip().rstrip(b",") + b"}")
             except orjson.JSONDecodeError:
                 header = {}
             start = at + len(b'"messages": [')
@@ -231,14 +231,15 @@ class DiscordSource(Source):
         import ijson
 
         with open(path, "rb") as f:
+            start = skip_bom(f)
             header: dict[str, Any] = {}
             for key in ("guild", "channel"):
-                f.seek(0)
+                f.seek(start)
                 try:
                     header[key] = next(ijson.items(f, key), {})
                 except (ijson.JSONError, StopIteration):
                     header[key] = {}
-            f.seek(0)
+            f.seek(start)
 
             def posts() -> Iterator[Post]:
                 try:

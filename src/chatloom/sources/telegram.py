@@ -20,7 +20,7 @@ import msgspec
 
 from ..errors import SourceError
 from ..model import Conversation
-from .base import Reader, Source, check_text
+from .base import BOM, Reader, Source, check_text, skip_bom
 from .stream import Post, Sessionizer
 
 STREAM_ABOVE = 256 << 20
@@ -118,7 +118,7 @@ class TelegramSource(Source):
 
     def _chats(self, path: Path) -> Iterator[TgChat]:
         if path.stat().st_size <= STREAM_ABOVE:
-            data = path.read_bytes()
+            data = path.read_bytes().removeprefix(BOM)
             try:
                 doc = _decode_doc(data)
             except msgspec.ValidationError as err:
@@ -142,8 +142,9 @@ class TelegramSource(Source):
         import ijson
 
         with open(path, "rb") as f:
+            start = skip_bom(f)
             full = f.read(4096).replace(b" ", b"").replace(b"\n", b"").startswith(b'{"chats":')
-            f.seek(0)
+            f.seek(start)
             try:
                 if full:
                     yield from ijson.items(f, "chats.list.item", use_float=True)
@@ -154,7 +155,7 @@ class TelegramSource(Source):
                             header[prefix] = value
                         if prefix == "messages" and event == "start_array":
                             break
-                    f.seek(0)
+                    f.seek(start)
                     yield {**header, "messages": ijson.items(f, "messages.item", use_float=True)}
             except ijson.JSONError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
