@@ -29,7 +29,7 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
-from .base import Reader, Source, check_text, read_text
+from .base import HEAD_BYTES, Reader, Source, check_text, read_text, skip_bom
 
 STREAM_ABOVE = 256 << 20
 
@@ -112,6 +112,26 @@ def _first_record(head: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+@functools.lru_cache(maxsize=4)
+def _first_record_in(path: Path, size: int, mtime_ns: int) -> dict[str, Any] | None:
+    """The first record read from the file itself (a JSON array's first item, streamed, or a
+    JSONL's first line): for a head that ends inside it. ``size`` and ``mtime_ns`` key the cache."""
+    import ijson
+
+    with open(path, "rb") as f:
+        start = skip_bom(f)
+        lead = f.read(HEAD_BYTES).lstrip()[:1]
+        f.seek(start)
+        try:
+            if lead == b"[":
+                obj = next(ijson.items(f, "item", use_float=True), None)
+            else:
+                obj = orjson.loads(f.readline(1 << 28))
+        except (ijson.JSONError, orjson.JSONDecodeError):
+            return None
+    return obj if isinstance(obj, dict) else None
+
+
 class RecordSource(Source):
     """A format of one conversation per record; subclasses implement ``convert``."""
 
@@ -120,6 +140,9 @@ class RecordSource(Source):
 
     def detect(self, path: Path, head: bytes) -> bool:
         first = _first_record(head)
+        if first is None and len(head) >= HEAD_BYTES:  # a first record longer than the head
+            st = path.stat()
+            first = _first_record_in(path, st.st_size, st.st_mtime_ns)
         return first is not None and all(k in first for k in self.keys) and self.looks_like(first)
 
     def looks_like(self, record: dict[str, Any]) -> bool:
@@ -134,6 +157,9 @@ class RecordSource(Source):
             except RecordError as err:
                 reader.bad(locator.removeprefix("line "), str(err))
                 continue
+            except (TypeError, ValueError, AttributeError, KeyError) as err:  # a field of a shape the format does not have
+                reader.bad(locator.removeprefix("line "), f"not a valid {self.name} record ({type(err).__name__}: {err})")
+                continue
             conv.source = {"format": self.name, "file": path.name, "locator": locator}
             yield conv
 
@@ -147,6 +173,13 @@ def _need(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> An
     if not isinstance(record[key], kind):
         raise RecordError(f"$.{key}: expected {getattr(kind, '__name__', 'another type')}, got {type(record[key]).__name__}")
     return record[key]
+
+
+def _text_field(record: dict[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"$.{key}: expected a string, got {type(value).__name__}")
+    return value or None
 
 
 def _tools(value: Any) -> list[dict[str, Any]]:
@@ -189,7 +222,11 @@ class ShareGPTSource(RecordSource):
             role = _SHAREGPT_ROLES.get(who)
             if role is None:
                 raise RecordError(f"$.conversations[{i}].from: unknown role '{who}'")
-            value = turn["value"] if isinstance(turn["value"], str) else orjson.dumps(turn["value"]).decode()
+            value = turn["value"]
+            if not isinstance(value, str):  # a call or a tool's result may be given as JSON itself
+                if role not in ("function_call", "tool") or value is None:
+                    raise RecordError(f"$.conversations[{i}].value: expected a string, got {type(value).__name__}")
+                value = orjson.dumps(value).decode()
             if role == "function_call":
                 try:
                     call = orjson.loads(value)
@@ -311,9 +348,12 @@ class LimaSource(RecordSource):
 
     def convert(self, record: dict[str, Any]) -> Conversation:
         conv = from_obj({"messages": _need(record, "messages", list), "tools": _tools(record.get("tools") or [])})
-        conv.title = record.get("name") or None
-        conv.language = record.get("lang") or None
-        conv.tags = [str(t) for t in record.get("tags") or []]
+        conv.title = _text_field(record, "name")
+        conv.language = _text_field(record, "lang")
+        tags = record.get("tags") or []
+        if not isinstance(tags, list):
+            raise RecordError(f"$.tags: expected a list, got {type(tags).__name__}")
+        conv.tags = [str(t) for t in tags]
         return conv
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
