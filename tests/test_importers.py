@@ -493,10 +493,44 @@ def test_utf16_exports_are_converted(fixture, tmp_path):
 
 
 def test_a_forced_format_that_does_not_fit_is_an_error(fixture):
-    with pytest.raises(SourceError, match="this is not a discord file; it looks like whatsapp"):
+    with pytest.raises(SourceError, match="this file is not in the discord format; it looks like whatsapp"):
         plan([str(fixture("whatsapp_ios_langchain.txt"))], "discord")
-    with pytest.raises(SourceError, match="this is not a alpaca file; it looks like chatgpt"):
+    with pytest.raises(SourceError, match="this file is not in the alpaca format; it looks like chatgpt"):
         plan([str(fixture("chatgpt_conversations.json"))], "alpaca")
+
+
+def test_a_first_record_longer_than_the_head_is_still_recognized(tmp_path, fixture):
+    """Detection reads 64 KB; a first record (or a first message) longer than that must not make
+    a file unreadable, detected or forced with -f."""
+    long = "w " * 50_000
+    chatgpt = json.loads(fixture("chatgpt_conversations.json").read_text(encoding="utf-8"))
+    for node in chatgpt[0]["mapping"].values():
+        if node.get("message") and node["message"]["author"]["role"] == "assistant":
+            node["message"]["content"]["parts"] = [long]
+    files = {
+        "chatgpt": ("cg.json", json.dumps(chatgpt)),
+        "alpaca": ("al.json", json.dumps([{"instruction": "a", "output": long}])),
+        "llamafactory": ("lf.jsonl", json.dumps({"messages": [
+            {"role": "user", "content": [{"type": "text", "value": "q"}], "loss_weight": 0.0},
+            {"role": "assistant", "content": [{"type": "text", "value": long}], "loss_weight": 1.0}]}) + "\n"),
+        "kajiwoto": ("k.csv", 'a1,"Hi\nthere",Hello,emotion_any,attachment_any,daytime_any,seen_any,false,EMPTY,EMPTY\n'),
+        "whatsapp": ("w.txt", "[1/13/23, 9:00:00 AM] Ana: a paste\n" + "pasted line\n" * 30 + "[1/13/23, 9:01:00 AM] Bea: ok\n"),
+        # Telegram Desktop's full export: "about", then the contacts (long), then the chats
+        "telegram": ("result.json", json.dumps({
+            "about": "Here is the data you requested. Find out more at https://telegram.org/faq",
+            "contacts": {"list": [{"first_name": f"Contact {i}", "phone_number": "+1 555 0100" + str(i)} for i in range(1000)]},
+            **json.loads(fixture("telegram_batch_export_chatminer.json").read_text(encoding="utf-8"))}, indent=1)),
+    }  # fmt: skip
+    for fmt, (name, text) in files.items():
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        for forced in ("auto", fmt):
+            ((_, source, _),) = plan([str(path)], forced, me=["Ana", "Author 1"])
+            assert source.name == fmt, (name, forced)
+        got = list(source.read(path, Reader(str(path))))
+        assert got, name
+    lf = list(get_source("llamafactory").read(tmp_path / "lf.jsonl", Reader("x")))
+    assert lf[0].messages[1].content == long.strip() or lf[0].messages[1].content == long
 
 
 def _one_error_line(result, name):
@@ -507,10 +541,11 @@ def _one_error_line(result, name):
     return lines[0]
 
 
-def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_path, run):
+def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_path, run, fixture):
     """Shapes no reader expected (a number for a list, nesting past the recursion limit, a
     damaged zip member) are one error line about the file, not a traceback; nothing written."""
-    (tmp_path / "history.json").write_text(json.dumps([{"instruction": "a", "output": "b", "history": 5}]))
+    dce = json.loads(fixture("discordchatexporter_general.json").read_text(encoding="utf-8"))
+    (tmp_path / "guild.json").write_text(json.dumps({**dce, "guild": "a string"}))
     nested = '{"messages":[{"role":"user","content":"q"}],"meta":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}\n"
     (tmp_path / "deep.jsonl").write_text(nested)
     with zipfile.ZipFile(tmp_path / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
@@ -519,12 +554,30 @@ def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_p
     damaged[200] ^= 0xFF
     (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
     (tmp_path / "cut.zip").write_bytes(damaged[:150])
-    for name, says in [("history.json", "cannot read it: TypeError"), ("deep.jsonl", "nested too deeply"),
+    for name, says in [("guild.json", "cannot read it: AttributeError"), ("deep.jsonl", "nested too deeply"),
                        ("damaged.zip", "not a readable zip file"), ("cut.zip", "cut short or damaged")]:  # fmt: skip
         db = tmp_path / f"{name}.db"
         line = _one_error_line(run("import", "-d", str(db), str(tmp_path / name)), str(tmp_path / name))
         assert says in line, line
         assert not db.exists() or Store(db).count() == 0
+
+
+def test_a_record_field_of_the_wrong_shape_is_a_bad_record_skipped_and_counted(tmp_path):
+    records = {
+        "alpaca": [{"instruction": "a", "output": "b", "history": 5}, {"instruction": "c", "output": "d"}],
+        "sharegpt": [{"conversations": [{"from": "human", "value": None}, {"from": "gpt", "value": "x"}]},
+                     {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}],
+        "lima": [{"name": "n", "lang": ["en"], "messages": [{"role": "user", "content": "q"}]},
+                 {"name": "n", "tags": "abc", "messages": [{"role": "user", "content": "q"}]},
+                 {"name": "n", "lang": "en", "tags": ["t"], "messages": [{"role": "user", "content": "q"}]}],
+    }  # fmt: skip
+    for fmt, items in records.items():
+        path = tmp_path / f"{fmt}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in items))
+        reader = Reader(str(path))
+        got = list(get_source(fmt).read(path, reader))
+        assert len(got) == 1 and reader.bad_count == len(items) - 1, (fmt, reader.examples)
+        assert all("expected" in e or f"not a valid {fmt} record" in e for e in reader.examples), reader.examples
 
 
 def test_errors_name_the_users_file_not_chatlooms_utf8_copy(tmp_path, run, fixture):

@@ -157,17 +157,18 @@ def _utf8(file: Path) -> Path:
 
 
 def _checked(file: Path, source: Source) -> Path:
-    """``-f FORMAT`` on a file that is plainly another format is an error, not an empty import."""
+    """``-f FORMAT`` on a file that is plainly another format is an error, not an empty import;
+    a file no format recognizes from its head is read as ``FORMAT``, as the user says."""
     if not source.detectable:
         return file
     head = read_head(file)
     check_text(file, head)
     if not source.detect(file, head):
         try:
-            other = f"; it looks like {detect(file).name}"
-        except SourceError:
-            other = ""
-        raise SourceError(f"this is not a {source.name} file{other}", file=display_name(file))
+            other = detect(file).name
+        except SourceError:  # no format claims it (a head that tells little): read it as the user says
+            return file
+        raise SourceError(f"this file is not in the {source.name} format; it looks like {other}", file=display_name(file))
     return file
 
 

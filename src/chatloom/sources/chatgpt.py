@@ -54,7 +54,11 @@ class ChatGPTSource(Source):
     extensions = (".json",)
 
     def detect(self, path: Path, head: bytes) -> bool:
-        return head.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"[") and b'"mapping"' in head and b'"current_node"' in head
+        # "current_node" comes after the mapping, which may be longer than the head; "create_time"
+        # comes before it
+        return head.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"[") and b'"mapping"' in head and (
+            b'"current_node"' in head or b'"create_time"' in head
+        )
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         with open(path, "rb") as f:

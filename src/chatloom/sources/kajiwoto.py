@@ -36,7 +36,7 @@ class KajiwotoSource(Source):
 
     def detect(self, path: Path, head: bytes) -> bool:
         try:
-            first = next(csv.reader(io.StringIO(head.decode("utf-8", errors="ignore").splitlines()[0] if head.strip() else "")))
+            first = next(csv.reader(io.StringIO(head.decode("utf-8", errors="ignore").lstrip("\ufeff"), newline="")))  # quoted newlines too
         except (StopIteration, csv.Error, IndexError):
             return False
         return len(first) == 10 and first[7].lower() in ("true", "false") and (first[3].startswith("emotion_") or first[5].startswith("daytime_"))

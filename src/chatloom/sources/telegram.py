@@ -101,7 +101,8 @@ class TelegramSource(Source):
         if not text.startswith(b"{"):
             return False
         compact = text.replace(b" ", b"").replace(b"\n", b"")
-        return compact.startswith(b'{"chats":{') or (
+        full = compact.startswith(b'{"chats":{') or (compact.startswith(b'{"about":"') and b"telegram.org" in compact)
+        return full or (
             b'"messages":[' in compact and (b'"from_id":' in compact or b'"date_unixtime":' in compact) and b'"guild"' not in compact
         )
 
@@ -143,7 +144,7 @@ class TelegramSource(Source):
 
         with open(path, "rb") as f:
             start = skip_bom(f)
-            full = f.read(4096).replace(b" ", b"").replace(b"\n", b"").startswith(b'{"chats":')
+            full = f.read(4096).replace(b" ", b"").replace(b"\n", b"").startswith((b'{"chats":', b'{"about":'))  # a full export
             f.seek(start)
             try:
                 if full:

@@ -77,9 +77,13 @@ class WhatsAppSource(Source):
     stream = True
 
     def detect(self, path: Path, head: bytes) -> bool:
-        lines = head.decode("utf-8", errors="ignore").splitlines()[:20]
-        matched = sum(1 for line in lines if _HEADER.match(line.lstrip("\ufeff")))
-        return matched >= max(1, sum(1 for text in lines if text.strip()) // 3)
+        """An export starts with a header line, and has another one soon, or headers are a good
+        share of its lines (a long first message, pasted text, may hold many lines)."""
+        lines = [line for line in head.decode("utf-8", errors="ignore").lstrip("\ufeff").splitlines() if line.strip()]
+        if not lines or not _HEADER.match(lines[0]):
+            return False
+        headers = sum(1 for line in lines if _HEADER.match(line))
+        return headers >= 2 or len(lines) == 1 or headers >= len(lines) // 10
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)  # exports are text of tens of MB: read once, split with one regex
