@@ -432,7 +432,7 @@ def test_iso_times_are_isoformat(when, zone):
 @pytest.mark.parametrize(("written", "seconds"), [
     ("9:12:43 AM", 9 * 3600 + 12 * 60 + 43), ("11:32\u202fPM", 23 * 3600 + 32 * 60), ("11:25 a.\u00a0m.", 11 * 3600 + 25 * 60),
     ("12:05 a. m.", 5 * 60), ("12:05 PM", 12 * 3600 + 5 * 60), ("3:07_pm", 15 * 3600 + 7 * 60), (" 14:22 ", 14 * 3600 + 22 * 60),
-    ("15:48:11.250", 15 * 3600 + 48 * 60 + 11), ("0:00", 0),
+    ("15:48:11.250", 15 * 3600 + 48 * 60 + 11), ("0:00", 0), ("14.22", 14 * 3600 + 22 * 60), ("12.00.05", 12 * 3600 + 5),
 ])  # fmt: skip
 def test_times_in_the_exporters_layouts(written, seconds):
     assert dates.seconds_of_day(written) == seconds
@@ -599,3 +599,66 @@ def test_json_exports_with_a_utf8_bom_read_the_same(tmp_path, fixture, name):
         return [msgspec.json.encode(c) for c in source.read(path, reader)], reader.bad_count
 
     assert read(bom) == read(src) and read(src)[0]
+
+
+def _wa(tmp_path, text, name="chat.txt", **options):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    reader = Reader(str(path))
+    convs = list(get_source("whatsapp", me=["Ana"], min_turns=1, **options).read(path, reader))
+    return [(m.name, m.content) for c in convs for m in c.messages], reader
+
+
+def test_whatsapp_a_line_that_starts_with_a_date_and_time_continues_the_message(tmp_path):
+    got, reader = _wa(tmp_path, "1/2/23, 10:00 - Ana: Plan:\n1/3/23, 10:00 works for me\nNote: bring snacks\n1/20/23, 10:01 - Bob: ok\n", session_gap="30d")
+    assert got == [("Ana", "Plan:\n1/3/23, 10:00 works for me\nNote: bring snacks"), ("Bob", "ok")]
+    assert not reader.dropped
+
+
+def test_whatsapp_odd_spaces_in_a_m_p_m_and_dotted_times(tmp_path):
+    got, _ = _wa(tmp_path, "13/01/2019, 11:25 a.\u00a0m. - Ana: uno\n13/01/2019, 11:26 p.\u202fm. - Bea: dos\n")
+    assert got == [("Ana", "uno")]  # Bea at 23:26 is another session, without Ana
+    got, _ = _wa(tmp_path, "[1.1.2019, 12.00.00] Ana: Hello\n[1.1.2019, 12.00.05] Bea: Hey!\n[13.1.2019, 12.00.10] Ana: x\n")
+    assert got == [("Ana", "Hello"), ("Bea", "Hey!"), ("Ana", "x")]
+
+
+def test_whatsapp_ios_notices_marks_edits_and_documents(tmp_path):
+    lrm = "\u200e"
+    text = "".join(f"[15/08/2023, 9:{m:02d}:00\u202fAM] {line}\n" for m, line in enumerate([
+        f"Bea: {lrm}Messages to this chat and calls are now secured with end-to-end encryption.",
+        "Ana: hi", f"Bea: {lrm}Your security code with Bea changed. Tap to learn more.", f"Bea: {lrm}Missed voice call",
+        f"Bea: hello {lrm}there", f"Ana: {lrm}This message was deleted.", f"Bea: edited text {lrm}<This message was edited>",
+        f"Bea: report • {lrm}3 pages {lrm}document omitted", f"Friends: {lrm}Ana added Bea", f"Ana: {lrm}I left early",
+    ]))  # fmt: skip
+    got, reader = _wa(tmp_path, text, merge_gap="0")
+    assert got == [("Ana", "hi"), ("Bea", "hello there"), ("Bea", "edited text"), ("Bea", "[attachment: report]"), ("Ana", "I left early")]
+    assert reader.dropped == {"system line": 4, "deleted message": 1}
+
+
+def test_whatsapp_android_attached_files_keep_their_caption(tmp_path):
+    text = ("15/08/2023, 09:13 - Ana: hi\n15/08/2023, 09:14 - Bea: IMG-20230815-WA0001.jpg (file attached)\nnice view\n"
+            "15/08/2023, 09:15 - Ana: PTT-20230815-WA0002.opus (file attached)\n15/08/2023, 09:16 - Bea: ok <This message was edited>\n")  # fmt: skip
+    got, _ = _wa(tmp_path, text, merge_gap="0")
+    assert got == [("Ana", "hi"), ("Bea", "[attachment: IMG-20230815-WA0001.jpg]\nnice view"),
+                   ("Ana", "[attachment: PTT-20230815-WA0002.opus]"), ("Bea", "ok")]  # fmt: skip
+    got, reader = _wa(tmp_path, text, merge_gap="0", attachments=False)
+    assert got == [("Ana", "hi"), ("Bea", "nice view"), ("Bea", "ok")] and reader.dropped["attachment"] == 1
+
+
+def test_whatsapp_crlf_lines_and_text_before_the_first_message(tmp_path):
+    got, reader = _wa(tmp_path, "stray\r\n13/01/2023, 10:00 - Ana: line one\r\nline two\r\n13/01/2023, 10:01 - Bea: ok\r\n")
+    assert got == [("Ana", "line one\nline two"), ("Bea", "ok")]
+    assert reader.dropped == {"text before the first message": 1}
+
+
+def test_whatsapp_ios_chat_txt_is_named_by_its_zip_or_folder(tmp_path):
+    text = "[15/08/2023, 9:12:40 AM] Ana: hi\n[15/08/2023, 9:13:00 AM] Bea: hey\n"
+    with zipfile.ZipFile(tmp_path / "WhatsApp Chat - Bea.zip", "w") as z:
+        z.writestr("_chat.txt", text)
+    folder = tmp_path / "WhatsApp Chat - Cleo"
+    folder.mkdir()
+    (folder / "_chat.txt").write_text(text.replace("Bea", "Cleo"))
+    with Store(tmp_path / "w.db", create=True) as store:
+        import_paths(store, [str(tmp_path / "WhatsApp Chat - Bea.zip"), str(folder / "_chat.txt")], source_options={"me": ["Ana"]})
+        assert sorted((c.id, c.title) for c in store.iter_conversations()) == [
+            ("whatsapp:Bea:2023-08-15T09:12:40", "Bea"), ("whatsapp:Cleo:2023-08-15T09:12:40", "Cleo")]

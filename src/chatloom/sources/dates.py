@@ -18,9 +18,9 @@ from ..errors import SourceError
 
 _NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
 _MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
-# A time as written, odd spaces included ("\s" takes U+202F and U+00A0; "_" is seen too): the
+# A time as written ("14.22" too: fi-FI, da-DK), odd spaces included ("\s" takes U+202F and U+00A0; "_" is seen too): the
 # same times as ``clean_time`` then a plain pattern, without making the cleaned copy first.
-_TIME = re.compile(r"[\s_]*(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?[\s_]*(?:([AaPp])\.?[\s_]?[Mm]\.?)?[\s_]*")
+_TIME = re.compile(r"[\s_]*(\d{1,2})[:.](\d{2})(?:[:.](\d{2})(?:\.\d+)?)?[\s_]*(?:([AaPp])\.?[\s_]?[Mm]\.?)?[\s_]*")
 _MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
 
 

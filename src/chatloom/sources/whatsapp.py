@@ -29,7 +29,7 @@ from .stream import Post, Sessionizer
 
 _HEADER = re.compile(
     r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?\s"
-    r"(?P<time>\d{1,2}:\d{2}(?::\d{2})?(?:[\s\u202f\u00a0_]*[AaPp]\.?\s?[Mm]\.?)?)\]?(?:\s-\s|\s)(?P<rest>.*)$"
+    r"(?P<time>\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:[\s\u202f\u00a0_]*[AaPp]\.?\s?[Mm]\.?)?)\]?(?:\s-\s|\s)(?P<rest>.*)$"
 )
 # The same header, found in the whole text with the author when there is one (else a system line).
 # It starts with the newline before it (the text is read with one put in front): a literal first
@@ -37,16 +37,32 @@ _HEADER = re.compile(
 # Every quantifier is possessive ("?+", "*+", "{1,2}+"): what follows each one can never match what
 # it gave back, and the author part may be empty, so a match never needs to backtrack; not saving
 # the places to backtrack to makes the split a quarter faster.
+# A header is "[date, time] " (iOS) or "date, time - " (Android): a line of a message that only
+# starts with a date and a time ("1/3/23, 10:00 works for me") is not one.
 _HEADER_M = re.compile(
-    r"\n[\u200e\u200f]?+\[?+(?P<date>\d{1,4}+[./-]\d{1,2}+[./-]\d{1,4}+),?+[ \t]"
-    r"(?P<time>\d{1,2}+:\d{2}(?::\d{2})?+(?:[ \t\u202f\u00a0_]*+[AaPp]\.?+[ ]?+[Mm]\.?+)?+)\]?+[ \t](?:-[ \t])?+"
+    r"\n[\u200e\u200f]?+(?P<open>\[)?+(?P<date>\d{1,4}+[./-]\d{1,2}+[./-]\d{1,4}+),?+[ \t]"
+    r"(?P<time>\d{1,2}+[:.]\d{2}(?:[:.]\d{2})?+(?:[ \t\u202f\u00a0_]*+[AaPp]\.?+[ \u202f\u00a0]?+[Mm]\.?+)?+)"
+    r"(?(open)\][ \t]|[ \t]-[ \t])"
     r"(?:(?:~[ \t\u202f\u00a0])?+(?P<author>[^:\"\u200e\n]{1,80}+):[ \t]?+)?+"  # a name holds no ':'
 )
+_FIELDS = 5  # what the split gives for each header: open, date, time, author, and the text after it
 _MEDIA = re.compile(
-    r"^(?:<Media omitted>|(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted|<attached: (?P<file>[^>]+)>)$"
+    r"^(?:<Media omitted>|(?:(?P<doc>[^\n]+?) • [^\n]*?)?(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted"
+    r"|<attached: (?P<file>[^>]+)>)$"
 )
-_DELETED = ("This message was deleted", "You deleted this message")
+_ATTACHED = " (file attached)"  # Android, with media: "IMG-20230815-WA0001.jpg (file attached)", a caption below
+_EDITED = "<This message was edited>"
+_DELETED = ("This message was deleted", "You deleted this message", "This message was deleted.", "You deleted this message.")
 _SYSTEM_PREFIXES = ("Messages and calls are end-to-end encrypted", "Messages to this group are now secured")
+# What iOS writes under a person's (or the group's) name after a U+200E mark, that nobody typed:
+# the whole text must be one of these
+_NOTICE = re.compile(
+    r"(?:Messages (?:and calls are end-to-end encrypted|to this (?:group|chat)(?: and calls)? are now secured)[^\n]*"
+    r"|Your security code with [^\n]+ changed[^\n]*|Missed (?:group )?(?:voice|video) call[^\n]*"
+    r"|Waiting for this message[^\n]*"
+    r"|[^\n]{1,80}? (?:changed (?:the group|this group's|their phone number)[^\n]*|created (?:the )?group[^\n]*"
+    r"|joined using this group's invite link|left|was added|were added|added [^\n]{1,200}|removed [^\n]{1,200}))\s*"
+)
 _MARKS = "\u200e\u200f"
 _AUTHOR_STRIP = _MARKS + " "
 _MEDIA_ENDINGS = ("omitted", ">", *_MARKS)  # a text that may be a media placeholder (checked by _MEDIA)
@@ -87,11 +103,15 @@ class WhatsAppSource(Source):
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)  # exports are text of tens of MB: read once, split with one regex
+        if "\r" in text:
+            text = text.replace("\r\n", "\n")
         text = "\n" + text  # the headers' patterns start with the newline before them
-        # One C call cuts the whole text at the headers: [before, date, time, author, body, date, …]
+        # One C call cuts the whole text at the headers: [before, open, date, time, author, body, open, …]
         parts = _HEADER_M.split(text)
-        order = dates.detect_order(set(parts[1::4]), self.options.get("date_format"), file=str(path))
-        chat = re.sub(r"^WhatsApp Chat (with|mit|con|avec) ", "", path.stem).strip() or path.stem
+        if parts[0].strip():
+            reader.dropped["text before the first message"] += 1
+        order = dates.detect_order(set(parts[2::_FIELDS]), self.options.get("date_format"), file=str(path))
+        chat = _chat_name(path, reader.file)
         yield from Sessionizer(self.options, reader).conversations(
             self._posts(text, parts, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
             title=chat, meta={"chat": chat},
@@ -104,9 +124,11 @@ class WhatsAppSource(Source):
         attachments = self.options.get("attachments", True)
         dropped = reader.dropped
         line_of = _HeaderLines(text)
+        marked = "\u200e" in text  # iOS: U+200E marks, inside texts too (removed)
+        attached = _ATTACHED in text
         fields = iter(parts)
         next(fields)  # what comes before the first header
-        for n, (date, time, author, body) in enumerate(zip(fields, fields, fields, fields)):  # type: ignore[misc]
+        for n, (_, date, time, author, body) in enumerate(zip(fields, fields, fields, fields, fields)):  # type: ignore[misc]
             if author is None:
                 dropped["system line"] += 1
                 continue
@@ -119,14 +141,26 @@ class WhatsAppSource(Source):
                     continue
             else:
                 when = day + offset
+            if marked:
+                if body[:1] in _MARKS and _NOTICE.fullmatch(body, 1):
+                    dropped["system line"] += 1
+                    continue
+                body = body.replace("\u200e", "")
             body = body.lstrip(_MARKS).strip()
             if body.endswith(_MEDIA_ENDINGS):
+                if body.endswith(_EDITED):
+                    body = body[: -len(_EDITED)].rstrip()
                 media = _MEDIA.match(body.strip(_MARKS))
                 if media:
                     if not attachments:
                         dropped["attachment"] += 1
                         continue
-                    body = f"[attachment: {media['file'] or (media['kind'] or 'media').lower()}]"
+                    body = f"[attachment: {media['file'] or media['doc'] or (media['kind'] or 'media').lower()}]"
+            if attached and _ATTACHED in body:
+                body = _attachment_line(body, attachments)
+                if body is None:
+                    dropped["attachment"] += 1
+                    continue
             if not body:
                 dropped["empty message"] += 1
             elif body.startswith(_SYSTEM_PREFIXES):
@@ -135,6 +169,25 @@ class WhatsAppSource(Source):
                 dropped["deleted message"] += 1
             else:
                 yield Post(author.strip(_AUTHOR_STRIP), body, when)
+
+
+def _attachment_line(body: str, keep: bool) -> str | None:
+    """Android's "FILE (file attached)" first line as a placeholder (or gone), its caption kept."""
+    first, newline, caption = body.partition("\n")
+    if not first.endswith(_ATTACHED):
+        return body
+    if not keep:
+        return caption.strip() or None
+    return f"[attachment: {first[: -len(_ATTACHED)].strip()}]" + (newline + caption if caption else "")
+
+
+def _chat_name(path: Path, shown: str) -> str:
+    """The chat's name, from the export's name: "WhatsApp Chat with Bea.txt" (Android), or for
+    iOS's "_chat.txt" the zip it came in ("WhatsApp Chat - Bea.zip") or the folder it is in."""
+    stem = path.stem
+    if stem == "_chat":
+        stem = Path(shown.split("!", 1)[0]).stem if "!" in shown else path.parent.name or stem
+    return re.sub(r"^WhatsApp Chat (?:with|mit|con|avec|-) ", "", stem).strip() or stem
 
 
 class _HeaderLines:
