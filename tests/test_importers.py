@@ -662,3 +662,18 @@ def test_whatsapp_ios_chat_txt_is_named_by_its_zip_or_folder(tmp_path):
         import_paths(store, [str(tmp_path / "WhatsApp Chat - Bea.zip"), str(folder / "_chat.txt")], source_options={"me": ["Ana"]})
         assert sorted((c.id, c.title) for c in store.iter_conversations()) == [
             ("whatsapp:Bea:2023-08-15T09:12:40", "Bea"), ("whatsapp:Cleo:2023-08-15T09:12:40", "Cleo")]
+
+
+def test_a_me_that_is_nobody_in_the_chat_is_an_error_listing_the_speakers(tmp_path, run, fixture):
+    chat, dce = fixture("whatsapp_ios_langchain.txt"), fixture("discordchatexporter_general.json")
+    db = tmp_path / "m.db"
+    line = _one_error_line(run("import", "-d", str(db), "--me", "nobody", str(chat)), str(chat))
+    assert "--me 'nobody' is none of its speakers: Dr. Feather (7), Jungle Jane (4)" in line and "nothing was imported" in line
+    assert not db.exists()
+    # one chat of two without you: imported, with a warning about the other
+    result = run("import", "-d", str(db), "--me", "Dr. Feather", str(chat), str(dce))
+    assert result.exit_code == 0 and Store(db).count() == 1
+    assert f"warning: {dce}: --me 'Dr. Feather' is none of its speakers: Adam (" in result.stderr
+    # a Discord name with its tag, as DCE's TXT layout shows it, is the name DCE's JSON writes
+    (result,) = import_paths(Store(tmp_path / "t.db", create=True), [str(dce)], source_options={"me": ["Adam#7077"]})
+    assert result.counts.added == 1 and result.me_missing is None

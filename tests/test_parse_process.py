@@ -43,19 +43,20 @@ def _whatsapp(path: Path, chats: int = 60, bad_line: int | None = None) -> Path:
     return path
 
 
-def _import(monkeypatch, mode: str, db: Path, path: Path, **kw):
+def _import(monkeypatch, mode: str, db: Path, path: Path, me: str = "Ana", **kw):
     monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
     with Store(db, create=True) as store:
-        (result,) = import_paths(store, [str(path)], source_options={"me": ["Ana"]}, **kw)
+        (result,) = import_paths(store, [str(path)], source_options={"me": [me]}, **kw)
         return result, list(store.iter_conversations())
 
 
-@pytest.mark.parametrize("name", ["whatsapp", "discordchatexporter_general.json", "telegram_batch_export_chatminer.json"])
-def test_a_worker_process_imports_what_this_process_imports(tmp_path, monkeypatch, fixture, name):
+@pytest.mark.parametrize(("name", "me"), [("whatsapp", "Ana"), ("discordchatexporter_general.json", "Adam"),
+                                          ("telegram_batch_export_chatminer.json", "Author 1")])  # fmt: skip
+def test_a_worker_process_imports_what_this_process_imports(tmp_path, monkeypatch, fixture, name, me):
     path = _whatsapp(tmp_path / "WhatsApp Chat with Ben.txt") if name == "whatsapp" else fixture(name)
-    here, convs_here = _import(monkeypatch, "0", tmp_path / "here.db", path, batch_size=7)
-    there, convs_there = _import(monkeypatch, "1", tmp_path / "there.db", path, batch_size=7)
-    assert convs_here == convs_there
+    here, convs_here = _import(monkeypatch, "0", tmp_path / "here.db", path, me, batch_size=7)
+    there, convs_there = _import(monkeypatch, "1", tmp_path / "there.db", path, me, batch_size=7)
+    assert convs_here == convs_there and convs_here
     assert here.to_dict() == there.to_dict()
     if name == "whatsapp":  # the counts that live in the reader came back from the worker
         assert here.counts.added == 60 and there.speakers == {"Ana": 120, "Ben": 120, "Cy": 120}

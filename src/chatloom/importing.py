@@ -23,7 +23,7 @@ from typing import Any
 from . import parse_process
 from .errors import ChatloomError, SourceError, UsageError
 from .sources import Reader, Source, check_text, detect, get_source, read_head
-from .sources.stream import ask_for_me
+from .sources.stream import ask_for_me, me_absent, speaker_list
 from .store import ImportCounts, Store, fingerprint
 
 
@@ -40,6 +40,7 @@ class FileResult:
     dropped: dict[str, int] = field(default_factory=dict)  # what was left out, by reason
     roles: dict[str, int] = field(default_factory=dict)  # messages per role (dry runs)
     dry_run: bool = False
+    me_missing: str | None = None  # "--me matched none of its speakers: …" (message streams)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class FileResult:
             "resumed": self.interrupted is not None,
             "speakers": self.speakers,
             "dropped": self.dropped,
+            "me_missing": self.me_missing,
             **({"roles": self.roles, "dry_run": True} if self.dry_run else {}),
         }
 
@@ -223,7 +225,8 @@ def import_files(
     """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
     or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
     ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
-    results = []
+    results: list[FileResult] = []
+    streams: list[FileResult] = []  # the message-stream files' results
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(display_name(file), strict=strict, progress=progress)
@@ -251,8 +254,20 @@ def import_files(
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
-                                  dict(reader.speakers), dict(reader.dropped)))  # fmt: skip
+                                  dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
+        if source.stream:
+            streams.append(results[-1])
+    if streams and all(r.me_missing for r in streams):  # --me is nobody in any chat: a typo, most likely
+        raise UsageError(f"{streams[0].file}: {streams[0].me_missing}; nothing was imported")
     return results
+
+
+def _me_missing(source: Source, reader: Reader) -> str | None:
+    if not (source.stream and me_absent(source.options, reader)):
+        return None
+    listing, example = speaker_list(reader)
+    me = ", ".join(f"'{m}'" for m in source.options.get("me") or ())
+    return f"--me {me} is none of its speakers: {listing}; pass --me '{example}' or another of them"
 
 
 def check_me(files: Sequence[tuple[Path, Source, bool]]) -> None:

@@ -163,6 +163,8 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
             click.echo(f"warning: {r.file}: {r.bad:,} bad records skipped (first {len(r.examples)} shown; --strict to fail instead)", err=True)
         for reason, n in r.dropped.items():
             click.echo(f"note: {_shown(r.file)}: dropped {n:,} × {reason}")
+        if r.me_missing:
+            click.echo(f"warning: {r.file}: {r.me_missing}", err=True)
     click.echo(f"{total:,} conversations in {dataset}")
 
 

@@ -17,6 +17,7 @@ counts, and the user is asked to choose (exit 2), rather than guessing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +41,16 @@ class Post(msgspec.Struct, gc=False):
     reply_to: str | None = None
 
 
+def me_names(names: Iterable[str]) -> set[str]:
+    """``--me`` names as matched: casefolded, and a Discord tag ("Adam#7077") also without the
+    "#7077" (DiscordChatExporter writes names without it)."""
+    found = set()
+    for name in names:
+        found.add(name.casefold())
+        found.add(re.sub(r"#\d{4}$", "", name).casefold())
+    return found
+
+
 def parse_duration(text: str | int | float) -> float:
     """``90``, ``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` → seconds."""
     if isinstance(text, int | float):
@@ -58,7 +69,7 @@ class Sessionizer:
     """Turns the posts of one chat into conversations; counts speakers and drops in ``reader``."""
 
     def __init__(self, options: dict[str, Any], reader: Reader):
-        self.me = {name.casefold() for name in options.get("me") or ()}
+        self.me = me_names(options.get("me") or ())
         self.merge_gap = timedelta(seconds=parse_duration(options.get("merge_gap", "5m")))
         self.session_gap = timedelta(seconds=parse_duration(options.get("session_gap", "1h")))
         self.min_turns = int(options.get("min_turns", 2))
@@ -157,13 +168,24 @@ class _Roles(dict[str, str]):
         return role
 
 
-def ask_for_me(reader: Reader) -> None:
-    """Raise the question 'who are you?' with the speakers and their counts."""
+def me_absent(options: dict[str, Any], reader: Reader) -> bool:
+    """Whether ``--me`` was given and is none of the speakers the reader counted."""
+    me = me_names(options.get("me") or ())
+    return bool(me) and bool(reader.speakers) and not any(name.casefold() in me for name in reader.speakers)
+
+
+def speaker_list(reader: Reader) -> tuple[str, str]:
+    """The speakers with their counts (the 12 busiest), and the busiest one's name."""
     top = reader.speakers.most_common(12)
     listing = ", ".join(f"{name} ({n:,})" for name, n in top)
     more = f", and {len(reader.speakers) - len(top)} more" if len(reader.speakers) > len(top) else ""
-    example = top[0][0] if top else "NAME"
+    return listing + more, top[0][0] if top else "NAME"
+
+
+def ask_for_me(reader: Reader) -> None:
+    """Raise the question 'who are you?' with the speakers and their counts."""
+    listing, example = speaker_list(reader)
     raise UsageError(
-        f"{reader.file}: who are you in this chat? Speakers: {listing}{more}. "
+        f"{reader.file}: who are you in this chat? Speakers: {listing}. "
         f"Pass --me '{example}' (repeatable): their messages become the assistant's turns"
     )
