@@ -677,3 +677,44 @@ def test_a_me_that_is_nobody_in_the_chat_is_an_error_listing_the_speakers(tmp_pa
     # a Discord name with its tag, as DCE's TXT layout shows it, is the name DCE's JSON writes
     (result,) = import_paths(Store(tmp_path / "t.db", create=True), [str(dce)], source_options={"me": ["Adam#7077"]})
     assert result.counts.added == 1 and result.me_missing is None
+
+
+def _dce_txt(guild, posts):
+    head = f"{'=' * 62}\nGuild: {guild}\nChannel: Text Channels / general\n{'=' * 62}\n\n"
+    return head + "".join(f"[1/13/2023 2:{m:02d} PM] {who}\n{text}\n\n\n" for m, (who, text) in enumerate(posts, 20))
+
+
+def test_discord_txt_ids_hold_the_guild_and_texts_keep_their_shape(tmp_path):
+    """Every server has a 'Text Channels / general': two servers' exports are two chats. A
+    paragraph in brackets after a blank line is text, a first line's indent stays, and DCE's
+    'Added a recipient.' is a system message."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text(_dce_txt("Server A", [("Ana#0001", "hello from A"), ("Bob", "hi")]))
+    b.write_text(_dce_txt("Server B", [("Ana#0001", "First paragraph\n\n[Spoiler warning] the end is sad\nand more"),
+                                       ("Bob", "Added a recipient."), ("Bob", "    indented code\n        more")]))  # fmt: skip
+    with Store(tmp_path / "d.db", create=True) as store:
+        results = import_paths(store, [str(a), str(b)], source_options={"me": ["Ana"], "min_turns": 1})
+        assert [r.counts.added for r in results] == [1, 1] and results[1].dropped == {"system message": 1}
+        convs = {c.title: c for c in store.iter_conversations()}
+    assert sorted(c.id for c in convs.values()) == ["discord:ServerA/TextChannels/general:2023-01-13T14:20:00",
+                                                   "discord:ServerB/TextChannels/general:2023-01-13T14:20:00"]  # fmt: skip
+    assert [m.content for m in convs["Server B / Text Channels / general"].messages] == [
+        "First paragraph\n\n[Spoiler warning] the end is sad\nand more", "    indented code\n        more"]
+
+
+def test_csv_errors_name_the_line_a_row_starts_on_and_fields_may_be_long(tmp_path):
+    rows = ['"1","Ana","2023-01-13T10:00:00+00:00","a message\nof four\nlines\nhere","",""',
+            '"2","Bob","NOT A DATE","x","",""', '"1","Ana","2023-01-13T10:02:00+00:00","' + "y" * 200_000 + '","",""']  # fmt: skip
+    path = tmp_path / "c.csv"
+    path.write_text("AuthorID,Author,Date,Content,Attachments,Reactions\n" + "\n".join(rows) + "\n")
+    reader = Reader(str(path))
+    convs = list(get_source("discord", me=["Ana"], min_turns=1).read(path, reader))
+    assert reader.examples == [f"{path}:6: unreadable date and time 'NOT A DATE'"]
+    assert [len(m.content) for c in convs for m in c.messages] == [len("a message\nof four\nlines\nhere\n") + 200_000]
+
+
+def test_a_date_format_the_file_contradicts_is_one_error(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_text("13/01/2019, 11:25 - Ana: uno\n13/01/2019, 11:26 - Bea: dos\n")
+    with pytest.raises(SourceError, match="--date-format mdy, but the dates are day-first"):
+        list(get_source("whatsapp", me=["Ana"], date_format="mdy").read(path, Reader(str(path))))

@@ -40,8 +40,6 @@ def clean_time(text: str) -> str:
 
 def detect_order(dates: Iterable[str], forced: str | None, *, file: str) -> str:
     """``dmy``, ``mdy`` or ``ymd`` for the numeric dates of a whole file."""
-    if forced:
-        return forced
     day_first = month_first = False
     year_first = numeric = False
     for d in dates:
@@ -56,8 +54,14 @@ def detect_order(dates: Iterable[str], forced: str | None, *, file: str) -> str:
             day_first = True
         elif b > 12:
             month_first = True
-    if day_first and month_first:
+    if day_first and month_first and forced not in ("dmy", "mdy"):
         raise SourceError("dates are day-first on some lines and month-first on others; pass --date-format dmy or mdy", file=file)
+    if forced:
+        if forced == "mdy" and day_first and not month_first:
+            raise SourceError("--date-format mdy, but the dates are day-first (a first part above 12); pass --date-format dmy", file=file)
+        if forced == "dmy" and month_first and not day_first:
+            raise SourceError("--date-format dmy, but the dates are month-first (a second part above 12); pass --date-format mdy", file=file)
+        return forced
     if day_first:
         return "dmy"
     if month_first:
@@ -108,7 +112,11 @@ def parse(date: str, time: str, order: str) -> datetime:
             mo, d, y = parts
         else:
             y, mo, d = parts
-        return datetime(_year(y), mo, d, hour, minute, second)
+        try:
+            return datetime(_year(y), mo, d, hour, minute, second)
+        except ValueError:
+            read_as = "year-first" if len(m[1]) == 4 or order == "ymd" else {"dmy": "day-first", "mdy": "month-first"}[order]
+            raise ValueError(f"impossible date '{date}' (read {read_as})") from None
     m = _MONTH_NAME.match(date)
     if m and m[2][:3].lower() in _MONTHS:
         return datetime(_year(int(m[3])), _MONTHS[m[2][:3].lower()], int(m[1]), hour, minute, second)
@@ -128,4 +136,11 @@ def parse_any(text: str, order: str) -> datetime:
         return datetime.fromisoformat(text.strip())
     except ValueError:
         date, time = split_datetime(text)
-        return parse(date, time, order)
+        if not time:
+            raise ValueError(f"unreadable date and time '{text.strip()}'") from None
+        try:
+            return parse(date, time, order)
+        except ValueError as err:
+            if str(err).startswith("unreadable") and not _NUMERIC.match(date) and not _MONTH_NAME.match(date):
+                raise ValueError(f"unreadable date and time '{text.strip()}'") from None
+            raise

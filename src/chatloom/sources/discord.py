@@ -16,8 +16,6 @@ so ``--me`` is the same for every layout.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -30,7 +28,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_text, read_text, skip_bom
+from .base import BOM, Reader, Source, check_text, csv_rows, read_text, skip_bom
 from .stream import Post, Sessionizer
 
 
@@ -77,7 +75,7 @@ _END = b"\n    },"  # the end of one message object inside DCE's indented "messa
 _KEPT_TYPES = {"Default", "Reply"}
 _SYSTEM_TEXT = re.compile(
     r"^(Joined the server\.|Started a thread\.|Pinned a message\.|Left the group\.|Changed the channel (name|icon).*|"
-    r"Started a call( that lasted .*)?\.?|Added .+ to the group\.|Removed .+ from the group\.)$"
+    r"Started a call( that lasted .*)?\.?|Added .+ to the group\.|Removed .+ from the group\.|Added a recipient\.|Removed a recipient\.)$"
 )
 _DISCRIMINATOR = re.compile(r"#\d{4}$")
 
@@ -256,7 +254,8 @@ class DiscordSource(Source):
 
     # -- TXT -----------------------------------------------------------------------------------
 
-    _TXT_HEADER = re.compile(r"^\[(?P<when>[^\]]{6,40})\] (?P<author>.+?)(?: \(pinned\))?$")
+    # the bracket holds a date and a time ("[Spoiler warning] …" after a blank line is text)
+    _TXT_HEADER = re.compile(r"^\[(?P<when>(?=[^\]]*\d[:.]\d\d)[^\]]{6,40})\] (?P<author>.+?)(?: \(pinned\))?$")
 
     def _txt(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
@@ -284,7 +283,7 @@ class DiscordSource(Source):
                         section.append(line)
                     elif section is content:
                         content.append(line)
-                text = "\n".join(content).strip()
+                text = "\n".join(content).strip("\n").rstrip()  # a first line's indent is the author's
                 if _SYSTEM_TEXT.match(text) and not attachments:
                     reader.dropped["system message"] += 1
                     continue
@@ -297,7 +296,8 @@ class DiscordSource(Source):
                 if out is not None:
                     yield Post(author=_author(m["author"]), text=out, time=when)
 
-        chat_id = meta.get("channel", path.stem).replace(" ", "")
+        # the guild too: every server has a "Text Channels / general"
+        chat_id = "/".join(x for x in (meta.get("guild"), meta.get("channel", path.stem)) if x).replace(" ", "")
         yield from self._sessions(posts(), reader, path, chat_id, " / ".join(meta.values()) or None, meta)
         reader.advance(size)
 
@@ -305,13 +305,13 @@ class DiscordSource(Source):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-        if not rows or rows[0][:4] != ["AuthorID", "Author", "Date", "Content"]:
+        rows = csv_rows(text)
+        if not rows or rows[0][1][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
-        order = dates.detect_order((dates.split_datetime(r[2])[0] for r in rows[1:] if len(r) > 2), self.options.get("date_format"), file=str(path))
+        order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.get("date_format"), file=str(path))
 
         def posts() -> Iterator[Post]:
-            for n, row in enumerate(rows[1:], 2):
+            for n, row in rows[1:]:
                 if len(row) < 4:
                     reader.bad(n, f"expected at least 4 columns, got {len(row)}")
                     continue

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..model import Conversation, Message
-from .base import Reader, Source, read_text
+from .base import Reader, Source, csv_rows, read_text
 
 COLUMNS = ("id", "user_message", "message", "asm", "attachment", "daytime", "last_seen", "deleted", "history", "duplicate_ids")
 
@@ -44,7 +44,7 @@ class KajiwotoSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
         rows = []
-        for n, row in enumerate(csv.reader(io.StringIO(text, newline="")), 1):
+        for n, row in csv_rows(text):
             if not row:
                 continue
             if len(row) != 10:

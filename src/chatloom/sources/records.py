@@ -17,9 +17,7 @@ nothing. The record's place (``$[3]`` or ``line 4``) is kept in ``source.locator
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
-from .base import HEAD_BYTES, Reader, Source, check_text, read_text, skip_bom
+from .base import HEAD_BYTES, Reader, Source, check_text, csv_rows, read_text, skip_bom
 
 STREAM_ABOVE = 256 << 20
 
@@ -358,10 +356,14 @@ class LimaSource(RecordSource):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, _ = read_text(path)
-        rows = csv.DictReader(io.StringIO(text, newline=""))
-        if "chat" not in (rows.fieldnames or []):
+        rows = csv_rows(text)
+        fieldnames = rows[0][1] if rows else []
+        if "chat" not in fieldnames:
             raise SourceError("expected a CSV with a 'chat' column (LIMA-GUI's old format)", file=str(path), where=1)
-        for n, row in enumerate(rows, 2):
+        for n, values in rows[1:]:
+            if not values:
+                continue
+            row = dict(zip(fieldnames, values, strict=False))
             try:
                 chat = orjson.loads(row["chat"])
                 record = chat if isinstance(chat, dict) else {"messages": chat}
@@ -369,7 +371,7 @@ class LimaSource(RecordSource):
                     if row.get(key) and key not in record:
                         record[key] = orjson.loads(row[key]) if key == "tags" and row[key].startswith("[") else row[key]
                 conv = self.convert(record)
-            except (orjson.JSONDecodeError, RecordError) as err:
+            except (orjson.JSONDecodeError, RecordError, TypeError, ValueError, AttributeError, KeyError) as err:
                 reader.bad(n, f"chat column: {err}")
                 continue
             conv.source = {"format": self.name, "file": path.name, "locator": f"line {n}"}
