@@ -718,3 +718,35 @@ def test_a_date_format_the_file_contradicts_is_one_error(tmp_path):
     path.write_text("13/01/2019, 11:25 - Ana: uno\n13/01/2019, 11:26 - Bea: dos\n")
     with pytest.raises(SourceError, match="--date-format mdy, but the dates are day-first"):
         list(get_source("whatsapp", me=["Ana"], date_format="mdy").read(path, Reader(str(path))))
+
+
+def test_telegram_times_without_unix_time_stay_local_and_a_bad_message_is_one_bad_record(tmp_path, fixture):
+    doc = json.loads(fixture("telegram_result_langchain.json").read_text(encoding="utf-8"))
+
+    def read(changed, me="Jimmeny Marvelton"):
+        path = tmp_path / "result.json"
+        path.write_text(json.dumps(changed))
+        reader = Reader(str(path))
+        return list(get_source("telegram", me=[me], min_turns=1).read(path, reader)), reader
+
+    with_unix, _ = read(doc)
+    local = {**doc, "messages": [{k: v for k, v in m.items() if k != "date_unixtime"} for m in doc["messages"]]}
+    without, _ = read(local)
+    # the same instants: 'date' is the exporter's local time, written here with no offset (not as UTC)
+    first = doc["messages"][0]
+    assert without[0].messages[0].meta["time"] == first["date"]
+    stamp = datetime.fromisoformat(with_unix[0].messages[0].meta["time"])
+    assert stamp == datetime.fromtimestamp(int(first["date_unixtime"]), UTC)
+    bad = {**doc, "messages": [{**doc["messages"][0], "from": 12345}, *doc["messages"][1:]]}
+    convs, reader = read(bad)
+    assert reader.bad_count == 1 and "$.messages[0]" in reader.examples[0] and convs
+
+
+def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):
+    msgs = [{"id": 1, "type": "message", "date": "2023-08-23T13:11:23", "from": "Ana", "text": "hi"},
+            {"id": 2, "type": "message", "date": "2023-08-23T13:12:23", "from": "Bea", "text": "",
+             "file": "(File not included. Change data exporting settings to download.)", "media_type": "voice_message"}]  # fmt: skip
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps({"name": "c", "type": "personal_chat", "id": 1, "messages": msgs}))
+    (conv,) = get_source("telegram", me=["Ana"]).read(path, Reader(str(path)))
+    assert conv.messages[1].content == "[attachment: voice_message]"

@@ -12,7 +12,7 @@ chat (or one message of a single-chat export) at a time, so memory stays flat.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +81,59 @@ def flatten(text: Any) -> str:
     return ""
 
 
-def _time(m: TgMessage) -> datetime | None:
-    if m.date_unixtime:
-        return datetime.fromtimestamp(int(m.date_unixtime), UTC)
+_NOT_INCLUDED = "(File not included"  # Telegram's note where the export left a file out
+
+
+def _zone(m: TgMessage) -> tzinfo | None:
+    """The zone of a chat's times, from its first dated message: with ``date_unixtime``, the
+    exporting computer's offset (``date`` is its local time; UTC when only the Unix time is
+    there); without, None: the times stay local, as written, with no offset (never called UTC)."""
+    if not m.date_unixtime:
+        return None
+    if not m.date:
+        return UTC
+    local = datetime.fromisoformat(m.date).replace(tzinfo=None)
+    offset = local - datetime.fromtimestamp(int(m.date_unixtime), UTC).replace(tzinfo=None)
+    return timezone(timedelta(minutes=round(offset.total_seconds() / 60)))
+
+
+def _time(m: TgMessage, zone: tzinfo | None) -> datetime | None:
+    """A message's time in its chat's zone (see ``_zone``)."""
+    if zone is not None:
+        if m.date_unixtime:
+            return datetime.fromtimestamp(int(m.date_unixtime), UTC)
+        return datetime.fromisoformat(m.date).replace(tzinfo=zone) if m.date else None
     if m.date:
-        when = datetime.fromisoformat(m.date)
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-    return None
+        return datetime.fromisoformat(m.date).replace(tzinfo=None)
+    return datetime.fromtimestamp(int(m.date_unixtime), UTC).replace(tzinfo=None) if m.date_unixtime else None
+
+
+class _LenientChat(msgspec.Struct):
+    messages: list[Any]
+    name: str | None = None
+    type: str | None = None
+    id: int | str | None = None
+
+
+class _LenientDoc(msgspec.Struct):
+    chats: msgspec.Raw | None = None
+    messages: list[Any] | None = None
+    name: str | None = None
+    type: str | None = None
+    id: int | str | None = None
+
+
+def _lenient_doc(data: bytes, path: Path) -> _Doc:
+    """The document with its messages left as dicts, for ``_posts`` to check one by one."""
+    try:
+        doc = msgspec.json.decode(data, type=_LenientDoc)
+        chats = None
+        if doc.chats is not None:
+            listed = msgspec.json.decode(doc.chats, type=dict[str, Any]).get("list", [])
+            chats = _ChatList([msgspec.convert(c, _LenientChat, strict=False) for c in listed])  # type: ignore[arg-type]
+    except msgspec.ValidationError as err:
+        raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
+    return _Doc(chats=chats, messages=doc.messages, name=doc.name, type=doc.type, id=doc.id)  # type: ignore[arg-type]
 
 
 class TelegramSource(Source):
@@ -122,8 +168,8 @@ class TelegramSource(Source):
             data = path.read_bytes().removeprefix(BOM)
             try:
                 doc = _decode_doc(data)
-            except msgspec.ValidationError as err:
-                raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
+            except msgspec.ValidationError:  # a message of another shape: each one is checked on its own
+                doc = _lenient_doc(data, path)
             except msgspec.DecodeError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
             if doc.chats is not None:
@@ -163,9 +209,17 @@ class TelegramSource(Source):
 
     def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader) -> Iterator[Post]:
         attachments = self.options.get("attachments", True)
-        for m in messages:
-            if isinstance(m, dict):  # streamed through ijson
-                m = msgspec.convert(m, TgMessage, strict=False)
+        zone: tzinfo | None | bool = False  # False: not known yet (see _zone)
+        for i, m in enumerate(messages):
+            try:
+                if isinstance(m, dict):  # streamed through ijson, or read untyped after a bad message
+                    m = msgspec.convert(m, TgMessage, strict=False)
+                if zone is False and (m.date or m.date_unixtime):
+                    zone = _zone(m)
+                when = _time(m, zone or None)
+            except (msgspec.ValidationError, ValueError, OverflowError, OSError) as err:
+                reader.bad(f"$.messages[{i}]", f"not a Telegram message: {err}")
+                continue
             if m.type != "message":
                 reader.dropped["service message"] += 1
                 continue
@@ -176,7 +230,7 @@ class TelegramSource(Source):
             elif m.media_type == "sticker":
                 media = f"sticker {m.sticker_emoji or ''}".strip()
             elif m.file:
-                media = m.file_name or Path(m.file).name or m.media_type or "file"
+                media = m.file_name or (None if m.file.startswith(_NOT_INCLUDED) else Path(m.file).name) or m.media_type or "file"
             if media and attachments:
                 text = f"{text}\n[attachment: {media}]" if text.strip() else f"[attachment: {media}]"
             if not text.strip():
@@ -185,7 +239,7 @@ class TelegramSource(Source):
             yield Post(
                 author=m.from_ or m.actor or "unknown",
                 text=text,
-                time=_time(m),
+                time=when,
                 id=str(m.id) if m.id is not None else None,
                 reply_to=str(m.reply_to_message_id) if m.reply_to_message_id is not None else None,
             )
