@@ -750,3 +750,27 @@ def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):
     path.write_text(json.dumps({"name": "c", "type": "personal_chat", "id": 1, "messages": msgs}))
     (conv,) = get_source("telegram", me=["Ana"]).read(path, Reader(str(path)))
     assert conv.messages[1].content == "[attachment: voice_message]"
+
+
+def test_chatgpt_voice_thoughts_and_empty_nodes(tmp_path):
+    """A voice message is its transcription; the model's thoughts, their recap, the custom
+    instructions and an empty answer node are not turns."""
+
+    def node(nid, parent, child, role, content):
+        msg = {"id": nid, "author": {"role": role}, "create_time": 1700000000, "content": content, "metadata": {}}
+        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
+
+    chain = [("user", {"content_type": "user_editable_context", "user_profile": "I am X"}),
+             ("user", {"content_type": "multimodal_text", "parts": [
+                 {"content_type": "audio_transcription", "text": "spoken question"}, {"content_type": "audio_asset_pointer"}]}),
+             ("assistant", {"content_type": "text", "parts": [""]}),
+             ("assistant", {"content_type": "thoughts", "thoughts": [{"summary": "s", "content": "thinking"}]}),
+             ("assistant", {"content_type": "reasoning_recap", "content": "Thought for 3 seconds"}),
+             ("assistant", {"content_type": "text", "parts": ["the answer"]})]  # fmt: skip
+    ids = [f"n{i}" for i in range(len(chain))]
+    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content)
+                   for i, (role, content) in enumerate(chain))  # fmt: skip
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
+    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    assert [(m.role, m.content) for m in conv.messages] == [("user", "spoken question"), ("assistant", "the answer")]

@@ -3,8 +3,9 @@
 Each conversation is a tree of nodes (``mapping``): regenerating an answer or editing a prompt
 adds a branch. The active branch is the path from ``current_node`` up through ``parent``,
 reversed; ``--all-branches`` also imports every other branch (ending at a leaf) as its own
-conversation, ``chatgpt:<id>:<leaf>``. Hidden nodes and empty system nodes are skipped; non-text
-parts (images, browsing displays) become placeholders such as ``[image]``.
+conversation, ``chatgpt:<id>:<leaf>``. Hidden nodes, empty nodes, the model's thoughts and the
+user's custom instructions are skipped; a voice message is its transcription; other non-text parts
+(images, browsing displays) become placeholders such as ``[image]``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,28 @@ def _iso(ts: Any) -> str | None:
     return None
 
 
-def _text(content: dict[str, Any]) -> str:
+# the model's own working (o1/o3 thoughts and their summary) and the user's custom instructions:
+# not turns of the conversation
+_SKIPPED = {"thoughts", "reasoning_recap", "user_editable_context", "model_editable_context"}
+_AUDIO = ("audio_asset_pointer", "real_time_user_audio_video_asset_pointer")  # the recording; its transcription is the text
+
+
+def _text(content: dict[str, Any]) -> str | None:
+    """A message's text, with placeholders for what is not text; None for a node to skip."""
     kind = content.get("content_type", "text")
+    if kind in _SKIPPED:
+        return None
     if kind in ("text", "multimodal_text"):
         out = []
         for part in content.get("parts") or ():
             if isinstance(part, str):
                 out.append(part)
             elif isinstance(part, dict):
-                ptype = part.get("content_type", "part")
-                out.append(f"[{'image' if 'image' in ptype else ptype}]")
+                ptype = str(part.get("content_type", "part"))
+                if isinstance(part.get("text"), str):  # a voice message's audio_transcription
+                    out.append(part["text"])
+                elif ptype not in _AUDIO:
+                    out.append(f"[{'image' if 'image' in ptype else ptype}]")
         return "\n".join(p for p in out if p)
     if kind == "code":
         return str(content.get("text", ""))
@@ -137,7 +150,7 @@ class ChatGPTSource(Source):
                 continue
             role = _ROLES.get((m.get("author") or {}).get("role", ""), None)
             text = _text(m.get("content") or {})
-            if role is None or (role == "system" and not text.strip()) or (not text.strip() and role != "assistant"):
+            if role is None or text is None or not text.strip():  # an empty node: a placeholder of the app's
                 continue
             msg_meta = {"time": t} if (t := _iso(m.get("create_time"))) else {}
             name = (m.get("author") or {}).get("name") if role == "tool" else None
