@@ -774,3 +774,11 @@ def test_chatgpt_voice_thoughts_and_empty_nodes(tmp_path):
     path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
     (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
     assert [(m.role, m.content) for m in conv.messages] == [("user", "spoken question"), ("assistant", "the answer")]
+
+
+def test_a_csv_cut_inside_a_quoted_field_is_an_error_not_a_short_message(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text('AuthorID,Author,Date,Content,Attachments,Reactions\n"1","Ana","2023-01-13T10:00:00+00:00","hi","",""\n'
+                    '"2","Bob","2023-01-13T10:01:00+00:00","cut in the mid')  # fmt: skip
+    with pytest.raises(SourceError, match=r"c.csv:3: the file ends inside a quoted field \(truncated\?\)"):
+        list(get_source("discord", me=["Ana"]).read(path, Reader(str(path))))

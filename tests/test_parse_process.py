@@ -78,8 +78,10 @@ def test_a_bad_record_in_the_worker_is_counted_or_under_strict_stops_the_file(tm
         assert store.count() == 0
 
 
-def test_a_truncated_file_of_one_batch_writes_nothing(tmp_path, monkeypatch):
-    """8,000 messages in 400 sessions (one batch) cut short: the error, and nothing written, as in-process."""
+@pytest.mark.parametrize("batch_size", [5000, 7])
+def test_a_truncated_file_writes_nothing(tmp_path, monkeypatch, batch_size):
+    """8,000 messages in 400 sessions, in one batch or in many, cut short: the error, and nothing
+    written, in-process and through the worker (the end of the file is checked first)."""
     t0 = datetime(2024, 1, 1)
     messages = [{"id": str(i), "type": "Default", "timestamp": (t0 + timedelta(hours=3 * (i // 20), minutes=i % 20)).isoformat() + "+00:00",
                  "content": f"message {i}", "author": {"name": "Ana" if i % 2 else "Ben"}} for i in range(8000)]  # fmt: skip
@@ -90,7 +92,7 @@ def test_a_truncated_file_of_one_batch_writes_nothing(tmp_path, monkeypatch):
         monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
         with Store(tmp_path / f"{mode}.db", create=True) as store:
             with pytest.raises(SourceError, match=r"cut.json:\d+: the file ends inside the messages array"):
-                import_paths(store, [str(cut)], source_options={"me": ["Ana"]})
+                import_paths(store, [str(cut)], source_options={"me": ["Ana"]}, batch_size=batch_size)
             assert store.count() == 0
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -101,11 +103,22 @@ class Source:
         raise NotImplementedError
 
 
-def csv_rows(text: str) -> list[tuple[int, list[str]]]:
+def csv_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
     """The rows of a CSV text, each with the line it starts on (quoted fields may hold newlines),
-    fields of any length (a 50 MB message too)."""
+    fields of any length (a 50 MB message too). A file that ends inside a quoted field was cut
+    short: an error, not a last message cut in the middle."""
+    try:
+        return _csv_rows(text, strict=True)
+    except csv.Error as err:
+        if "unexpected end of data" in str(err):
+            line = text.count("\n", 0, text.rfind('"')) + 1  # the quote left open, or near it
+            raise SourceError("the file ends inside a quoted field (truncated?)", file=str(path), where=line) from None
+        return _csv_rows(text, strict=False)  # odd quoting ('"a"b'), read as the csv module reads it
+
+
+def _csv_rows(text: str, strict: bool) -> list[tuple[int, list[str]]]:
     rows, line = [], 1
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=strict)
     for row in reader:
         rows.append((line, row))
         line = reader.line_num + 1
@@ -113,6 +126,25 @@ def csv_rows(text: str) -> list[tuple[int, list[str]]]:
 
 
 csv.field_size_limit(2**31 - 1)  # the default, 128 KiB, is less than a long message
+
+
+JSON_ARRAY_END = re.compile(rb"(?:\}|\[)\s*\]\s*\Z")  # an array of objects (or an empty one) closes
+
+
+def check_json_end(path: Path, end: re.Pattern[bytes] | bytes,
+                   message: str = "the file ends inside its JSON (truncated?)") -> None:  # fmt: skip
+    """A JSON file read as a stream must end as its layout does (``end``: a pattern, or the last
+    byte): one cut short (a download that stopped) is an error before anything of it is read, so
+    nothing of it is written. A cut that happens to fall where the end would look the same is
+    still found when the reading gets there."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 4096))
+        tail = f.read().rstrip()
+    if not (end.search(tail) if isinstance(end, re.Pattern) else tail.endswith(end)):
+        with open(path, "rb") as f:  # the last line, for the message: only on this error
+            lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+        raise SourceError(message, file=str(path), where=lines + (0 if tail.endswith(b"\n") else 1))
 
 
 def read_head(path: Path) -> bytes:

@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import BOM, Reader, Source, check_text, skip_bom
+from .base import BOM, JSON_ARRAY_END, Reader, Source, check_json_end, check_text, skip_bom
 
 STREAM_ABOVE = 256 << 20
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
@@ -96,6 +96,7 @@ class ChatGPTSource(Source):
             return
         import ijson
 
+        check_json_end(path, JSON_ARRAY_END)
         with open(path, "rb") as f:
             skip_bom(f)
             try:

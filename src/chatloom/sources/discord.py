@@ -28,7 +28,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_text, csv_rows, read_text, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, read_text, skip_bom
 from .stream import Post, Sessionizer
 
 
@@ -78,6 +78,7 @@ _SYSTEM_TEXT = re.compile(
     r"Started a call( that lasted .*)?\.?|Added .+ to the group\.|Removed .+ from the group\.|Added a recipient\.|Removed a recipient\.)$"
 )
 _DISCRIMINATOR = re.compile(r"#\d{4}$")
+_DCE_END = re.compile(rb'\]\s*(?:,\s*"messageCount"\s*:\s*\d+\s*)?\}\s*\Z')  # "messages": […], "messageCount": N }
 
 
 def _basename(url_or_path: str) -> str:
@@ -147,6 +148,7 @@ class DiscordSource(Source):
     # -- JSON ----------------------------------------------------------------------------------
 
     def _json(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        check_json_end(path, _DCE_END, "the file ends inside the messages array (truncated?)")
         with open(path, "rb") as f:
             head = f.read(1 << 20)
             at = head.find(b'"messages": [')
@@ -305,7 +307,7 @@ class DiscordSource(Source):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
-        rows = csv_rows(text)
+        rows = csv_rows(text, path)
         if not rows or rows[0][1][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
         order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.get("date_format"), file=str(path))

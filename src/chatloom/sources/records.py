@@ -27,7 +27,7 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
-from .base import HEAD_BYTES, Reader, Source, check_text, csv_rows, read_text, skip_bom
+from .base import HEAD_BYTES, JSON_ARRAY_END, Reader, Source, check_json_end, check_text, csv_rows, read_text, skip_bom
 
 STREAM_ABOVE = 256 << 20
 
@@ -41,6 +41,7 @@ def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
         if path.stat().st_size > STREAM_ABOVE:
             import ijson
 
+            check_json_end(path, JSON_ARRAY_END)
             with open(path, "rb") as f:
                 try:
                     for i, record in enumerate(ijson.items(f, "item", use_float=True)):
@@ -356,7 +357,7 @@ class LimaSource(RecordSource):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, _ = read_text(path)
-        rows = csv_rows(text)
+        rows = csv_rows(text, path)
         fieldnames = rows[0][1] if rows else []
         if "chat" not in fieldnames:
             raise SourceError("expected a CSV with a 'chat' column (LIMA-GUI's old format)", file=str(path), where=1)

@@ -20,7 +20,7 @@ import msgspec
 
 from ..errors import SourceError
 from ..model import Conversation
-from .base import BOM, Reader, Source, check_text, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, skip_bom
 from .stream import Post, Sessionizer
 
 STREAM_ABOVE = 256 << 20
@@ -188,6 +188,7 @@ class TelegramSource(Source):
     def _stream_chats(self, path: Path) -> Iterator[dict[str, Any]]:
         import ijson
 
+        check_json_end(path, b"}")
         with open(path, "rb") as f:
             start = skip_bom(f)
             full = f.read(4096).replace(b" ", b"").replace(b"\n", b"").startswith((b'{"chats":', b'{"about":'))  # a full export
