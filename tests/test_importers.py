@@ -782,3 +782,18 @@ def test_a_csv_cut_inside_a_quoted_field_is_an_error_not_a_short_message(tmp_pat
                     '"2","Bob","2023-01-13T10:01:00+00:00","cut in the mid')  # fmt: skip
     with pytest.raises(SourceError, match=r"c.csv:3: the file ends inside a quoted field \(truncated\?\)"):
         list(get_source("discord", me=["Ana"]).read(path, Reader(str(path))))
+
+
+def test_a_folder_names_the_text_files_it_skips_and_why(tmp_path, run, fixture):
+    folder = tmp_path / "mix"
+    folder.mkdir()
+    (folder / "chat.txt").write_text(fixture("whatsapp_ios_langchain.txt").read_text(encoding="utf-8"))
+    (folder / "latin1.txt").write_bytes("[1/1/23, 9:00:00 AM] Jos\xe9: hola\n".encode("latin-1"))
+    (folder / "empty.json").write_text("")
+    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    result = run("import", "-d", str(tmp_path / "f.db"), "--me", "Dr. Feather", str(folder))
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "skipped:" in line]
+    assert warnings == [f"warning: {folder / 'empty.json'}: skipped: the file is empty",
+                        f"warning: {folder / 'latin1.txt'}: skipped: not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)"]  # fmt: skip
+    assert Store(tmp_path / "f.db").count() == 1

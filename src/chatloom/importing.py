@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,14 +58,28 @@ class FileResult:
         }
 
 
-def _detect_folder(folder: Path, options: dict[str, Any]) -> list[tuple[Path, Source]]:
-    """Every file in a folder that some importer recognizes (others are skipped)."""
+class Plan(list[tuple[Path, Source, bool]]):
+    """The files to import, each with its importer and whether it was detected; ``skipped``: the
+    text files of a folder that no importer could read, with why (media files are not listed)."""
+
+    skipped: list[tuple[str, str]]
+
+    def __init__(self, files: Iterable[tuple[Path, Source, bool]] = (), skipped: list[tuple[str, str]] | None = None):
+        super().__init__(files)
+        self.skipped = skipped if skipped is not None else []
+
+
+def _detect_folder(folder: Path, options: dict[str, Any], skipped: list[tuple[str, str]]) -> list[tuple[Path, Source]]:
+    """Every file in a folder that some importer recognizes; the text files none does go to
+    ``skipped`` with the reason (an export's images and audio are passed over quietly)."""
     found = []
     for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
         try:
             file = _utf8(file)
             found.append((file, detect(file, **options)))
-        except SourceError:
+        except SourceError as err:
+            if file.name.lower().endswith(_TEXT_ENDINGS):
+                skipped.append((display_name(file), err.message))
             continue
     if not found:
         raise SourceError("no file in this folder is in a format chatloom reads; pass -f FORMAT", file=str(folder))
@@ -174,7 +188,7 @@ def _checked(file: Path, source: Source) -> Path:
     return file
 
 
-def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[tuple[Path, Source, bool]]:
+def _files(paths: Sequence[str], fmt: str, options: dict[str, Any], skipped: list[tuple[str, str]]) -> Iterator[tuple[Path, Source, bool]]:
     for path in paths:
         p = Path(path)
         if p.is_file() and zipfile.is_zipfile(p):
@@ -185,7 +199,7 @@ def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[
             if path == "package":
                 raise UsageError("PATH 'package' reads a packaged corpus: pass -f chitchat or -f chatterbot")
             if p.is_dir():
-                for file, source in _detect_folder(p, options):
+                for file, source in _detect_folder(p, options, skipped):
                     yield file, source, True
             else:
                 file = _utf8(Source().resolve(str(p))[0])
@@ -196,12 +210,13 @@ def _files(paths: Sequence[str], fmt: str, options: dict[str, Any]) -> Iterator[
                 yield _checked(_utf8(file), source), source, False
 
 
-def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> list[tuple[Path, Source, bool]]:
+def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> Plan:
     """The files the paths name, each with its importer (and whether it was detected). Every
     path is checked here, before anything is written: a missing file or an unknown format
     fails the whole command up front. ``options`` go to the importers (``--me`` and others)."""
+    skipped: list[tuple[str, str]] = []
     try:
-        return list(_files(paths, fmt, options))
+        return Plan(_files(paths, fmt, options, skipped), skipped)
     except SourceError as err:
         raise _as_source_error(err) from None
 

@@ -83,6 +83,8 @@ def import_(
         "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches, "text_blocks": text_blocks,
     }  # fmt: skip
     files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
+    for name, why in files.skipped:
+        click.echo(f"warning: {name}: skipped: {why}", err=True)
     if not dry_run:
         check_me(files)
     existed = Path(dataset).exists()

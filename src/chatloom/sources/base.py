@@ -179,6 +179,6 @@ def check_text(path: Path, head: bytes) -> None:
     except UnicodeDecodeError as err:
         if err.start < len(head) - 3:  # not just a character cut at the end of the head
             raise SourceError(
-                "not UTF-8 text (export it as UTF-8, or convert it: iconv -f LATIN1 -t UTF-8)",
+                "not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)",
                 file=str(path), where=head.count(b"\n", 0, err.start) + 1,
             ) from None  # fmt: skip
