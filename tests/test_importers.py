@@ -541,11 +541,9 @@ def _one_error_line(result, name):
     return lines[0]
 
 
-def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_path, run, fixture):
+def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_path, run):
     """Shapes no reader expected (a number for a list, nesting past the recursion limit, a
     damaged zip member) are one error line about the file, not a traceback; nothing written."""
-    dce = json.loads(fixture("discordchatexporter_general.json").read_text(encoding="utf-8"))
-    (tmp_path / "guild.json").write_text(json.dumps({**dce, "guild": "a string"}))
     nested = '{"messages":[{"role":"user","content":"q"}],"meta":{"x":' + "[" * 100_000 + "]" * 100_000 + "}}\n"
     (tmp_path / "deep.jsonl").write_text(nested)
     with zipfile.ZipFile(tmp_path / "export.zip", "w", zipfile.ZIP_DEFLATED) as z:
@@ -554,7 +552,7 @@ def test_a_reader_fault_on_an_unexpected_shape_is_one_line_naming_the_file(tmp_p
     damaged[200] ^= 0xFF
     (tmp_path / "damaged.zip").write_bytes(bytes(damaged))
     (tmp_path / "cut.zip").write_bytes(damaged[:150])
-    for name, says in [("guild.json", "cannot read it: AttributeError"), ("deep.jsonl", "nested too deeply"),
+    for name, says in [("deep.jsonl", "nested too deeply"),
                        ("damaged.zip", "not a readable zip file"), ("cut.zip", "cut short or damaged")]:  # fmt: skip
         db = tmp_path / f"{name}.db"
         line = _one_error_line(run("import", "-d", str(db), str(tmp_path / name)), str(tmp_path / name))
@@ -797,3 +795,20 @@ def test_a_folder_names_the_text_files_it_skips_and_why(tmp_path, run, fixture):
     assert warnings == [f"warning: {folder / 'empty.json'}: skipped: the file is empty",
                         f"warning: {folder / 'latin1.txt'}: skipped: not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)"]  # fmt: skip
     assert Store(tmp_path / "f.db").count() == 1
+
+
+def test_discord_json_a_message_of_another_shape_is_a_bad_record_at_its_line(tmp_path, fixture):
+    doc = json.loads(fixture("discordchatexporter_general.json").read_text(encoding="utf-8"))
+    doc["messages"][3]["content"] = 5
+    doc["messages"][5]["author"] = None
+    doc["guild"] = "a string"  # not an object: no guild name, still the channel's id
+    path = tmp_path / "general.json"
+    path.write_text(json.dumps(doc, indent=2))
+    reader = Reader(str(path))
+    (conv,) = get_source("discord", me=["Adam"]).read(path, reader)
+    lines = path.read_text().splitlines()
+    assert reader.bad_count == 2
+    for example, message in zip(reader.examples, (doc["messages"][3], doc["messages"][5]), strict=True):
+        n = int(example.split(":")[1])
+        assert lines[n - 1] == "    {" and lines[n] == f'      "id": "{message["id"]}",', example
+    assert conv.id.startswith("discord:1012224565567721552:")

@@ -81,6 +81,23 @@ _DISCRIMINATOR = re.compile(r"#\d{4}$")
 _DCE_END = re.compile(rb'\]\s*(?:,\s*"messageCount"\s*:\s*\d+\s*)?\}\s*\Z')  # "messages": […], "messageCount": N }
 
 
+def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
+    """The messages of a run (DCE's indented layout, from ``line``), each decoded on its own: one
+    of another shape (``"content": 5``, ``"author": null``) is a bad record at its own line."""
+    good = []
+    for start in _MESSAGE_START.finditer(part):
+        end = part.find(_END, start.end())
+        text = part[start.start() : end + len(_END) - 1 if end >= 0 else len(part)]
+        try:
+            good.append(msgspec.json.decode(text.strip(), type=DceMessage))
+        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+            reader.bad(line + part.count(b"\n", 0, start.start()), f"not a DiscordChatExporter message: {err}")
+    return good
+
+
+_MESSAGE_START = re.compile(rb"(?m)^    \{")
+
+
 def _basename(url_or_path: str) -> str:
     """``https://cdn…/image.png`` or ``Export_Files\\123-ABC.png`` → the file's own name."""
     return re.split(r"[/\\]", url_or_path.strip())[-1]
@@ -88,7 +105,7 @@ def _basename(url_or_path: str) -> str:
 
 def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str, Any]]:
     """Chat id, title and meta from a JSON export's ``guild`` and ``channel``."""
-    channel, guild = header.get("channel") or {}, header.get("guild") or {}
+    channel, guild = (x if isinstance(x := header.get(key), dict) else {} for key in ("channel", "guild"))
     title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
     meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
     return str(channel.get("id") or path.stem), title, meta
@@ -187,8 +204,8 @@ class DiscordSource(Source):
             body = part.strip().lstrip(b",")
             try:
                 messages = _decode_messages(b"[" + body + b"]")
-            except msgspec.ValidationError as err:
-                raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path), where=line) from None
+            except msgspec.ValidationError:  # a message of another shape: each one checked on its own
+                messages = _each_message(part, line, reader)
             except msgspec.DecodeError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
             for m in messages:
