@@ -154,7 +154,8 @@ def test_bad_records_are_counted_and_strict_writes_nothing(run, tmp_path, chats)
     assert lenient.exit_code == 0
     assert f"warning: {bad}:4: $.messages[0].content" in lenient.stderr
     assert "1 bad records skipped" in lenient.stderr
-    assert json.loads(run("stats", "-d", "lenient.db", "--json").stdout)["conversations"] == 4
+    assert "dropped 1 × empty conversation" in lenient.stdout  # {"messages": []}
+    assert json.loads(run("stats", "-d", "lenient.db", "--json").stdout)["conversations"] == 3
 
 
 def test_debug_shows_the_traceback(run):

@@ -812,3 +812,20 @@ def test_discord_json_a_message_of_another_shape_is_a_bad_record_at_its_line(tmp
         n = int(example.split(":")[1])
         assert lines[n - 1] == "    {" and lines[n] == f'      "id": "{message["id"]}",', example
     assert conv.id.startswith("discord:1012224565567721552:")
+
+
+def test_json_that_is_cut_or_not_utf8_and_utf16_without_a_bom_say_so(tmp_path, run, fixture):
+    cases = []
+    alpaca = fixture("llamafactory_alpaca_en_demo_first3.json").read_bytes()
+    cases.append(("cut.json", alpaca[:700], ":5: the file ends inside its JSON (truncated?)"))  # no format can tell: the cut said
+    chatgpt = json.dumps(json.loads(fixture("chatgpt_conversations.json").read_text(encoding="utf-8")), indent=2).encode()
+    at = chatgpt.index(b'"title"')
+    line_of_title = chatgpt.count(b"\n", 0, at) + 1
+    cases.append(("latin1.json", chatgpt[:at] + b"\xe9" + chatgpt[at:], f":{line_of_title}: not UTF-8 text"))
+    cases.append(("w16.txt", fixture("whatsapp_ios_langchain.txt").read_text(encoding="utf-8").encode("utf-16-le"),
+                  ": this looks like UTF-16 text without a byte order mark; convert it: iconv -f UTF-16LE -t UTF-8"))  # fmt: skip
+    for name, data, says in cases:
+        path = tmp_path / name
+        path.write_bytes(data)
+        line = _one_error_line(run("import", "-d", str(tmp_path / "t.db"), "--me", "x", str(path)), str(path))
+        assert line.startswith(f"error: {path}{says}"), line

@@ -96,5 +96,5 @@ def test_folders_import_what_they_recognize(tmp_path):
 def test_chitchat_truncated_json_names_the_line(tmp_path, chitchat_path):
     path = tmp_path / "dataset.json"
     path.write_bytes(chitchat_path.read_bytes()[:5000])
-    with pytest.raises(SourceError, match=r"dataset.json:\d+: not valid JSON"):
+    with pytest.raises(SourceError, match=r"dataset.json:\d+: the file ends inside its JSON \(truncated\?\)"):
         read_all("chitchat", path)

@@ -62,7 +62,11 @@ def parse_line(line: bytes) -> Conversation:
         pass
     except msgspec.DecodeError as err:
         raise RecordError(f"not valid JSON ({err})") from None
-    return from_obj(orjson.loads(line))
+    try:  # a type fault came first; the line may also be cut short
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as err:
+        raise RecordError(f"not valid JSON ({err.msg})") from None
+    return from_obj(obj)
 
 
 def read_lines(fp: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:

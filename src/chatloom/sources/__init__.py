@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import SourceError, UsageError
 from ..plugins import by_name, collect
-from .base import Reader, Source, check_text, read_head
+from .base import BOM, Reader, Source, check_json_end, check_text, json_error, read_head
 
 __all__ = ["Reader", "Source", "check_text", "detect", "get_source", "read_head", "sources"]
 
@@ -32,4 +35,26 @@ def detect(path: Path, **options: Any) -> Source:
         source = cls(**options)
         if source.detect(path, head):
             return source
+    if head.removeprefix(BOM).lstrip()[:1] in (b"{", b"["):
+        _raise_json_fault(path, head)
     raise SourceError(f"cannot tell the format of this file; pass -f FORMAT ({', '.join(sorted(sources()))})", file=str(path))
+
+
+def _raise_json_fault(path: Path, head: bytes) -> None:
+    """A JSON file no importer recognizes is often one cut short, or broken: say that instead."""
+    first = head.removeprefix(BOM).lstrip().split(b"\n", 1)[0]
+    try:
+        orjson.loads(first)
+        return  # a whole first line: JSONL of a layout no importer knows
+    except orjson.JSONDecodeError:
+        pass
+    if path.stat().st_size <= 64 << 20:
+        data = path.read_bytes().removeprefix(BOM)
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError as err:
+            if err.pos >= len(data.rstrip()) - 1 or "end of data" in err.msg:
+                raise SourceError("the file ends inside its JSON (truncated?)", file=str(path), where=data.count(b"\n") + 1) from None
+            raise json_error(data, err, path) from None
+    else:
+        check_json_end(path, re.compile(rb"[\]}]\s*\Z"))

@@ -131,6 +131,24 @@ csv.field_size_limit(2**31 - 1)  # the default, 128 KiB, is less than a long mes
 JSON_ARRAY_END = re.compile(rb"(?:\}|\[)\s*\]\s*\Z")  # an array of objects (or an empty one) closes
 
 
+def json_error(data: bytes, err: Exception, path: Path) -> SourceError:
+    """A JSON parser's error on a whole file's bytes as one line with the line it is on: bytes
+    that are not UTF-8 are said so (orjson and msgspec report them as bad JSON at its start)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        hint = "export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8"
+        return SourceError(f"not UTF-8 text ({hint})", file=str(path), where=data.count(b"\n", 0, bad.start) + 1)
+    pos = getattr(err, "pos", None)
+    if pos is None and (m := re.search(r"\(byte (\d+)\)", str(err))):  # msgspec's way of saying where
+        pos = int(m[1])
+    message = f"not valid JSON: {getattr(err, 'msg', None) or err}"
+    end = len(data.rstrip())
+    if "truncated" in str(err) or "end of data" in str(err) or (pos is not None and pos >= end - 1):  # at the very end
+        pos, message = end, "the file ends inside its JSON (truncated?)"
+    return SourceError(message, file=str(path), where=data.count(b"\n", 0, pos) + 1 if pos is not None else None)
+
+
 def check_json_end(path: Path, end: re.Pattern[bytes] | bytes,
                    message: str = "the file ends inside its JSON (truncated?)") -> None:  # fmt: skip
     """A JSON file read as a stream must end as its layout does (``end``: a pattern, or the last
@@ -173,6 +191,10 @@ def check_text(path: Path, head: bytes) -> None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise SourceError("the file is UTF-16; import it with 'chatloom import', which converts it, or convert it to UTF-8", file=str(path))
     if b"\x00" in head:
+        odd, even = head[1::2].count(0), head[0::2].count(0)
+        if max(odd, even) > len(head) // 4 and min(odd, even) == 0:  # every other byte 0: UTF-16 text
+            order = "LE" if odd else "BE"
+            raise SourceError(f"this looks like UTF-16 text without a byte order mark; convert it: iconv -f UTF-16{order} -t UTF-8", file=str(path))
         raise SourceError("this is a binary file, not a text export", file=str(path))
     try:
         head.decode("utf-8")

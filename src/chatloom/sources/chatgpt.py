@@ -19,7 +19,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import BOM, JSON_ARRAY_END, Reader, Source, check_json_end, check_text, skip_bom
+from .base import BOM, JSON_ARRAY_END, Reader, Source, check_json_end, check_text, json_error, skip_bom
 
 STREAM_ABOVE = 256 << 20
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
@@ -79,7 +79,7 @@ class ChatGPTSource(Source):
         for i, conv in enumerate(self._conversations(path)):
             try:
                 yield from self._branches(conv, i, path, reader)
-            except (KeyError, TypeError, AttributeError) as err:
+            except (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError) as err:  # OSError: a time out of range
                 reader.bad(f"$[{i}]", f"not a ChatGPT conversation ({type(err).__name__}: {err})")
         reader.advance(path.stat().st_size)
 
@@ -89,7 +89,7 @@ class ChatGPTSource(Source):
             try:
                 doc = orjson.loads(data)
             except orjson.JSONDecodeError as err:
-                raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=data.count(b"\n", 0, err.pos) + 1) from None
+                raise json_error(data, err, path) from None
             if not isinstance(doc, list):
                 raise SourceError("expected a list of conversations (conversations.json)", file=str(path))
             yield from doc

@@ -15,7 +15,7 @@ import orjson
 
 from ..errors import SourceError
 from ..model import Conversation, Message
-from .base import BOM, Reader, Source, check_text
+from .base import BOM, Reader, Source, check_text, json_error
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -51,7 +51,7 @@ class ChitchatSource(Source):
         try:
             chats = orjson.loads(data)
         except orjson.JSONDecodeError as err:
-            raise SourceError(f"not valid JSON: {err}", file=str(path), where=_line_of(data, err.pos)) from None
+            raise json_error(data, err, path) from None
         if not isinstance(chats, dict):
             raise SourceError("expected a JSON object of chats", file=str(path))
         for n, (key, chat) in enumerate(chats.items()):
@@ -145,6 +145,3 @@ class ChatterbotSource(Source):
             )
         reader.advance(len(raw))
 
-
-def _line_of(data: bytes, pos: int | None) -> int | None:
-    return None if pos is None else data.count(b"\n", 0, pos) + 1

@@ -45,6 +45,9 @@ class OpenAISource(Source):
                 except RecordError as err:
                     reader.bad(lineno, str(err))
                     continue
+                if not conv.messages:  # nothing to learn from, nothing to look at
+                    reader.dropped["empty conversation"] += 1
+                    continue
                 if not conv.source:
                     conv.source = {"format": self.name, "file": path.name, "locator": f"line {lineno}"}
                 yield conv

@@ -27,7 +27,18 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
-from .base import HEAD_BYTES, JSON_ARRAY_END, Reader, Source, check_json_end, check_text, csv_rows, read_text, skip_bom
+from .base import (
+    HEAD_BYTES,
+    JSON_ARRAY_END,
+    Reader,
+    Source,
+    check_json_end,
+    check_text,
+    csv_rows,
+    json_error,
+    read_text,
+    skip_bom,
+)
 
 STREAM_ABOVE = 256 << 20
 
@@ -53,7 +64,7 @@ def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
         try:
             records = orjson.loads(data)
         except orjson.JSONDecodeError as err:
-            raise SourceError(f"not valid JSON: {err.msg}", file=str(path), where=data.count(b"\n", 0, err.pos) + 1) from None
+            raise json_error(data, err, path) from None
         for i, record in enumerate(records):
             yield f"$[{i}]", record
         reader.advance(len(data))

@@ -20,7 +20,7 @@ import msgspec
 
 from ..errors import SourceError
 from ..model import Conversation
-from .base import BOM, Reader, Source, check_json_end, check_text, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, json_error, skip_bom
 from .stream import Post, Sessionizer
 
 STREAM_ABOVE = 256 << 20
@@ -171,7 +171,7 @@ class TelegramSource(Source):
             except msgspec.ValidationError:  # a message of another shape: each one is checked on its own
                 doc = _lenient_doc(data, path)
             except msgspec.DecodeError as err:
-                raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+                raise json_error(data, err, path) from None
             if doc.chats is not None:
                 yield from doc.chats.items
             elif doc.messages is not None:
