@@ -1,6 +1,7 @@
 """Every real export in ../shared/fixtures/real, plus small files of our own for the edge cases."""
 
 import json
+import sys
 import zipfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -829,3 +830,22 @@ def test_json_that_is_cut_or_not_utf8_and_utf16_without_a_bom_say_so(tmp_path, r
         path.write_bytes(data)
         line = _one_error_line(run("import", "-d", str(tmp_path / "t.db"), "--me", "x", str(path)), str(path))
         assert line.startswith(f"error: {path}{says}"), line
+
+
+def test_discord_minified_json_reads_the_same_and_deep_nesting_is_refused(tmp_path, fixture):
+    src = fixture("discordchatexporter_general.json")
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    minified = tmp_path / src.name  # the same name: source.file is part of the output
+    minified.write_text(json.dumps(doc))
+
+    def read(path):
+        return [msgspec.json.encode(c) for c in get_source("discord", me=["Adam"]).read(path, Reader(str(path)))]
+
+    assert read(minified) == read(src) and read(src)
+    deep = tmp_path / "deep.json"
+    deep.write_text(json.dumps(doc).replace('"reactions": []', '"reactions": ' + "[" * 20_000 + "]" * 20_000, 1))
+    with pytest.raises(SourceError, match="deep.json: nested too deeply to read"):
+        read(deep)
+    discord = sys.modules[type(get_source("discord")).__module__]
+    with pytest.raises(SourceError, match="nested too deeply to read"):
+        discord._check_depth(deep)  # the scan that guards the streamed path (files over 64 MB)

@@ -28,7 +28,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, read_text, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, read_text, skip_bom
 from .stream import Post, Sessionizer
 
 
@@ -96,6 +96,18 @@ def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
 
 
 _MESSAGE_START = re.compile(rb"(?m)^    \{")
+WHOLE_BELOW = 64 << 20  # a minified export up to this size is parsed at once
+_DEEP = re.compile(rb"(?:[\[{]\s*){256}")  # 256 brackets opened in a row: no chat export nests so
+
+
+def _check_depth(path: Path) -> None:
+    """Refuse a file with a run of 256 opening brackets before ijson reads it."""
+    with open(path, "rb") as f:
+        tail = b""
+        for block in iter(lambda: f.read(1 << 24), b""):
+            if _DEEP.search(tail + block):
+                raise SourceError("nested too deeply to read", file=str(path))
+            tail = block[-2048:]
 
 
 def _basename(url_or_path: str) -> str:
@@ -244,9 +256,15 @@ class DiscordSource(Source):
         )
 
     def _json_fallback(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        """Any other JSON layout of the same schema (a minified export), streaming with ijson."""
+        """Any other JSON layout of the same schema (a minified export): parsed at once up to
+        64 MB (orjson stops at 1,024 levels of nesting), streamed with ijson above, after a scan
+        for deep nesting (ijson's memory grows with the square of the depth)."""
+        if path.stat().st_size <= WHOLE_BELOW:
+            yield from self._json_whole(path, reader)
+            return
         import ijson
 
+        _check_depth(path)
         with open(path, "rb") as f:
             start = skip_bom(f)
             header: dict[str, Any] = {}
@@ -270,6 +288,30 @@ class DiscordSource(Source):
                     raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path)) from None
 
             yield from self._sessions(posts(), reader, path, *_chat(header, path))
+
+    def _json_whole(self, path: Path, reader: Reader) -> Iterator[Conversation]:
+        data = path.read_bytes().removeprefix(BOM)
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as err:
+            if "depth" in err.msg or "recursion" in err.msg:
+                raise SourceError("nested too deeply to read (over 1,024 levels)", file=str(path)) from None
+            raise json_error(data, err, path) from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
+            raise SourceError("not a DiscordChatExporter export: no 'messages' list", file=str(path))
+
+        def posts() -> Iterator[Post]:
+            for i, m in enumerate(doc["messages"]):
+                try:
+                    message = msgspec.convert(m, DceMessage, strict=False)
+                except msgspec.ValidationError as err:
+                    reader.bad(f"$.messages[{i}]", f"not a DiscordChatExporter message: {err}")
+                    continue
+                post = self._json_post(message, reader)
+                if post is not None:
+                    yield post
+
+        yield from self._sessions(posts(), reader, path, *_chat(doc, path))
 
     # -- TXT -----------------------------------------------------------------------------------
 
