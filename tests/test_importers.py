@@ -849,3 +849,13 @@ def test_discord_minified_json_reads_the_same_and_deep_nesting_is_refused(tmp_pa
     discord = sys.modules[type(get_source("discord")).__module__]
     with pytest.raises(SourceError, match="nested too deeply to read"):
         discord._check_depth(deep)  # the scan that guards the streamed path (files over 64 MB)
+
+
+def test_whatsapp_a_header_without_an_author_but_with_lines_under_it_is_message_text(tmp_path):
+    """A system line is one line; '[1/3/23, 10:30] maybe later' with more lines under it was
+    pasted into the message before it, and stays there."""
+    text = ("1/2/23, 10:00 - Ana: Plan for tomorrow:\n[1/3/23, 10:30] maybe later\n2/14/23 is valentine's\n- item one\n"
+            "1/2/23, 10:01 - Ana changed the group description\n1/20/23, 10:02 - Bob: ok\n")  # fmt: skip
+    got, reader = _wa(tmp_path, text, session_gap="30d")
+    assert got == [("Ana", "Plan for tomorrow:\n[1/3/23, 10:30] maybe later\n2/14/23 is valentine's\n- item one"), ("Bob", "ok")]
+    assert reader.dropped == {"system line": 1}

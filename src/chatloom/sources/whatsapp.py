@@ -128,9 +128,17 @@ class WhatsAppSource(Source):
         attached = _ATTACHED in text
         fields = iter(parts)
         next(fields)  # what comes before the first header
+        # Each post is held back one header: a "header" with no author and lines under it was
+        # text of that post (a system line is one line), and goes back into it.
+        held: Post | None = None
+        held_at = -2  # the header the held post came from
         for n, (_, date, time, author, body) in enumerate(zip(fields, fields, fields, fields, fields)):  # type: ignore[misc]
             if author is None:
-                dropped["system line"] += 1
+                if held_at == n - 1 and "\n" in body.strip():
+                    held.text += "\n" + line_of.header(n) + body.rstrip()  # type: ignore[union-attr]
+                    held_at = n
+                else:
+                    dropped["system line"] += 1
                 continue
             day, offset = days.get(date), times.get(time)
             if day is None or offset is None:  # a date or a time not seen before
@@ -168,7 +176,11 @@ class WhatsAppSource(Source):
             elif body in _DELETED:
                 dropped["deleted message"] += 1
             else:
-                yield Post(author.strip(_AUTHOR_STRIP), body, when)
+                if held is not None:
+                    yield held
+                held, held_at = Post(author.strip(_AUTHOR_STRIP), body, when), n
+        if held is not None:
+            yield held
 
 
 def _attachment_line(body: str, keep: bool) -> str | None:
@@ -191,18 +203,27 @@ def _chat_name(path: Path, shown: str) -> str:
 
 
 class _HeaderLines:
-    """The line of the n-th header, for error messages only: the headers' places are found on the
-    first call, and lines are counted on from the previous call (errors come in order)."""
+    """The line of the n-th header, for error messages, and its text as written: the headers'
+    places are found on the first call, and lines are counted on from the previous call (errors
+    come in order). Both are rare: nothing is searched for a file without them."""
 
     def __init__(self, text: str):
         self.text = text
-        self.starts: list[int] | None = None
+        self.spans: list[tuple[int, int]] | None = None
         self.at = self.line = 0  # a place in the text and its line, 0-based
 
+    def _span(self, n: int) -> tuple[int, int]:
+        if self.spans is None:
+            self.spans = [m.span() for m in _HEADER_M.finditer(self.text)]
+        return self.spans[n]
+
+    def header(self, n: int) -> str:
+        """The n-th header's text, without the newline before it."""
+        start, end = self._span(n)
+        return self.text[start + 1 : end]
+
     def __call__(self, n: int) -> int:
-        if self.starts is None:
-            self.starts = [m.start() for m in _HEADER_M.finditer(self.text)]
-        start = self.starts[n]
+        start = self._span(n)[0]
         if start < self.at:
             self.at = self.line = 0
         self.line += self.text.count("\n", self.at, start)
