@@ -859,3 +859,25 @@ def test_whatsapp_a_header_without_an_author_but_with_lines_under_it_is_message_
     got, reader = _wa(tmp_path, text, session_gap="30d")
     assert got == [("Ana", "Plan for tomorrow:\n[1/3/23, 10:30] maybe later\n2/14/23 is valentine's\n- item one"), ("Bob", "ok")]
     assert reader.dropped == {"system line": 1}
+
+
+def test_chatgpt_code_sent_to_a_tool_is_a_tool_call_answered_by_the_tool(tmp_path):
+    def node(nid, parent, child, role, content, **extra):
+        msg = {"id": nid, "author": {"role": role, **({"name": "python"} if role == "tool" else {})},
+               "create_time": 1700000000, "content": content, "metadata": {}, **extra}  # fmt: skip
+        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
+
+    chain = [("user", {"content_type": "text", "parts": ["add 1 and 1"]}, {}),
+             ("assistant", {"content_type": "code", "language": "python", "text": "print(1 + 1)"}, {"recipient": "python"}),
+             ("tool", {"content_type": "execution_output", "text": "2"}, {}),
+             ("assistant", {"content_type": "text", "parts": ["It is 2."]}, {})]  # fmt: skip
+    ids = [f"n{i}" for i in range(len(chain))]
+    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content, **extra)
+                   for i, (role, content, extra) in enumerate(chain))  # fmt: skip
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
+    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    call = {"id": "call_n1", "type": "function", "function": {"name": "python", "arguments": '{"code":"print(1 + 1)"}'}}
+    assert [(m.role, m.content, m.tool_calls, m.tool_call_id) for m in conv.messages] == [
+        ("user", "add 1 and 1", None, None), ("assistant", "", [call], None), ("tool", "2", None, "call_n1"),
+        ("assistant", "It is 2.", None, None)]  # fmt: skip

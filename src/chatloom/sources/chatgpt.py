@@ -4,8 +4,9 @@ Each conversation is a tree of nodes (``mapping``): regenerating an answer or ed
 adds a branch. The active branch is the path from ``current_node`` up through ``parent``,
 reversed; ``--all-branches`` also imports every other branch (ending at a leaf) as its own
 conversation, ``chatgpt:<id>:<leaf>``. Hidden nodes, empty nodes, the model's thoughts and the
-user's custom instructions are skipped; a voice message is its transcription; other non-text parts
-(images, browsing displays) become placeholders such as ``[image]``.
+user's custom instructions are skipped; a voice message is its transcription; code the model sent
+to a tool (python, the browser) is a tool call, answered by the tool's message; other non-text
+parts (images, browsing displays) become placeholders such as ``[image]``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class ChatGPTSource(Source):
             nodes.append(mapping[node_id])
             node_id = mapping[node_id].get("parent")
         messages = []
+        calls: dict[str, str] = {}  # tool name → the id of its call not answered yet
         for node in reversed(nodes):
             m = node.get("message")
             if not m:
@@ -155,5 +157,16 @@ class ChatGPTSource(Source):
                 continue
             msg_meta = {"time": t} if (t := _iso(m.get("create_time"))) else {}
             name = (m.get("author") or {}).get("name") if role == "tool" else None
-            messages.append(Message(role=role, content=text, name=name, meta=msg_meta))
+            recipient = m.get("recipient") or "all"
+            if role == "assistant" and recipient != "all" and (m.get("content") or {}).get("content_type") == "code":
+                # code the model sent to a tool (python, the browser): a tool call, answered by
+                # the tool's message that follows
+                call_id = f"call_{m.get('id') or len(messages)}"
+                calls[recipient] = call_id
+                arguments = orjson.dumps({"code": text}).decode()
+                messages.append(Message(role="assistant", content="", meta=msg_meta,
+                                        tool_calls=[{"id": call_id, "type": "function", "function": {"name": recipient, "arguments": arguments}}]))  # fmt: skip
+                continue
+            call_id = calls.pop(name, None) if role == "tool" else None
+            messages.append(Message(role=role, content=text, name=name, tool_call_id=call_id, meta=msg_meta))
         return messages
