@@ -98,3 +98,10 @@ def test_chitchat_truncated_json_names_the_line(tmp_path, chitchat_path):
     path.write_bytes(chitchat_path.read_bytes()[:5000])
     with pytest.raises(SourceError, match=r"dataset.json:\d+: the file ends inside its JSON \(truncated\?\)"):
         read_all("chitchat", path)
+
+
+def test_chatterbot_one_category_not_in_a_list(tmp_path):
+    path = tmp_path / "greetings.yml"
+    path.write_text("categories: greetings\nconversations:\n- - hi\n  - hello\n")
+    (conv,) = get_source("chatterbot").read(path, Reader(str(path)))
+    assert conv.tags == ["greetings"] and [m.content for m in conv.messages] == ["hi", "hello"]

@@ -126,7 +126,8 @@ class ChatterbotSource(Source):
             raise SourceError(f"not valid YAML: {getattr(err, 'problem', err)}", file=str(path), where=where) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("conversations"), list):
             raise SourceError("expected a chatterbot corpus file with a 'conversations' list", file=str(path))
-        categories = [str(c) for c in doc.get("categories") or []]
+        found = doc.get("categories") or []
+        categories = [str(c) for c in found] if isinstance(found, list) else [str(found)]  # one category, unlisted
         lang = _LANGS.get(path.parent.name.lower())
         stem = f"{path.parent.name}/{path.stem}"
         for i, lines in enumerate(doc["conversations"]):
