@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from chatloom.errors import SourceError, UsageError
 from chatloom.importing import import_paths, plan
-from chatloom.sources import Reader, dates, detect, get_source
+from chatloom.sources import Reader, dates, detect, get_source, records
 from chatloom.sources.stream import Post, Sessionizer
 from chatloom.store import Store
 
@@ -881,3 +881,63 @@ def test_chatgpt_code_sent_to_a_tool_is_a_tool_call_answered_by_the_tool(tmp_pat
     assert [(m.role, m.content, m.tool_calls, m.tool_call_id) for m in conv.messages] == [
         ("user", "add 1 and 1", None, None), ("assistant", "", [call], None), ("tool", "2", None, "call_n1"),
         ("assistant", "It is 2.", None, None)]  # fmt: skip
+
+
+def test_review_fixes_deep_first_records_tags_numbers_and_names(tmp_path, monkeypatch, run, fixture):
+    # a first record nested past any export's depth: detection refuses it cheaply (no ijson)
+    deep = tmp_path / "deep.json"
+    deep.write_text('[{"conversations": ' + "[" * 2000 + "]" * 2000 + "}]" + " " * 70_000)
+    with pytest.raises(SourceError, match="depth limit exceeded|nested too deeply"):
+        detect(deep)
+    # a LIMA CSV with one plain tag; a ShareGPT number value
+    lima = tmp_path / "lima.csv"
+    lima.write_text('chat,name,tags\n"[{""role"":""user"",""content"":""q""},{""role"":""assistant"",""content"":""a""}]",greet,work\n')
+    (conv,) = get_source("lima").read(lima, Reader(str(lima)))
+    assert conv.tags == ["work"] and conv.title == "greet"
+    sharegpt = tmp_path / "sg.jsonl"
+    sharegpt.write_text(json.dumps({"conversations": [{"from": "human", "value": "2+2"}, {"from": "gpt", "value": 4}]}) + "\n")
+    (conv,) = get_source("sharegpt").read(sharegpt, Reader(str(sharegpt)))
+    assert conv.messages[1].content == "4"
+    # a streamed record array with a BOM
+    monkeypatch.setattr(records, "STREAM_ABOVE", 0)
+    array = tmp_path / "sg.json"
+    array.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]).encode())
+    assert len(list(get_source("sharegpt").read(array, Reader(str(array))))) == 1
+    # an iOS _chat.txt saved as UTF-16 is named by its own folder, not chatloom's UTF-8 copy
+    folder = tmp_path / "Bea"
+    folder.mkdir()
+    (folder / "_chat.txt").write_text("[15/08/2023, 9:12:40 AM] Ana: hi\n[15/08/2023, 9:13:00 AM] Bea: hey\n", encoding="utf-16")
+    for _ in range(2):
+        with Store(tmp_path / "u.db", create=True) as store:
+            import_paths(store, [str(folder / "_chat.txt")], source_options={"me": ["Ana"]})
+    assert [c.id for c in Store(tmp_path / "u.db").iter_conversations()] == ["whatsapp:Bea:2023-08-15T09:12:40"]
+    # --me that is nobody in the only chat, beside a file that is not a chat: a warning, not an error
+    records_file = tmp_path / "a.jsonl"
+    records_file.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    result = run("import", "-d", str(tmp_path / "y.db"), str(records_file), str(fixture("whatsapp_ios_langchain.txt")), "--me", "Zed")
+    assert result.exit_code == 0 and "--me 'Zed' is none of its speakers" in result.stderr and Store(tmp_path / "y.db").count() == 1
+
+
+def test_review_fixes_a_tools_empty_answer_and_brackets_in_a_message(tmp_path):
+    def node(nid, parent, child, role, content, **extra):
+        msg = {"id": nid, "author": {"role": role, **({"name": "python"} if role == "tool" else {})},
+               "create_time": 1700000000, "content": content, "metadata": {}, **extra}  # fmt: skip
+        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
+
+    chain = [("user", {"content_type": "text", "parts": ["set x"]}, {}),
+             ("assistant", {"content_type": "code", "text": "x = 5"}, {"recipient": "python"}),
+             ("tool", {"content_type": "execution_output", "text": ""}, {}),
+             ("assistant", {"content_type": "text", "parts": ["done"]}, {})]  # fmt: skip
+    ids = [f"n{i}" for i in range(len(chain))]
+    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content, **extra)
+                   for i, (role, content, extra) in enumerate(chain))  # fmt: skip
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
+    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    assert [(m.role, m.content, m.tool_call_id) for m in conv.messages] == [
+        ("user", "set x", None), ("assistant", "", None), ("tool", "", "call_n1"), ("assistant", "done", None)]
+    # 300 "{" typed in a message are text: the depth guard of the streamed Discord path lets them be
+    dce = tmp_path / "dce.json"
+    dce.write_text(json.dumps({"guild": {}, "channel": {"id": "1"}, "messages": [{"id": "1", "content": "{" * 300, "author": {"name": "A"}}]}))
+    discord = sys.modules[type(get_source("discord")).__module__]
+    discord._check_depth(dce)

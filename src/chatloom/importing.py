@@ -272,7 +272,7 @@ def import_files(
                                   dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
         if source.stream:
             streams.append(results[-1])
-    if streams and all(r.me_missing for r in streams):  # --me is nobody in any chat: a typo, most likely
+    if streams and len(streams) == len(results) and all(r.me_missing for r in streams):  # nothing written: a typo, most likely
         raise UsageError(f"{streams[0].file}: {streams[0].me_missing}; nothing was imported")
     return results
 

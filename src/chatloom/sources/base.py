@@ -149,6 +149,55 @@ def json_error(data: bytes, err: Exception, path: Path) -> SourceError:
     return SourceError(message, file=str(path), where=data.count(b"\n", 0, pos) + 1 if pos is not None else None)
 
 
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|[\[\]{}]')  # a string (skipped whole) or a bracket
+MAX_DEPTH = 512  # deeper than any chat export nests; ijson's memory grows with the square of the depth
+
+
+def first_json_item(data: bytes) -> tuple[int, int] | None:
+    """Where the first item of the JSON array ``data`` starts and ends (its bracketed value),
+    found by a scan that skips strings; None when it does not end in ``data``, or nests deeper
+    than ``MAX_DEPTH``. Cheap next to a parser, and safe on any input."""
+    depth, start = 0, None
+    for m in _JSON_TOKEN.finditer(data):
+        c = data[m.start()]
+        if c == 0x22:  # a string
+            continue
+        if c in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return None
+            if depth == 2 and start is None:
+                start = m.start()
+        else:
+            depth -= 1
+            if depth == 1 and start is not None:
+                return start, m.end()
+            if depth <= 0:
+                return None
+    return None
+
+
+def json_too_deep(f: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON file nests deeper than ``limit`` (strings skipped), read in blocks."""
+    depth, carry = 0, b""
+    for block in iter(lambda: f.read(1 << 24), b""):
+        data = carry + block
+        end = 0
+        for m in _JSON_TOKEN.finditer(data):
+            if m.end() == len(data) and data[m.start()] == 0x22:  # a string that may go on in the next block
+                break
+            end = m.end()
+            c = data[m.start()]
+            if c in (0x5B, 0x7B):
+                depth += 1
+                if depth > limit:
+                    return True
+            elif c != 0x22:
+                depth -= 1
+        carry = data[end:] if data.find(b'"', end) >= 0 else b""
+    return False
+
+
 def check_json_end(path: Path, end: re.Pattern[bytes] | bytes,
                    message: str = "the file ends inside its JSON (truncated?)") -> None:  # fmt: skip
     """A JSON file read as a stream must end as its layout does (``end``: a pattern, or the last

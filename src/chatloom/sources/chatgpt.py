@@ -153,8 +153,10 @@ class ChatGPTSource(Source):
                 continue
             role = _ROLES.get((m.get("author") or {}).get("role", ""), None)
             text = _text(m.get("content") or {})
-            if role is None or text is None or not text.strip():  # an empty node: a placeholder of the app's
+            if role is None or text is None:
                 continue
+            if not text.strip() and not (role == "tool" and (m.get("author") or {}).get("name") in calls):
+                continue  # an empty node (a placeholder of the app's); a tool's empty answer to a call stays
             msg_meta = {"time": t} if (t := _iso(m.get("create_time"))) else {}
             name = (m.get("author") or {}).get("name") if role == "tool" else None
             recipient = m.get("recipient") or "all"

@@ -28,7 +28,7 @@ import orjson
 from ..errors import SourceError
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, read_text, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom
 from .stream import Post, Sessionizer
 
 
@@ -101,12 +101,17 @@ _DEEP = re.compile(rb"(?:[\[{]\s*){256}")  # 256 brackets opened in a row: no ch
 
 
 def _check_depth(path: Path) -> None:
-    """Refuse a file with a run of 256 opening brackets before ijson reads it."""
+    """Refuse a file nested deeper than ``MAX_DEPTH`` before ijson reads it. A quick search for
+    256 brackets opened in a row finds the candidates; only then is the file scanned with its
+    strings skipped (a message of 300 "{" is text, not nesting)."""
     with open(path, "rb") as f:
         tail = b""
         for block in iter(lambda: f.read(1 << 24), b""):
             if _DEEP.search(tail + block):
-                raise SourceError("nested too deeply to read", file=str(path))
+                f.seek(0)
+                if json_too_deep(f):
+                    raise SourceError("nested too deeply to read", file=str(path))
+                return
             tail = block[-2048:]
 
 

@@ -35,6 +35,7 @@ from .base import (
     check_json_end,
     check_text,
     csv_rows,
+    first_json_item,
     json_error,
     read_text,
     skip_bom,
@@ -54,6 +55,7 @@ def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
 
             check_json_end(path, JSON_ARRAY_END)
             with open(path, "rb") as f:
+                skip_bom(f)
                 try:
                     for i, record in enumerate(ijson.items(f, "item", use_float=True)):
                         yield f"$[{i}]", record
@@ -122,23 +124,28 @@ def _first_record(head: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+FIRST_RECORD_BYTES = 64 << 20  # a first record longer than this is not looked for
+
+
 @functools.lru_cache(maxsize=4)
 def _first_record_in(path: Path, size: int, mtime_ns: int) -> dict[str, Any] | None:
-    """The first record read from the file itself (a JSON array's first item, streamed, or a
-    JSONL's first line): for a head that ends inside it. ``size`` and ``mtime_ns`` key the cache."""
-    import ijson
-
+    """The first record read from the file itself (a JSON array's first item, or a JSONL's first
+    line), up to 64 MB: for a head that ends inside it. ``size`` and ``mtime_ns`` key the cache.
+    The array's item is found by ``first_json_item``, which refuses deep nesting, and parsed
+    by orjson (ijson's memory would grow with the square of the depth)."""
     with open(path, "rb") as f:
-        start = skip_bom(f)
-        lead = f.read(HEAD_BYTES).lstrip()[:1]
-        f.seek(start)
-        try:
-            if lead == b"[":
-                obj = next(ijson.items(f, "item", use_float=True), None)
-            else:
-                obj = orjson.loads(f.readline(1 << 28))
-        except (ijson.JSONError, orjson.JSONDecodeError):
-            return None
+        skip_bom(f)
+        data = f.read(FIRST_RECORD_BYTES)
+    try:
+        if data.lstrip()[:1] == b"[":
+            span = first_json_item(data)
+            if span is None:
+                return None
+            obj = orjson.loads(data[span[0] : span[1]])
+        else:
+            obj = orjson.loads(data.split(b"\n", 1)[0])
+    except orjson.JSONDecodeError:
+        return None
     return obj if isinstance(obj, dict) else None
 
 
@@ -233,7 +240,9 @@ class ShareGPTSource(RecordSource):
             if role is None:
                 raise RecordError(f"$.conversations[{i}].from: unknown role '{who}'")
             value = turn["value"]
-            if not isinstance(value, str):  # a call or a tool's result may be given as JSON itself
+            if isinstance(value, int | float):  # a number (or true/false) written as one
+                value = orjson.dumps(value).decode()
+            elif not isinstance(value, str):  # a call or a tool's result may be given as JSON itself
                 if role not in ("function_call", "tool") or value is None:
                     raise RecordError(f"$.conversations[{i}].value: expected a string, got {type(value).__name__}")
                 value = orjson.dumps(value).decode()
@@ -381,7 +390,10 @@ class LimaSource(RecordSource):
                 record = chat if isinstance(chat, dict) else {"messages": chat}
                 for key in ("name", "lang", "tags"):
                     if row.get(key) and key not in record:
-                        record[key] = orjson.loads(row[key]) if key == "tags" and row[key].startswith("[") else row[key]
+                        value = row[key]
+                        if key == "tags":  # a JSON list, or one plain tag
+                            value = orjson.loads(value) if value.startswith("[") else [value]
+                        record[key] = value
                 conv = self.convert(record)
             except (orjson.JSONDecodeError, RecordError, TypeError, ValueError, AttributeError, KeyError) as err:
                 reader.bad(n, f"chat column: {err}")

@@ -195,10 +195,11 @@ def _attachment_line(body: str, keep: bool) -> str | None:
 
 def _chat_name(path: Path, shown: str) -> str:
     """The chat's name, from the export's name: "WhatsApp Chat with Bea.txt" (Android), or for
-    iOS's "_chat.txt" the zip it came in ("WhatsApp Chat - Bea.zip") or the folder it is in."""
+    iOS's "_chat.txt" the zip it came in ("WhatsApp Chat - Bea.zip") or the folder it is in.
+    ``shown`` is the file as the user named it (``path`` may be chatloom's UTF-8 copy)."""
     stem = path.stem
     if stem == "_chat":
-        stem = Path(shown.split("!", 1)[0]).stem if "!" in shown else path.parent.name or stem
+        stem = Path(shown.split("!", 1)[0]).stem if "!" in shown else Path(shown).parent.name or stem
     return re.sub(r"^WhatsApp Chat (?:with|mit|con|avec|-) ", "", stem).strip() or stem
 
 
