@@ -751,13 +751,27 @@ def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):
     assert conv.messages[1].content == "[attachment: voice_message]"
 
 
+def _chatgpt_chain(tmp_path, chain):
+    """A ChatGPT export of one conversation whose nodes are ``chain``, (role, content[, message
+    fields]) in order (a tool's author is named python), read back."""
+
+    def node(i, role, content, extra=None):
+        nid = f"n{i}"
+        msg = {"id": nid, "author": {"role": role, **({"name": "python"} if role == "tool" else {})},
+               "create_time": 1700000000, "content": content, "metadata": {}, **(extra or {})}  # fmt: skip
+        children = [f"n{i + 1}"] if i + 1 < len(chain) else []
+        return nid, {"id": nid, "parent": f"n{i - 1}" if i else None, "children": children, "message": msg}
+
+    mapping = dict(node(i, *step) for i, step in enumerate(chain))
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": f"n{len(chain) - 1}", "id": "c"}]))
+    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    return conv
+
+
 def test_chatgpt_voice_thoughts_and_empty_nodes(tmp_path):
     """A voice message is its transcription; the model's thoughts, their recap, the custom
     instructions and an empty answer node are not turns."""
-
-    def node(nid, parent, child, role, content):
-        msg = {"id": nid, "author": {"role": role}, "create_time": 1700000000, "content": content, "metadata": {}}
-        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
 
     chain = [("user", {"content_type": "user_editable_context", "user_profile": "I am X"}),
              ("user", {"content_type": "multimodal_text", "parts": [
@@ -766,12 +780,7 @@ def test_chatgpt_voice_thoughts_and_empty_nodes(tmp_path):
              ("assistant", {"content_type": "thoughts", "thoughts": [{"summary": "s", "content": "thinking"}]}),
              ("assistant", {"content_type": "reasoning_recap", "content": "Thought for 3 seconds"}),
              ("assistant", {"content_type": "text", "parts": ["the answer"]})]  # fmt: skip
-    ids = [f"n{i}" for i in range(len(chain))]
-    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content)
-                   for i, (role, content) in enumerate(chain))  # fmt: skip
-    path = tmp_path / "conversations.json"
-    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
-    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    conv = _chatgpt_chain(tmp_path, chain)
     assert [(m.role, m.content) for m in conv.messages] == [("user", "spoken question"), ("assistant", "the answer")]
 
 
@@ -862,21 +871,11 @@ def test_whatsapp_a_header_without_an_author_but_with_lines_under_it_is_message_
 
 
 def test_chatgpt_code_sent_to_a_tool_is_a_tool_call_answered_by_the_tool(tmp_path):
-    def node(nid, parent, child, role, content, **extra):
-        msg = {"id": nid, "author": {"role": role, **({"name": "python"} if role == "tool" else {})},
-               "create_time": 1700000000, "content": content, "metadata": {}, **extra}  # fmt: skip
-        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
-
     chain = [("user", {"content_type": "text", "parts": ["add 1 and 1"]}, {}),
              ("assistant", {"content_type": "code", "language": "python", "text": "print(1 + 1)"}, {"recipient": "python"}),
              ("tool", {"content_type": "execution_output", "text": "2"}, {}),
              ("assistant", {"content_type": "text", "parts": ["It is 2."]}, {})]  # fmt: skip
-    ids = [f"n{i}" for i in range(len(chain))]
-    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content, **extra)
-                   for i, (role, content, extra) in enumerate(chain))  # fmt: skip
-    path = tmp_path / "conversations.json"
-    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
-    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    conv = _chatgpt_chain(tmp_path, chain)
     call = {"id": "call_n1", "type": "function", "function": {"name": "python", "arguments": '{"code":"print(1 + 1)"}'}}
     assert [(m.role, m.content, m.tool_calls, m.tool_call_id) for m in conv.messages] == [
         ("user", "add 1 and 1", None, None), ("assistant", "", [call], None), ("tool", "2", None, "call_n1"),
@@ -919,21 +918,11 @@ def test_review_fixes_deep_first_records_tags_numbers_and_names(tmp_path, monkey
 
 
 def test_review_fixes_a_tools_empty_answer_and_brackets_in_a_message(tmp_path):
-    def node(nid, parent, child, role, content, **extra):
-        msg = {"id": nid, "author": {"role": role, **({"name": "python"} if role == "tool" else {})},
-               "create_time": 1700000000, "content": content, "metadata": {}, **extra}  # fmt: skip
-        return nid, {"id": nid, "parent": parent, "children": [child] if child else [], "message": msg}
-
     chain = [("user", {"content_type": "text", "parts": ["set x"]}, {}),
              ("assistant", {"content_type": "code", "text": "x = 5"}, {"recipient": "python"}),
              ("tool", {"content_type": "execution_output", "text": ""}, {}),
              ("assistant", {"content_type": "text", "parts": ["done"]}, {})]  # fmt: skip
-    ids = [f"n{i}" for i in range(len(chain))]
-    mapping = dict(node(ids[i], ids[i - 1] if i else None, ids[i + 1] if i + 1 < len(ids) else None, role, content, **extra)
-                   for i, (role, content, extra) in enumerate(chain))  # fmt: skip
-    path = tmp_path / "conversations.json"
-    path.write_text(json.dumps([{"title": "t", "create_time": 1700000000, "mapping": mapping, "current_node": ids[-1], "id": "c"}]))
-    (conv,) = get_source("chatgpt").read(path, Reader(str(path)))
+    conv = _chatgpt_chain(tmp_path, chain)
     assert [(m.role, m.content, m.tool_call_id) for m in conv.messages] == [
         ("user", "set x", None), ("assistant", "", None), ("tool", "", "call_n1"), ("assistant", "done", None)]
     # 300 "{" typed in a message are text: the depth guard of the streamed Discord path lets them be
