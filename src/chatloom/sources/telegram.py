@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -48,28 +48,33 @@ class TgMessage(msgspec.Struct):
     sticker_emoji: str | None = None
 
 
-class TgChat(msgspec.Struct):
-    messages: list[TgMessage]
+M = TypeVar("M")  # a message: TgMessage, or Any (a dict) where one message has another shape
+
+
+class TgChat(msgspec.Struct, Generic[M]):
+    messages: list[M]
     name: str | None = None
     type: str | None = None
     id: int | str | None = None
 
 
-class _ChatList(msgspec.Struct):
-    items: list[TgChat] = msgspec.field(default_factory=list, name="list")
+class _ChatList(msgspec.Struct, Generic[M]):
+    items: list[TgChat[M]] = msgspec.field(default_factory=list, name="list")
 
 
-class _Doc(msgspec.Struct):
+class _Doc(msgspec.Struct, Generic[M]):
     """A full export (``chats.list``) or one chat (``messages``): the file says which."""
 
-    chats: _ChatList | None = None
-    messages: list[TgMessage] | None = None
+    chats: _ChatList[M] | None = None
+    messages: list[M] | None = None
     name: str | None = None
     type: str | None = None
     id: int | str | None = None
 
 
-_decode_doc = msgspec.json.Decoder(_Doc).decode
+_decode_doc = msgspec.json.Decoder(_Doc[TgMessage]).decode
+# the same document with its messages left as dicts, for ``_posts`` to check one by one
+_decode_lenient = msgspec.json.Decoder(_Doc[Any]).decode
 
 
 def flatten(text: Any) -> str:
@@ -108,34 +113,6 @@ def _time(m: TgMessage, zone: tzinfo | None) -> datetime | None:
     return datetime.fromtimestamp(int(m.date_unixtime), UTC).replace(tzinfo=None) if m.date_unixtime else None
 
 
-class _LenientChat(msgspec.Struct):
-    messages: list[Any]
-    name: str | None = None
-    type: str | None = None
-    id: int | str | None = None
-
-
-class _LenientDoc(msgspec.Struct):
-    chats: msgspec.Raw | None = None
-    messages: list[Any] | None = None
-    name: str | None = None
-    type: str | None = None
-    id: int | str | None = None
-
-
-def _lenient_doc(data: bytes, path: Path) -> _Doc:
-    """The document with its messages left as dicts, for ``_posts`` to check one by one."""
-    try:
-        doc = msgspec.json.decode(data, type=_LenientDoc)
-        chats = None
-        if doc.chats is not None:
-            listed = msgspec.json.decode(doc.chats, type=dict[str, Any]).get("list", [])
-            chats = _ChatList([msgspec.convert(c, _LenientChat, strict=False) for c in listed])  # type: ignore[arg-type]
-    except msgspec.ValidationError as err:
-        raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
-    return _Doc(chats=chats, messages=doc.messages, name=doc.name, type=doc.type, id=doc.id)  # type: ignore[arg-type]
-
-
 class TelegramSource(Source):
     name = "telegram"
     summary = "Telegram Desktop result.json: one chat or a full export; needs --me"
@@ -167,9 +144,12 @@ class TelegramSource(Source):
         if path.stat().st_size <= STREAM_ABOVE:
             data = path.read_bytes().removeprefix(BOM)
             try:
-                doc = _decode_doc(data)
+                doc: _Doc[Any] = _decode_doc(data)
             except msgspec.ValidationError:  # a message of another shape: each one is checked on its own
-                doc = _lenient_doc(data, path)
+                try:
+                    doc = _decode_lenient(data)
+                except msgspec.ValidationError as err:
+                    raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
             except msgspec.DecodeError as err:
                 raise json_error(data, err, path) from None
             if doc.chats is not None:
