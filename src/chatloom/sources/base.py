@@ -29,6 +29,7 @@ from ..model import Conversation
 
 HEAD_BYTES = 65536
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows tools write and JSON parsers refuse
+NOT_UTF8 = "not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)"
 
 
 def skip_bom(f: Any) -> int:
@@ -133,12 +134,14 @@ JSON_ARRAY_END = re.compile(rb"(?:\}|\[)\s*\]\s*\Z")  # an array of objects (or 
 
 def json_error(data: bytes, err: Exception, path: Path) -> SourceError:
     """A JSON parser's error on a whole file's bytes as one line with the line it is on: bytes
-    that are not UTF-8 are said so (orjson and msgspec report them as bad JSON at its start)."""
+    that are not UTF-8 are said so (orjson and msgspec report them as bad JSON at its start), and
+    so are nesting too deep and a file that ends inside its JSON."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as bad:
-        hint = "export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8"
-        return SourceError(f"not UTF-8 text ({hint})", file=str(path), where=data.count(b"\n", 0, bad.start) + 1)
+        return SourceError(NOT_UTF8, file=str(path), where=data.count(b"\n", 0, bad.start) + 1)
+    if "depth limit" in str(err) or "recursion" in str(err):  # orjson stops at 1,024 levels
+        return SourceError("nested too deeply to read (over 1,024 levels)", file=str(path))
     pos = getattr(err, "pos", None)
     if pos is None and (m := re.search(r"\(byte (\d+)\)", str(err))):  # msgspec's way of saying where
         pos = int(m[1])
@@ -250,6 +253,6 @@ def check_text(path: Path, head: bytes) -> None:
     except UnicodeDecodeError as err:
         if err.start < len(head) - 3:  # not just a character cut at the end of the head
             raise SourceError(
-                "not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)",
+                NOT_UTF8,
                 file=str(path), where=head.count(b"\n", 0, err.start) + 1,
             ) from None  # fmt: skip

@@ -29,7 +29,7 @@ from ..errors import SourceError
 from ..model import Conversation
 from . import dates
 from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom
-from .stream import Post, Sessionizer
+from .stream import DISCRIMINATOR, Post, Sessionizer
 
 
 class _Author(msgspec.Struct):
@@ -77,7 +77,6 @@ _SYSTEM_TEXT = re.compile(
     r"^(Joined the server\.|Started a thread\.|Pinned a message\.|Left the group\.|Changed the channel (name|icon).*|"
     r"Started a call( that lasted .*)?\.?|Added .+ to the group\.|Removed .+ from the group\.|Added a recipient\.|Removed a recipient\.)$"
 )
-_DISCRIMINATOR = re.compile(r"#\d{4}$")
 _DCE_END = re.compile(rb'\]\s*(?:,\s*"messageCount"\s*:\s*\d+\s*)?\}\s*\Z')  # "messages": […], "messageCount": N }
 
 
@@ -129,7 +128,7 @@ def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str
 
 
 def _author(name: str) -> str:
-    return _DISCRIMINATOR.sub("", name.strip())
+    return DISCRIMINATOR.sub("", name.strip())
 
 
 class DiscordSource(Source):
@@ -253,7 +252,7 @@ class DiscordSource(Source):
                 return None
         name = m.author.name or m.author.nickname or "unknown"
         return Post(
-            author=_DISCRIMINATOR.sub("", name) if "#" in name else name,
+            author=DISCRIMINATOR.sub("", name) if "#" in name else name,
             text=text,
             time=m.timestamp,
             id=m.id,
@@ -299,8 +298,6 @@ class DiscordSource(Source):
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as err:
-            if "depth" in err.msg or "recursion" in err.msg:
-                raise SourceError("nested too deeply to read (over 1,024 levels)", file=str(path)) from None
             raise json_error(data, err, path) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list):
             raise SourceError("not a DiscordChatExporter export: no 'messages' list", file=str(path))

@@ -41,13 +41,16 @@ class Post(msgspec.Struct, gc=False):
     reply_to: str | None = None
 
 
+DISCRIMINATOR = re.compile(r"#\d{4}$")  # a Discord tag: "Adam#7077"; names are kept without it
+
+
 def me_names(names: Iterable[str]) -> set[str]:
     """``--me`` names as matched: casefolded, and a Discord tag ("Adam#7077") also without the
     "#7077" (DiscordChatExporter writes names without it)."""
     found = set()
     for name in names:
         found.add(name.casefold())
-        found.add(re.sub(r"#\d{4}$", "", name).casefold())
+        found.add(DISCRIMINATOR.sub("", name).casefold())
     return found
 
 
