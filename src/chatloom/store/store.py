@@ -942,7 +942,7 @@ def digest_batches(
     conversation (see ``import_conversations``)."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
-    count = messages = 0  # of the whole batch, pieces sent included
+    messages = 0  # of the whole batch, pieces sent included (``seen`` holds its ids)
     piece_limit, piece_start = first_messages, 0  # the next piece's messages (None: no more pieces)
     in_pieces = False  # a piece of the batch was sent: the batch must still end
     for conv in convs:
@@ -952,14 +952,13 @@ def digest_batches(
         cid = ensure_id(conv, dg)
         if cid in seen:
             yield batch  # may be empty after a piece: it still ends the transaction
-            batch, seen, count, messages, piece_limit, in_pieces = [], set(), 0, 0, None, False
+            batch, seen, messages, piece_limit, in_pieces = [], set(), 0, None, False
         batch.append((conv, dg))
         seen.add(cid)
-        count += 1
         messages += len(conv.messages)
-        if count >= size or messages >= max_messages:
+        if len(seen) >= size or messages >= max_messages:
             yield batch
-            batch, seen, count, messages, piece_limit, in_pieces = [], set(), 0, 0, None, False
+            batch, seen, messages, piece_limit, in_pieces = [], set(), 0, None, False
         elif piece_limit is not None and messages - piece_start >= piece_limit:
             yield Piece(batch)
             batch, piece_start, piece_limit, in_pieces = [], messages, piece_limit * 2, True
