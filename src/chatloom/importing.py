@@ -241,7 +241,6 @@ def import_files(
     or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
     ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
     results: list[FileResult] = []
-    streams: list[FileResult] = []  # the message-stream files' results
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(display_name(file), strict=strict, progress=progress)
@@ -270,10 +269,9 @@ def import_files(
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
                                   dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
-        if source.stream:
-            streams.append(results[-1])
-    if streams and len(streams) == len(results) and all(r.me_missing for r in streams):  # nothing written: a typo, most likely
-        raise UsageError(f"{streams[0].file}: {streams[0].me_missing}; nothing was imported")
+    # every file a chat where --me is nobody (only chats have me_missing): nothing was written, a typo most likely
+    if results and all(r.me_missing for r in results):
+        raise UsageError(f"{results[0].file}: {results[0].me_missing}; nothing was imported")
     return results
 
 
