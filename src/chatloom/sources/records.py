@@ -28,6 +28,7 @@ from ..errors import SourceError
 from ..jsonl import RecordError, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
 from .base import (
+    BOM,
     HEAD_BYTES,
     JSON_ARRAY_END,
     Reader,
@@ -83,45 +84,34 @@ def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
                 reader.advance(f.tell())
 
 
-@functools.lru_cache(maxsize=4)
-def _first_record(head: bytes) -> dict[str, Any] | None:
-    """The first record of a JSON array or JSONL head, when it fits in the head (kept: the record
-    formats' detectors all ask for the same head's; they only read it)."""
-    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    if text.startswith(b"["):
-        if not text[1:].lstrip().startswith(b"{"):  # not an array of objects: "[8/15/23, 9:12 AM] …"
-            return None
-        depth, start = 0, None
-        in_str = esc = False
-        for i in range(1, len(text)):
-            c = text[i]
-            if in_str:
-                if esc:
-                    esc = False
-                elif c == 0x5C:  # backslash
-                    esc = True
-                elif c == 0x22:  # closing quote
-                    in_str = False
-                continue
-            if c == 0x22:
-                in_str = True
-            elif c == 0x7B:  # {
-                depth += 1
-                start = i if start is None else start
-            elif c == 0x7D:  # }
-                depth -= 1
-                if depth == 0 and start is not None:
-                    try:
-                        return orjson.loads(text[start : i + 1])
-                    except orjson.JSONDecodeError:
-                        return None
+def _starts_a_record(text: bytes) -> bool:
+    """Whether stripped bytes open a JSONL object or an array of objects (not "[8/15/23, …")."""
+    return text.startswith(b"{") or (text.startswith(b"[") and text[1:].lstrip().startswith(b"{"))
+
+
+def _first_record_of(data: bytes) -> dict[str, Any] | None:
+    """The first record of JSON-array or JSONL bytes (a file's start), when it ends in them: the
+    array's first item is found by ``first_json_item``, a scan that skips strings and refuses
+    deep nesting, and parsed by orjson."""
+    text = data.removeprefix(BOM).lstrip()
+    if not _starts_a_record(text):
         return None
-    line = text.split(b"\n", 1)[0]
     try:
-        obj = orjson.loads(line)
+        if text.startswith(b"["):
+            span = first_json_item(text)
+            obj = orjson.loads(text[span[0] : span[1]]) if span is not None else None
+        else:
+            obj = orjson.loads(text.split(b"\n", 1)[0])
     except orjson.JSONDecodeError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+@functools.lru_cache(maxsize=4)
+def _first_record(head: bytes) -> dict[str, Any] | None:
+    """The first record in a file's head (kept: the record formats' detectors all ask for the
+    same head's; they only read it)."""
+    return _first_record_of(head)
 
 
 FIRST_RECORD_BYTES = 64 << 20  # a first record longer than this is not looked for
@@ -129,24 +119,11 @@ FIRST_RECORD_BYTES = 64 << 20  # a first record longer than this is not looked f
 
 @functools.lru_cache(maxsize=4)
 def _first_record_in(path: Path, size: int, mtime_ns: int) -> dict[str, Any] | None:
-    """The first record read from the file itself (a JSON array's first item, or a JSONL's first
-    line), up to 64 MB: for a head that ends inside it. ``size`` and ``mtime_ns`` key the cache.
-    The array's item is found by ``first_json_item``, which refuses deep nesting, and parsed
-    by orjson (ijson's memory would grow with the square of the depth)."""
+    """The first record read from the file itself, up to 64 MB, for a head that ends inside it
+    (not ijson: its memory grows with the square of the depth). ``size`` and ``mtime_ns`` key
+    the cache."""
     with open(path, "rb") as f:
-        skip_bom(f)
-        data = f.read(FIRST_RECORD_BYTES)
-    try:
-        if data.lstrip()[:1] == b"[":
-            span = first_json_item(data)
-            if span is None:
-                return None
-            obj = orjson.loads(data[span[0] : span[1]])
-        else:
-            obj = orjson.loads(data.split(b"\n", 1)[0])
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
+        return _first_record_of(f.read(FIRST_RECORD_BYTES))
 
 
 class RecordSource(Source):
@@ -157,7 +134,7 @@ class RecordSource(Source):
 
     def detect(self, path: Path, head: bytes) -> bool:
         first = _first_record(head)
-        if first is None and len(head) >= HEAD_BYTES:  # a first record longer than the head
+        if first is None and len(head) >= HEAD_BYTES and _starts_a_record(head.removeprefix(BOM).lstrip()):  # a first record longer than the head
             st = path.stat()
             first = _first_record_in(path, st.st_size, st.st_mtime_ns)
         return first is not None and all(k in first for k in self.keys) and self.looks_like(first)
@@ -240,10 +217,8 @@ class ShareGPTSource(RecordSource):
             if role is None:
                 raise RecordError(f"$.conversations[{i}].from: unknown role '{who}'")
             value = turn["value"]
-            if isinstance(value, int | float):  # a number (or true/false) written as one
-                value = orjson.dumps(value).decode()
-            elif not isinstance(value, str):  # a call or a tool's result may be given as JSON itself
-                if role not in ("function_call", "tool") or value is None:
+            if not isinstance(value, str):  # a number or true/false as its text; a call or a tool's result may be JSON itself
+                if value is None or (isinstance(value, dict | list) and role not in ("function_call", "tool")):
                     raise RecordError(f"$.conversations[{i}].value: expected a string, got {type(value).__name__}")
                 value = orjson.dumps(value).decode()
             if role == "function_call":
