@@ -439,7 +439,7 @@ def test_times_in_the_exporters_layouts(written, seconds):
     assert dates.seconds_of_day(written) == seconds
 
 
-@pytest.mark.parametrize("written", ["25:20", "9:60", "9:12:61", "9:12 XM", "9", "9:1", "\u202f25:05\u202f"])
+@pytest.mark.parametrize("written", ["25:20", "9:60", "9:12:61", "9:12 XM", "9", "9:1", "\u202f25:05\u202f", "25:13:00 AM", "13:05 PM"])
 def test_unreadable_times_name_the_cleaned_time(written):
     with pytest.raises(ValueError, match=f"^unreadable time '{dates.clean_time(written)}'$"):
         dates.seconds_of_day(written)

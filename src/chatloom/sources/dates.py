@@ -86,6 +86,8 @@ def _clock(time: str) -> tuple[int, int, int]:
     h, m, s, half = t.groups()
     hour, minute, second = int(h), int(m), int(s) if s else 0
     if half:
+        if hour > 12:  # "25:13 AM" is no time (it read as 1:13)
+            raise ValueError(f"unreadable time '{clean_time(time)}'")
         hour = hour % 12 + (12 if half in "pP" else 0)
     if hour > 23 or minute > 59 or second > 59:
         raise ValueError(f"unreadable time '{clean_time(time)}'")
