@@ -406,24 +406,26 @@ def _tx_ends(batches):
     return ends, sizes
 
 
-def test_the_first_batch_comes_in_growing_pieces_and_transactions_end_where_they_did():
+def test_every_batch_comes_in_pieces_and_transactions_end_where_they_did():
     convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(100)]
-    ends, sizes = _tx_ends(digest_batches(convs, 10_000, max_messages=200, first_messages=40))
-    assert sizes == [(4, True), (8, True), (8, False), (20, False), (20, False), (20, False), (20, False)]
+    ends, sizes = _tx_ends(digest_batches(convs, 10_000, max_messages=200, piece_messages=70))
+    assert sizes == [(7, True), (7, True), (6, False)] * 5  # 70 + 70 + 60 messages: the batch ends at 200
     assert ends == _tx_ends(digest_batches(convs, 10_000, max_messages=200))[0] == [20, 40, 60, 80, 100]
+    # a batch ended by its conversation count starts its pieces afresh too
+    assert _tx_ends(digest_batches(convs[:30], 12, piece_messages=50))[1] == [(5, True), (5, True), (2, False)] * 2 + [(5, True), (1, False)]
     # a repeated id ends the batch even just after a piece: an empty batch closes the transaction
     again = [*convs[:4], convs[0]]
-    ends, sizes = _tx_ends(digest_batches(again, 10_000, max_messages=200, first_messages=40))
+    ends, sizes = _tx_ends(digest_batches(again, 10_000, max_messages=200, piece_messages=40))
     assert sizes == [(4, True), (0, False), (1, False)] and ends == [4, 5]
     # a stream that ends inside the pieces still ends its batch
-    assert _tx_ends(digest_batches(convs[:5], 10_000, max_messages=200, first_messages=40))[1] == [(4, True), (1, False)]
+    assert _tx_ends(digest_batches(convs[:5], 10_000, max_messages=200, piece_messages=40))[1] == [(4, True), (1, False)]
 
 
 def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(tmp_path):
     convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(30)]
 
     def failing():
-        yield from digest_batches(convs[:12], 10_000, max_messages=200, first_messages=40)  # pieces of 4 and 8, no end
+        yield from digest_batches(convs[:12], 10_000, max_messages=200, piece_messages=40)  # three pieces of 4, no end
 
     def cut_short():
         for b in failing():
@@ -436,5 +438,5 @@ def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(t
             s.import_batches(cut_short())
         assert s.count() == 0
         # whole, the same pieces commit once their batch ends
-        counts = s.import_batches(digest_batches(convs, 10_000, max_messages=200, first_messages=40))
+        counts = s.import_batches(digest_batches(convs, 10_000, max_messages=200, piece_messages=40))
         assert counts.added == s.count() == 30 and s.check().ok

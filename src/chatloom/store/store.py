@@ -927,7 +927,7 @@ class Piece(list):  # type: ignore[type-arg]
 
 def digest_batches(
     convs: Iterable[Conversation], size: int, max_messages: int = 60_000, gate: threading.Event | None = None,
-    first_messages: int | None = None,
+    piece_messages: int | None = None,
 ) -> Iterator[list[tuple[Conversation, str]]]:  # fmt: skip
     """Batches of (conversation, digest) with ids set, of ``size`` conversations or
     ``max_messages`` messages, whichever comes first (more batches of long chats let parsing
@@ -935,15 +935,15 @@ def digest_batches(
     repeated inside a batch starts a new batch, so the second copy is compared with the first
     as stored. Each batch is one transaction of ``import_batches``.
 
-    ``first_messages``: the first batch comes in pieces, ``Piece`` lists of that many messages,
-    then twice as many each, so that a writer waiting for it can start soon; the pieces are one
-    transaction all the same, so where a transaction ends does not change (a file cut short
-    inside its first batch still writes nothing). ``gate``: wait for it before each
-    conversation (see ``import_conversations``)."""
+    ``piece_messages``: every batch comes in pieces, ``Piece`` lists of about that many messages,
+    so that a writer in another process starts on a batch soon and never waits long for the next
+    piece; the pieces of a batch are one transaction all the same, so where a transaction ends
+    does not change (a file cut short inside a batch writes nothing of it). ``gate``: wait for it
+    before each conversation (see ``import_conversations``)."""
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
     messages = 0  # of the whole batch, pieces sent included (``seen`` holds its ids)
-    piece_limit, piece_start = first_messages, 0  # the next piece's messages (None: no more pieces)
+    piece_start = 0  # the messages of the batch before this piece
     in_pieces = False  # a piece of the batch was sent: the batch must still end
     for conv in convs:
         if gate is not None:
@@ -952,16 +952,16 @@ def digest_batches(
         cid = ensure_id(conv, dg)
         if cid in seen:
             yield batch  # may be empty after a piece: it still ends the transaction
-            batch, seen, messages, piece_limit, in_pieces = [], set(), 0, None, False
+            batch, seen, messages, piece_start, in_pieces = [], set(), 0, 0, False
         batch.append((conv, dg))
         seen.add(cid)
         messages += len(conv.messages)
         if len(seen) >= size or messages >= max_messages:
             yield batch
-            batch, seen, messages, piece_limit, in_pieces = [], set(), 0, None, False
-        elif piece_limit is not None and messages - piece_start >= piece_limit:
+            batch, seen, messages, piece_start, in_pieces = [], set(), 0, 0, False
+        elif piece_messages is not None and messages - piece_start >= piece_messages:
             yield Piece(batch)
-            batch, piece_start, piece_limit, in_pieces = [], messages, piece_limit * 2, True
+            batch, piece_start, in_pieces = [], messages, True
     if batch or in_pieces:
         yield batch
 
