@@ -940,3 +940,17 @@ def test_review_fixes_a_tools_empty_answer_and_brackets_in_a_message(tmp_path):
     dce.write_text(json.dumps({"guild": {}, "channel": {"id": "1"}, "messages": [{"id": "1", "content": "{" * 300, "author": {"name": "A"}}]}))
     discord = sys.modules[type(get_source("discord")).__module__]
     discord._check_depth(dce)
+
+
+def test_chatgpt_an_id_twice_in_one_file_is_a_bad_record_not_a_silent_update(tmp_path):
+    def conv(cid, text):
+        mapping = {"a": {"id": "a", "parent": None, "children": [], "message": {
+            "id": "a", "author": {"role": "user"}, "content": {"content_type": "text", "parts": [text]}, "metadata": {}}}}
+        return {"title": text, "create_time": 1700000000, "mapping": mapping, "current_node": "a", "id": cid}
+
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([conv("c1", "first"), conv("c2", "other"), conv("c1", "second")]))
+    reader = Reader(str(path))
+    convs = list(get_source("chatgpt").read(path, reader))
+    assert [(c.id, c.title) for c in convs] == [("chatgpt:c1", "first"), ("chatgpt:c2", "other")]
+    assert reader.bad_count == 1 and reader.examples == [f"{path}:$[2]: conversation id 'c1' again (first at $[0]); skipped"]

@@ -62,6 +62,10 @@ def _text(content: dict[str, Any]) -> str | None:
     return f"[{kind}]"
 
 
+def _conv_id(conv: dict[str, Any], index: int) -> str:
+    return str(conv.get("conversation_id") or conv.get("id") or f"index{index}")
+
+
 class ChatGPTSource(Source):
     name = "chatgpt"
     summary = "ChatGPT data export: conversations.json or the export's .zip (active branch; --all-branches)"
@@ -77,9 +81,14 @@ class ChatGPTSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
+        first_at: dict[str, int] = {}  # conversation id → the index it first came at
         for i, conv in enumerate(self._conversations(path)):
             try:
-                yield from self._branches(conv, i, path, reader)
+                conv_id = _conv_id(conv, i)
+                if first_at.setdefault(conv_id, i) != i:  # the later copy would silently replace the first one
+                    reader.bad(f"$[{i}]", f"conversation id '{conv_id}' again (first at $[{first_at[conv_id]}]); skipped")
+                    continue
+                yield from self._branches(conv, conv_id, i, path, reader)
             except (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError) as err:  # OSError: a time out of range
                 reader.bad(f"$[{i}]", f"not a ChatGPT conversation ({type(err).__name__}: {err})")
         reader.advance(path.stat().st_size)
@@ -105,9 +114,8 @@ class ChatGPTSource(Source):
             except ijson.JSONError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
-    def _branches(self, conv: dict[str, Any], index: int, path: Path, reader: Reader) -> Iterator[Conversation]:
+    def _branches(self, conv: dict[str, Any], conv_id: str, index: int, path: Path, reader: Reader) -> Iterator[Conversation]:
         mapping: dict[str, Any] = conv["mapping"]
-        conv_id = conv.get("conversation_id") or conv.get("id") or f"index{index}"
         current = conv.get("current_node")
         if current not in mapping:  # no current node: the newest leaf
             leaves = [k for k, v in mapping.items() if not v.get("children")]
