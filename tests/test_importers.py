@@ -748,7 +748,32 @@ def test_telegram_times_without_unix_time_stay_local_and_a_bad_message_is_one_ba
     assert stamp == datetime.fromtimestamp(int(first["date_unixtime"]), UTC)
     bad = {**doc, "messages": [{**doc["messages"][0], "from": 12345}, *doc["messages"][1:]]}
     convs, reader = read(bad)
-    assert reader.bad_count == 1 and "$.messages[0]" in reader.examples[0] and convs
+    assert reader.bad_count == 1 and "result.json:1: not a Telegram message" in reader.examples[0] and convs  # json.dumps: one line
+
+
+def test_a_bad_telegram_message_is_named_by_its_line(tmp_path):
+    """The line of the bad message's "id" in its own chat (ids repeat across the chats of a full
+    export); its JSON path when it has no id."""
+
+    def chat(cid, messages):
+        return {"name": f"chat {cid}", "type": "personal_chat", "id": cid, "messages": messages}
+
+    def msg(mid, author="Ann", **extra):
+        return {"id": mid, "type": "message", "date": "2023-01-01T10:00:00", "date_unixtime": "1672567200", "from": author, "text": "hi", **extra}
+
+    def bad_where(doc):
+        path = tmp_path / "result.json"
+        path.write_text(json.dumps(doc, indent=1))
+        reader = Reader(str(path))
+        list(get_source("telegram", me=["Ann"], min_turns=1).read(path, reader))
+        lines = path.read_text().splitlines()
+        return [e.split(":")[1] for e in reader.examples], lines
+
+    full = {"about": "telegram.org", "chats": {"list": [chat(1, [msg(7), msg(8)]), chat(2, [msg(7), msg(8, author=5)])]}}
+    (where,), lines = bad_where(full)
+    assert lines[int(where) - 1].strip() == '"id": 8,' and int(where) > next(i for i, line in enumerate(lines) if '"id": 2,' in line)
+    (where,), _ = bad_where(chat(3, [msg(1), {"type": "message", "from": 5, "text": "no id"}]))
+    assert where == "$.messages[1]"
 
 
 def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):
@@ -954,3 +979,29 @@ def test_chatgpt_an_id_twice_in_one_file_is_a_bad_record_not_a_silent_update(tmp
     convs = list(get_source("chatgpt").read(path, reader))
     assert [(c.id, c.title) for c in convs] == [("chatgpt:c1", "first"), ("chatgpt:c2", "other")]
     assert reader.bad_count == 1 and reader.examples == [f"{path}:$[2]: conversation id 'c1' again (first at $[0]); skipped"]
+
+
+@pytest.mark.parametrize("name", ["telegram_result_langchain.json", "telegram_batch_export_chatminer.json"])
+def test_telegram_streamed_reads_as_in_memory(fixture, monkeypatch, tmp_path, name):
+    """Files over 256 MB stream through ijson: the same conversations, and a bad message named by
+    its JSON path there (the text is not held)."""
+    from chatloom.sources import telegram
+
+    doc = json.loads(fixture(name).read_text(encoding="utf-8"))
+    chats = doc["chats"]["list"] if "chats" in doc else [doc]
+    chats[-1]["messages"].append({"id": 999, "type": "message", "date_unixtime": "x", "from": "A", "text": "bad"})
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(doc, indent=1))
+    me = chats[0]["messages"][0]["from"]
+
+    def read_all():
+        reader = Reader(str(path))
+        convs = list(get_source("telegram", me=[me], min_turns=1).read(path, reader))
+        return [msgspec.json.encode(c) for c in convs], reader.examples
+
+    whole, bad_whole = read_all()
+    monkeypatch.setattr(telegram, "STREAM_ABOVE", 0)
+    streamed, bad_streamed = read_all()
+    assert streamed == whole and whole
+    prefix = f"$.chats.list[{len(chats) - 1}]" if "chats" in doc else "$"
+    assert bad_streamed == [f"{path}:{prefix}.messages[{len(chats[-1]['messages']) - 1}]: " + bad_whole[0].split(": ", 1)[1]]

@@ -11,6 +11,8 @@ chat (or one message of a single-chat export) at a time, so memory stays flat.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -113,6 +115,31 @@ def _time(m: TgMessage, zone: tzinfo | None) -> datetime | None:
     return datetime.fromtimestamp(int(m.date_unixtime), UTC).replace(tzinfo=None) if m.date_unixtime else None
 
 
+class _Where:
+    """Where a chat's i-th message is, for an error: the line of its ``"id"`` when the file is in
+    memory (the first such id after the chat's ``"messages"``), else its JSON path."""
+
+    def __init__(self, prefix: str, data: bytes | None = None, chat: int = 0):
+        self.prefix, self.data, self.chat = prefix, data, chat
+        self.start: int | None = None  # where the chat's messages begin in ``data``
+
+    def __call__(self, i: int, m: Any) -> str | int:
+        path = f"{self.prefix}.messages[{i}]"
+        mid = m.get("id") if isinstance(m, dict) else getattr(m, "id", None)
+        if self.data is None or not isinstance(mid, int) or isinstance(mid, bool):
+            return path
+        if self.start is None:
+            arrays = _MESSAGES.finditer(self.data)
+            found = next(itertools.islice(arrays, self.chat, None), None)
+            self.start = found.end() if found else 0
+        at = re.compile(rb'"id":\s*%d\s*[,}]' % mid).search(self.data, self.start)
+        return path if at is None else self.data.count(b"\n", 0, at.start()) + 1
+
+
+# a key "messages" opening an array; inside a JSON string its quotes would be escaped
+_MESSAGES = re.compile(rb'"messages":\s*\[')
+
+
 class TelegramSource(Source):
     name = "telegram"
     summary = "Telegram Desktop result.json: one chat or a full export; needs --me"
@@ -132,15 +159,15 @@ class TelegramSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
-        for chat in self._chats(path):
+        for chat, where in self._chats(path):
             chat_id = str(chat.id or chat.name or path.stem)
             yield from Sessionizer(self.options, reader).conversations(
-                self._posts(chat.messages, reader), fmt=self.name, chat_id=chat_id, file=path.name,
+                self._posts(chat.messages, reader, where), fmt=self.name, chat_id=chat_id, file=path.name,
                 title=chat.name, meta={k: v for k, v in (("name", chat.name), ("type", chat.type)) if v},
             )  # fmt: skip
         reader.advance(path.stat().st_size)
 
-    def _chats(self, path: Path) -> Iterator[TgChat]:
+    def _chats(self, path: Path) -> Iterator[tuple[TgChat, _Where]]:
         if path.stat().st_size <= STREAM_ABOVE:
             data = path.read_bytes().removeprefix(BOM)
             try:
@@ -153,19 +180,22 @@ class TelegramSource(Source):
             except msgspec.DecodeError as err:
                 raise json_error(data, err, path) from None
             if doc.chats is not None:
-                yield from doc.chats.items
+                for k, chat in enumerate(doc.chats.items):
+                    yield chat, _Where(f"$.chats.list[{k}]", data, k)
             elif doc.messages is not None:
-                yield TgChat(messages=doc.messages, name=doc.name, type=doc.type, id=doc.id)
+                yield TgChat(messages=doc.messages, name=doc.name, type=doc.type, id=doc.id), _Where("$", data, 0)
             else:
                 raise SourceError("expected a Telegram result.json: no 'messages' and no 'chats'", file=str(path))
             return
-        for chat in self._stream_chats(path):
+        for chat, prefix in self._stream_chats(path):
             try:
-                yield TgChat(messages=chat["messages"], name=chat.get("name"), type=chat.get("type"), id=chat.get("id"))  # type: ignore[arg-type]
+                tg = TgChat(messages=chat["messages"], name=chat.get("name"), type=chat.get("type"), id=chat.get("id"))  # type: ignore[arg-type]
             except (TypeError, KeyError):
                 raise SourceError("a chat without a 'messages' list", file=str(path)) from None
+            yield tg, _Where(prefix)
 
-    def _stream_chats(self, path: Path) -> Iterator[dict[str, Any]]:
+    def _stream_chats(self, path: Path) -> Iterator[tuple[dict[str, Any], str]]:
+        """Each chat, with its JSON path."""
         import ijson
 
         check_json_end(path, b"}")
@@ -175,7 +205,8 @@ class TelegramSource(Source):
             f.seek(start)
             try:
                 if full:
-                    yield from ijson.items(f, "chats.list.item", use_float=True)
+                    for k, chat in enumerate(ijson.items(f, "chats.list.item", use_float=True)):
+                        yield chat, f"$.chats.list[{k}]"
                 else:
                     header = {}
                     for prefix, event, value in ijson.parse(f):
@@ -184,11 +215,11 @@ class TelegramSource(Source):
                         if prefix == "messages" and event == "start_array":
                             break
                     f.seek(start)
-                    yield {**header, "messages": ijson.items(f, "messages.item", use_float=True)}
+                    yield {**header, "messages": ijson.items(f, "messages.item", use_float=True)}, "$"
             except ijson.JSONError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
-    def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader) -> Iterator[Post]:
+    def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader, where: _Where) -> Iterator[Post]:
         attachments = self.options.get("attachments", True)
         zone: tzinfo | None | bool = False  # False: not known yet (see _zone)
         for i, m in enumerate(messages):
@@ -199,7 +230,7 @@ class TelegramSource(Source):
                     zone = _zone(m)
                 when = _time(m, zone or None)
             except (msgspec.ValidationError, ValueError, OverflowError, OSError) as err:
-                reader.bad(f"$.messages[{i}]", f"not a Telegram message: {err}")
+                reader.bad(where(i, m), f"not a Telegram message: {err}")
                 continue
             if m.type != "message":
                 reader.dropped["service message"] += 1
