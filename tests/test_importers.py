@@ -1005,3 +1005,43 @@ def test_telegram_streamed_reads_as_in_memory(fixture, monkeypatch, tmp_path, na
     assert streamed == whole and whole
     prefix = f"$.chats.list[{len(chats) - 1}]" if "chats" in doc else "$"
     assert bad_streamed == [f"{path}:{prefix}.messages[{len(chats[-1]['messages']) - 1}]: " + bad_whole[0].split(": ", 1)[1]]
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='ab[]{}"\\\n\u00e9 ', max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='k[{"\\', max_size=3), inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def _depth(value):
+    if isinstance(value, list | dict):
+        return 1 + max((_depth(v) for v in (value.values() if isinstance(value, dict) else value)), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.integers(min_value=1, max_value=9), st.booleans())
+def test_the_depth_scan_counts_what_a_parser_nests(value, block_size, indent):
+    """Strings full of brackets, quotes and backslashes, cut anywhere between blocks: the scan
+    finds exactly the depth ``json`` built."""
+    import io
+
+    from chatloom.sources.base import json_too_deep
+
+    data = json.dumps(value, indent=1 if indent else None).encode()
+    depth = _depth(value)
+    assert not json_too_deep(io.BytesIO(data), limit=depth, block_size=block_size)
+    if depth:
+        assert json_too_deep(io.BytesIO(data), limit=depth - 1, block_size=block_size)
+
+
+def test_deep_nesting_between_keys_is_refused_before_ijson_reads_the_file(tmp_path):
+    """A minified export over 64 MB streams through ijson, whose memory grows with the square of
+    the depth: nesting that never opens 256 brackets in a row (``[{"a":[{"a":…``) is refused too."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"guild": {}, "channel": {"id": "1"}, "messages": [{"id": "1", "content": "x", "author": {"name": "A"}, "embeds": '
+                    + '[{"a":' * 400 + "1" + "}]" * 400 + "}]}")  # fmt: skip
+    discord = sys.modules[type(get_source("discord")).__module__]
+    with pytest.raises(SourceError, match="deep.json: nested too deeply to read"):
+        discord._check_depth(deep)

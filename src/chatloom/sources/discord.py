@@ -96,22 +96,13 @@ def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
 
 _MESSAGE_START = re.compile(rb"(?m)^    \{")
 WHOLE_BELOW = 64 << 20  # a minified export up to this size is parsed at once
-_DEEP = re.compile(rb"(?:[\[{]\s*){256}")  # 256 brackets opened in a row: no chat export nests so
 
 
 def _check_depth(path: Path) -> None:
-    """Refuse a file nested deeper than ``MAX_DEPTH`` before ijson reads it. A quick search for
-    256 brackets opened in a row finds the candidates; only then is the file scanned with its
-    strings skipped (a message of 300 "{" is text, not nesting)."""
+    """Refuse a file nested deeper than ``MAX_DEPTH`` before ijson reads it."""
     with open(path, "rb") as f:
-        tail = b""
-        for block in iter(lambda: f.read(1 << 24), b""):
-            if _DEEP.search(tail + block):
-                f.seek(0)
-                if json_too_deep(f):
-                    raise SourceError("nested too deeply to read", file=str(path))
-                return
-            tail = block[-2048:]
+        if json_too_deep(f):
+            raise SourceError("nested too deeply to read", file=str(path))
 
 
 def _basename(url_or_path: str) -> str:
