@@ -194,6 +194,31 @@ def test_chat_export_import_from_the_cli(run, fixture):
     assert run("import", txt, "--me", "Adam", "--date-format", "mdy").exit_code == 0
 
 
+def test_of_several_files_one_that_cannot_be_read_does_not_stop_the_others(run, tmp_path, fixture):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    line = '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "ok"}]}\n'
+    (folder / "a.jsonl").write_text(line % "first")
+    (folder / "b.json").write_bytes(fixture("discordchatexporter_general.json").read_bytes()[:-3000])  # cut short
+    (folder / "c.jsonl").write_text(line % "last")
+    result = run("import", str(folder), "--me", "Adam")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2 and errors[0].startswith(f"error: {folder / 'b.json'}:") and "truncated" in errors[0]
+    assert errors[1] == "error: 1 of 3 files could not be read; the others were imported"
+    listed = json.loads(run("ls", "--json").stdout)
+    assert sorted(c["preview"] for c in listed) == ["first", "last"]
+    # the same with --json: each file's result, the failed one with its error
+    report = json.loads(run("import", str(folder), "--me", "Adam", "--json").stdout)
+    assert [("error" in f, f["unchanged"]) for f in report["files"]] == [(False, 1), (True, 0), (False, 1)]
+    # none readable: the errors, and no dataset left behind
+    (folder / "a.jsonl").unlink()
+    (folder / "c.jsonl").write_text(line % "x" + "{not json\n")
+    result = run("import", str(folder), "--me", "Adam", "-d", "new.db", "--strict")
+    assert result.exit_code == 2 and not (tmp_path / "new.db").exists(), result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: none of the 2 files could be read"
+
+
 def test_a_failed_first_import_leaves_no_dataset(run, tmp_path, fixture):
     cut = tmp_path / "cut.json"
     cut.write_bytes(fixture("discordchatexporter_general.json").read_bytes()[:-3000])

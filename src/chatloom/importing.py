@@ -41,6 +41,7 @@ class FileResult:
     roles: dict[str, int] = field(default_factory=dict)  # messages per role (dry runs)
     dry_run: bool = False
     me_missing: str | None = None  # "--me matched none of its speakers: …" (message streams)
+    error: str | None = None  # the file could not be read ("FILE:LINE: what is wrong"); the other files went on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +55,7 @@ class FileResult:
             "speakers": self.speakers,
             "dropped": self.dropped,
             "me_missing": self.me_missing,
+            **({"error": self.error} if self.error else {}),
             **({"roles": self.roles, "dry_run": True} if self.dry_run else {}),
         }
 
@@ -119,6 +121,15 @@ def _as_source_error(err: Exception, file: Path | None = None) -> ChatloomError:
     if isinstance(err, zlib.error):
         return SourceError(f"a damaged zip member ({err})", file=name)
     return SourceError(f"cannot read it: {type(err).__name__}: {err}", file=name)
+
+
+def _file_error(err: Exception, file: Path) -> SourceError | None:
+    """What ``err``, met reading ``file``, says about the file; None when it is not the file's
+    fault (the dataset's errors, a usage error)."""
+    if isinstance(err, sqlite3.Error) or (isinstance(err, ChatloomError) and not isinstance(err, SourceError)):
+        return None
+    mapped = _as_source_error(err, file)
+    return mapped if isinstance(mapped, SourceError) else None
 
 
 def _reraise(err: Exception, file: Path) -> None:
@@ -239,13 +250,24 @@ def import_files(
 ) -> list[FileResult]:
     """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
     or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
-    ``on_file(path, source, size)`` may return a progress callback (bytes read)."""
+    ``on_file(path, source, size)`` may return a progress callback (bytes read).
+
+    A file that cannot be read raises its error; of several files, it gets a result with the
+    ``error`` instead, and the others are still imported (the dataset's own errors and Ctrl+C
+    stop everything)."""
     results: list[FileResult] = []
+    many = len(files) > 1
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(display_name(file), strict=strict, progress=progress)
         if dry_run:
-            results.append(_preview(store, file, source, detected, reader))
+            try:
+                results.append(_preview(store, file, source, detected, reader))
+            except SourceError as err:
+                if not many:
+                    raise
+                results.append(FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
+                                          detected, dry_run=True, error=str(err)))  # fmt: skip
             continue
         if source.stream and not source.options.get("me"):
             check_me([(file, source, detected)])
@@ -262,8 +284,13 @@ def import_files(
                 )
         except Exception as err:
             store.journal_end(run, counts, status="failed", bad=reader.bad_count)
-            _reraise(err, file)
-            raise
+            failure = _file_error(err, file)
+            if failure is None or not many:
+                _reraise(err, file)
+                raise
+            results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
+                                      error=str(failure)))  # fmt: skip
+            continue
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)

@@ -14,7 +14,7 @@ from ..formats import get_format
 from ..importing import check_me, import_files, plan
 from ..store import Store
 from ..tokenizer import DEFAULT_TOKENIZER
-from . import cli, console, dataset_option, err_console, json_option, print_json, progress_bar
+from . import cli, console, dataset_option, err_console, fail, json_option, print_json, progress_bar
 
 
 def _shown(path: str) -> str:
@@ -57,7 +57,8 @@ def import_(
     command again: what was committed is kept, and nothing is doubled.
 
     Records that cannot be read are skipped, counted and shown (the first few); with --strict
-    the file fails instead, and nothing of it is written.
+    the file fails instead, and nothing of it is written. Of several files, one that cannot be
+    read is shown as an error and the others are still imported (exit code 2).
 
     \b
     Example usage:
@@ -96,6 +97,15 @@ def import_(
             _remove_if_empty(Path(dataset))  # a failed first import leaves no empty dataset behind
         raise
     _report(results, total, dataset, dry_run, as_json)
+    failed = [r for r in results if r.error]
+    if failed:  # of several files, these could not be read; the others went on
+        for r in failed:
+            click.echo(f"error: {r.error}", err=True)
+        if not existed and not dry_run:
+            _remove_if_empty(Path(dataset))
+        if len(failed) == len(results):
+            raise fail(f"none of the {len(results)} files could be read")
+        raise fail(f"{len(failed)} of {len(results)} files could not be read; the others were {'read' if dry_run else 'imported'}")
 
 
 def _remove_if_empty(path: Path) -> None:
@@ -152,6 +162,9 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
     for r in results:
         c = r.counts
         fmt_cell = r.format + (" (detected)" if r.detected else "")
+        if r.error:
+            table.add_row(_shown(r.file), fmt_cell, "failed", "", "", "", "")
+            continue
         table.add_row(_shown(r.file), fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
     console.print(table)
     for r in results:
@@ -173,6 +186,9 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
 def _print_dry_run(results, dataset: str) -> None:
     for r in results:
         c = r.counts
+        if r.error:
+            click.echo(f"{_shown(r.file)} ({r.format}): cannot be read (below)")
+            continue
         click.echo(f"{_shown(r.file)} ({r.format}{', detected' if r.detected else ''}): {c.records:,} conversations, "
                    f"{sum(r.roles.values()):,} messages; into {dataset}: {c.added:,} new, {c.updated:,} changed, "
                    f"{c.unchanged:,} unchanged")  # fmt: skip
