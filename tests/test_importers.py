@@ -769,9 +769,10 @@ def test_a_bad_telegram_message_is_named_by_its_line(tmp_path):
         lines = path.read_text().splitlines()
         return [e.split(":")[1] for e in reader.examples], lines
 
-    full = {"about": "telegram.org", "chats": {"list": [chat(1, [msg(7), msg(8)]), chat(2, [msg(7), msg(8, author=5)])]}}
-    (where,), lines = bad_where(full)
-    assert lines[int(where) - 1].strip() == '"id": 8,' and int(where) > next(i for i, line in enumerate(lines) if '"id": 2,' in line)
+    full = {"about": "telegram.org", "chats": {"list": [chat(1, [msg(7), msg(8), msg(9)]), chat(2, [msg(7), msg(8, author=5), msg(9, author=6)])]}}
+    (eight, nine), lines = bad_where(full)
+    assert [lines[int(n) - 1].strip() for n in (eight, nine)] == ['"id": 8,', '"id": 9,']
+    assert next(i for i, line in enumerate(lines) if '"id": 2,' in line) < int(eight) < int(nine)
     (where,), _ = bad_where(chat(3, [msg(1), {"type": "message", "from": 5, "text": "no id"}]))
     assert where == "$.messages[1]"
 

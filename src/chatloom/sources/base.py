@@ -63,6 +63,12 @@ class Reader:
         if len(self.examples) < self.max_examples:
             self.examples.append(str(err))
 
+    @property
+    def showing(self) -> bool:
+        """Whether the next bad record is shown (an example, or the error under --strict): a
+        place that is dear to find is only worth finding then."""
+        return self.strict or len(self.examples) < self.max_examples
+
     def advance(self, consumed: int) -> None:
         if self.progress is not None:
             self.progress(consumed)

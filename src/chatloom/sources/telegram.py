@@ -117,26 +117,34 @@ def _time(m: TgMessage, zone: tzinfo | None) -> datetime | None:
 
 class _Where:
     """Where a chat's i-th message is, for an error: the line of its ``"id"`` when the file is in
-    memory (the first such id after the chat's ``"messages"``), else its JSON path."""
+    memory, else its JSON path. Ids repeat across the chats of a full export, so the search starts
+    at the chat's ``"messages"``, and goes on from the message found before (they come in order).
+    A JSON string cannot hold ``"id":`` unescaped, so what is found is a key."""
 
     def __init__(self, prefix: str, data: bytes | None = None, chat: int = 0):
         self.prefix, self.data, self.chat = prefix, data, chat
-        self.start: int | None = None  # where the chat's messages begin in ``data``
+        self.at = self.line = -1  # the last place found in ``data``, and its line (0-based); -1: none yet
 
     def __call__(self, i: int, m: Any) -> str | int:
         path = f"{self.prefix}.messages[{i}]"
         mid = m.get("id") if isinstance(m, dict) else getattr(m, "id", None)
         if self.data is None or not isinstance(mid, int) or isinstance(mid, bool):
             return path
-        if self.start is None:
-            arrays = _MESSAGES.finditer(self.data)
-            found = next(itertools.islice(arrays, self.chat, None), None)
-            self.start = found.end() if found else 0
-        at = re.compile(rb'"id":\s*%d\s*[,}]' % mid).search(self.data, self.start)
-        return path if at is None else self.data.count(b"\n", 0, at.start()) + 1
+        if self.at < 0:
+            found = next(itertools.islice(_MESSAGES.finditer(self.data), self.chat, None), None)
+            if found is None:
+                return path
+            self.at, self.line = found.end(), self.data.count(b"\n", 0, found.end())
+        for key in (b'"id": %d,' % mid, b'"id":%d,' % mid):  # as Telegram writes it, and minified
+            at = self.data.find(key, self.at)
+            if at >= 0:
+                self.line += self.data.count(b"\n", self.at, at)
+                self.at = at
+                return self.line + 1
+        return path
 
 
-# a key "messages" opening an array; inside a JSON string its quotes would be escaped
+# a key "messages" opening an array (in a JSON string its quotes would be escaped)
 _MESSAGES = re.compile(rb'"messages":\s*\[')
 
 
@@ -230,7 +238,7 @@ class TelegramSource(Source):
                     zone = _zone(m)
                 when = _time(m, zone or None)
             except (msgspec.ValidationError, ValueError, OverflowError, OSError) as err:
-                reader.bad(where(i, m), f"not a Telegram message: {err}")
+                reader.bad(where(i, m) if reader.showing else None, f"not a Telegram message: {err}")
                 continue
             if m.type != "message":
                 reader.dropped["service message"] += 1
