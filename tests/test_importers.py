@@ -328,16 +328,6 @@ def test_kajiwoto(fixture):
     assert sum(1 for c in convs if c.id is None) == 1  # the row without an ID: the store derives one
 
 
-def test_kajiwoto_deleted_rows_are_not_imported_but_stay_context(tmp_path):
-    path = tmp_path / "k.csv"
-    row = "{},{},{},emotion_any,attachment_any,daytime_any,seen_any,{},{},EMPTY\n"
-    path.write_text(row.format("a1", "Hi!", "Hello!", "true", "EMPTY") + row.format("b2", "How are you?", "Fine.", "false", "Hi!")
-                    + row.format("c3", "Bye", "See you", "TRUE", "EMPTY"))  # fmt: skip
-    (conv,), reader, _ = read(path)
-    assert conv.id == "kajiwoto:b2" and [m.content for m in conv.messages] == ["Hi!", "Hello!", "How are you?", "Fine."]
-    assert reader.dropped == {"deleted row (Deleted=true)": 2}
-
-
 def test_text_documents(tmp_path):
     path = tmp_path / "story.txt"
     path.write_text("Once upon a time.\n\nThe end.\n")

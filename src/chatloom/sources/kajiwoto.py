@@ -5,9 +5,7 @@ History, DuplicateIDs``; lists are joined by ``;`` and an empty list is ``EMPTY`
 the earlier user messages a follow-up continues: each becomes a context pair (that message and
 its reply) before the row's own pair. ``%{name}`` (the user) and ``%{kajiname}`` (the character)
 become ``{{user}}`` and ``{{char}}``; ``%{a|b}`` variants are kept for the build step to expand.
-The whole row is kept in ``meta.kajiwoto`` so the CSV can be written back exactly. A row marked
-``Deleted`` (``true``) was deleted from the dataset: it is not imported (counted as dropped), but a
-follow-up's ``History`` may still name its user message as context.
+The whole row is kept in ``meta.kajiwoto`` so the CSV can be written back exactly.
 """
 
 from __future__ import annotations
@@ -57,9 +55,6 @@ class KajiwotoSource(Source):
         for _, row in rows:
             replies.setdefault(row[1], row[2])
         for n, row in rows:
-            if row[7].lower() == "true":
-                reader.dropped["deleted row (Deleted=true)"] += 1
-                continue
             messages = []
             for earlier in split_list(row[8]):
                 if earlier not in replies:
