@@ -965,11 +965,11 @@ def test_chatgpt_an_id_twice_in_one_file_is_a_bad_record_not_a_silent_update(tmp
         return {"title": text, "create_time": 1700000000, "mapping": mapping, "current_node": "a", "id": cid}
 
     path = tmp_path / "conversations.json"
-    path.write_text(json.dumps([conv("c1", "first"), conv("c2", "other"), conv("c1", "second")]))
+    path.write_text(json.dumps([{"id": "c1", "title": "broken"}, conv("c1", "first"), conv("c2", "other"), conv("c1", "second")]))
     reader = Reader(str(path))
     convs = list(get_source("chatgpt").read(path, reader))
     assert [(c.id, c.title) for c in convs] == [("chatgpt:c1", "first"), ("chatgpt:c2", "other")]
-    assert reader.bad_count == 1 and reader.examples == [f"{path}:$[2]: conversation id 'c1' again (first at $[0]); skipped"]
+    assert reader.bad_count == 2 and reader.examples[1] == f"{path}:$[3]: conversation id 'c1' again (read at $[1]); skipped"
 
 
 @pytest.mark.parametrize("name", ["telegram_result_langchain.json", "telegram_batch_export_chatminer.json"])

@@ -81,14 +81,15 @@ class ChatGPTSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
-        first_at: dict[str, int] = {}  # conversation id → the index it first came at
+        read_at: dict[str, int] = {}  # conversation id → the index it was read from
         for i, conv in enumerate(self._conversations(path)):
             try:
                 conv_id = _conv_id(conv, i)
-                if first_at.setdefault(conv_id, i) != i:  # the later copy would silently replace the first one
-                    reader.bad(f"$[{i}]", f"conversation id '{conv_id}' again (first at $[{first_at[conv_id]}]); skipped")
+                if conv_id in read_at:  # a later copy would silently replace the first one
+                    reader.bad(f"$[{i}]", f"conversation id '{conv_id}' again (read at $[{read_at[conv_id]}]); skipped")
                     continue
                 yield from self._branches(conv, conv_id, i, path, reader)
+                read_at[conv_id] = i  # only once read: a bad first copy does not shut out a good one
             except (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError) as err:  # OSError: a time out of range
                 reader.bad(f"$[{i}]", f"not a ChatGPT conversation ({type(err).__name__}: {err})")
         reader.advance(path.stat().st_size)
