@@ -4,6 +4,8 @@ import orjson
 import pytest
 
 from chatloom.cli import cli
+from chatloom.errors import SourceError
+from chatloom.store import Store
 
 from .conftest import conv, write_jsonl
 
@@ -217,6 +219,59 @@ def test_of_several_files_one_that_cannot_be_read_does_not_stop_the_others(run, 
     result = run("import", str(folder), "--me", "Adam", "-d", "new.db", "--strict")
     assert result.exit_code == 2 and not (tmp_path / "new.db").exists(), result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: none of the 2 files could be read"
+
+
+def _chatgpt_export(n, tail="", prefix="c"):
+    def conv(i):
+        node = {"id": "a", "parent": None, "children": [], "message": {
+            "id": "a", "author": {"role": "user"}, "content": {"content_type": "text", "parts": [f"t{i}"]}, "metadata": {}}}
+        return {"title": f"t{i}", "create_time": 1700000000, "mapping": {"a": node}, "current_node": "a", "id": f"{prefix}{i}"}
+
+    return json.dumps([conv(i) for i in range(n)])[:-1] + tail + "]"
+
+
+def test_a_file_that_fails_after_some_batches_says_what_it_kept(run, tmp_path, monkeypatch):
+    from chatloom.sources import chatgpt
+
+    monkeypatch.setattr(chatgpt, "STREAM_ABOVE", 0)  # streamed: its first batches are committed before the fault
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "conversations.json").write_text(_chatgpt_export(10, ', {"x": [}'))
+    (tmp_path / "b" / "conversations.json").write_text(_chatgpt_export(1, prefix="b"))
+    result = run("import", "a/conversations.json", "b/conversations.json", "--batch-size", "3")
+    assert result.exit_code == 2
+    assert "note: a/conversations.json: the 9 conversations of the batches before its error are kept" in result.stderr
+    report = json.loads(run("import", "a/conversations.json", "b/conversations.json", "--batch-size", "3", "--json").stdout)
+    assert [(f["unchanged"], "error" in f) for f in report["files"]] == [(9, True), (1, False)]
+    with Store(tmp_path / "chatloom.db") as store:
+        assert store.count() == 10
+        assert [(r[0], r[1]) for r in store.db.execute("SELECT status, records FROM imports ORDER BY rowid")] == [
+            ("failed", 9), ("done", 1), ("failed", 9), ("done", 1)]
+    # --strict: one transaction per file, so nothing of it is kept, and the count says so
+    report = json.loads(run("import", "a/conversations.json", "-d", "s.db", "--strict", "b/conversations.json", "--json").stdout)
+    assert [(f["records"], "error" in f) for f in report["files"]] == [(0, True), (1, False)]
+
+
+def test_of_several_files_only_bad_input_goes_on(run, tmp_path, monkeypatch, fixture):
+    """--me that is nobody is still an error when another file fails; a fault of chatloom itself
+    stops everything, and the errors of the files before it are still shown."""
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(fixture("discordchatexporter_general.json").read_bytes()[:-3000])
+    chat = str(fixture("whatsapp_ios_langchain.txt"))
+    result = run("import", chat, str(cut), "--me", "Nobody")
+    assert result.exit_code == 2 and "--me 'Nobody' is none of its speakers" in result.stderr and "nothing was imported" in result.stderr
+    (tmp_path / "c.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}\n')
+    def broken(self, *args, **kwargs):
+        raise TypeError("a bug in chatloom")
+
+    monkeypatch.setattr(Store, "_import_batch", broken)
+    result = run("import", str(cut), str(tmp_path / "c.jsonl"), "--me", "Adam")
+    errors = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(errors) == 2 and "truncated" in errors[0]
+    assert errors[1] == f"error: {tmp_path / 'c.jsonl'}: cannot read it: TypeError: a bug in chatloom"
+    with pytest.raises(SourceError) as raised:  # --debug: the traceback, down to the fault
+        run("--debug", "import", str(cut), str(tmp_path / "c.jsonl"), "--me", "Adam")
+    assert isinstance(raised.value.__cause__, TypeError)
 
 
 def test_a_failed_first_import_leaves_no_dataset(run, tmp_path, fixture):

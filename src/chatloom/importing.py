@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import functools
 import shutil
 import sqlite3
 import tempfile
@@ -123,13 +125,15 @@ def _as_source_error(err: Exception, file: Path | None = None) -> ChatloomError:
     return SourceError(f"cannot read it: {type(err).__name__}: {err}", file=name)
 
 
-def _file_error(err: Exception, file: Path) -> SourceError | None:
-    """What ``err``, met reading ``file``, says about the file; None when it is not the file's
-    fault (the dataset's errors, a usage error)."""
-    if isinstance(err, sqlite3.Error) or (isinstance(err, ChatloomError) and not isinstance(err, SourceError)):
-        return None
-    mapped = _as_source_error(err, file)
-    return mapped if isinstance(mapped, SourceError) else None
+def _keep_copy(into: list[ImportCounts], counts: ImportCounts) -> None:
+    into[0] = dataclasses.replace(counts)
+
+
+def _file_error(err: Exception) -> SourceError | None:
+    """``err`` when it is a fault of the file that a reader found and named (bad input); None
+    for anything else: the dataset's errors, usage errors, and faults of chatloom itself, which
+    stop the command (with their traceback under ``--debug``)."""
+    return _as_source_error(err) if isinstance(err, SourceError) else None  # type: ignore[return-value]
 
 
 def _reraise(err: Exception, file: Path) -> None:
@@ -247,14 +251,16 @@ def import_files(
     batch_size: int = 5000,
     dry_run: bool = False,
     on_file: Callable[[Path, Source, int], Callable[[int], None] | None] | None = None,
+    on_error: Callable[[str], None] | None = None,
 ) -> list[FileResult]:
     """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
     or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
     ``on_file(path, source, size)`` may return a progress callback (bytes read).
 
     A file that cannot be read raises its error; of several files, it gets a result with the
-    ``error`` instead, and the others are still imported (the dataset's own errors and Ctrl+C
-    stop everything)."""
+    ``error`` instead (``on_error`` hears it at once), with the counts of the batches it had
+    committed, and the others are still imported. Anything but bad input (the dataset's errors,
+    Ctrl+C, a fault of chatloom itself) stops everything."""
     results: list[FileResult] = []
     many = len(files) > 1
     for file, source, detected in files:
@@ -268,37 +274,45 @@ def import_files(
                     raise
                 results.append(FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
                                           detected, dry_run=True, error=str(err)))  # fmt: skip
+                if on_error is not None:
+                    on_error(str(err))
             continue
         if source.stream and not source.options.get("me"):
             check_me([(file, source, detected)])
         name = display_name(file)
         run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
-        counts = ImportCounts()
+        committed = [ImportCounts()]  # what the batches committed so far hold
+        on_batch = functools.partial(_keep_copy, committed)
         try:
             if parse_process.usable(file):  # parse on another core while this one writes
                 with closing(parse_process.read_batches(source, file, reader, batch_size=batch_size)) as batches:
-                    counts = store.import_batches(batches, tags=tags, atomic=strict, journal=run)
+                    counts = store.import_batches(batches, tags=tags, atomic=strict, journal=run, on_batch=on_batch)
             else:
                 counts = store.import_conversations(
-                    source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run
+                    source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run, on_batch=on_batch
                 )
         except Exception as err:
-            store.journal_end(run, counts, status="failed", bad=reader.bad_count)
-            failure = _file_error(err, file)
+            if strict:  # one transaction, rolled back whole
+                committed[0] = ImportCounts()
+            store.journal_end(run, committed[0], status="failed", bad=reader.bad_count)
+            failure = _file_error(err)
             if failure is None or not many:
                 _reraise(err, file)
                 raise
-            results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
+            results.append(FileResult(name, source.name, committed[0], reader.bad_count, reader.examples, detected, interrupted,
                                       error=str(failure)))  # fmt: skip
+            if on_error is not None:
+                on_error(str(failure))
             continue
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
                                   dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
-    # every file a chat where --me is nobody (only chats have me_missing): nothing was written, a typo most likely
-    if results and all(r.me_missing for r in results):
-        raise UsageError(f"{results[0].file}: {results[0].me_missing}; nothing was imported")
+    # every file read a chat where --me is nobody (only chats have me_missing): nothing was written, a typo most likely
+    read = [r for r in results if r.error is None]
+    if read and all(r.me_missing for r in read):
+        raise UsageError(f"{read[0].file}: {read[0].me_missing}; nothing was imported")
     return results
 
 

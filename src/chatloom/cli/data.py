@@ -90,17 +90,19 @@ def import_(
         check_me(files)
     existed = Path(dataset).exists()
     target = ":memory:" if dry_run and not existed else dataset
+    failed: list[str] = []  # of several files, the errors of those that could not be read; the others went on
     try:
-        results, total = _run_import(target, files, strict, tags, batch_size, dry_run)
+        results, total = _run_import(target, files, strict, tags, batch_size, dry_run, failed.append)
     except BaseException:
+        for message in failed:  # files before the one that stopped everything
+            click.echo(f"error: {message}", err=True)
         if not existed and not dry_run:
             _remove_if_empty(Path(dataset))  # a failed first import leaves no empty dataset behind
         raise
     _report(results, total, dataset, dry_run, as_json)
-    failed = [r for r in results if r.error]
-    if failed:  # of several files, these could not be read; the others went on
-        for r in failed:
-            click.echo(f"error: {r.error}", err=True)
+    if failed:
+        for message in failed:
+            click.echo(f"error: {message}", err=True)
         if not existed and not dry_run:
             _remove_if_empty(Path(dataset))
         if len(failed) == len(results):
@@ -119,7 +121,7 @@ def _remove_if_empty(path: Path) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _run_import(target, files, strict, tags, batch_size, dry_run):
+def _run_import(target, files, strict, tags, batch_size, dry_run, on_error):
     with Store(target, create=True) as store:
         bars = []
 
@@ -140,7 +142,8 @@ def _run_import(target, files, strict, tags, batch_size, dry_run):
             return lambda done: progress.update(task, completed=done)
 
         try:
-            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run, on_file=on_file)
+            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run, on_file=on_file,
+                                   on_error=on_error)  # fmt: skip
         finally:
             for bar in bars:
                 bar.stop()
@@ -163,8 +166,7 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
         c = r.counts
         fmt_cell = r.format + (" (detected)" if r.detected else "")
         if r.error:
-            table.add_row(_shown(r.file), fmt_cell, "failed", "", "", "", "")
-            continue
+            fmt_cell += ", failed"
         table.add_row(_shown(r.file), fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
     console.print(table)
     for r in results:
@@ -178,6 +180,9 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
             click.echo(f"warning: {r.file}: {r.bad:,} bad records skipped (first {len(r.examples)} shown; --strict to fail instead)", err=True)
         for reason, n in r.dropped.items():
             click.echo(f"note: {_shown(r.file)}: dropped {n:,} × {reason}")
+        if r.error and r.counts.records:
+            click.echo(f"note: {r.file}: the {r.counts.records:,} conversations of the batches before its error are kept; "
+                       "fix the file and run the same command again to finish", err=True)  # fmt: skip
         if r.me_missing:
             click.echo(f"warning: {r.file}: {r.me_missing}", err=True)
     click.echo(f"{total:,} conversations in {dataset}")
@@ -187,7 +192,7 @@ def _print_dry_run(results, dataset: str) -> None:
     for r in results:
         c = r.counts
         if r.error:
-            click.echo(f"{_shown(r.file)} ({r.format}): cannot be read (below)")
+            click.echo(f"{_shown(r.file)} ({r.format}{', detected' if r.detected else ''}): cannot be read (below)")
             continue
         click.echo(f"{_shown(r.file)} ({r.format}{', detected' if r.detected else ''}): {c.records:,} conversations, "
                    f"{sum(r.roles.values()):,} messages; into {dataset}: {c.added:,} new, {c.updated:,} changed, "
