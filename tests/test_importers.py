@@ -765,6 +765,10 @@ def test_a_bad_telegram_message_is_named_by_its_line(tmp_path):
     assert next(i for i, line in enumerate(lines) if '"id": 2,' in line) < int(eight) < int(nine)
     (where,), _ = bad_where(chat(3, [msg(1), {"type": "message", "from": 5, "text": "no id"}]))
     assert where == "$.messages[1]"
+    # an id written last (no comma after it) is not found: the path, not a line of the next chat
+    last = {"type": "message", "date_unixtime": "1672567200", "from": 5, "text": "x", "id": 9}
+    (where,), _ = bad_where({"chats": {"list": [chat(1, [msg(7), last]), chat(2, [msg(7), msg(9)])]}})
+    assert where == "$.chats.list[0].messages[1]"
 
 
 def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):

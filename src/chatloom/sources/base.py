@@ -214,7 +214,8 @@ def json_too_deep(f: Any, limit: int = MAX_DEPTH, block_size: int = 1 << 24) -> 
     depth, in_string, carry = 0, False, b""
     for block in iter(lambda: f.read(block_size), b""):
         data = carry + block
-        keep = len(data.rstrip(b"\\"))  # a backslash at the end may escape the next block's first byte
+        # an odd run of backslashes at the end escapes the next block's first byte: its last one waits
+        keep = len(data) - (len(data) - len(data.rstrip(b"\\"))) % 2
         data, carry = data[:keep], data[keep:]
         left = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE).replace(b'""', b"")
         if in_string:  # a string goes on from the block before

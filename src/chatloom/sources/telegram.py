@@ -124,6 +124,7 @@ class _Where:
     def __init__(self, prefix: str, data: bytes | None = None, chat: int = 0):
         self.prefix, self.data, self.chat = prefix, data, chat
         self.at = self.line = -1  # the last place found in ``data``, and its line (0-based); -1: none yet
+        self.end = -1  # where the next chat's messages begin (the search stops there)
 
     def __call__(self, i: int, m: Any) -> str | int:
         path = f"{self.prefix}.messages[{i}]"
@@ -131,12 +132,14 @@ class _Where:
         if self.data is None or not isinstance(mid, int) or isinstance(mid, bool):
             return path
         if self.at < 0:
-            found = next(itertools.islice(_MESSAGES.finditer(self.data), self.chat, None), None)
+            arrays = itertools.islice(_MESSAGES.finditer(self.data), self.chat, None)
+            found = next(arrays, None)
             if found is None:
                 return path
             self.at, self.line = found.end(), self.data.count(b"\n", 0, found.end())
+            self.end = next((m.start() for m in arrays), len(self.data))
         for key in (b'"id": %d,' % mid, b'"id":%d,' % mid):  # as Telegram writes it, and minified
-            at = self.data.find(key, self.at)
+            at = self.data.find(key, self.at, self.end)
             if at >= 0:
                 self.line += self.data.count(b"\n", self.at, at)
                 self.at = at
