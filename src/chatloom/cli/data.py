@@ -165,9 +165,8 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
     for r in results:
         c = r.counts
         fmt_cell = r.format + (" (detected)" if r.detected else "")
-        if r.error:
-            fmt_cell += ", failed"
-        table.add_row(_shown(r.file), fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", f"{r.bad:,}")
+        bad = "failed" if r.error else f"{r.bad:,}"  # the file: its error comes at the end
+        table.add_row(_shown(r.file), fmt_cell, f"{c.records:,}", f"{c.added:,}", f"{c.updated:,}", f"{c.unchanged:,}", bad)
     console.print(table)
     for r in results:
         if r.interrupted is not None:
