@@ -252,6 +252,19 @@ def test_a_file_that_fails_after_some_batches_says_what_it_kept(run, tmp_path, m
     assert [(f["records"], "error" in f) for f in report["files"]] == [(0, True), (1, False)]
 
 
+def test_me_that_is_nobody_is_no_error_when_a_failed_file_kept_batches(run, tmp_path, monkeypatch, fixture):
+    from chatloom.sources import chatgpt
+
+    monkeypatch.setattr(chatgpt, "STREAM_ABOVE", 0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "conversations.json").write_text(_chatgpt_export(10, ', {"x": [}'))
+    result = run("import", "a/conversations.json", str(fixture("whatsapp_ios_langchain.txt")), "--me", "Nobody", "--batch-size", "3")
+    assert result.exit_code == 2 and "nothing was imported" not in result.stderr
+    assert "is none of its speakers" in result.stderr and "the 9 conversations of the batches before its error are kept" in result.stderr
+    with Store(tmp_path / "chatloom.db") as store:
+        assert store.count() == 9
+
+
 def test_of_several_files_only_bad_input_goes_on(run, tmp_path, monkeypatch, fixture):
     """--me that is nobody is still an error when another file fails; a fault of chatloom itself
     stops everything, and the errors of the files before it are still shown."""
@@ -272,6 +285,11 @@ def test_of_several_files_only_bad_input_goes_on(run, tmp_path, monkeypatch, fix
     with pytest.raises(SourceError) as raised:  # --debug: the traceback, down to the fault
         run("--debug", "import", str(cut), str(tmp_path / "c.jsonl"), "--me", "Adam")
     assert isinstance(raised.value.__cause__, TypeError)
+    # a dry run too
+    monkeypatch.setattr(Store, "preview", broken)
+    result = run("import", str(tmp_path / "c.jsonl"), str(cut), "--me", "Adam", "--dry-run")
+    errors = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and errors == [f"error: {tmp_path / 'c.jsonl'}: cannot read it: TypeError: a bug in chatloom"]
 
 
 def test_a_failed_first_import_leaves_no_dataset(run, tmp_path, fixture):

@@ -145,3 +145,23 @@ def test_only_large_files_go_to_a_worker(tmp_path, monkeypatch):
     assert parse_process.usable(small)
     monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", "0")
     assert not parse_process.usable(small)
+
+
+@pytest.mark.parametrize("mode", ["0", "1"])
+def test_a_file_that_fails_midway_keeps_its_bad_record_counts_in_either_process(tmp_path, monkeypatch, mode):
+    """Of several files, a failed one reports the bad records met before its error, whether it
+    was read here or in the worker (whose counts used to come only with its end)."""
+    from chatloom.sources import chatgpt
+
+    monkeypatch.setattr(chatgpt, "STREAM_ABOVE", 0)  # streamed: the error comes after the bad record
+    monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
+    node = {"id": "a", "parent": None, "children": [], "message": {
+        "id": "a", "author": {"role": "user"}, "content": {"content_type": "text", "parts": ["hi"]}, "metadata": {}}}
+    good = {"title": "t", "mapping": {"a": node}, "current_node": "a", "id": "c0"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "conversations.json").write_text(json.dumps([good, {"id": "x"}])[:-1] + ', {"x": [}]')
+    (tmp_path / "b.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}\n')
+    with Store(tmp_path / "d.db", create=True) as store:
+        failed, ok = import_paths(store, [str(tmp_path / "a" / "conversations.json"), str(tmp_path / "b.jsonl")])
+    assert failed.error and "not valid JSON" in failed.error and ok.error is None
+    assert failed.bad == 1 and "not a ChatGPT conversation" in failed.examples[0]

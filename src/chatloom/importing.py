@@ -269,13 +269,15 @@ def import_files(
         if dry_run:
             try:
                 results.append(_preview(store, file, source, detected, reader))
-            except SourceError as err:
-                if not many:
+            except Exception as err:
+                failure = _file_error(err)
+                if failure is None or not many:
+                    _reraise(err, file)
                     raise
                 results.append(FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
-                                          detected, dry_run=True, error=str(err)))  # fmt: skip
+                                          detected, dry_run=True, error=str(failure)))  # fmt: skip
                 if on_error is not None:
-                    on_error(str(err))
+                    on_error(str(failure))
             continue
         if source.stream and not source.options.get("me"):
             check_me([(file, source, detected)])
@@ -309,9 +311,11 @@ def import_files(
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
                                   dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
-    # every file read a chat where --me is nobody (only chats have me_missing): nothing was written, a typo most likely
+    # every file read a chat where --me is nobody (only chats have me_missing), and no failed file
+    # kept a batch: nothing was written, a typo most likely
     read = [r for r in results if r.error is None]
-    if read and all(r.me_missing for r in read):
+    kept = any(r.counts.records for r in results if r.error is not None)
+    if read and all(r.me_missing for r in read) and not kept:
         raise UsageError(f"{read[0].file}: {read[0].me_missing}; nothing was imported")
     return results
 
@@ -349,10 +353,6 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             roles.update(m.role for m in conv.messages)
             yield conv
 
-    try:
-        counts = store.preview(counted(), tags=())
-    except Exception as err:
-        _reraise(err, file)
-        raise
+    counts = store.preview(counted(), tags=())  # errors: see import_files
     return FileResult(display_name(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip

@@ -63,7 +63,7 @@ class _End(msgspec.Struct, array_like=True, tag="e"):
 
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(_Batch | _End).decode
-_FAILED = b"!"  # a frame that starts with it holds a pickled exception, not msgpack
+_FAILED = b"!"  # a frame that starts with it holds a pickled (exception, counts up to it) pair, not msgpack
 
 
 def usable(path: Path) -> bool:
@@ -88,12 +88,13 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
     frames = prefetch(_frames(parent), depth=1)  # the pipe is drained while this process writes
     try:
         for frame in frames:
-            if frame.startswith(_FAILED):
-                raise pickle.loads(frame[1:])
+            if frame.startswith(_FAILED):  # the error, and the counts up to it
+                exc, end = pickle.loads(frame[1:])
+                _take_counts(reader, _decode(end))
+                raise exc
             item = _decode(frame)
-            if isinstance(item, _End):  # the child's reader began as a copy of this one: its counts are the totals
-                reader.bad_count, reader.examples = item.bad_count, item.examples
-                reader.speakers, reader.dropped = Counter(item.speakers), Counter(item.dropped)
+            if isinstance(item, _End):
+                _take_counts(reader, item)
                 return
             reader.advance(item.consumed)
             yield (Piece if item.piece else list)(zip(item.convs, item.digests, strict=True))
@@ -104,6 +105,16 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
         process.join()
         frames.close()
         parent.close()
+
+
+def _take_counts(reader: Reader, end: Any) -> None:
+    """The child's reader began as a copy of this one: its counts are the totals."""
+    reader.bad_count, reader.examples = end.bad_count, end.examples
+    reader.speakers, reader.dropped = Counter(end.speakers), Counter(end.dropped)
+
+
+def _end(reader: Reader) -> bytes:
+    return _encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped)))
 
 
 def _frames(conn: Any) -> Iterator[bytes]:
@@ -132,15 +143,15 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
             for batch in digest_batches(source.read(path, reader), batch_size, piece_messages=PIECE_MESSAGES):
                 piece = isinstance(batch, Piece)
                 conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0], piece)))
-            conn.send_bytes(_encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped))))
+            conn.send_bytes(_end(reader))
         except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports
             pass
         except BaseException as exc:
             try:
-                frame = pickle.dumps(exc)
+                frame = pickle.dumps((exc, _end(reader)))
                 pickle.loads(frame)  # an exception that cannot make the trip goes as its text
             except Exception:
-                frame = pickle.dumps(RuntimeError("".join(traceback.format_exception(exc))))
+                frame = pickle.dumps((RuntimeError("".join(traceback.format_exception(exc))), _end(reader)))
             conn.send_bytes(_FAILED + frame)
     except (BrokenPipeError, KeyboardInterrupt):
         pass

@@ -88,8 +88,9 @@ class ChatGPTSource(Source):
                 if conv_id in read_at:  # a later copy would silently replace the first one
                     reader.bad(f"$[{i}]", f"conversation id '{conv_id}' again (read at $[{read_at[conv_id]}]); skipped")
                     continue
-                yield from self._branches(conv, conv_id, i, path, reader)
-                read_at[conv_id] = i  # only once read: a bad first copy does not shut out a good one
+                for branch in self._branches(conv, conv_id, i, path, reader):
+                    read_at.setdefault(conv_id, i)  # once read: a copy that gave nothing does not shut out a good one
+                    yield branch
             except (KeyError, TypeError, AttributeError, ValueError, OverflowError, OSError) as err:  # OSError: a time out of range
                 reader.bad(f"$[{i}]", f"not a ChatGPT conversation ({type(err).__name__}: {err})")
         reader.advance(path.stat().st_size)
