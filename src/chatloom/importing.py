@@ -129,13 +129,6 @@ def _keep_copy(into: list[ImportCounts], counts: ImportCounts) -> None:
     into[0] = dataclasses.replace(counts)
 
 
-def _file_error(err: Exception) -> SourceError | None:
-    """``err`` when it is a fault of the file that a reader found and named (bad input); None
-    for anything else: the dataset's errors, usage errors, and faults of chatloom itself, which
-    stop the command (with their traceback under ``--debug``)."""
-    return _as_source_error(err) if isinstance(err, SourceError) else None  # type: ignore[return-value]
-
-
 def _reraise(err: Exception, file: Path) -> None:
     """Raise what ``err``, met reading ``file``, should be to the user; return when it is fine as
     it is (the caller then re-raises it): the store's own errors, and clear ones."""
@@ -263,6 +256,20 @@ def import_files(
     Ctrl+C, a fault of chatloom itself) stops everything."""
     results: list[FileResult] = []
     many = len(files) > 1
+
+    def failed(err: Exception, file: Path, result: FileResult) -> None:
+        """Of several files, one whose reader found it bad (a ``SourceError``) gets ``result``,
+        with the error, and the others go on; anything else is raised as the user should see
+        it: one file's error, the dataset's, a fault of chatloom itself (its traceback under
+        ``--debug``)."""
+        if not (many and isinstance(err, SourceError)):
+            _reraise(err, file)
+            raise err
+        result.error = str(_as_source_error(err))
+        results.append(result)
+        if on_error is not None:
+            on_error(result.error)
+
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         reader = Reader(display_name(file), strict=strict, progress=progress)
@@ -270,20 +277,14 @@ def import_files(
             try:
                 results.append(_preview(store, file, source, detected, reader))
             except Exception as err:
-                failure = _file_error(err)
-                if failure is None or not many:
-                    _reraise(err, file)
-                    raise
-                results.append(FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
-                                          detected, dry_run=True, error=str(failure)))  # fmt: skip
-                if on_error is not None:
-                    on_error(str(failure))
+                failed(err, file, FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
+                                             detected, dry_run=True))  # fmt: skip
             continue
         if source.stream and not source.options.get("me"):
             check_me([(file, source, detected)])
         name = display_name(file)
         run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
-        committed = [ImportCounts()]  # what the batches committed so far hold
+        committed = [ImportCounts()]  # what the batches committed so far hold (none under --strict)
         on_batch = functools.partial(_keep_copy, committed)
         try:
             if parse_process.usable(file):  # parse on another core while this one writes
@@ -294,17 +295,8 @@ def import_files(
                     source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run, on_batch=on_batch
                 )
         except Exception as err:
-            if strict:  # one transaction, rolled back whole
-                committed[0] = ImportCounts()
             store.journal_end(run, committed[0], status="failed", bad=reader.bad_count)
-            failure = _file_error(err)
-            if failure is None or not many:
-                _reraise(err, file)
-                raise
-            results.append(FileResult(name, source.name, committed[0], reader.bad_count, reader.examples, detected, interrupted,
-                                      error=str(failure)))  # fmt: skip
-            if on_error is not None:
-                on_error(str(failure))
+            failed(err, file, FileResult(name, source.name, committed[0], reader.bad_count, reader.examples, detected, interrupted))
             continue
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.

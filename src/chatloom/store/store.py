@@ -420,7 +420,9 @@ class Store:
         ``Piece`` goes on in the next batch's transaction (``batches`` must not end with one).
         The next batch is asked for just before the current one's FTS step; ``gate``, when
         given, is open only from then until the batch commits (after a piece: until the next
-        batch begins)."""
+        batch begins). ``on_batch(counts)`` hears the counts so far each time a batch is
+        committed; inside an outer transaction (``atomic``, or a caller's) nothing is committed
+        before it ends, and it is not called."""
         counts = ImportCounts()
         now = _now()
         ahead: list[Any] = []
@@ -464,8 +466,8 @@ class Store:
                         continue
                     if journal is not None:
                         self._journal_update(journal, counts)
-                    transaction.close()  # commits
-                    if on_batch is not None:
+                    transaction.close()  # commits, unless an outer transaction holds it
+                    if on_batch is not None and self._depth == 0:
                         on_batch(counts)
         finally:
             if fk_off:
