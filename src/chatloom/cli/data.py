@@ -91,20 +91,17 @@ def import_(
     existed = Path(dataset).exists()
     target = ":memory:" if dry_run and not existed else dataset
     failed: list[str] = []  # of several files, the errors of those that could not be read; the others went on
+    done = False
     try:
         results, total = _run_import(target, files, strict, tags, batch_size, dry_run, failed.append)
-    except BaseException:
-        for message in failed:  # files before the one that stopped everything
+        _report(results, total, dataset, dry_run, as_json)
+        done = not failed
+    finally:
+        for message in failed:  # after the report, or before the error that stopped everything
             click.echo(f"error: {message}", err=True)
-        if not existed and not dry_run:
+        if not done and not existed and not dry_run:
             _remove_if_empty(Path(dataset))  # a failed first import leaves no empty dataset behind
-        raise
-    _report(results, total, dataset, dry_run, as_json)
     if failed:
-        for message in failed:
-            click.echo(f"error: {message}", err=True)
-        if not existed and not dry_run:
-            _remove_if_empty(Path(dataset))
         if len(failed) == len(results):
             raise fail(f"none of the {len(results)} files could be read")
         raise fail(f"{len(failed)} of {len(results)} files could not be read; the others were {'read' if dry_run else 'imported'}")

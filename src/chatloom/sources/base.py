@@ -15,7 +15,6 @@ file. A fault of the whole file (unreadable, wrong format) raises ``SourceError`
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 import re
@@ -191,17 +190,6 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')  # deleted be
 _STRING_LEFT = re.compile(rb'"[^"]*"')
 
 
-@functools.cache
-def _bracket_steps() -> Any:
-    """+1 for ``[`` and ``{``, -1 for the rest (after the strings are gone, only brackets are
-    left); numpy is loaded on first use, not with every command."""
-    import numpy as np
-
-    steps = np.full(256, -1, dtype=np.int8)
-    steps[[0x5B, 0x7B]] = 1
-    return steps
-
-
 def json_too_deep(f: Any, limit: int = MAX_DEPTH, block_size: int = 1 << 24) -> bool:
     """Whether a JSON file nests deeper than ``limit`` (strings skipped), read in blocks.
 
@@ -211,6 +199,10 @@ def json_too_deep(f: Any, limit: int = MAX_DEPTH, block_size: int = 1 << 24) -> 
     What quotes are left surround strings that hold brackets, removed by one regex; the depth is
     the running sum of the brackets that remain (numpy). About 150 MB/s on a DCE export, where a
     token-by-token scan in Python ran at 28 MB/s."""
+    import numpy as np  # loaded here, not with every command
+
+    steps = np.full(256, -1, dtype=np.int8)  # once the strings are gone only brackets are left: [ { open, ] } close
+    steps[[0x5B, 0x7B]] = 1
     depth, in_string, carry = 0, False, b""
     for block in iter(lambda: f.read(block_size), b""):
         data = carry + block
@@ -225,9 +217,7 @@ def json_too_deep(f: Any, limit: int = MAX_DEPTH, block_size: int = 1 << 24) -> 
             left = left[: left.rindex(b'"')]
         left = _STRING_LEFT.sub(b"", left)
         if left:
-            import numpy as np
-
-            running = np.cumsum(_bracket_steps()[np.frombuffer(left, dtype=np.uint8)], dtype=np.int64) + depth
+            running = np.cumsum(steps[np.frombuffer(left, dtype=np.uint8)], dtype=np.int64) + depth
             if running.max() > limit:
                 return True
             depth = int(running[-1])

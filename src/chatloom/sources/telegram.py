@@ -137,7 +137,7 @@ class _Where:
             if found is None:
                 return path
             self.at, self.line = found.end(), self.data.count(b"\n", 0, found.end())
-            self.end = next((m.start() for m in arrays), len(self.data))
+            self.end = next((later.start() for later in arrays), len(self.data))
         for key in (b'"id": %d,' % mid, b'"id":%d,' % mid):  # as Telegram writes it, and minified
             at = self.data.find(key, self.at, self.end)
             if at >= 0:

@@ -945,8 +945,7 @@ def digest_batches(
     batch: list[tuple[Conversation, str]] = []
     seen: set[str] = set()
     messages = 0  # of the whole batch, pieces sent included (``seen`` holds its ids)
-    piece_start = 0  # the messages of the batch before this piece
-    in_pieces = False  # a piece of the batch was sent: the batch must still end
+    piece_start = 0  # the messages of the batch before this piece; above 0: a piece was sent, and the batch must still end
     for conv in convs:
         if gate is not None:
             gate.wait()
@@ -954,17 +953,17 @@ def digest_batches(
         cid = ensure_id(conv, dg)
         if cid in seen:
             yield batch  # may be empty after a piece: it still ends the transaction
-            batch, seen, messages, piece_start, in_pieces = [], set(), 0, 0, False
+            batch, seen, messages, piece_start = [], set(), 0, 0
         batch.append((conv, dg))
         seen.add(cid)
         messages += len(conv.messages)
         if len(seen) >= size or messages >= max_messages:
             yield batch
-            batch, seen, messages, piece_start, in_pieces = [], set(), 0, 0, False
+            batch, seen, messages, piece_start = [], set(), 0, 0
         elif piece_messages is not None and messages - piece_start >= piece_messages:
             yield Piece(batch)
-            batch, piece_start, in_pieces = [], messages, True
-    if batch or in_pieces:
+            batch, piece_start = [], messages
+    if batch or piece_start:
         yield batch
 
 
