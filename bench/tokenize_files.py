@@ -66,7 +66,7 @@ def chitchat() -> list:
 
 def tokens_per_copy(convs: list) -> int:
     """gpt2-chatml tokens of one copy as chatloom writes it: ChatML, plus the closing <|endoftext|>."""
-    from chatloom.tokenizer import get_tokenizer
+    from chatloom.tokens.tokenizer import get_tokenizer
 
     counts = get_tokenizer("gpt2-chatml").chatml_counts([[(m.role, m.content) for m in c.messages] for c in convs])
     return sum(counts) + len(convs)
@@ -169,7 +169,7 @@ def step_chatloom(path: str, out: str, threads: str) -> dict:
 
 def step_limit(path: str, threads: str) -> dict:
     """Render as chatloom's ChatML does (untimed), then time ``encode_ordinary_batch`` alone."""
-    from chatloom.tokenizer import get_tokenizer
+    from chatloom.tokens.tokenizer import get_tokenizer
 
     enc = get_tokenizer("gpt2-chatml").enc
     texts = ["".join(f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in conv) + ENDOFTEXT
@@ -250,7 +250,7 @@ def main() -> None:
         print(f"input: {copies} × {len(convs):,} chitchat conversations = {n_convs:,} conversations, "
               f"≈{copies * per_copy:,} tokens, {size_mb:.0f} MB (built in {time.perf_counter() - t:.1f}s); "
               f"{threads} threads", file=sys.stderr)
-        from chatloom.tokenizer import write_hf_gpt2_folder
+        from chatloom.tokens.tokenizer import write_hf_gpt2_folder
 
         folder = write_hf_gpt2_folder(tmp / "hf-gpt2-chatml", special_tokens=[IM_START, IM_END], chat_template=HF_TEMPLATE)
 

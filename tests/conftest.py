@@ -76,8 +76,8 @@ def chitchat_path() -> Path:
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A Hugging Face GPT-2 tokenizer folder per built-in template, built offline, with that
     template as its chat_template and the special tokens it needs."""
-    from chatloom.templates import BUILTINS, builtin_source
-    from chatloom.tokenizer import write_hf_gpt2_folder
+    from chatloom.tokens.chat_templates import BUILTINS, builtin_source
+    from chatloom.tokens.tokenizer import write_hf_gpt2_folder
 
     root = tmp_path_factory.mktemp("tokenizers")
     return {name: write_hf_gpt2_folder(root / name, special_tokens=b.needs, chat_template=builtin_source(name),

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 def test_demo_steps(tmp_path):

@@ -4,8 +4,7 @@ and the README shows the two set-up commands."""
 import importlib.util
 
 from chatloom.cli import cli
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 
 def _generator():

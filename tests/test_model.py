@@ -7,8 +7,7 @@ from chatloom.model import (
     ensure_id,
     upgrade_legacy_messages,
 )
-
-from .conftest import conv
+from tests.conftest import conv
 
 
 def test_digest_is_about_content_not_metadata():

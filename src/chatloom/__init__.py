@@ -12,7 +12,7 @@ from .hookspecs import hookimpl
 from .model import Conversation, Message, digest
 from .sources import Reader, Source, get_source
 from .store import Store
-from .tokenizer import get_tokenizer
+from .tokens.tokenizer import get_tokenizer
 
 __all__ = [
     "ChatloomError",

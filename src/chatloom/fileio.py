@@ -1,4 +1,5 @@
-"""Atomic writes: a temp file (or folder) beside the target, renamed over it only when complete."""
+"""chatloom's own files: atomic writes (a temp file or folder beside the target, renamed over it only
+when complete), and chatloom's home folder (``$CHATLOOM_HOME``, else ``~/.chatloom``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ from pathlib import Path
 from typing import IO
 
 from .errors import ChatloomError
+
+
+def home() -> Path:
+    """Where chatloom keeps its own files: ``$CHATLOOM_HOME``, else ``~/.chatloom``."""
+    return Path(os.environ.get("CHATLOOM_HOME") or Path.home() / ".chatloom")
+
+
+def cache_dir(*parts: str) -> Path:
+    path = home().joinpath("cache", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextmanager

@@ -32,7 +32,7 @@ def register_tokenizers(register):
 
 @hookspec
 def register_steps(register):
-    """Register build steps (subclasses of chatloom.build.steps.Filter or Transform)."""
+    """Register build steps (subclasses of chatloom.pipeline.base.Filter or Transform)."""
 
 
 @hookspec

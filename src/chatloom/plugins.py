@@ -15,8 +15,8 @@ from . import hookspecs
 DEFAULT_PLUGINS = (
     "chatloom.sources.builtin",
     "chatloom.formats.builtin",
-    "chatloom.tokenizer",
-    "chatloom.build.registry",
+    "chatloom.tokens.tokenizer",
+    "chatloom.pipeline.registry",
 )
 
 pm = pluggy.PluginManager("chatloom")

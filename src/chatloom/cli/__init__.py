@@ -115,8 +115,8 @@ def cli(debug: bool) -> None:
 
 
 from ..plugins import load_plugins  # noqa: E402
-from . import browse, build, data, edit, tokens  # noqa: E402  (commands register themselves on `cli`)
+from . import browse, data, edit, pipeline, tokens  # noqa: E402  (commands register themselves on `cli`)
 
 load_plugins().hook.register_commands(cli=cli)
 
-__all__ = ["browse", "build", "cli", "data", "edit", "tokens"]
+__all__ = ["browse", "cli", "data", "edit", "pipeline", "tokens"]

@@ -121,7 +121,7 @@ def stats(dataset: str, tokenizer_name: str | None, plot_path: str | None, as_js
         chatloom stats --tokenizer cl100k_base --plot tokens.png
         chatloom stats --json | jq .tokens.p95
     """
-    from ..tokenizer import DEFAULT_TOKENIZER, get_tokenizer
+    from ..tokens.tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
     with Store(dataset) as store:
         tok = get_tokenizer(tokenizer_name or store.get_setting("tokenizer") or DEFAULT_TOKENIZER)
@@ -129,7 +129,7 @@ def stats(dataset: str, tokenizer_name: str | None, plot_path: str | None, as_js
             result = store.stats(tok, progress=lambda done, total: update(done))
     counts = result.pop("_token_counts")
     if plot_path:
-        from ..plots import token_histogram
+        from ..reports.plots import token_histogram
 
         token_histogram(counts, plot_path, title=f"{dataset}: tokens per conversation ({tok.name})")
     if as_json:
@@ -168,7 +168,7 @@ def formats_cmd(as_json: bool) -> None:
     """List the import formats, export formats and tokenizers chatloom knows (plugins included)."""
     from ..formats import formats
     from ..sources import sources
-    from ..tokenizer import tokenizers
+    from ..tokens.tokenizer import tokenizers
 
     listing = {
         "import": {n: c.summary for n, c in sorted(sources().items())},

@@ -9,11 +9,11 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..exporting import export
 from ..formats import get_format
+from ..formats.export import export
 from ..importing import check_me, import_files, plan
 from ..store import Store
-from ..tokenizer import DEFAULT_TOKENIZER
+from ..tokens.tokenizer import DEFAULT_TOKENIZER
 from . import cli, console, dataset_option, err_console, fail, json_option, print_json, progress_bar
 
 

@@ -138,7 +138,7 @@ def settings(dataset: str, unset: bool, as_json: bool, key: str | None, value: s
     with Store(dataset) as store:
         if key and (value is not None or unset):
             if key == "tokenizer" and not unset:
-                from ..tokenizer import get_tokenizer
+                from ..tokens.tokenizer import get_tokenizer
 
                 get_tokenizer(value)  # refuse a tokenizer that cannot load
             parsed = None if unset else ([v.strip() for v in value.split(",") if v.strip()] if key != "tokenizer" else value)

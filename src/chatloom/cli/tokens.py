@@ -22,7 +22,7 @@ TEMPLATE_HELP = ("Chat template: chatml, llama-3, mistral, gemma, phi-3, alpaca,
 
 def _template_name(template: str | None, tokenizer: str) -> str | None:
     if template is None and Path(tokenizer).is_dir():
-        from ..templates import folder_template
+        from ..tokens.chat_templates import folder_template
 
         if folder_template(Path(tokenizer)) is not None:
             return tokenizer
@@ -64,7 +64,7 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         chatloom tokenize -o tokens --tokenizer ./my-model --template llama-3 --fix
         python -c "import numpy as np; print(np.memmap('tokens/train.bin', dtype=np.uint16)[:20])"
     """
-    from ..split import validation_ids
+    from ..formats.split import validation_ids
     from ..tokens import tokenize
 
     if truncate and max_tokens is None:
@@ -169,8 +169,8 @@ def inspect_(dataset: str, conv_id: str, tokenizer: str, template: str | None, h
     """
     from ..fileio import atomic_write
     from ..store import Store
-    from ..tokenizer import get_tokenizer
     from ..tokens import Encoder
+    from ..tokens.tokenizer import get_tokenizer
 
     with Store(dataset) as store:
         conv = store.get(conv_id)

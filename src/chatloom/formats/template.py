@@ -1,6 +1,6 @@
 """``template:NAME``: ``{"text": …}``, each conversation rendered by a chat template.
 
-NAME is a built-in template (``chatloom.templates``: chatml, llama-3, mistral, gemma, phi-3,
+NAME is a built-in template (``chatloom.tokens.chat_templates``: chatml, llama-3, mistral, gemma, phi-3,
 alpaca, vicuna, metharme), a ``.jinja`` file, or a local Hugging Face tokenizer folder (its
 ``chat_template``). The special tokens (``bos_token``, ``eos_token``) come from the ``tokenizer``
 option, else from NAME when it is a tokenizer folder, else from a built-in's model family
@@ -33,12 +33,12 @@ class TemplateFormat(JsonlFormat):
         name = options.get("template")
         if not name:
             raise UsageError("-f template needs a template: -f template:NAME (a built-in name, a .jinja file or a tokenizer folder)")
-        from ..templates import TemplateError, get_template, message_dicts
-        from ..tokenizer import DEFAULT_TOKENIZER, get_tokenizer
+        from ..tokens.chat_templates import TemplateError, get_template, message_dicts
+        from ..tokens.tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 
         self._refused, self._dicts = TemplateError, message_dicts
 
-        from ..templates import BUILTINS
+        from ..tokens.chat_templates import BUILTINS
 
         tokenizer = options.get("tokenizer") or (name if Path(name).is_dir() else None)
         if tokenizer is None and name in BUILTINS:  # the model family's own bos and eos

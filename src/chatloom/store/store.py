@@ -34,7 +34,7 @@ import orjson
 
 from ..errors import ChatloomError, ConflictError, NotFoundError, StoreError
 from ..model import Conversation, Message, digest, ensure_id
-from ..prefetch import prefetch
+from ..parallel import prefetch
 from .migrations import migrate
 
 APPLICATION_ID = 0x43484C4D  # "CHLM": tells a chatloom dataset from another SQLite file

@@ -22,9 +22,9 @@ from msgspec.structs import replace
 
 from ..errors import ChatloomError
 from ..model import Conversation, Message
-from ..templates import ChatTemplate, TemplateError, get_template
-from ..tokenizer import Tokenizer
+from .chat_templates import ChatTemplate, TemplateError, get_template
 from .layout import Layout, Layouts, Run, Slot
+from .tokenizer import Tokenizer
 
 EXAMPLES = 3  # conversation ids kept per reason in the report
 

@@ -32,8 +32,8 @@ from typing import Any
 import orjson
 
 from ..model import Conversation, Message
-from ..templates import ChatTemplate, TemplateError, message_dicts
-from ..tokenizer import Tokenizer
+from .chat_templates import ChatTemplate, TemplateError, message_dicts
+from .tokenizer import Tokenizer
 
 PAD = "\u2002\u2003"  # around each content sentinel: a template that strips content strips these too
 _SLOT = re.compile("(?P<lead>\u2002\u2003)?\ue000(?P<c>\\d+)c\ue001(?P<trail>\u2002\u2003)?|\ue000(?P<n>\\d+)n\ue001")

@@ -30,11 +30,11 @@ import msgspec
 import numpy as np
 import orjson
 
-from ..batching import batched
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
-from ..tokenizer import get_tokenizer
+from ..parallel import batched
 from .encode import Encoder, Report
+from .tokenizer import get_tokenizer
 
 CHUNK = 512  # conversations per batch (and per task for a worker)
 
@@ -152,7 +152,7 @@ def tokenize(
 ) -> dict[str, Any]:
     """Write ``out/{train,val}.{bin,idx,loss}`` and ``out/meta.json``; return the meta.
 
-    :param val_ids: conversations for the ``val`` split (see ``chatloom.split``); None: train only.
+    :param val_ids: conversations for the ``val`` split (see ``chatloom.formats.split``); None: train only.
     :param workers: processes; the files are identical whatever the number.
     """
     options = Options(tokenizer, template, fix, max_tokens, truncate)

@@ -1,0 +1,42 @@
+"""Pictures a person would rather look at than read."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from ..fileio import atomic_write
+
+
+def token_histogram(counts: Sequence[int], path: str | os.PathLike[str], *, title: str) -> None:
+    """A histogram of tokens per conversation, with the median and p95 marked, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    values = np.asarray(counts)
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    if len(values):
+        low, high = max(int(values.min()), 1), max(int(values.max()), 2)
+        if high / low > 50:  # long tails (real chats have them) read better on a log axis
+            bins = np.geomspace(low, high, 60)
+            ax.set_xscale("log")
+        else:
+            bins = min(80, max(10, len(values) // 20))
+        ax.hist(np.maximum(values, 1), bins=bins, color="#4C72B0", edgecolor="white", linewidth=0.4)
+        for q, style in ((50, "-"), (95, "--")):
+            v = np.percentile(values, q)
+            ax.axvline(v, color="#C44E52", linestyle=style, linewidth=1.2, label=f"p{q}: {v:,.0f}")
+        ax.legend(frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no conversations", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("tokens per conversation")
+    ax.set_ylabel("conversations")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    with atomic_write(path) as fp:
+        fig.savefig(fp, format="png")
+    plt.close(fig)

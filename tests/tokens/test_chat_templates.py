@@ -1,0 +1,72 @@
+"""Chat templates: the text is transformers' apply_chat_template's, for every built-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatloom.tokens.chat_templates import BUILTINS, TemplateError, folder_template, get_template
+from chatloom.tokens.tokenizer import get_tokenizer, write_hf_gpt2_folder
+
+SYSTEM = {"role": "system", "content": "Be brief."}
+CHATS = [
+    [{"role": "user", "content": " hi there "}, {"role": "assistant", "content": "hello!\n"},
+     {"role": "user", "content": "how?"}, {"role": "assistant", "content": "fine"}],
+    [{"role": "user", "content": "Ünïcödé ✓ and {{ braces }} {% raw %}"}],
+    [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}],
+]
+NO_SYSTEM = {"mistral", "gemma"}
+
+
+@pytest.mark.parametrize("name", list(BUILTINS))
+def test_builtin_renders_as_transformers_does(name: str, folders: dict[str, Path]) -> None:
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.AutoTokenizer.from_pretrained(str(folders[name]))
+    ours = get_template(name, get_tokenizer(str(folders[name])).template_tokens)
+    from_folder = get_template(str(folders[name]), get_tokenizer(str(folders[name])).template_tokens)
+    for chat in CHATS:
+        chats = [chat] if name in NO_SYSTEM else [chat, [SYSTEM, *chat]]
+        for messages in chats:
+            for gen in (False, True):
+                expected = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+                assert ours.render(messages, add_generation_prompt=gen) == expected
+                assert from_folder.render(messages, add_generation_prompt=gen) == expected
+
+
+def test_template_refusals_are_errors(folders: dict[str, Path]) -> None:
+    gemma = get_template("gemma", get_tokenizer(str(folders["gemma"])).template_tokens)
+    with pytest.raises(TemplateError, match="System role not supported"):
+        gemma.render([SYSTEM, {"role": "user", "content": "x"}])
+    mistral = get_template("mistral", {"bos_token": "<s>", "eos_token": "</s>"})
+    with pytest.raises(TemplateError, match="alternate"):
+        mistral.render([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+
+
+def test_jinja_file_and_folder_template(tmp_path: Path) -> None:
+    jinja = tmp_path / "mine.jinja"
+    jinja.write_text("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    t = get_template(str(jinja))
+    assert t.render([{"role": "user", "content": "hi"}], add_generation_prompt=True) == "[user] hi\n[assistant] "
+    folder = write_hf_gpt2_folder(tmp_path / "tok", chat_template=jinja.read_text())
+    assert folder_template(folder) == jinja.read_text()
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(Exception, match="no chat_template"):
+        get_template(str(tmp_path / "bare"))
+    with pytest.raises(Exception, match="unknown template"):
+        get_template("no-such-template")
+
+
+def test_template_syntax_error_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jinja"
+    bad.write_text("ok\n{% for m in messages %}\n{{ m.content }\n")
+    with pytest.raises(Exception, match=r"bad.jinja:\d+: template syntax error"):
+        get_template(str(bad))
+
+
+def test_the_sandbox_holds() -> None:
+    from chatloom.tokens.chat_templates import ChatTemplate
+
+    evil = ChatTemplate("evil", "{{ messages.__class__.__mro__[1].__subclasses__() }}")
+    with pytest.raises(TemplateError, match="unsafe|access"):  # jinja's sandbox refuses dunder access
+        evil.render([{"role": "user", "content": "x"}])

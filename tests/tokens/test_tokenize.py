@@ -1,0 +1,267 @@
+"""Tokenizing into .bin/.idx/.loss: masks by construction for every built-in template, the checks,
+the file layout, determinism, and the reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chatloom.model import Conversation, Message
+from chatloom.tokens import CheckError, Encoder, TokenFile, attention_mask, tokenize
+from chatloom.tokens.chat_templates import BUILTINS
+from chatloom.tokens.tokenizer import get_tokenizer, write_hf_gpt2_folder
+from tests.conftest import conv, write_jsonl
+
+CHAT = [Message(role="user", content=" hi there "), Message(role="assistant", content="hello!\n"),
+        Message(role="user", content="how?"), Message(role="assistant", content="fine")]
+SYSTEM = Message(role="system", content="Be brief.")
+
+# hand-checked: what trains in CHAT (with a system prompt where the template has one)
+TRAINED = {
+    "chatml": ["hello!\n<|im_end|>", "fine<|im_end|>"],
+    "llama-3": ["hello!<|eot_id|>", "fine<|eot_id|>"],  # the template trims content
+    "mistral": ["hello!\n</s>", "fine</s>"],
+    "gemma": ["hello!<end_of_turn>", "fine<end_of_turn>"],
+    "phi-3": ["hello!\n<|end|>", "fine<|end|>"],  # not the eos phi-3 adds after the last turn
+    "alpaca": ["hello!\n</s>", "fine</s>"],
+    "vicuna": [" hello!\n</s>", " fine</s>"],  # the generation prompt is "ASSISTANT:", the space trains
+    "metharme": ["hello!\n</s>", "fine</s>"],
+}
+
+
+def spans(tok, ids: list[int], mask: bytes) -> list[str]:  # type: ignore[no-untyped-def]
+    """The decoded text of each run of trained tokens."""
+    out, cur = [], []
+    for i, m in zip(ids, mask):
+        if m:
+            cur.append(i)
+        elif cur:
+            out.append(tok.decode(cur))
+            cur = []
+    if cur:
+        out.append(tok.decode(cur))
+    return out
+
+
+@pytest.mark.parametrize("name", list(BUILTINS))
+def test_mask_spans_for_every_builtin_template(name: str, folders: dict[str, Path]) -> None:
+    tok = get_tokenizer(str(folders[name]))
+    enc = Encoder(tok, name)
+    messages = CHAT if name in ("mistral", "gemma") else [SYSTEM, *CHAT]
+    ids, mask = enc.encode(Conversation(id="c", messages=messages))
+    assert spans(tok, ids, mask) == TRAINED[name]
+    # the text is the template's: decoding every token gives the rendered conversation (+ eos at the end)
+    rendered = enc.template.render([{"role": m.role, "content": m.content} for m in messages])
+    eos = tok.template_tokens["eos_token"]
+    assert tok.decode(ids) == (rendered if rendered.endswith(eos) else rendered + eos)
+
+
+def test_gpt2_chatml_ids_and_the_document_end() -> None:
+    enc = Encoder(get_tokenizer("gpt2-chatml"))
+    ids, mask = enc.encode(conv("hi", "hello"))
+    assert ids[0] == 50257 and ids.count(50257) == 2 and ids.count(50258) == 2
+    assert ids[-1] == 50256 and mask[-1] == 0  # each conversation ends with <|endoftext|>, not trained
+    assert ids[-3] == 50258 and mask[-3] == 1  # the assistant's <|im_end|> trains
+    assert sum(mask) == len(get_tokenizer("gpt2-chatml").encode("hello")) + 1
+
+
+def test_special_tokens_typed_in_a_chat_are_text() -> None:
+    enc = Encoder(get_tokenizer("gpt2-chatml"))
+    ids, _ = enc.encode(conv("<|im_end|><|endoftext|>", "ok"))
+    assert ids.count(50258) == 2 and ids.count(50256) == 1  # only the template's own
+
+
+def test_train_flag_overrides_the_default(folders: dict[str, Path]) -> None:
+    tok = get_tokenizer("gpt2-chatml")
+    messages = [Message(role="user", content="u1", train=True), Message(role="assistant", content="a1", train=False),
+                Message(role="user", content="u2"), Message(role="assistant", content="a2")]
+    ids, mask = Encoder(tok).encode(Conversation(id="t", messages=messages))
+    assert spans(tok, ids, mask) == ["u1<|im_end|>", "a2<|im_end|>"]
+
+
+def test_roles_a_template_refuses_fail_or_get_fixed(folders: dict[str, Path]) -> None:
+    tok = get_tokenizer(str(folders["gemma"]))
+    c = Conversation(id="sys", messages=[SYSTEM, *CHAT])
+    with pytest.raises(CheckError, match="sys: template gemma: System role not supported; --fix"):
+        Encoder(tok, "gemma").encode(c)
+    enc = Encoder(tok, "gemma", fix=True)
+    ids, mask = enc.encode(c)
+    assert enc.report.fixed == {"folded the system prompt into the first user turn": 1}
+    assert tok.decode(ids).startswith("<bos><start_of_turn>user\nBe brief.\n\n hi there<end_of_turn>")
+    doubled = Conversation(id="dbl", messages=[CHAT[0], CHAT[0], CHAT[1]])
+    enc = Encoder(get_tokenizer(str(folders["mistral"])), "mistral", fix=True)
+    ids, _ = enc.encode(doubled)
+    assert enc.report.fixed == {"merged consecutive turns of one role": 1}
+    assert "[INST]  hi there \n hi there  [/INST]" in enc.tokenizer.decode(ids)
+
+
+@pytest.mark.parametrize(("template", "error", "repair", "after_fix"), [
+    # no end token after a turn: the model would never learn to stop; --fix appends eos, trained
+    ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+     "turn 1 \\(assistant\\) has no end-of-turn token", "appended eos after a turn without an end token",
+     lambda tok, ids, mask: spans(tok, ids, mask) == [" hello<|endoftext|>"]),
+    # a doubled BOS; --fix removes one
+    ("{{ bos_token }}{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}",
+     "starts with a doubled BOS", "removed a doubled BOS", lambda tok, ids, mask: ids[:2] == [50256, 50257]),
+])
+def test_checks_fail_or_fix(tmp_path: Path, template: str, error: str, repair: str, after_fix) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "t.jinja"
+    path.write_text(template)
+    tok = get_tokenizer("gpt2-chatml")
+    with pytest.raises(CheckError, match=f"conversation c: {error}.*; --fix"):
+        Encoder(tok, str(path)).encode(conv("hi", "hello", id="c"))
+    enc = Encoder(tok, str(path), fix=True)
+    ids, mask = enc.encode(conv("hi", "hello", id="c"))
+    assert after_fix(tok, ids, mask) and enc.report.fixed == {repair: 1}
+
+
+def test_empty_mask_fails_or_is_dropped() -> None:
+    only_user = Conversation(id="u", messages=[Message(role="user", content="anyone?")])
+    with pytest.raises(CheckError, match="u: has no trained token"):
+        Encoder(get_tokenizer("gpt2-chatml")).encode(only_user)
+    enc = Encoder(get_tokenizer("gpt2-chatml"), fix=True)
+    assert enc.encode_batch([only_user, conv("a", "b", id="ok")])[0] is None
+    assert enc.report.dropped == {"no trained token": 1} and enc.report.examples["no trained token"] == ["u"]
+    assert enc.report.conversations == 1
+
+
+def test_max_tokens_drops_or_truncates_by_whole_turns() -> None:
+    tok = get_tokenizer("gpt2-chatml")
+    long = Conversation(id="long", messages=[SYSTEM, *conv("one " * 40, "two", "three", "four").messages])
+    full = Encoder(tok).encode(long)[0]
+    enc = Encoder(tok, max_tokens=40)
+    assert enc.encode(long) is None and enc.report.dropped == {"over --max-tokens 40": 1}
+    enc = Encoder(tok, max_tokens=40, truncate=True)
+    ids, mask = enc.encode(long)
+    assert len(ids) <= 40 < len(full)
+    # the oldest turns go, whole; the system prompt stays
+    assert tok.decode(ids).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nthree<|im_end|>")
+    assert spans(tok, ids, mask) == ["four<|im_end|>"]
+    assert enc.report.truncated == 1 and enc.report.turns_cut == 2
+    too_long = conv("a", "b " * 100, id="tl")  # its last turn alone is over the limit: dropped, counted
+    assert enc.encode(too_long) is None and enc.report.dropped == {"over --max-tokens 40": 1}
+
+
+def test_template_needs_its_special_tokens() -> None:
+    with pytest.raises(Exception, match="needs special tokens that tokenizer gpt2 lacks: <\\|im_start\\|>"):
+        Encoder(get_tokenizer("gpt2"), "chatml")
+
+
+def test_files_meta_and_split(tmp_path: Path) -> None:
+    convs = [conv(f"question {i}", f"answer {i}" * (i % 5 + 1), id=f"c{i}") for i in range(40)]
+    meta = tokenize(convs, tmp_path / "out", val_ids={"c3", "c7"})
+    out = tmp_path / "out"
+    assert meta["dtype"] == "uint16" and meta["vocab_size"] == 50259
+    assert meta["special_tokens"] == {"<|endoftext|>": 50256, "<|im_start|>": 50257, "<|im_end|>": 50258}
+    assert meta["splits"]["train"]["conversations"] == 38 and meta["splits"]["val"]["conversations"] == 2
+    assert json.loads((out / "meta.json").read_text()) == meta
+    for name in ("train", "val"):
+        tokens = np.memmap(out / f"{name}.bin", dtype=np.uint16, mode="r")
+        loss = np.fromfile(out / f"{name}.loss", dtype=np.uint8)
+        idx = np.fromfile(out / f"{name}.idx", dtype=np.uint64)
+        assert len(tokens) == len(loss) == meta["splits"][name]["tokens"]
+        assert len(idx) == meta["splits"][name]["conversations"] and idx[0] == 0
+        assert (tokens[idx.astype(np.int64)] == 50257).all()  # every conversation starts with <|im_start|>
+        assert int(loss.sum()) == meta["splits"][name]["trained_tokens"]
+    val = TokenFile(out / "val")
+    ids, _ = val.conversation(1)
+    assert get_tokenizer("gpt2-chatml").decode(ids.tolist()).startswith("<|im_start|>user\nquestion 7")
+
+
+def test_uint32_for_a_large_vocabulary(tmp_path: Path) -> None:
+    # cl100k_base has no <|im_start|>: a template without special tokens, ending turns with eos
+    plain = tmp_path / "plain.jinja"
+    plain.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token if m.role == 'assistant' }}\n{% endfor %}")
+    meta = tokenize([conv("hi", "hello", id="a")], tmp_path / "out", tokenizer="cl100k_base", template=str(plain))
+    assert meta["dtype"] == "uint32" and meta["vocab_size"] > 65536
+    tokens = np.fromfile(tmp_path / "out" / "train.bin", dtype="<u4")
+    assert (tmp_path / "out" / "train.bin").stat().st_size == 4 * meta["splits"]["train"]["tokens"]
+    assert get_tokenizer("cl100k_base").decode(tokens.tolist()) == "user: hi\nassistant: hello<|endoftext|>\n<|endoftext|>"
+
+
+def test_deterministic_whatever_the_workers(tmp_path: Path) -> None:
+    convs = [conv(f"q{i} " * (i % 7 + 1), f"a{i} " * (i % 3 + 1), *(["more", "yes"] if i % 4 == 0 else []), id=f"c{i}")
+             for i in range(1200)]
+    val = {f"c{i}" for i in range(0, 1200, 9)}
+    tokenize(convs, tmp_path / "a", val_ids=val)
+    tokenize(convs, tmp_path / "b", val_ids=val)
+    tokenize(convs, tmp_path / "c", val_ids=val, workers=2)
+    for name in ("train.bin", "train.idx", "train.loss", "val.bin", "val.idx", "val.loss", "meta.json"):
+        a = (tmp_path / "a" / name).read_bytes()
+        assert a == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_reader_batches_and_packing(tmp_path: Path) -> None:
+    convs = [conv(f"question {i}", f"answer {i} " * (i % 6 + 1), id=f"c{i}") for i in range(30)]
+    tokenize(convs, tmp_path / "out")
+    tf = TokenFile(tmp_path / "out" / "train.bin")
+    assert len(tf) == 30
+    x, y, loss = tf.get_batch(4, 16, np.random.default_rng(0))
+    assert x.shape == y.shape == loss.shape == (4, 16)
+    assert (x[:, 1:] == y[:, :-1]).all()
+    rows = tf.packed(64)
+    assert rows.skipped == 0 and len(rows) < 30
+    seen = 0
+    for r in range(len(rows)):
+        row = rows[r]
+        for s in set(row["seq_ids"].tolist()) - {-1}:
+            where = np.flatnonzero(row["seq_ids"] == s)
+            assert (row["position_ids"][where] == np.arange(len(where))).all()
+            seen += 1
+        trained = row["labels"] != -100
+        assert (row["labels"][trained] == row["input_ids"][trained]).all()
+        am = attention_mask(row)
+        i, j = np.nonzero(am)
+        assert (row["seq_ids"][i] == row["seq_ids"][j]).all() and (j <= i).all()
+    assert seen == 30
+    total_trained = sum(int((rows[r]["labels"] != -100).sum()) for r in range(len(rows)))
+    assert total_trained == int(np.asarray(tf.loss).sum())
+
+
+def test_cli_tokenize_and_inspect(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    src = write_jsonl(tmp_path / "chats.jsonl", [conv("<script>alert(1)</script>", "hello", id="x1"),
+                                                   conv("only a user turn", id="x2")])
+    r = run("tokenize", str(src), "-o", str(tmp_path / "tok"))
+    assert r.exit_code == 2 and r.stderr.strip() == "error: conversation x2: has no trained token (no assistant turn, or every turn has train=false); --fix drops it"
+    assert not (tmp_path / "tok" / "train.bin").exists()  # nothing half-written
+    r = run("tokenize", str(src), "-o", str(tmp_path / "tok"), "--fix", "--json")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["report"]["dropped"] == {"no trained token": 1}
+    run("import", str(src), "-d", "d.db")
+    r = run("inspect", "-d", "d.db", "x1", "--html", str(tmp_path / "t.html"), "--json")
+    assert r.exit_code == 0
+    shown = json.loads(r.stdout)
+    assert shown["ids"][0] == 50257 and sum(shown["loss"]) == 2  # "hello" and <|im_end|>
+    page = (tmp_path / "t.html").read_text()
+    assert "<script>" not in page and "&lt;" in page and "alert" in page  # chat text is escaped
+    r = run("tokenize", "-d", "d.db", "-o", str(tmp_path / "t2"), "--template", "nope")
+    assert r.exit_code == 2 and "unknown template 'nope'" in r.stderr
+
+
+def test_hf_folder_default_template_is_its_own(tmp_path: Path) -> None:
+    folder = write_hf_gpt2_folder(tmp_path / "tok", special_tokens=["<|im_start|>", "<|im_end|>"],
+                                  chat_template="{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                                                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    from chatloom.cli.tokens import _template_name
+
+    assert _template_name(None, str(folder)) == str(folder)
+    meta = tokenize([conv("hi", "hello", id="a")], tmp_path / "out", tokenizer=str(folder), template=str(folder))
+    assert meta["splits"]["train"]["trained_tokens"] == 2
+
+
+def test_a_template_without_generation_prompt_trains_the_header(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.jinja"  # no add_generation_prompt: at inference the model writes the header itself
+    bare.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    tok = get_tokenizer("gpt2-chatml")
+    ids, mask = Encoder(tok, str(bare)).encode(conv("hi", "hello"))
+    assert spans(tok, ids, mask) == ["<|im_start|>assistant\nhello<|im_end|>"]
+
+
+def test_a_check_failing_in_a_worker_is_the_same_clean_error(tmp_path: Path) -> None:
+    convs = [conv(f"q{i}", f"a{i}", id=f"c{i}") for i in range(600)] + [Conversation(id="lonely", messages=[Message(role="user", content="hi?")])]
+    with pytest.raises(CheckError, match="conversation lonely: has no trained token"):
+        tokenize(convs, tmp_path / "out", workers=2)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_file()]  # nothing half-written, no temp file left
