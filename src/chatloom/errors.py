@@ -57,3 +57,36 @@ class ConflictError(StoreError):
 
 class UsageError(ChatloomError):
     """A call that cannot work as given (an unknown format, tokenizer, option value)."""
+
+
+class ParamError(UsageError):
+    """A parameter's value cannot work. The message names parameters as ``{name}`` placeholders:
+    the library shows them as its own parameter names (``split must be …``), and the CLI as the
+    flags the user typed (``--val must be …``, see ``cli.ChatloomGroup``), so that no library
+    message names a flag of a command it may not have been called from.
+
+        raise ParamError("{split} must be a ratio in (0, 1) or a count ≥ 1, not {value}", value=split)
+    """
+
+    def __init__(self, template: str, **values: Any):
+        self.template = template
+        self.values = values
+        super().__init__(self.render({}))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_param_error, (type(self), self.template, self.values))
+
+    def params(self) -> list[str]:
+        """The parameters the message names, in order."""
+        import string
+
+        return [name for _, name, _, _ in string.Formatter().parse(self.template) if name and name not in self.values]
+
+    def render(self, names: dict[str, str]) -> str:
+        """The message with each parameter called as ``names`` says (else by its own name)."""
+        fields = {p: names.get(p, p) for p in self.params()}
+        return self.template.format(**fields, **self.values)
+
+
+def _param_error(cls: type[ParamError], template: str, values: dict[str, Any]) -> ParamError:
+    return cls(template, **values)

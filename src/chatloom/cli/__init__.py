@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from ..errors import ChatloomError
+from ..errors import ChatloomError, ParamError
 
 console = Console(highlight=False, soft_wrap=False)
 err_console = Console(stderr=True, highlight=False)
@@ -34,8 +34,13 @@ class ChatloomGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(os.environ.get("CHATLOOM_DEBUG")) or bool(ctx.params.get("debug"))
+        words = [*ctx.protected_args, *ctx.args]  # the command line after the group's options (invoke empties them)
         try:
             return super().invoke(ctx)
+        except ParamError as err:
+            if debug:
+                raise
+            raise fail(err.render(_flags(ctx, words))) from None
         except ChatloomError as err:
             if debug:
                 raise
@@ -55,6 +60,37 @@ class ChatloomGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: what was complete is kept and nothing is half-written; run the same command again to finish", err=True)
             raise click.exceptions.Exit(130) from None
+
+
+def _flags(ctx: click.Context, words: list[str]) -> dict[str, str]:
+    """The flag (or argument) of the running command for each library parameter: by the option's
+    own name (``--split`` for ``split``), where the command passes it on under another name, as
+    its ``param_flags`` say (``tokenize`` passes ``--val`` on as ``split``)."""
+    command: click.Command | None = ctx.command
+    names: dict[str, str] = {}
+    while isinstance(command, click.Group) and words:  # down to the command that ran
+        command = command.get_command(ctx, words[0])
+        words = words[1:]
+    if command is None:
+        return names
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name:
+            names[param.name] = max(param.opts, key=len)
+        elif isinstance(param, click.Argument) and param.name:
+            names[param.name] = param.human_readable_name
+    names.update(getattr(command, "param_flags", {}))
+    return names
+
+
+def param_flags(**flags: str) -> Callable[[click.Command], click.Command]:
+    """Name the flags a command passes on to the library under another name, for its errors:
+    ``@param_flags(split="--val")`` above ``@cli.command``."""
+
+    def decorate(command: click.Command) -> click.Command:
+        command.param_flags = flags  # type: ignore[attr-defined]
+        return command
+
+    return decorate
 
 
 def dataset_option(fn: Callable[..., Any]) -> Callable[..., Any]:

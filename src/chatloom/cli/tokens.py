@@ -13,7 +13,7 @@ from rich.text import Text
 from .. import jsonl
 from ..errors import UsageError
 from ..model import Conversation
-from . import cli, console, dataset_option, json_option, print_json, progress_bar
+from . import cli, console, dataset_option, json_option, param_flags, print_json, progress_bar
 
 TOKENIZER_HELP = "gpt2-chatml, gpt2, cl100k_base, o200k_base, or a local Hugging Face tokenizer folder."
 TEMPLATE_HELP = ("Chat template: chatml, llama-3, mistral, gemma, phi-3, alpaca, vicuna, metharme, a .jinja file or a "
@@ -29,6 +29,7 @@ def _template_name(template: str | None, tokenizer: str) -> str | None:
     return template
 
 
+@param_flags(split="--val")
 @cli.command("tokenize")
 @dataset_option
 @click.argument("input_path", metavar="[INPUT]", required=False, type=click.Path(exists=True, dir_okay=False))

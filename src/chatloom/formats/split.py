@@ -10,20 +10,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from ..errors import UsageError
+from ..errors import ParamError
 
 
 def validation_size(n: int, split: float) -> int:
     """``split`` < 1 is a ratio of ``n``; ≥ 1 a count. Both sides keep at least one when n ≥ 2."""
     if split < 0:
-        raise UsageError(f"--split must be a ratio in (0, 1) or a count ≥ 1, not {split}")
+        raise ParamError("{split} must be a ratio in (0, 1) or a count ≥ 1, not {value}", value=split)
     if split < 1:
         k = round(n * split)
         if split > 0 and n >= 2:
             k = min(max(k, 1), n - 1)
         return k
     if split != int(split):
-        raise UsageError(f"--split {split}: a count must be a whole number")
+        raise ParamError("{split} {value}: a count must be a whole number", value=split)
     return min(int(split), n)
 
 
