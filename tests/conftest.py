@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from chatloom.cli import cli
 from chatloom.model import Conversation, Message
+
+# Property tests write nothing into the working tree: hypothesis keeps its caches in the temp
+# folder, no example database, and every run draws the same examples (a failure reproduces).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "chatloom-hypothesis")
+settings.register_profile("chatloom", database=None, derandomize=True)
+settings.load_profile("chatloom")
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real"

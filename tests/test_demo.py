@@ -5,9 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
+@pytest.mark.slow
 def test_demo_steps(tmp_path):
     recipe = (REPO / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
     steps = [line.strip().replace("$(BIN)/chatloom", "").replace("$(DEMO)", "demo") for line in recipe.splitlines() if "$(BIN)/chatloom" in line and not line.strip().startswith("@")]

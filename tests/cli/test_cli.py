@@ -53,6 +53,30 @@ def test_markup_in_chats_is_printed_as_text(run, tmp_path):
     assert "[bold red]not markup[/]" in run("ls").stdout
 
 
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+def test_piped_ls_never_cuts_ids(run, tmp_path, monkeypatch, columns):
+    """An id as `ls` prints it, piped (no terminal), is one that `show` finds, however narrow."""
+    long_ids = [f"discord:{'9' * 19}:{'8' * 19}-{n}" for n in range(3)]
+    path = write_jsonl(tmp_path / "long.jsonl", [conv("a long first message " * 5, "ok", id=i, tags=["t" * 40]) for i in long_ids])
+    run("import", str(path))
+    monkeypatch.setenv("COLUMNS", columns)
+    lines = run("ls").stdout.splitlines()
+    shown = [line.split()[0] for line in lines[1:]]
+    assert shown == long_ids
+    assert all(line.split()[1] == "2" for line in lines[1:])  # the message count stays too
+    for conv_id in shown:
+        assert run("show", conv_id).exit_code == 0
+
+
+def test_tokenize_val_error_names_the_flag_typed(run, chats):
+    """The library's parameter is `split`; tokenize's flag for it is --val, export's --split."""
+    run("import", str(chats))
+    result = run("tokenize", "-o", "tokens", "--val", "-1")
+    assert result.exit_code == 2 and result.stderr == "error: --val must be a ratio in (0, 1) or a count ≥ 1, not -1.0\n"
+    result = run("export", "-o", "out", "--split", "-1")
+    assert result.exit_code == 2 and result.stderr == "error: --split must be a ratio in (0, 1) or a count ≥ 1, not -1.0\n"
+
+
 def test_edit_commands(run, chats):
     run("import", str(chats))
     assert run("tag", "c2", "c3", "--add", "food").stdout.startswith("tagged 2 of 2")

@@ -1,8 +1,11 @@
 """The ``chatloom`` command line: a click group, shared option decorators, and the one place
 where library errors become one line on stderr and exit code 2.
 
-Commands live in one module per group (``data``, ``browse``, ``edit``) and stay thin: they parse
-arguments, call the library, and print.
+Commands live in one module per group — ``data`` (import, export), ``browse`` (ls, show, stats,
+formats), ``edit`` (tag, rm, history, undo, settings, check), ``tokens`` (tokenize, inspect),
+``pipeline`` (build) — and stay thin: they parse arguments into the library's typed options, call
+one library function, and print; the library's errors become one line here (``ParamError``s name
+the flag the user typed).
 """
 
 from __future__ import annotations
@@ -32,15 +35,19 @@ def fail(message: str) -> click.exceptions.Exit:
 class ChatloomGroup(click.Group):
     """Turns library errors into ``error: …`` lines (exit 2); ``--debug`` shows the traceback."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta["chatloom.command"] = command  # the command that runs: its flags name a ParamError's parameters
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(os.environ.get("CHATLOOM_DEBUG")) or bool(ctx.params.get("debug"))
-        words = [*ctx.protected_args, *ctx.args]  # the command line after the group's options (invoke empties them)
         try:
             return super().invoke(ctx)
         except ParamError as err:
             if debug:
                 raise
-            raise fail(err.render(_flags(ctx, words))) from None
+            raise fail(err.render(_flags(ctx.meta.get("chatloom.command")))) from None
         except ChatloomError as err:
             if debug:
                 raise
@@ -62,15 +69,11 @@ class ChatloomGroup(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
-def _flags(ctx: click.Context, words: list[str]) -> dict[str, str]:
+def _flags(command: click.Command | None) -> dict[str, str]:
     """The flag (or argument) of the running command for each library parameter: by the option's
     own name (``--split`` for ``split``), where the command passes it on under another name, as
     its ``param_flags`` say (``tokenize`` passes ``--val`` on as ``split``)."""
-    command: click.Command | None = ctx.command
     names: dict[str, str] = {}
-    while isinstance(command, click.Group) and words:  # down to the command that ran
-        command = command.get_command(ctx, words[0])
-        words = words[1:]
     if command is None:
         return names
     for param in command.params:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 import msgspec
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -48,15 +49,24 @@ def ls(dataset: str, tag: str | None, search: str | None, limit: int, as_json: b
             for r in rows
         ])  # fmt: skip
         return
+    # Ids are never cut (a piped `ls` gives ids that `show` finds) nor counts: their columns are as
+    # wide as their longest value, and the tags and the text share what is left (the text at least 12).
+    id_width = max((len(r.id) for r in rows), default=2)
+    msgs_width = max([len(str(r.n_messages)) for r in rows] + [4])
+    tags_width = max([len(", ".join(r.tags)) for r in rows] + [4])
+    rest = max(console.width - id_width - msgs_width - 4 * 2, 4 + 12)
+    tags_width = min(tags_width, 30, max(rest // 3, 4))
     table = Table(box=None, header_style="bold")
-    table.add_column("id", no_wrap=True, overflow="fold")
-    table.add_column("msgs", justify="right")
-    table.add_column("tags")
-    table.add_column("match" if search else "first message", overflow="ellipsis", no_wrap=True, ratio=1)
+    table.add_column("id", no_wrap=True, width=id_width)
+    table.add_column("msgs", justify="right", no_wrap=True, width=msgs_width)
+    table.add_column("tags", overflow="ellipsis", no_wrap=True, width=tags_width)
+    table.add_column("match" if search else "first message", overflow="ellipsis", no_wrap=True, width=rest - tags_width)
     for r in rows:
         text = _snippet(r.snippet) if r.snippet else Text(r.title or r.preview)
         table.add_row(r.id, str(r.n_messages), Text(", ".join(r.tags)), text)
-    console.print(table)
+    width = id_width + msgs_width + rest + 4 * 2
+    out = console if console.width >= width else Console(width=width, highlight=False, soft_wrap=False)
+    out.print(table)
     shown = f"{len(rows):,} match{'es' if len(rows) != 1 else ''}" if search else f"{len(rows):,} of {total:,}"
     more = " (--limit 0 for all)" if limit and len(rows) == limit else ""
     click.echo(f"{shown}{more}", err=True)
