@@ -85,7 +85,7 @@ def test_train_flag_overrides_the_default(folders: dict[str, Path]) -> None:
 def test_roles_a_template_refuses_fail_or_get_fixed(folders: dict[str, Path]) -> None:
     tok = get_tokenizer(str(folders["gemma"]))
     c = Conversation(id="sys", messages=[SYSTEM, *CHAT])
-    with pytest.raises(CheckError, match="sys: template gemma: System role not supported; --fix"):
+    with pytest.raises(CheckError, match="sys: template gemma: System role not supported; fix"):
         Encoder(tok, "gemma").encode(c)
     enc = Encoder(tok, "gemma", fix=True)
     ids, mask = enc.encode(c)
@@ -111,7 +111,7 @@ def test_checks_fail_or_fix(tmp_path: Path, template: str, error: str, repair: s
     path = tmp_path / "t.jinja"
     path.write_text(template)
     tok = get_tokenizer("gpt2-chatml")
-    with pytest.raises(CheckError, match=f"conversation c: {error}.*; --fix"):
+    with pytest.raises(CheckError, match=f"conversation c: {error}.*; fix"):
         Encoder(tok, str(path)).encode(conv("hi", "hello", id="c"))
     enc = Encoder(tok, str(path), fix=True)
     ids, mask = enc.encode(conv("hi", "hello", id="c"))

@@ -37,7 +37,7 @@ class ChatloomGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
-        ctx.meta["chatloom.command"] = command  # the command that runs: its flags name a ParamError's parameters
+        ctx.meta["chatloom.command"] = command, list(rest)  # the command that runs and its words: a ParamError names its flags
         return name, command, rest
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -47,7 +47,7 @@ class ChatloomGroup(click.Group):
         except ParamError as err:
             if debug:
                 raise
-            raise fail(err.render(_flags(ctx.meta.get("chatloom.command")))) from None
+            raise fail(err.render(_flags(*ctx.meta.get("chatloom.command", (None, []))))) from None
         except ChatloomError as err:
             if debug:
                 raise
@@ -69,16 +69,18 @@ class ChatloomGroup(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
-def _flags(command: click.Command | None) -> dict[str, str]:
+def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
     """The flag (or argument) of the running command for each library parameter: by the option's
-    own name (``--split`` for ``split``), where the command passes it on under another name, as
-    its ``param_flags`` say (``tokenize`` passes ``--val`` on as ``split``)."""
+    own name (``--split`` for ``split``), spelled as the user typed it (``-f`` or ``--format``);
+    where the command passes it on under another name, as its ``param_flags`` say (``tokenize``
+    passes ``--val`` on as ``split``)."""
     names: dict[str, str] = {}
     if command is None:
         return names
     for param in command.params:
         if isinstance(param, click.Option) and param.name:
-            names[param.name] = max(param.opts, key=len)
+            typed = [o for o in param.opts if any(w == o or w.startswith(f"{o}=") for w in words)]
+            names[param.name] = typed[0] if typed else max(param.opts, key=len)
         elif isinstance(param, click.Argument) and param.name:
             names[param.name] = param.human_readable_name
     names.update(getattr(command, "param_flags", {}))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import ParamError, UsageError
 from ..fileio import atomic_folder, atomic_write
 from ..model import Conversation
 from ..store import Store
@@ -54,7 +54,8 @@ def export(
     """
     writer = get_format(fmt, **options)
     if out == "-" and (split is not None or writer.folder):
-        raise UsageError(f"-f {writer.label}{' with --split' if split is not None else ''} writes a folder: give -o a folder, not '-'")
+        with_split = " with {split}" if split is not None else ""
+        raise ParamError("{fmt} {label}" + with_split + " writes a folder: give {out} a folder, not '-'", label=writer.label)
     result = ExportResult()
     done = 0
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from msgspec.structs import replace
 
-from ..errors import ChatloomError
+from ..errors import ChatloomError, ParamError
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, get_template
 from .layout import Layout, Layouts, Run, Slot
@@ -29,8 +29,8 @@ from .tokenizer import Tokenizer
 EXAMPLES = 3  # conversation ids kept per reason in the report
 
 
-class CheckError(ChatloomError):
-    """A conversation fails a check and ``fix`` is off."""
+class CheckError(ParamError):
+    """A conversation fails a check and ``fix`` is off (the message says what ``{fix}`` would do)."""
 
 
 @dataclass
@@ -145,15 +145,16 @@ class Encoder:
     def _check(self, what: str, conv: Conversation, repair: str | None) -> None:
         """Fail unless fixing; when fixing, count ``repair`` (the caller repairs)."""
         if not self.fix:
-            hint = f"; --fix {repair}" if repair else ""
-            raise CheckError(f"conversation {conv.id}: {what}{hint}")
+            hint = "; {fix} {repair}" if repair else ""
+            raise CheckError("conversation {conv_id}: {what}" + hint, conv_id=conv.id, what=what, **({"repair": repair} if repair else {}))
 
     def _layout(self, conv: Conversation) -> tuple[Conversation, Layout]:
         try:
             return conv, self.layouts.get(conv)
         except TemplateError as refused:
             if not self.fix:
-                raise CheckError(f"conversation {conv.id}: {refused}; --fix repairs the roles (merges, folds the system prompt, …)") from None
+                raise CheckError("conversation {conv_id}: {refused}; {fix} repairs the roles (merges, folds the system prompt, …)",
+                                 conv_id=conv.id, refused=str(refused)) from None
             messages = list(conv.messages)
             for label, repair in REPAIRS:
                 repaired = repair(messages)

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ...errors import UsageError
+from ...errors import ParamError, UsageError
 from ...model import Conversation, Message
 
 
@@ -181,7 +181,7 @@ def get_template(name: str | None = None, tokens: Mapping[str, str] | None = Non
     if path.is_dir():
         source = folder_template(path)
         if source is None:
-            raise UsageError(f"{path}: this tokenizer folder has no chat_template; pass --template NAME")
+            raise ParamError("{path}: this tokenizer folder has no chat_template; pass {template} NAME", path=str(path))
         return ChatTemplate(str(path), source, tokens)
     if path.is_file():
         return ChatTemplate(str(path), path.read_text(encoding="utf-8"), tokens)
