@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,33 +121,6 @@ def _visible(text: str) -> str:
     return text.replace(" ", "·").replace("\n", "⏎").replace("\t", "→")
 
 
-def inspect_html(conv_id: str, tokens: list[tuple[int, str, int, bool]], title: str) -> str:
-    """A self-contained page: every token with its id under it, colored by mask. Chat text is
-    escaped: it is untrusted."""
-    spans = []
-    for token_id, text, trained, special in tokens:
-        cls = "special" if special else ("trained" if trained else "context")
-        shown = html.escape(text).replace(" ", "&middot;").replace("\n", "&#9166;<br>")
-        spans.append(f'<span class="tok {cls}" title="id {token_id} · {"trained" if trained else "not trained"}">'
-                     f'<span class="t">{shown or "&#8203;"}</span><span class="i">{token_id}</span></span>')
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font: 14px/1.5 system-ui, sans-serif; margin: 2em; color: #222; }}
-h1 {{ font-size: 1.2em; }} .legend span {{ margin-right: 1.5em; padding: 2px 6px; border-radius: 3px; }}
-.tok {{ display: inline-flex; flex-direction: column; align-items: center; margin: 1px; padding: 1px 3px;
-        border-radius: 3px; font-family: ui-monospace, monospace; vertical-align: top; }}
-.tok .i {{ font-size: 9px; color: #666; }}
-.trained {{ background: #c8f0c8; }} .context {{ background: #eee; }} .special {{ background: #f3d2f3; font-weight: bold; }}
-.special.trained {{ outline: 2px solid #3a3; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="legend"><span class="trained">trained (loss counts)</span><span class="context">context (no loss)</span><span class="special">special token</span></p>
-<div>{"".join(spans)}</div>
-</body></html>
-"""
-
-
 @cli.command("inspect")
 @dataset_option
 @click.argument("conv_id", metavar="ID")
@@ -169,6 +141,7 @@ def inspect_(dataset: str, conv_id: str, tokenizer: str, template: str | None, h
         chatloom inspect chitchat:abc123 --html tokens.html
     """
     from ..fileio import atomic_write
+    from ..reports import render_inspect
     from ..store import Store
     from ..tokens import Encoder
     from ..tokens.tokenizer import get_tokenizer
@@ -184,7 +157,7 @@ def inspect_(dataset: str, conv_id: str, tokenizer: str, template: str | None, h
     title = f"{conv_id} · {tok.name} · template {encoder.template.name} · {len(ids):,} tokens, {sum(mask):,} trained"
     if html_path:
         with atomic_write(html_path) as fp:
-            fp.write(inspect_html(conv_id, rows, title).encode())
+            fp.write(render_inspect(rows, title).encode())
     if as_json:
         print_json({"id": conv_id, "tokenizer": tok.name, "template": encoder.template.name, "ids": ids,
                     "loss": list(mask), "fixed": dict(report.fixed)})

@@ -32,9 +32,10 @@ from ..errors import UsageError
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
 from ..parallel import batched
+from ..reports import render_build_report
 from .base import Context, DatasetFilter, Filter, Step, Transform
 from .recipe import Recipe, StepSpec
-from .report import counted, render_html
+from .report import counted
 from .transforms import Persona, SystemPrompt, Window
 
 
@@ -492,7 +493,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
     with atomic_write(target / "report.json") as fp:
         fp.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     with atomic_write(target / "report.html") as fp:
-        fp.write(render_html(report, before, after, recipe.tokenizer, run.examples).encode())
+        fp.write(render_build_report(report, before, after, recipe.tokenizer, run.examples).encode())
     report["seconds"] = round(time.perf_counter() - started, 3)  # not in the file: outputs stay byte-identical
     return BuildResult(target, exported.files, report)
 

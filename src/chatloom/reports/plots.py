@@ -1,7 +1,12 @@
-"""Pictures a person would rather look at than read."""
+"""Charts as PNG, through matplotlib (imported when a chart is drawn: it takes a second).
+
+``token_histogram`` writes ``stats --plot``'s file; ``histograms_png`` returns the bytes that the
+build report shows inline, inputs and output on one axis.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
@@ -40,3 +45,32 @@ def token_histogram(counts: Sequence[int], path: str | os.PathLike[str], *, titl
     with atomic_write(path) as fp:
         fig.savefig(fp, format="png")
     plt.close(fig)
+
+
+def histograms_png(before: Sequence[int], after: Sequence[int], tokenizer: str) -> bytes:
+    """Two histograms of tokens per conversation on one axis — the inputs (grey) and the output
+    (blue) — as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+    both = np.asarray([*before, *after, 1])
+    low, high = max(int(both.min()), 1), max(int(both.max()), 2)
+    bins = np.geomspace(low, high, 60) if high / low > 50 else 40
+    if high / low > 50:
+        ax.set_xscale("log")
+    for values, label, color in ((before, "inputs", "#BBBBBB"), (after, "output", "#4C72B0")):
+        if len(values):
+            ax.hist(np.maximum(np.asarray(values), 1), bins=bins, color=color, alpha=0.8, label=f"{label} ({len(values):,})")
+    ax.set_xlabel(f"tokens per conversation ({tokenizer}, ChatML)")
+    ax.set_ylabel("conversations")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
