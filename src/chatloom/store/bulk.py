@@ -8,7 +8,7 @@ parses in another process) and a store that writes what it sends:
 
     for batch in make_batches(convs, 5000, piece_messages=4096):    # where the parsing is
         send([c for c, _ in batch], [d for _, d in batch], batch.piece)
-    store.import_batches(Batch(zip(convs, digests), piece=piece) for … in received)  # the writer
+    store.import_batches(Batch(zip(cs, ds), piece=piece) for cs, ds, piece in received)  # the writer
 
 - ``make_batches(convs, size)`` digests each conversation, sets its id, and cuts the stream into
   ``Batch``es: lists of (conversation, digest) pairs, each one transaction of ``import_batches``.
