@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from chatloom.errors import ChatloomError, ConflictError, NotFoundError, StoreError
 from chatloom.model import Conversation, Message, digest
-from chatloom.store import Store
-from chatloom.store.store import Piece, digest_batches
+from chatloom.store import Batch, Store, make_batches
 from chatloom.tokens.tokenizer import get_tokenizer
 from tests.conftest import conv, write_jsonl
 
@@ -399,36 +398,36 @@ def _tx_ends(batches):
     ends, sizes, n = [], [], 0
     for b in batches:
         n += len(b)
-        sizes.append((len(b), isinstance(b, Piece)))
-        if not isinstance(b, Piece):
+        sizes.append((len(b), b.piece))
+        if not b.piece:
             ends.append(n)
     return ends, sizes
 
 
 def test_every_batch_comes_in_pieces_and_transactions_end_where_they_did():
     convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(100)]
-    ends, sizes = _tx_ends(digest_batches(convs, 10_000, max_messages=200, piece_messages=70))
+    ends, sizes = _tx_ends(make_batches(convs, 10_000, max_messages=200, piece_messages=70))
     assert sizes == [(7, True), (7, True), (6, False)] * 5  # 70 + 70 + 60 messages: the batch ends at 200
-    assert ends == _tx_ends(digest_batches(convs, 10_000, max_messages=200))[0] == [20, 40, 60, 80, 100]
+    assert ends == _tx_ends(make_batches(convs, 10_000, max_messages=200))[0] == [20, 40, 60, 80, 100]
     # a batch ended by its conversation count starts its pieces afresh too
-    assert _tx_ends(digest_batches(convs[:30], 12, piece_messages=50))[1] == [(5, True), (5, True), (2, False)] * 2 + [(5, True), (1, False)]
+    assert _tx_ends(make_batches(convs[:30], 12, piece_messages=50))[1] == [(5, True), (5, True), (2, False)] * 2 + [(5, True), (1, False)]
     # a repeated id ends the batch even just after a piece: an empty batch closes the transaction
     again = [*convs[:4], convs[0]]
-    ends, sizes = _tx_ends(digest_batches(again, 10_000, max_messages=200, piece_messages=40))
+    ends, sizes = _tx_ends(make_batches(again, 10_000, max_messages=200, piece_messages=40))
     assert sizes == [(4, True), (0, False), (1, False)] and ends == [4, 5]
     # a stream that ends inside the pieces still ends its batch
-    assert _tx_ends(digest_batches(convs[:5], 10_000, max_messages=200, piece_messages=40))[1] == [(4, True), (1, False)]
+    assert _tx_ends(make_batches(convs[:5], 10_000, max_messages=200, piece_messages=40))[1] == [(4, True), (1, False)]
 
 
 def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(tmp_path):
     convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{i} {j}") for j in range(10)]) for i in range(30)]
 
     def failing():
-        yield from digest_batches(convs[:12], 10_000, max_messages=200, piece_messages=40)  # three pieces of 4, no end
+        yield from make_batches(convs[:12], 10_000, max_messages=200, piece_messages=40)  # three pieces of 4, no end
 
     def cut_short():
         for b in failing():
-            if not isinstance(b, Piece):
+            if not b.piece:
                 raise ChatloomError("the file ends early")
             yield b
 
@@ -437,5 +436,89 @@ def test_pieces_are_one_transaction_rolled_back_together_when_the_source_fails(t
             s.import_batches(cut_short())
         assert s.count() == 0
         # whole, the same pieces commit once their batch ends
-        counts = s.import_batches(digest_batches(convs, 10_000, max_messages=200, piece_messages=40))
+        counts = s.import_batches(make_batches(convs, 10_000, max_messages=200, piece_messages=40))
         assert counts.added == s.count() == 30 and s.check().ok
+
+
+# -- search, is_empty and the bulk-write interface ------------------------------------------
+
+
+def _queries(store, fn):
+    """The statements ``fn()`` runs on the store's connection (not those SQLite runs inside them,
+    which the trace shows as "-- …": FTS5 reads its index with statements of its own)."""
+    seen = []
+    store.db.set_trace_callback(seen.append)
+    try:
+        result = fn()
+    finally:
+        store.db.set_trace_callback(None)
+    return result, [q for q in seen if not q.startswith("--")]
+
+
+def test_search_runs_the_same_few_queries_for_any_page_size(store):
+    store.import_conversations([conv(f"pizza number {i}", "yum", id=f"p{i}") for i in range(50)], tags=["food"])
+    store.import_conversations([conv("pasta", "no pizza here", id="solo")])
+    one, q1 = _queries(store, lambda: store.search("pasta"))
+    many, q50 = _queries(store, lambda: store.search("pizza", limit=None))
+    tagged, qt = _queries(store, lambda: store.search("pizza", tag="food", limit=30))
+    assert [s.id for s in one] == ["solo"] and len(many) == 51 and len(tagged) == 30
+    assert len(q1) == len(q50) == len(qt) == 2  # the matches, then the page's listing rows
+    assert all(s.snippet and "\x02" in s.snippet for s in many)
+    assert {s.id for s in tagged} <= {f"p{i}" for i in range(50)}
+
+
+def test_search_by_tag_finds_tagged_matches_ranked_below_many_others(store):
+    # the best matches are untagged: a tagged one ranked 30th is still found with limit=1
+    store.import_conversations([conv("pizza pizza pizza", id=f"u{i}") for i in range(30)])
+    store.import_conversations([conv("pizza and a long story about many other things entirely", id="t")], tags=["keep"])
+    assert [s.id for s in store.search("pizza", tag="keep", limit=1)] == ["t"]
+    assert store.search("pizza", limit=1)[0].id.startswith("u")
+
+
+def test_is_empty_counts_tombstones(store):
+    assert store.is_empty()
+    store.import_conversations([conv("a", id="x")])
+    assert not store.is_empty()
+    store.delete(["x"])
+    assert store.count() == 0 and not store.is_empty()  # the tombstone is kept, for sync and undo
+
+
+def test_the_public_bulk_interface_as_a_worker_process_uses_it(store):
+    convs = [conv(f"hello {i}", "hi") for i in range(12)]  # no ids: make_batches sets them
+    made = list(make_batches(convs, 5, piece_messages=4))
+    assert all(isinstance(b, Batch) for b in made)
+    assert [(len(b), b.piece) for b in made] == [(2, True), (2, True), (1, False)] * 2 + [(2, True), (0, False)]  # an empty batch ends the last
+    assert all(c.id and dg == digest(c) for b in made for c, dg in b)
+    # what crosses the pipe: conversations, digests and the piece flag; the batch is rebuilt
+    sent = [([c for c, _ in b], [d for _, d in b], b.piece) for b in made]
+    counts = store.import_batches(Batch(zip(cs, ds, strict=True), piece=piece) for cs, ds, piece in sent)
+    assert (counts.records, counts.added) == (12, 12) and store.count() == 12 and store.check().ok
+    # a plain list is a whole batch
+    again = store.import_batches([[(c, d) for c, d in made[0]]])
+    assert (again.records, again.unchanged) == (2, 2)
+    assert repr(Batch(piece=True)) == "Batch([], piece=True)"
+
+
+def test_a_piece_left_open_by_an_interrupted_stream_writes_nothing(store):
+    convs = [conv(f"hello {i}", "hi", id=f"c{i}") for i in range(6)]
+    pieces = [b for b in make_batches(convs, 100, piece_messages=4) if b.piece]
+
+    def interrupted():
+        yield from pieces
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.import_batches(interrupted())
+    assert store.is_empty()
+
+
+def test_rows_name_the_table_columns_in_order(store):
+    from chatloom.store.rows import ConvRow, conv_row, to_conversation
+
+    columns = [name for _, name, *_ in store.db.execute("PRAGMA table_info(conversations)")]
+    assert list(ConvRow._fields) == columns
+    c = Conversation(id="r", title="t", language="en", tags=["a"], tools=[{"type": "function"}], source={"format": "x"},
+                     meta={"k": 1}, created_at="c", updated_at="u", messages=[Message(role="user", content="hi")])  # fmt: skip
+    row = conv_row(7, c, "dg", 3, "now", 11)
+    assert (row.pk, row.digest, row.revision, row.deleted, row.modified_at, row.msg_start, row.n_messages) == (7, "dg", 3, 0, "now", 11, 1)
+    assert to_conversation(row, c.messages) == c

@@ -32,7 +32,7 @@ import msgspec
 
 from ..model import Conversation
 from ..parallel import prefetch
-from ..store.store import Piece
+from ..store import Batch, make_batches
 
 if TYPE_CHECKING:
     from ..sources import Reader, Source
@@ -51,7 +51,7 @@ class _Batch(msgspec.Struct, array_like=True, tag="b"):
     convs: list[Conversation]
     digests: list[str]
     consumed: int  # bytes of the file read so far
-    piece: bool  # its transaction goes on with the next batch (``store.Piece``)
+    piece: bool  # its transaction goes on with the next batch (``store.Batch.piece``)
 
 
 class _End(msgspec.Struct, array_like=True, tag="e"):
@@ -76,8 +76,8 @@ def usable(path: Path) -> bool:
     return len(os.sched_getaffinity(0)) > 1 and path.stat().st_size >= MIN_BYTES
 
 
-def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int) -> Iterator[list[tuple[Conversation, str]]]:
-    """Batches of (conversation, digest), ids set, as ``store.digest_batches`` makes them,
+def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int) -> Iterator[Batch]:
+    """Batches of (conversation, digest), ids set, as ``store.make_batches`` makes them,
     parsed in a forked child process. ``reader`` ends with the child's counts."""
     parent, child = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("fork").Process(
@@ -97,7 +97,7 @@ def read_batches(source: Source, path: Path, reader: Reader, *, batch_size: int)
                 _take_counts(reader, item)
                 return
             reader.advance(item.consumed)
-            yield (Piece if item.piece else list)(zip(item.convs, item.digests, strict=True))
+            yield Batch(zip(item.convs, item.digests, strict=True), piece=item.piece)
         raise RuntimeError(f"{reader.file}: the process reading it ended without a word (exit code {process.exitcode})")
     finally:
         if process.is_alive():
@@ -126,8 +126,6 @@ def _frames(conn: Any) -> Iterator[bytes]:
 
 
 def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader, batch_size: int) -> None:
-    from ..store.store import digest_batches
-
     # The pipe's reading end came along with the fork: closed here, so that once the parent is
     # gone (even killed with -9) nothing reads the pipe and the next send ends this process.
     other_end.close()
@@ -140,9 +138,8 @@ def _child(conn: Any, other_end: Any, source: Source, path: Path, reader: Reader
     reader.progress = advance
     try:
         try:
-            for batch in digest_batches(source.read(path, reader), batch_size, piece_messages=PIECE_MESSAGES):
-                piece = isinstance(batch, Piece)
-                conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0], piece)))
+            for batch in make_batches(source.read(path, reader), batch_size, piece_messages=PIECE_MESSAGES):
+                conn.send_bytes(_encode(_Batch([c for c, _ in batch], [d for _, d in batch], consumed[0], batch.piece)))
             conn.send_bytes(_end(reader))
         except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped reading, or Ctrl+C: it reports
             pass

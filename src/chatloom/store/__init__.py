@@ -1,20 +1,17 @@
-"""The dataset store (SQLite). See ``store.py``."""
+"""The dataset store (SQLite): ``Store`` and what its methods take and return. See ``store.py``
+for the parts, and ``bulk.py`` for the bulk-write interface (``make_batches``, ``Batch``)."""
 
-from .store import (
-    DEFAULT_DATASET,
-    CheckResult,
-    Entry,
-    ImportCounts,
-    Revision,
-    Store,
-    Summary,
-    dataset_path,
-    fingerprint,
-    fts_query,
-)
+from .bulk import Batch, ImportCounts, make_batches
+from .check import CheckResult
+from .db import DEFAULT_DATASET, dataset_path
+from .edit import Revision
+from .journal import fingerprint
+from .read import Entry, Summary, fts_query
+from .store import Store
 
 __all__ = [
     "DEFAULT_DATASET",
+    "Batch",
     "CheckResult",
     "Entry",
     "ImportCounts",
@@ -24,4 +21,5 @@ __all__ = [
     "dataset_path",
     "fingerprint",
     "fts_query",
+    "make_batches",
 ]
