@@ -130,12 +130,12 @@ def write_telegram(path: Path) -> int:
 
 
 def step_chatloom(path: str, db: str) -> dict:
-    from chatloom.importing import import_paths
+    from chatloom.importing import ImportOptions, import_paths
     from chatloom.store import Store
 
     t = time.perf_counter()
     with Store(db, create=True) as store:
-        (result,) = import_paths(store, [path], source_options={"me": ["Me"]})
+        (result,) = import_paths(store, [path], ImportOptions(me=["Me"]))
     return {"seconds": time.perf_counter() - t, "added": result.counts.added, "messages": result.counts.messages}
 
 

@@ -13,6 +13,11 @@ class ChatloomError(Exception):
 
     exit_code = 2
 
+    def render(self, names: dict[str, str]) -> str:
+        """The message with each parameter it names called as ``names`` says (see ``ParamError``);
+        most messages name none."""
+        return str(self)
+
 
 class SourceError(ChatloomError):
     """Bad input: names the file and where in it (line number or JSON path)."""
@@ -27,13 +32,24 @@ class SourceError(ChatloomError):
         return (type(self), (self.message,), {"file": self.file, "where": self.where})
 
     def __str__(self) -> str:
+        return self.render({})
+
+    def render(self, names: dict[str, str]) -> str:
+        return self.prefix() + self.text(names)
+
+    def prefix(self) -> str:
+        """``FILE:WHERE: `` (or less, as far as they are known)."""
         prefix = ""
         if self.file is not None:
             prefix = f"{self.file}:"
             if self.where is not None:
                 prefix += f"{self.where}:"
             prefix += " "
-        return prefix + self.message
+        return prefix
+
+    def text(self, names: dict[str, str]) -> str:
+        """The message without the file and place."""
+        return self.message
 
 
 class StoreError(ChatloomError):
@@ -89,4 +105,32 @@ class ParamError(UsageError):
 
 
 def _param_error(cls: type[ParamError], template: str, values: dict[str, Any]) -> ParamError:
+    return cls(template, **values)
+
+
+class SourceParamError(SourceError, ParamError):
+    """Bad input whose fix names a parameter: a ``SourceError``'s file and place, a ``ParamError``'s
+    ``{name}`` placeholders (``pass {date_format} dmy`` reads ``pass --date-format dmy`` on the
+    command line and ``pass date_format dmy`` from the library or a recipe).
+
+        raise SourceParamError("cannot tell …; pass {date_format} dmy or mdy", file=path)
+    """
+
+    def __init__(self, template: str, *, file: str | None = None, where: str | int | None = None, **values: Any):
+        self.template, self.values = template, values
+        self.file, self.where = file, where
+        self.message = ParamError.render(self, {})
+        Exception.__init__(self, str(self))  # not SourceError's: its super() is ParamError here
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_source_param_error, (type(self), self.template, self.values), {"file": self.file, "where": self.where})
+
+    def render(self, names: dict[str, str]) -> str:
+        return SourceError.render(self, names)
+
+    def text(self, names: dict[str, str]) -> str:
+        return ParamError.render(self, names)
+
+
+def _source_param_error(cls: type[SourceParamError], template: str, values: dict[str, Any]) -> SourceParamError:
     return cls(template, **values)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from chatloom.errors import SourceError
-from chatloom.importing import import_paths
+from chatloom.importing import ImportOptions, import_paths
 from chatloom.importing import worker as parse_process
 from chatloom.model import Conversation, Message
 from chatloom.sources import Reader, Source
 from chatloom.store import Store
+from tests.sources.common import raises_as_cli_says
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the worker process is forked, on Linux only")
 
@@ -46,7 +47,7 @@ def _whatsapp(path: Path, chats: int = 60, bad_line: int | None = None) -> Path:
 def _import(monkeypatch, mode: str, db: Path, path: Path, me: str = "Ana", **kw):
     monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
     with Store(db, create=True) as store:
-        (result,) = import_paths(store, [str(path)], source_options={"me": [me]}, **kw)
+        (result,) = import_paths(store, [str(path)], ImportOptions(me=[me]), **kw)
         return result, list(store.iter_conversations())
 
 
@@ -73,8 +74,8 @@ def test_a_bad_record_in_the_worker_is_counted_or_under_strict_stops_the_file(tm
     assert len(convs) == 60
     monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", "1")
     with Store(tmp_path / "strict.db", create=True) as store:
-        with pytest.raises(SourceError, match=r"chat.txt:10: unreadable time .*--strict: nothing of this file was imported"):
-            import_paths(store, [str(path)], source_options={"me": ["Ana"]}, strict=True)
+        with raises_as_cli_says(SourceError, r"chat.txt:10: unreadable time .*--strict: nothing of this file was imported"):
+            import_paths(store, [str(path)], ImportOptions(me=["Ana"]), strict=True)
         assert store.count() == 0
 
 
@@ -92,7 +93,7 @@ def test_a_truncated_file_writes_nothing(tmp_path, monkeypatch, batch_size):
         monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
         with Store(tmp_path / f"{mode}.db", create=True) as store:
             with pytest.raises(SourceError, match=r"cut.json:\d+: the file ends inside the messages array"):
-                import_paths(store, [str(cut)], source_options={"me": ["Ana"]}, batch_size=batch_size)
+                import_paths(store, [str(cut)], ImportOptions(me=["Ana"]), batch_size=batch_size)
             assert store.count() == 0
 
 
@@ -105,7 +106,7 @@ def test_an_error_in_the_worker_is_the_same_error_here(tmp_path, monkeypatch, fi
         monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", mode)
         with Store(tmp_path / f"{mode}.db", create=True) as store:
             with pytest.raises(SourceError) as err:
-                import_paths(store, [str(cut)], source_options={"me": ["Adam"]}, strict=True)
+                import_paths(store, [str(cut)], ImportOptions(me=["Adam"]), strict=True)
             assert store.count() == 0
         errors[mode] = (str(err.value), err.value.file, err.value.where)
     assert errors["0"] == errors["1"] and "truncated" in errors["1"][0]

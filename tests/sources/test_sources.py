@@ -1,45 +1,24 @@
+"""The importer registry, the OpenAI JSONL importer, and what every importer shares: file-level faults, BOMs, folders, the depth scan."""
+
+import json
+
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatloom.errors import SourceError, UsageError
 from chatloom.importing import import_paths
 from chatloom.sources import Reader, detect, get_source, sources
 from chatloom.store import Store
 from tests.conftest import conv, write_jsonl
-
-
-def read_all(name, path, strict=False):
-    reader = Reader(str(path), strict=strict)
-    return list(get_source(name).read(path, reader)), reader
+from tests.sources.common import raises_as_cli_says, read_all
 
 
 def test_registry_has_the_first_formats():
     assert {"openai", "chitchat", "chatterbot"} <= set(sources())
     with pytest.raises(UsageError, match="unknown format 'nope'"):
         get_source("nope")
-
-
-def test_chitchat_package(chitchat_path):
-    convs, reader = read_all("chitchat", chitchat_path)
-    assert len(convs) == 7168 and reader.bad_count == 0
-    c = convs[0]
-    assert c.id.startswith("chitchat:")
-    assert c.messages[0].role == "user"
-    assert {m.role for m in c.messages} == {"user", "assistant"}
-    assert c.created_at and c.meta["prompt"]
-    # turns alternate: consecutive utterances of one sender were joined into one turn
-    assert all(a.role != b.role for a, b in zip(c.messages, c.messages[1:]))
-    assert detect(chitchat_path).name == "chitchat"
-
-
-def test_chatterbot_package():
-    source = get_source("chatterbot")
-    files = source.resolve("package")
-    english = [f for f in files if f.parent.name == "english" and f.stem == "greetings"][0]
-    convs, _ = read_all("chatterbot", english)
-    assert convs[0].tags == ["greetings"] and convs[0].language == "en"
-    assert [m.role for m in convs[0].messages][:2] == ["user", "assistant"]
-    assert convs[0].id == "chatterbot:english/greetings:0"
-    assert detect(english).name == "chatterbot"
 
 
 def test_openai_detection_and_bad_lines(tmp_path):
@@ -52,7 +31,7 @@ def test_openai_detection_and_bad_lines(tmp_path):
     assert reader.examples[0].startswith(f"{path}:2: $.messages[0].role")
     assert reader.examples[1].startswith(f"{path}:4: not valid JSON")
     assert convs[1].source == {"format": "openai", "file": "chats.jsonl", "locator": "line 5"}
-    with pytest.raises(SourceError, match=r":2: .*--strict"):
+    with raises_as_cli_says(SourceError, r":2: .*--strict"):
         read_all("openai", path, strict=True)
 
 
@@ -88,19 +67,48 @@ def test_folders_import_what_they_recognize(tmp_path):
     with Store(tmp_path / "d.db", create=True) as store:
         results = import_paths(store, [str(folder)])
         assert [r.format for r in results] == ["openai", "openai"] and store.count() == 2
-        with pytest.raises(UsageError, match="pass -f chitchat"):
+        with raises_as_cli_says(UsageError, "pass -f chitchat"):
             import_paths(store, ["package"])
 
 
-def test_chitchat_truncated_json_names_the_line(tmp_path, chitchat_path):
-    path = tmp_path / "dataset.json"
-    path.write_bytes(chitchat_path.read_bytes()[:5000])
-    with pytest.raises(SourceError, match=r"dataset.json:\d+: the file ends inside its JSON \(truncated\?\)"):
-        read_all("chitchat", path)
+@pytest.mark.parametrize("name", ["chatgpt_conversations.json", "telegram_result_langchain.json", "telegram_batch_export_chatminer.json",
+                                  "discordchatexporter_general.json", "discordchatexporter_thread.json"])  # fmt: skip
+def test_json_exports_with_a_utf8_bom_read_the_same(tmp_path, fixture, name):
+    src = fixture(name)
+    bom = tmp_path / name
+    bom.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+
+    def read(path):
+        source, reader = detect(path, me=["Bob", "Adam", "Jiman", "Jimmeny Marvelton", "Author 1"]), Reader(str(path))
+        return [msgspec.json.encode(c) for c in source.read(path, reader)], reader.bad_count
+
+    assert read(bom) == read(src) and read(src)[0]
 
 
-def test_chatterbot_one_category_not_in_a_list(tmp_path):
-    path = tmp_path / "greetings.yml"
-    path.write_text("categories: greetings\nconversations:\n- - hi\n  - hello\n")
-    (conv,) = get_source("chatterbot").read(path, Reader(str(path)))
-    assert conv.tags == ["greetings"] and [m.content for m in conv.messages] == ["hi", "hello"]
+_JSON_VALUES = st.recursive(
+    st.none() | st.integers() | st.text(alphabet='ab[]{}"\\\n\u00e9 ', max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(alphabet='k[{"\\', max_size=3), inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def _depth(value):
+    if isinstance(value, list | dict):
+        return 1 + max((_depth(v) for v in (value.values() if isinstance(value, dict) else value)), default=0)
+    return 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.integers(min_value=1, max_value=9), st.booleans())
+def test_the_depth_scan_counts_what_a_parser_nests(value, block_size, indent):
+    """Strings full of brackets, quotes and backslashes, cut anywhere between blocks: the scan
+    finds exactly the depth ``json`` built."""
+    import io
+
+    from chatloom.sources.base import json_too_deep
+
+    data = json.dumps(value, indent=1 if indent else None).encode()
+    depth = _depth(value)
+    assert not json_too_deep(io.BytesIO(data), limit=depth, block_size=block_size)
+    if depth:
+        assert json_too_deep(io.BytesIO(data), limit=depth - 1, block_size=block_size)

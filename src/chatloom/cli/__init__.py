@@ -87,6 +87,12 @@ def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
     return names
 
 
+def flag_names() -> dict[str, str]:
+    """The running command's flag for each library parameter (``{"me": "--me", …}``): to show,
+    in its own words, a library error or message that is not raised (``err.render(flag_names())``)."""
+    return _flags(click.get_current_context(), [])
+
+
 def param_flags(**flags: str) -> Callable[[click.Command], click.Command]:
     """Name the flags a command passes on to the library under another name, for its errors:
     ``@param_flags(split="--val")`` above ``@cli.command``."""

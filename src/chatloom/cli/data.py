@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UsageError
 from ..formats import get_format
 from ..formats.export import export
-from ..importing import check_me, import_files, plan
+from ..importing import FileResult, ImportOptions, ImportResult, Plan, import_paths
+from ..sources import Source
 from ..store import Store
 from ..tokens.tokenizer import DEFAULT_TOKENIZER
-from . import cli, console, dataset_option, err_console, fail, json_option, print_json, progress_bar
+from . import cli, console, dataset_option, err_console, fail, flag_names, json_option, param_flags, print_json, progress_bar
 
 
 def _shown(path: str) -> str:
@@ -28,26 +32,45 @@ def _shown(path: str) -> str:
         return path
 
 
+def import_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The importer options as flags, given to the command as one ``options: ImportOptions``
+    (checked when made: durations, the date order); their defaults are ``ImportOptions``'s."""
+    default = ImportOptions()
+
+    @functools.wraps(fn)
+    def command(*args: Any, me: tuple[str, ...], merge_gap: str, session_gap: str, min_turns: int, date_format: str | None,
+                no_attachments: bool, all_branches: bool, text_blocks: bool, **kwargs: Any) -> Any:  # fmt: skip
+        kwargs["options"] = ImportOptions(me=me, merge_gap=merge_gap, session_gap=session_gap, min_turns=min_turns, date_format=date_format,
+                                          attachments=not no_attachments, all_branches=all_branches, text_blocks=text_blocks)  # fmt: skip
+        return fn(*args, **kwargs)
+
+    for option in reversed([
+        click.option("--me", multiple=True, help="Chat exports: your name there (repeatable, for aliases); your messages become the assistant's."),
+        click.option("--merge-gap", default=default.merge_gap, show_default=True, help="Chat exports: one speaker's messages this close together are one turn."),
+        click.option("--session-gap", default=default.session_gap, show_default=True, help="Chat exports: a silence this long starts a new conversation."),
+        click.option("--min-turns", default=default.min_turns, show_default=True, type=click.IntRange(1), help="Chat exports: drop shorter conversations."),
+        click.option("--date-format", default=default.date_format, help="Dates in TXT/CSV exports when the file cannot tell: dmy, mdy or ymd."),
+        click.option("--no-attachments", is_flag=True, default=not default.attachments, help="Drop attachments, stickers and embeds instead of writing [attachment: NAME]."),
+        click.option("--all-branches", is_flag=True, default=default.all_branches, help="ChatGPT: import every regenerated branch, not only the active one."),
+        click.option("--text-blocks", is_flag=True, default=default.text_blocks, help="-f text: one conversation per blank-line block, not per file."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+@param_flags(format="-f")
 @cli.command("import")
 @dataset_option
 @click.option("-f", "--format", "fmt", default="auto", show_default=True, help="Input format; 'auto' detects it from the content.")
 @click.option("--strict", is_flag=True, help="A bad record fails its whole file, and nothing of that file is written.")
 @click.option("--tag", "tags", multiple=True, help="Tag every imported conversation (repeatable).")
 @click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1), help="Conversations per transaction.")
-@click.option("--me", multiple=True, help="Chat exports: your name there (repeatable, for aliases); your messages become the assistant's.")
-@click.option("--merge-gap", default="5m", show_default=True, help="Chat exports: one speaker's messages this close together are one turn.")
-@click.option("--session-gap", default="1h", show_default=True, help="Chat exports: a silence this long starts a new conversation.")
-@click.option("--min-turns", default=2, show_default=True, type=click.IntRange(1), help="Chat exports: drop shorter conversations.")
-@click.option("--date-format", default=None, help="Dates in TXT/CSV exports when the file cannot tell: dmy, mdy or ymd.")
-@click.option("--no-attachments", is_flag=True, help="Drop attachments, stickers and embeds instead of writing [attachment: NAME].")
-@click.option("--all-branches", is_flag=True, help="ChatGPT: import every regenerated branch, not only the active one.")
-@click.option("--text-blocks", is_flag=True, help="-f text: one conversation per blank-line block, not per file.")
+@import_options
 @click.option("--dry-run", is_flag=True, help="Read and count (per speaker, per role, dropped and why); write nothing.")
 @json_option
 @click.argument("paths", nargs=-1, required=True)
 def import_(
-    dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, me: tuple[str, ...], merge_gap: str,
-    session_gap: str, min_turns: int, date_format: str | None, no_attachments: bool, all_branches: bool, text_blocks: bool, dry_run: bool,
+    dataset: str, fmt: str, strict: bool, tags: tuple[str, ...], batch_size: int, options: ImportOptions, dry_run: bool,
     as_json: bool, paths: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Import conversations from files or folders into the dataset.
@@ -73,83 +96,61 @@ def import_(
 
     'chatloom formats' lists the formats.
     """
-    from ..sources.stream import parse_duration
+    names = flag_names()
+    failed: list[FileResult] = []  # of several files, those that could not be read; the others went on
 
-    for gap in (merge_gap, session_gap):
-        parse_duration(gap)
-    if date_format is not None and date_format not in ("dmy", "mdy", "ymd"):
-        raise UsageError(f"--date-format must be dmy, mdy or ymd, not '{date_format}'")
-    options = {
-        "me": me, "merge_gap": merge_gap, "session_gap": session_gap, "min_turns": min_turns,
-        "date_format": date_format, "attachments": not no_attachments, "all_branches": all_branches, "text_blocks": text_blocks,
-    }  # fmt: skip
-    files = plan(paths, fmt, **options)  # every path checked before the dataset is created or written
-    for name, why in files.skipped:
-        click.echo(f"warning: {name}: skipped: {why}", err=True)
-    if not dry_run:
-        check_me(files)
-    existed = Path(dataset).exists()
-    target = ":memory:" if dry_run and not existed else dataset
-    failed: list[str] = []  # of several files, the errors of those that could not be read; the others went on
-    done = False
+    def skipped(files: Plan) -> None:
+        for err in files.skipped:
+            click.echo(f"warning: {err.file}: skipped: {err.text(names)}", err=True)
+
     try:
-        results, total = _run_import(target, files, strict, tags, batch_size, dry_run, failed.append)
-        _report(results, total, dataset, dry_run, as_json)
-        done = not failed
+        with _progress_bars() as on_file:
+            results = import_paths(dataset, paths, options, fmt=fmt, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run,
+                                   on_plan=skipped, on_file=on_file, on_error=failed.append)  # fmt: skip
+        _report(results, dataset, dry_run, as_json, names)
     finally:
-        for message in failed:  # after the report, or before the error that stopped everything
-            click.echo(f"error: {message}", err=True)
-        if not done and not existed and not dry_run:
-            _remove_if_empty(Path(dataset))  # a failed first import leaves no empty dataset behind
+        for result in failed:  # after the report, or before the error that stopped everything
+            click.echo(f"error: {result.failure.render(names)}", err=True)  # type: ignore[union-attr]
     if failed:
         if len(failed) == len(results):
             raise fail(f"none of the {len(results)} files could be read")
         raise fail(f"{len(failed)} of {len(results)} files could not be read; the others were {'read' if dry_run else 'imported'}")
 
 
-def _remove_if_empty(path: Path) -> None:
-    try:
-        with Store(path) as store:
-            empty = store.db.execute("SELECT 1 FROM conversations LIMIT 1").fetchone() is None
-    except Exception:
+@contextmanager
+def _progress_bars() -> Iterator[Callable[[Path, Source, int], Callable[[int], None] | None] | None]:
+    """``on_file`` for an import: a progress bar per file on a terminal (the last one stopped when
+    the next starts, and all when the import ends); None elsewhere."""
+    if not err_console.is_terminal:
+        yield None
         return
-    if empty:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    bars: list[Any] = []
+
+    def on_file(path: Path, source: Source, size: int) -> Callable[[int], None]:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        progress = Progress(
+            TextColumn(f"{path.name} ({source.name})"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            console=err_console, transient=True,
+        )  # fmt: skip
+        task = progress.add_task("", total=size)
+        progress.start()
+        if bars:
+            bars.pop().stop()
+        bars.append(progress)
+        return lambda done: progress.update(task, completed=done)
+
+    try:
+        yield on_file
+    finally:
+        for bar in bars:
+            bar.stop()
 
 
-def _run_import(target, files, strict, tags, batch_size, dry_run, on_error):
-    with Store(target, create=True) as store:
-        bars = []
-
-        def on_file(path, source, size):
-            if not err_console.is_terminal:
-                return None
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-            progress = Progress(
-                TextColumn(f"{path.name} ({source.name})"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                console=err_console, transient=True,
-            )  # fmt: skip
-            task = progress.add_task("", total=size)
-            progress.start()
-            if bars:
-                bars.pop().stop()
-            bars.append(progress)
-            return lambda done: progress.update(task, completed=done)
-
-        try:
-            results = import_files(store, files, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run, on_file=on_file,
-                                   on_error=on_error)  # fmt: skip
-        finally:
-            for bar in bars:
-                bar.stop()
-        return results, store.count()
-
-
-def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> None:
+def _report(results: ImportResult, dataset: str, dry_run: bool, as_json: bool, names: dict[str, str]) -> None:
+    total = results.conversations
     if as_json:
-        print_json({"dataset": dataset, "files": [r.to_dict() for r in results], "conversations": total})
+        print_json({"dataset": dataset, "files": [r.to_dict(names) for r in results], "conversations": total})
         return
     if dry_run:
         _print_dry_run(results, dataset)
@@ -180,7 +181,7 @@ def _report(results, total: int, dataset: str, dry_run: bool, as_json: bool) -> 
             click.echo(f"note: {r.file}: the {r.counts.records:,} conversations of the batches before its error are kept; "
                        "fix the file and run the same command again to finish", err=True)  # fmt: skip
         if r.me_missing:
-            click.echo(f"warning: {r.file}: {r.me_missing}", err=True)
+            click.echo(f"warning: {r.file}: {r.me_missing.render(names)}", err=True)
     click.echo(f"{total:,} conversations in {dataset}")
 
 

@@ -1,32 +1,39 @@
-"""``import_paths``: read files with importers and upsert them into a store, journaled.
+"""Running an import: planned files into a store, each file journaled, its results counted.
 
-    with Store("chatloom.db", create=True) as store:
-        for result in import_paths(store, ["chats.jsonl"]):
-            print(result.file, result.counts.added)
+    results = import_paths("chatloom.db", ["chats.jsonl"], ImportOptions(me=("Ana",)))
+    for result in results:
+        print(result.file, result.counts.added)
+
+``import_paths`` is the whole way, as the command line takes it: plan the paths (``files.py``;
+every path checked before the dataset is created or written), ask who ``me`` is in a chat
+export given none, open (or create) the dataset, ``import_files``, and, when a first import
+fails, remove the dataset it created rather than leave it empty. ``import_files`` reads each file
+with its importer, in this process or (a large file) in a worker process (``worker.py``) while
+this one writes, and journals it: begun, then done or failed, so an interrupted import resumes.
+
+Results, not prints: each file gets a ``FileResult``; of several files, one whose input is bad
+gets its error there and the others go on; any other error is raised (typed, ``errors.py``).
 """
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
-import shutil
 import sqlite3
-import tempfile
-import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatloomError, SourceError, UsageError
-from ..sources import Reader, Source, check_text, detect, get_source, read_head
-from ..sources.stream import ask_for_me, me_absent, speaker_list
+from ..errors import ChatloomError, ParamError, SourceError
+from ..sources import ImportOptions, Reader, Source
+from ..sources.stream import ask_for_me, me_missing
 from ..store import ImportCounts, Store, fingerprint
 from . import worker
+from .files import Plan, plan
 
 
 @dataclass
@@ -42,10 +49,18 @@ class FileResult:
     dropped: dict[str, int] = field(default_factory=dict)  # what was left out, by reason
     roles: dict[str, int] = field(default_factory=dict)  # messages per role (dry runs)
     dry_run: bool = False
-    me_missing: str | None = None  # "--me matched none of its speakers: …" (message streams)
-    error: str | None = None  # the file could not be read ("FILE:LINE: what is wrong"); the other files went on
+    me_missing: ParamError | None = None  # "me 'X' is none of its speakers: …" (message streams)
+    failure: ChatloomError | None = None  # the file could not be read ("FILE:LINE: what is wrong"); the other files went on
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def error(self) -> str | None:
+        """The failure's message, parameters named as the library names them."""
+        return None if self.failure is None else str(self.failure)
+
+    def to_dict(self, names: dict[str, str] | None = None) -> dict[str, Any]:
+        """The result as JSON would hold it; ``names``: what to call the parameters messages name
+        (the command line passes its flags)."""
+        names = names or {}
         return {
             "file": self.file,
             "format": self.format,
@@ -56,183 +71,87 @@ class FileResult:
             "resumed": self.interrupted is not None,
             "speakers": self.speakers,
             "dropped": self.dropped,
-            "me_missing": self.me_missing,
-            **({"error": self.error} if self.error else {}),
+            "me_missing": None if self.me_missing is None else self.me_missing.render(names),
+            **({"error": self.failure.render(names)} if self.failure is not None else {}),
             **({"roles": self.roles, "dry_run": True} if self.dry_run else {}),
         }
 
 
-class Plan(list[tuple[Path, Source, bool]]):
-    """The files to import, each with its importer and whether it was detected; ``skipped``: the
-    text files of a folder that no importer could read, with why (media files are not listed)."""
+class ImportResult(list[FileResult]):
+    """Each file's ``FileResult``; ``conversations``: how many the dataset holds after it;
+    ``skipped``: the text files of folders that no importer could read, each as its error."""
 
-    skipped: list[tuple[str, str]]
+    conversations: int
+    skipped: list[SourceError]
 
-    def __init__(self, files: Iterable[tuple[Path, Source, bool]] = (), skipped: list[tuple[str, str]] | None = None):
-        super().__init__(files)
+    def __init__(self, results: Sequence[FileResult] = (), conversations: int = 0, skipped: list[SourceError] | None = None):
+        super().__init__(results)
+        self.conversations = conversations
         self.skipped = skipped if skipped is not None else []
 
+    @property
+    def failed(self) -> list[FileResult]:
+        return [r for r in self if r.failure is not None]
 
-def _detect_folder(folder: Path, options: dict[str, Any], skipped: list[tuple[str, str]]) -> list[tuple[Path, Source]]:
-    """Every file in a folder that some importer recognizes; the text files none does go to
-    ``skipped`` with the reason (an export's images and audio are passed over quietly)."""
-    found = []
-    for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
+
+OnFile = Callable[[Path, Source, int], Callable[[int], None] | None]
+
+
+def import_paths(
+    dataset: str | Path | Store,
+    paths: Sequence[str],
+    options: ImportOptions | None = None,
+    *,
+    fmt: str = "auto",
+    strict: bool = False,
+    tags: Sequence[str] = (),
+    batch_size: int = 5000,
+    dry_run: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_file: OnFile | None = None,
+    on_error: Callable[[FileResult], None] | None = None,
+) -> ImportResult:
+    """Import every file the paths name into ``dataset`` (a path, created if need be, or an
+    open ``Store``), each file read with ``fmt`` (``auto``: detected) and ``options``.
+
+    Every path is planned and checked before anything is written (``on_plan`` hears the plan:
+    what a folder skipped); a chat export given no ``me`` is read for its speakers and the
+    question raised (``ParamError``). A ``dry_run`` reads and counts against the dataset (an
+    empty one if there is none) and writes nothing. A new dataset that ends empty because the
+    import failed (an error, or a file that could not be read) is removed. For ``strict``,
+    ``tags``, ``batch_size``, ``on_file`` and ``on_error`` see ``import_files``."""
+    with plan(paths, fmt, options) as files:
+        if on_plan is not None:
+            on_plan(files)
+        if not dry_run:
+            check_me(files)
+        kw: dict[str, Any] = dict(strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run, on_file=on_file, on_error=on_error)
+        if isinstance(dataset, Store):
+            results = import_files(dataset, files, **kw)
+            return ImportResult(results, dataset.count(), files.skipped)
+        path = Path(dataset)
+        existed = path.exists()
+        done = False
         try:
-            file = _utf8(file)
-            found.append((file, detect(file, **options)))
-        except SourceError as err:
-            if file.name.lower().endswith(_TEXT_ENDINGS):
-                skipped.append((display_name(file), err.message))
-            continue
-    if not found:
-        raise SourceError("no file in this folder is in a format chatloom reads; pass -f FORMAT", file=str(folder))
-    return found
+            with Store(":memory:" if dry_run and not existed else path, create=True) as store:
+                results = import_files(store, files, **kw)
+                total = store.count()
+            done = not any(r.failure for r in results)
+        finally:
+            if not done and not existed and not dry_run:
+                _remove_if_empty(path)  # a failed first import leaves no empty dataset behind
+        return ImportResult(results, total, files.skipped)
 
 
-_ZIPS: dict[Path, Path] = {}  # extracted folder → the zip it came from
-_COPIES: dict[Path, Path] = {}  # UTF-8 copy → the UTF-16 file it was made from
-
-
-def display_name(file: Path) -> str:
-    """How a file is named to the user and in the journal: a zip member as ``ZIP!MEMBER``."""
-    if file in _COPIES:
-        return display_name(_COPIES[file])
-    for folder, zip_path in _ZIPS.items():
-        if file.is_relative_to(folder):
-            return f"{zip_path}!{file.relative_to(folder)}"
-    return str(file)
-
-
-def _as_source_error(err: Exception, file: Path | None = None) -> ChatloomError:
-    """An error met while reading, as the user should see it: a ``SourceError`` naming the
-    user's file (not chatloom's UTF-8 copy or unzipped member), and any other fault of a
-    reader (a shape it did not expect, nesting too deep, a damaged zip member) as one line
-    about the file instead of a traceback (``--debug`` shows it)."""
-    if isinstance(err, SourceError):
-        if err.file is not None:
-            err.file = display_name(Path(err.file))
-        return err
-    if isinstance(err, ChatloomError):
-        return err
-    name = display_name(file) if file is not None else None
-    if isinstance(err, RecursionError):
-        return SourceError("nested too deeply to read", file=name)
-    if isinstance(err, MemoryError):
-        return SourceError("too large to read into memory", file=name)
-    if isinstance(err, zlib.error):
-        return SourceError(f"a damaged zip member ({err})", file=name)
-    return SourceError(f"cannot read it: {type(err).__name__}: {err}", file=name)
-
-
-def _keep_copy(into: list[ImportCounts], counts: ImportCounts) -> None:
-    into[0] = dataclasses.replace(counts)
-
-
-def _reraise(err: Exception, file: Path) -> None:
-    """Raise what ``err``, met reading ``file``, should be to the user; return when it is fine as
-    it is (the caller then re-raises it): the store's own errors, and clear ones."""
-    if isinstance(err, sqlite3.Error):
+def _remove_if_empty(path: Path) -> None:
+    try:
+        with Store(path) as store:
+            empty = store.count() == 0  # a dataset this import created: no deleted rows either
+    except Exception:
         return
-    mapped = _as_source_error(err, file)
-    if mapped is not err:
-        raise mapped from err
-
-
-_TEXT_ENDINGS = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".yml", ".yaml", ".md")
-
-
-def _unzip(path: Path) -> Path:
-    """A zip (ChatGPT's export comes as one) is read as the folder it holds: its text files only
-    (an export's images and audio stay packed), copied out and removed when the process ends."""
-    folder = Path(tempfile.mkdtemp(prefix="chatloom-zip-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(path) as z:
-            members = [m for m in z.infolist() if not m.is_dir() and m.filename.lower().endswith(_TEXT_ENDINGS)]
-            for member in members:
-                target = (folder / member.filename).resolve()
-                if not target.is_relative_to(folder.resolve()):  # no "../" escapes
-                    raise SourceError(f"unsafe path in the zip: {member.filename}", file=str(path))
-            z.extractall(folder, members)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
-        raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
-    _ZIPS[folder] = path
-    return folder
-
-
-def _utf8(file: Path) -> Path:
-    """A UTF-16 file (with its BOM, as Windows tools write) is read through a UTF-8 copy, made
-    streaming and removed when the process ends; any other file is returned as it is."""
-    with open(file, "rb") as f:
-        bom = f.read(2)
-    if bom not in (b"\xff\xfe", b"\xfe\xff"):
-        return file
-    folder = Path(tempfile.mkdtemp(prefix="chatloom-utf8-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    copy = folder / file.name
-    try:
-        with open(file, encoding="utf-16", newline="") as src, open(copy, "w", encoding="utf-8", newline="") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-    except UnicodeError as err:
-        raise SourceError(f"starts with a UTF-16 mark but is not UTF-16 text ({err.reason})", file=str(file)) from None
-    _COPIES[copy] = file
-    return copy
-
-
-def _checked(file: Path, source: Source) -> Path:
-    """``-f FORMAT`` on a file that is plainly another format is an error, not an empty import;
-    a file no format recognizes from its head is read as ``FORMAT``, as the user says."""
-    if not source.detectable:
-        return file
-    head = read_head(file)
-    check_text(file, head)
-    if not source.detect(file, head):
-        try:
-            other = detect(file).name
-        except SourceError:  # no format claims it (a head that tells little): read it as the user says
-            return file
-        raise SourceError(f"this file is not in the {source.name} format; it looks like {other}", file=display_name(file))
-    return file
-
-
-def _files(paths: Sequence[str], fmt: str, options: dict[str, Any], skipped: list[tuple[str, str]]) -> Iterator[tuple[Path, Source, bool]]:
-    for path in paths:
-        p = Path(path)
-        if p.is_file() and zipfile.is_zipfile(p):
-            p = _unzip(p)
-        elif p.is_file() and read_head(p).startswith(b"PK\x03\x04"):
-            raise SourceError("a zip file that is cut short or damaged (no table of contents at its end)", file=str(p))
-        if fmt == "auto":
-            if path == "package":
-                raise UsageError("PATH 'package' reads a packaged corpus: pass -f chitchat or -f chatterbot")
-            if p.is_dir():
-                for file, source in _detect_folder(p, options, skipped):
-                    yield file, source, True
-            else:
-                file = _utf8(Source().resolve(str(p))[0])
-                yield file, detect(file, **options), True
-        else:
-            source = get_source(fmt, **options)
-            for file in source.resolve(str(p) if p.exists() else path):
-                yield _checked(_utf8(file), source), source, False
-
-
-def plan(paths: Sequence[str], fmt: str = "auto", **options: Any) -> Plan:
-    """The files the paths name, each with its importer (and whether it was detected). Every
-    path is checked here, before anything is written: a missing file or an unknown format
-    fails the whole command up front. ``options`` go to the importers (``--me`` and others)."""
-    skipped: list[tuple[str, str]] = []
-    try:
-        return Plan(_files(paths, fmt, options, skipped), skipped)
-    except SourceError as err:
-        raise _as_source_error(err) from None
-
-
-def import_paths(store: Store, paths: Sequence[str], *, fmt: str = "auto", source_options: dict[str, Any] | None = None,
-                 **options: Any) -> list[FileResult]:  # fmt: skip
-    """Import every file the paths name (see ``import_files`` for the options)."""
-    return import_files(store, plan(paths, fmt, **(source_options or {})), **options)
+    if empty:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def import_files(
@@ -243,17 +162,19 @@ def import_files(
     tags: Sequence[str] = (),
     batch_size: int = 5000,
     dry_run: bool = False,
-    on_file: Callable[[Path, Source, int], Callable[[int], None] | None] | None = None,
-    on_error: Callable[[str], None] | None = None,
+    on_file: OnFile | None = None,
+    on_error: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
     """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
     or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
     ``on_file(path, source, size)`` may return a progress callback (bytes read).
 
     A file that cannot be read raises its error; of several files, it gets a result with the
-    ``error`` instead (``on_error`` hears it at once), with the counts of the batches it had
+    ``failure`` instead (``on_error`` hears it at once), with the counts of the batches it had
     committed, and the others are still imported. Anything but bad input (the dataset's errors,
     Ctrl+C, a fault of chatloom itself) stops everything."""
+    files = files if isinstance(files, Plan) else Plan(files)
+    name_of = files.display_name
     results: list[FileResult] = []
     many = len(files) > 1
 
@@ -263,28 +184,27 @@ def import_files(
         it: one file's error, the dataset's, a fault of chatloom itself (its traceback under
         ``--debug``)."""
         if not (many and isinstance(err, SourceError)):
-            _reraise(err, file)
+            _reraise(err, file, files)
             raise err
-        result.error = str(_as_source_error(err))
+        result.failure = _as_source_error(err, files)
         results.append(result)
         if on_error is not None:
-            on_error(result.error)
+            on_error(result)
 
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
-        reader = Reader(display_name(file), strict=strict, progress=progress)
+        name = name_of(file)
+        reader = Reader(name, strict=strict, progress=progress)
         if dry_run:
             try:
-                results.append(_preview(store, file, source, detected, reader))
+                results.append(_preview(store, file, source, detected, reader, name))
             except Exception as err:
-                failed(err, file, FileResult(display_name(file), source.name, ImportCounts(), reader.bad_count, reader.examples,
-                                             detected, dry_run=True))  # fmt: skip
+                failed(err, file, FileResult(name, source.name, ImportCounts(), reader.bad_count, reader.examples, detected, dry_run=True))
             continue
-        if source.stream and not source.options.get("me"):
-            check_me([(file, source, detected)])
-        name = display_name(file)
+        if source.stream and not source.options.me:
+            check_me(Plan([(file, source, detected)], stage=files.stage))
         run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
-        committed = [ImportCounts()]  # what the batches committed so far hold (none under --strict)
+        committed = [ImportCounts()]  # what the batches committed so far hold (none with strict)
         on_batch = functools.partial(_keep_copy, committed)
         try:
             if worker.usable(file):  # parse on another core while this one writes
@@ -301,41 +221,36 @@ def import_files(
         # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
         # same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
+        missing = me_missing(source.options, reader) if source.stream else None
         results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
-                                  dict(reader.speakers), dict(reader.dropped), me_missing=_me_missing(source, reader)))  # fmt: skip
-    # every file read a chat where --me is nobody (only chats have me_missing), and no failed file
+                                  dict(reader.speakers), dict(reader.dropped), me_missing=missing))  # fmt: skip
+    # every file read a chat where me is nobody (only chats have me_missing), and no failed file
     # kept a batch: nothing was written, a typo most likely
-    read = [r for r in results if r.error is None]
-    kept = any(r.counts.records for r in results if r.error is not None)
+    read = [r for r in results if r.failure is None]
+    kept = any(r.counts.records for r in results if r.failure is not None)
     if read and all(r.me_missing for r in read) and not kept:
-        raise UsageError(f"{read[0].file}: {read[0].me_missing}; nothing was imported")
+        missing = read[0].me_missing
+        assert missing is not None
+        raise ParamError("{file}: " + missing.template + "; nothing was imported", file=read[0].file, **missing.values)
     return results
 
 
-def _me_missing(source: Source, reader: Reader) -> str | None:
-    if not (source.stream and me_absent(source.options, reader)):
-        return None
-    listing, example = speaker_list(reader)
-    me = ", ".join(f"'{m}'" for m in source.options.get("me") or ())
-    return f"--me {me} is none of its speakers: {listing}; pass --me '{example}' or another of them"
-
-
-def check_me(files: Sequence[tuple[Path, Source, bool]]) -> None:
-    """A chat export imported without ``--me``: read it, list its speakers and ask (UsageError).
+def check_me(files: Plan) -> None:
+    """A chat export imported without ``me``: read it, list its speakers and ask (``ParamError``).
     Nothing is written: call it before opening the dataset."""
     for file, source, _ in files:
-        if source.stream and not source.options.get("me"):
-            reader = Reader(display_name(file))
+        if source.stream and not source.options.me:
+            reader = Reader(files.display_name(file))
             try:
                 for _ in source.read(file, reader):  # counts the speakers only
                     pass
             except Exception as err:
-                _reraise(err, file)
+                _reraise(err, file, files)
                 raise
             ask_for_me(reader)
 
 
-def _preview(store: Store, file: Path, source: Source, detected: bool, reader: Reader) -> FileResult:
+def _preview(store: Store, file: Path, source: Source, detected: bool, reader: Reader, name: str) -> FileResult:
     """What importing ``file`` would do, without writing: added / updated / unchanged as the
     store stands, messages per role, speakers, and what would be dropped and why."""
     roles: Counter[str] = Counter()
@@ -346,5 +261,38 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             yield conv
 
     counts = store.preview(counted(), tags=())  # errors: see import_files
-    return FileResult(display_name(file), source.name, counts, reader.bad_count, reader.examples, detected, None,
+    return FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip
+
+
+def _keep_copy(into: list[ImportCounts], counts: ImportCounts) -> None:
+    into[0] = dataclasses.replace(counts)
+
+
+def _as_source_error(err: Exception, files: Plan, file: Path | None = None) -> ChatloomError:
+    """An error met while reading, as the user should see it: a ``SourceError`` naming the
+    user's file (not chatloom's UTF-8 copy or unzipped member), and any other fault of a
+    reader (a shape it did not expect, nesting too deep, a damaged zip member) as one line
+    about the file instead of a traceback (``--debug`` shows it)."""
+    if isinstance(err, SourceError):
+        return files.stage.user_error(err)
+    if isinstance(err, ChatloomError):
+        return err
+    name = files.display_name(file) if file is not None else None
+    if isinstance(err, RecursionError):
+        return SourceError("nested too deeply to read", file=name)
+    if isinstance(err, MemoryError):
+        return SourceError("too large to read into memory", file=name)
+    if isinstance(err, zlib.error):
+        return SourceError(f"a damaged zip member ({err})", file=name)
+    return SourceError(f"cannot read it: {type(err).__name__}: {err}", file=name)
+
+
+def _reraise(err: Exception, file: Path, files: Plan) -> None:
+    """Raise what ``err``, met reading ``file``, should be to the user; return when it is fine as
+    it is (the caller then re-raises it): the store's own errors, and clear ones."""
+    if isinstance(err, sqlite3.Error):
+        return
+    mapped = _as_source_error(err, files, file)
+    if mapped is not err:
+        raise mapped from err

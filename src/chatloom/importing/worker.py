@@ -8,7 +8,7 @@ batch in flight beyond the one being written, so memory stays flat.
 
 What the child's ``Reader`` learns (bad records and their examples, speakers, drops, bytes read)
 travels with the batches and at the end, and is merged into the parent's reader, so a caller sees
-the same counts as from an in-process read. An error in the child (a ``SourceError``, ``--strict``
+the same counts as from an in-process read. An error in the child (a ``SourceError``, ``strict``
 meeting a bad record, a bug) is raised in the parent at the same place in the sequence: after the
 batches before it. The parent stopping early (an error while writing, Ctrl+C) ends the child.
 

@@ -93,7 +93,7 @@ def resolve_steps(recipe: Recipe, source: str = "recipe") -> tuple[list[list[Ste
 def read_input(spec: Any, skipped: dict[str, dict[str, Any]] | None = None) -> Iterator[Conversation]:
     """The conversations of one input. Records a file's importer cannot read are skipped, as
     ``chatloom import`` skips them; ``skipped`` receives their count and first examples."""
-    from ..importing import display_name, plan
+    from ..importing import ImportOptions, plan
     from ..sources import Reader
 
     if spec.dataset is not None:
@@ -107,17 +107,21 @@ def read_input(spec: Any, skipped: dict[str, dict[str, Any]] | None = None) -> I
     if spec.corpus is not None:
         files = plan(["package"], spec.corpus)
     else:
-        paths = [spec.file] if isinstance(spec.file, str) else list(spec.file)
-        files = plan(paths, spec.format, **spec.options)
-    for file, source, _ in files:
-        if source.stream and not source.options.get("me"):
-            raise UsageError(f"input {spec.name}: {display_name(file)} is a chat export: give options: {{me: [YOUR NAME]}}")
-        reader = Reader(display_name(file))
-        yield from source.read(file, reader)
-        if reader.bad_count and skipped is not None:
-            entry = skipped.setdefault(str(spec.name), {"count": 0, "examples": []})
-            entry["count"] += reader.bad_count
-            entry["examples"] = (entry["examples"] + reader.examples)[:3]
+        try:
+            options = ImportOptions.from_mapping(spec.options)
+        except UsageError as err:
+            raise UsageError(f"input {spec.name}: options: {err}") from None
+        files = plan([spec.file] if isinstance(spec.file, str) else list(spec.file), spec.format, options)
+    with files:  # its unzipped members and UTF-8 copies go when the input is read (or its reading stops)
+        for file, source, _ in files:
+            if source.stream and not source.options.me:
+                raise UsageError(f"input {spec.name}: {files.display_name(file)} is a chat export: give options: {{me: [YOUR NAME]}}")
+            reader = Reader(files.display_name(file))
+            yield from source.read(file, reader)
+            if reader.bad_count and skipped is not None:
+                entry = skipped.setdefault(str(spec.name), {"count": 0, "examples": []})
+                entry["count"] += reader.bad_count
+                entry["examples"] = (entry["examples"] + reader.examples)[:3]
 
 
 # -- the run -----------------------------------------------------------------------------------

@@ -1,4 +1,9 @@
-"""Importers: ``get_source(name)``, ``sources()`` and ``detect(path)``."""
+"""Importers: ``get_source(name)``, ``sources()`` and ``detect(path)``; ``ImportOptions``, what
+they may be told.
+
+    source = get_source("whatsapp", ImportOptions(me=("Ana",)))   # or get_source("whatsapp", me=["Ana"])
+    for conv in source.read(path, Reader(str(path))): ...
+"""
 
 from __future__ import annotations
 
@@ -8,36 +13,41 @@ from typing import Any
 
 import orjson
 
-from ..errors import SourceError, UsageError
+from ..errors import SourceParamError, UsageError
 from ..plugins import by_name, collect
 from .base import BOM, Reader, Source, check_json_end, check_text, json_error, read_head
+from .options import ImportOptions, options_of
 
-__all__ = ["Reader", "Source", "check_text", "detect", "get_source", "read_head", "sources"]
+__all__ = ["ImportOptions", "Reader", "Source", "check_text", "detect", "get_source", "read_head", "sources"]
+
 
 def sources() -> dict[str, type[Source]]:
     """Every registered importer, by name."""
     return collect("register_sources", by_name)
 
 
-def get_source(name: str, **options: Any) -> Source:
+def get_source(name: str, options: ImportOptions | None = None, **changes: Any) -> Source:
+    """The importer ``name``, told ``options`` (with ``changes``: ``me=["Ana"]``, …)."""
     try:
         cls = sources()[name]
     except KeyError:
         raise UsageError(f"unknown format '{name}'; choose one of: {', '.join(sorted(sources()))}") from None
-    return cls(**options)
+    return cls(options_of(options, **changes))
 
 
-def detect(path: Path, **options: Any) -> Source:
-    """The importer whose ``detect`` accepts this file's first bytes."""
+def detect(path: Path, options: ImportOptions | None = None, **changes: Any) -> Source:
+    """The importer whose ``detect`` accepts this file's first bytes, told ``options``."""
     head = read_head(path)
     check_text(path, head)
+    options = options_of(options, **changes)
     for cls in sources().values():
-        source = cls(**options)
+        source = cls(options)
         if source.detect(path, head):
             return source
     if head.removeprefix(BOM).lstrip()[:1] in (b"{", b"["):
         _raise_json_fault(path, head)
-    raise SourceError(f"cannot tell the format of this file; pass -f FORMAT ({', '.join(sorted(sources()))})", file=str(path))
+    raise SourceParamError("cannot tell the format of this file; pass {format} FORMAT ({formats})", file=str(path),
+                           formats=", ".join(sorted(sources())))  # fmt: skip
 
 
 def _raise_json_fault(path: Path, head: bytes) -> None:

@@ -2,7 +2,7 @@
 
 A source is one small class (DESIGN §3). It never writes: the store does. Faults inside one
 record are reported to the ``Reader`` (``reader.bad(where, message)``), which counts them and keeps
-the first examples, or, under ``--strict``, turns the first into a ``SourceError`` that stops the
+the first examples, or, with ``strict``, turns the first into a ``SourceError`` that stops the
 file. A fault of the whole file (unreadable, wrong format) raises ``SourceError`` at once.
 
     class MySource(Source):
@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import SourceError
+from ..errors import SourceError, SourceParamError
 from ..model import Conversation
+from .options import ImportOptions
 
 HEAD_BYTES = 65536
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows tools write and JSON parsers refuse
@@ -57,14 +58,14 @@ class Reader:
         """A record is bad: skip and count it, or (strict) stop the file."""
         err = SourceError(message, file=self.file, where=where)
         if self.strict:
-            raise SourceError(f"{message} (--strict: nothing of this file was imported)", file=self.file, where=where)
+            raise SourceParamError("{message} ({strict}: nothing of this file was imported)", file=self.file, where=where, message=message)
         self.bad_count += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(str(err))
 
     @property
     def showing(self) -> bool:
-        """Whether the next bad record is shown (an example, or the error under --strict): a
+        """Whether the next bad record is shown (an example, or the error under ``strict``): a
         place that is dear to find is only worth finding then."""
         return self.strict or len(self.examples) < self.max_examples
 
@@ -80,15 +81,15 @@ class Source:
     summary: ClassVar[str] = ""
     #: file name endings this source reads when given a folder
     extensions: ClassVar[tuple[str, ...]] = ()
-    #: a message stream (Discord, WhatsApp, Telegram): needs --me, sessionized
+    #: a message stream (Discord, WhatsApp, Telegram): needs ``me``, sessionized
     stream: ClassVar[bool] = False
     #: whether ``detect`` can recognize this format (``-f`` on another format is then an error)
     detectable: ClassVar[bool] = True
 
-    def __init__(self, **options: Any):
-        """``options``: the import options (me, merge_gap, session_gap, min_turns, date_format,
-        attachments, all_branches); each source reads the ones it knows."""
-        self.options = options
+    def __init__(self, options: ImportOptions | None = None):
+        """``options``: the import options (``sources/options.py``); each source reads the ones
+        it knows."""
+        self.options = options if options is not None else ImportOptions()
 
     def detect(self, path: Path, head: bytes) -> bool:
         """Whether the file (its first bytes in ``head``) looks like this format."""

@@ -126,7 +126,7 @@ class ChatGPTSource(Source):
             reader.bad(f"$[{index}]", "a conversation without messages")
             return
         leaves = [current]
-        if self.options.get("all_branches"):
+        if self.options.all_branches:
             leaves += [k for k, v in mapping.items() if not v.get("children") and k != current]
         for leaf in leaves:
             messages = self._path(mapping, leaf)

@@ -3,7 +3,7 @@
 ``1/6/2023 2:22 PM``, ``06/01/2023 14:22``, ``06-Jan-23 02:22 PM``, ``2023-01-06 14:22``, ISO,
 ``05.05.23, 15:48:11``, ``01/01/2019, 11:25 a. m.``. Whether ``1/6`` is January 6 or June 1 is
 decided from the whole file (a part above 12 can only be a day), never guessed: a file that
-cannot tell is an error that asks for ``--date-format dmy|mdy|ymd``.
+cannot tell is an error that asks for the date order (``date_format``: dmy, mdy or ymd).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from ..errors import SourceError
+from ..errors import SourceParamError
 
 _NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
 _MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
@@ -55,12 +55,12 @@ def detect_order(dates: Iterable[str], forced: str | None, *, file: str) -> str:
         elif b > 12:
             month_first = True
     if day_first and month_first and forced not in ("dmy", "mdy"):
-        raise SourceError("dates are day-first on some lines and month-first on others; pass --date-format dmy or mdy", file=file)
+        raise SourceParamError("dates are day-first on some lines and month-first on others; pass {date_format} dmy or mdy", file=file)
     if forced:
         if forced == "mdy" and day_first and not month_first:
-            raise SourceError("--date-format mdy, but the dates are day-first (a first part above 12); pass --date-format dmy", file=file)
+            raise SourceParamError("{date_format} mdy, but the dates are day-first (a first part above 12); pass {date_format} dmy", file=file)
         if forced == "dmy" and month_first and not day_first:
-            raise SourceError("--date-format dmy, but the dates are month-first (a second part above 12); pass --date-format mdy", file=file)
+            raise SourceParamError("{date_format} dmy, but the dates are month-first (a second part above 12); pass {date_format} mdy", file=file)
         return forced
     if day_first:
         return "dmy"
@@ -68,9 +68,9 @@ def detect_order(dates: Iterable[str], forced: str | None, *, file: str) -> str:
         return "mdy"
     if year_first or not numeric:
         return "ymd"
-    raise SourceError(
+    raise SourceParamError(
         "cannot tell whether dates are day-first or month-first (no day above 12 in the whole file); "
-        "pass --date-format dmy or mdy",
+        "pass {date_format} dmy or mdy",
         file=file,
     )
 

@@ -153,7 +153,7 @@ class DiscordSource(Source):
     def _text(self, content: str, attachments: list[str], stickers: list[str], embeds: list[str], reader: Reader) -> str | None:
         """The turn's text with placeholders, or None when nothing is left (counted)."""
         parts = [content] if content.strip() else []
-        if self.options.get("attachments", True):
+        if self.options.attachments:
             parts += [f"[attachment: {a}]" for a in attachments]
             parts += [f"[sticker: {s}]" for s in stickers]
             if not parts:
@@ -320,7 +320,7 @@ class DiscordSource(Source):
                 if line.startswith(f"{key}: "):
                     meta[key.lower()] = line[len(key) + 2 :].strip()
         headers = [(i, m) for i, line in enumerate(lines) if (m := self._TXT_HEADER.match(line)) and (i == 0 or not lines[i - 1].strip())]
-        order = dates.detect_order((dates.split_datetime(m["when"])[0] for _, m in headers), self.options.get("date_format"), file=str(path))
+        order = dates.detect_order((dates.split_datetime(m["when"])[0] for _, m in headers), self.options.date_format, file=str(path))
 
         def posts() -> Iterator[Post]:
             for n, (i, m) in enumerate(headers):
@@ -362,7 +362,7 @@ class DiscordSource(Source):
         rows = csv_rows(text, path)
         if not rows or rows[0][1][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
-        order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.get("date_format"), file=str(path))
+        order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.date_format, file=str(path))
 
         def posts() -> Iterator[Post]:
             for n, row in rows[1:]:

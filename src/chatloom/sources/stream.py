@@ -1,33 +1,35 @@
 """Message streams (Discord, WhatsApp, Telegram) → conversations (DESIGN §3, "Who is who").
 
 A stream importer only parses its file into ``Post``s, in order, one chat at a time; this module
-decides who is who and where a conversation ends, the same way for every platform:
+decides who is who and where a conversation ends, the same way for every platform, as its
+``ImportOptions`` say (``sources/options.py``; the command line's ``--me``, ``--merge-gap``, …):
 
-- ``--me NAME`` (repeatable; case-insensitive) marks the speaker whose posts become ``assistant``
-  turns; everyone else is ``user``, with ``name`` kept so group chats stay readable;
-- consecutive posts of one speaker within ``--merge-gap`` (default 5 min) are one turn, joined
+- ``me`` (one name or several; case-insensitive) marks the speaker whose posts become
+  ``assistant`` turns; everyone else is ``user``, with ``name`` kept so group chats stay readable;
+- consecutive posts of one speaker within ``merge_gap`` (default 5 min) are one turn, joined
   with a newline;
-- a silence longer than ``--session-gap`` (default 1 h) starts a new conversation;
-- conversations with fewer than ``--min-turns`` turns (default 2), or without a ``--me`` turn,
-  are dropped and counted.
+- a silence longer than ``session_gap`` (default 1 h) starts a new conversation;
+- conversations with fewer than ``min_turns`` turns (default 2), or without a ``me`` turn, are
+  dropped and counted.
 
-Without ``--me`` nothing is imported: the file is read, its speakers are listed with their
-counts, and the user is asked to choose (exit 2), rather than guessing.
+Without ``me`` nothing is imported: the file is read, its speakers are listed with their
+counts, and the user is asked to choose (``ask_for_me``), rather than guessing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from ..errors import UsageError
+from ..errors import ParamError
 from ..model import Conversation, Message
 from .base import Reader
 from .dates import iso
+from .options import ImportOptions
 
 
 class Post(msgspec.Struct, gc=False):
@@ -45,7 +47,7 @@ DISCRIMINATOR = re.compile(r"#\d{4}$")  # a Discord tag: "Adam#7077"; names are 
 
 
 def me_names(names: Iterable[str]) -> set[str]:
-    """``--me`` names as matched: casefolded, and a Discord tag ("Adam#7077") also without the
+    """``me`` names as matched: casefolded, and a Discord tag ("Adam#7077") also without the
     "#7077" (DiscordChatExporter writes names without it)."""
     found = set()
     for name in names:
@@ -54,28 +56,14 @@ def me_names(names: Iterable[str]) -> set[str]:
     return found
 
 
-def parse_duration(text: str | int | float) -> float:
-    """``90``, ``"90s"``, ``"5m"``, ``"1h"``, ``"2d"`` → seconds."""
-    if isinstance(text, int | float):
-        return float(text)
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    try:
-        if t and t[-1] in units:
-            return float(t[:-1]) * units[t[-1]]
-        return float(t)
-    except ValueError:
-        raise UsageError(f"'{text}' is not a duration; write it as 90s, 5m, 1h or 2d") from None
-
-
 class Sessionizer:
     """Turns the posts of one chat into conversations; counts speakers and drops in ``reader``."""
 
-    def __init__(self, options: dict[str, Any], reader: Reader):
-        self.me = me_names(options.get("me") or ())
-        self.merge_gap = timedelta(seconds=parse_duration(options.get("merge_gap", "5m")))
-        self.session_gap = timedelta(seconds=parse_duration(options.get("session_gap", "1h")))
-        self.min_turns = int(options.get("min_turns", 2))
+    def __init__(self, options: ImportOptions, reader: Reader):
+        self.me = me_names(options.me)
+        self.merge_gap = options.merge
+        self.session_gap = options.session
+        self.min_turns = options.min_turns
         self.reader = reader
 
     def conversations(self, posts: Iterable[Post], *, fmt: str, chat_id: str, file: str, title: str | None = None,
@@ -159,7 +147,7 @@ class Sessionizer:
 
 
 class _Roles(dict[str, str]):
-    """author → role: ``assistant`` for a ``--me`` name (case-insensitive), else ``user``; each
+    """author → role: ``assistant`` for a ``me`` name (case-insensitive), else ``user``; each
     author is casefolded once, on first sight."""
 
     def __init__(self, me: set[str]):
@@ -171,9 +159,9 @@ class _Roles(dict[str, str]):
         return role
 
 
-def me_absent(options: dict[str, Any], reader: Reader) -> bool:
-    """Whether ``--me`` was given and is none of the speakers the reader counted."""
-    me = me_names(options.get("me") or ())
+def me_absent(options: ImportOptions, reader: Reader) -> bool:
+    """Whether ``me`` was given and is none of the speakers the reader counted."""
+    me = me_names(options.me)
     return bool(me) and bool(reader.speakers) and not any(name.casefold() in me for name in reader.speakers)
 
 
@@ -188,7 +176,19 @@ def speaker_list(reader: Reader) -> tuple[str, str]:
 def ask_for_me(reader: Reader) -> None:
     """Raise the question 'who are you?' with the speakers and their counts."""
     listing, example = speaker_list(reader)
-    raise UsageError(
-        f"{reader.file}: who are you in this chat? Speakers: {listing}. "
-        f"Pass --me '{example}' (repeatable): their messages become the assistant's turns"
-    )
+    raise ParamError(
+        "{file}: who are you in this chat? Speakers: {listing}. "
+        "Pass {me} '{example}' (repeatable): their messages become the assistant's turns",
+        file=reader.file, listing=listing, example=example,
+    )  # fmt: skip
+
+
+def me_missing(options: ImportOptions, reader: Reader) -> ParamError | None:
+    """What to say when ``me`` was given and is none of the speakers the reader counted."""
+    if not me_absent(options, reader):
+        return None
+    listing, example = speaker_list(reader)
+    return ParamError(
+        "{me} {names} is none of its speakers: {listing}; pass {me} '{example}' or another of them",
+        names=", ".join(f"'{m}'" for m in options.me), listing=listing, example=example,
+    )  # fmt: skip

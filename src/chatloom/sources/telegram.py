@@ -231,7 +231,7 @@ class TelegramSource(Source):
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
     def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader, where: _Where) -> Iterator[Post]:
-        attachments = self.options.get("attachments", True)
+        attachments = self.options.attachments
         zone: tzinfo | None | bool = False  # False: not known yet (see _zone)
         for i, m in enumerate(messages):
             try:

@@ -22,7 +22,7 @@ class TextSource(Source):
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
-        if self.options.get("text_blocks"):
+        if self.options.text_blocks:
             blocks, line = [], 1
             for block in re.split(r"(\n\s*\n)", text):
                 if block.strip() and not re.fullmatch(r"\n\s*\n", block):

@@ -110,7 +110,7 @@ class WhatsAppSource(Source):
         parts = _HEADER_M.split(text)
         if parts[0].strip():
             reader.dropped["text before the first message"] += 1
-        order = dates.detect_order(set(parts[2::_FIELDS]), self.options.get("date_format"), file=str(path))
+        order = dates.detect_order(set(parts[2::_FIELDS]), self.options.date_format, file=str(path))
         chat = _chat_name(path, reader.file)
         yield from Sessionizer(self.options, reader).conversations(
             self._posts(text, parts, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
@@ -121,7 +121,7 @@ class WhatsAppSource(Source):
     def _posts(self, text: str, parts: list[str | None], order: str, reader: Reader) -> Iterator[Post]:
         clock = _Clock(order)
         days, times = clock.days, clock.times
-        attachments = self.options.get("attachments", True)
+        attachments = self.options.attachments
         dropped = reader.dropped
         line_of = _HeaderLines(text)
         marked = "\u200e" in text  # iOS: U+200E marks, inside texts too (removed)
