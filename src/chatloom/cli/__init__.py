@@ -90,7 +90,9 @@ def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
 def flag_names() -> dict[str, str]:
     """The running command's flag for each library parameter (``{"me": "--me", …}``): to show,
     in its own words, a library error or message that is not raised (``err.render(flag_names())``)."""
-    return _flags(click.get_current_context(), [])
+    ctx = click.get_current_context()
+    _, words = ctx.meta.get("chatloom.command", (None, []))
+    return _flags(ctx.command, words)
 
 
 def param_flags(**flags: str) -> Callable[[click.Command], click.Command]:
