@@ -12,7 +12,8 @@ from chatloom.errors import UsageError
 from chatloom.model import Conversation, Message
 from chatloom.pipeline.base import Context
 from chatloom.pipeline.recipe import load_recipe, parse_recipe
-from chatloom.pipeline.runner import build_step, run_recipe
+from chatloom.pipeline.registry import build_step
+from chatloom.pipeline.runner import run_recipe
 from tests.conftest import conv, write_jsonl
 
 CTX = Context(seed=0, tokenizer="gpt2-chatml", max_tokens=40)
