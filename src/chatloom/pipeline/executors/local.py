@@ -53,4 +53,4 @@ def _init_worker(recipe: dict[str, Any]) -> None:
 
 def _work(job: tuple[list[StepKey], bytes]) -> ChunkResult:
     keys, payload = job
-    return run_chunk([_worker_steps[tuple(k)] for k in keys], _decode.decode(payload))  # type: ignore[index]
+    return run_chunk([_worker_steps[(k[0], k[1])] for k in keys], _decode.decode(payload))

@@ -82,5 +82,5 @@ def _ray_apply(batch: dict[str, Any], recipe: dict[str, Any], keys: list[StepKey
     steps = _ray_recipes.get(key)
     if steps is None:
         steps = _ray_recipes[key] = recipe_steps(recipe)
-    results = [pickle.dumps(run_chunk([steps[tuple(k)] for k in keys], _decode.decode(bytes(p)))) for p in batch["payload"]]  # type: ignore[index]
+    results = [pickle.dumps(run_chunk([steps[(k[0], k[1])] for k in keys], _decode.decode(bytes(p)))) for p in batch["payload"]]
     return {"result": np.array(results, dtype=object)}

@@ -34,7 +34,7 @@ class Phrases(Filter[PhrasesParams]):
 
     def __init__(self, params: PhrasesParams, context: Context) -> None:
         super().__init__(params, context)
-        self._lists = {name: phrase_list(name) for name in params.lists}
+        self._lists: dict[str, list[str]] = {name: phrase_list(name) for name in params.lists}
         if params.extra:
             self._lists["extra"] = [p.lower() for p in params.extra]
         self._re = {name: re.compile("|".join(re.escape(p) for p in phrases)) for name, phrases in self._lists.items() if phrases}

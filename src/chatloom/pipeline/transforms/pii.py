@@ -49,9 +49,12 @@ def find_pii(text: str) -> list[tuple[int, int, str]]:
     return sorted(taken)
 
 
+Kind = Literal["EMAIL", "PHONE", "URL", "IP", "MENTION", "HANDLE", "CARD"]
+
+
 class PIIParams(Params):
     mode: Literal["redact", "drop"] = "redact"
-    kinds: list[Literal["EMAIL", "PHONE", "URL", "IP", "MENTION", "HANDLE", "CARD"]] = [k for k, _ in PII_PATTERNS]
+    kinds: list[Kind] = ["URL", "EMAIL", "MENTION", "IP", "CARD", "PHONE", "HANDLE"]  # all, in PII_PATTERNS' order
     roles: list[Literal["system", "user", "assistant", "tool"]] = ["system", "user", "assistant", "tool"]
 
 
