@@ -1,5 +1,5 @@
 """Benchmark: near-duplicate dedup of >= 100,000 chitchat conversations with planted duplicates:
-chatloom's MinHash + LSH (``chatloom.pipeline.minhash.near_duplicates``, the engine of the build's
+chatloom's MinHash + LSH (``chatloom.pipeline.filters.minhash.near_duplicates``, the engine of the build's
 ``near_dedup`` step) against datatrove's MinHash dedup (PyPI ``datatrove``), in the same run, on the
 same texts, with the same word 5-grams, the same normalization and 2 worker processes each.
 
@@ -112,7 +112,7 @@ def plant(text: str, level: float, rng: random.Random, vocabulary: list[str]) ->
     ``level`` on the 5-gram sets (each edit far from the others changes ``NGRAM`` shingles)."""
     if level >= 1:
         return text
-    from chatloom.pipeline.minhash import normalize
+    from chatloom.pipeline.filters.minhash import normalize
 
     parts = re.split(r"(\s+)", text)  # words at even positions, the whitespace between at odd
     shingles = max(len(normalize(text).split()) - NGRAM + 1, 1)
@@ -166,7 +166,7 @@ def shingle_sets(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     Words are the ones datatrove's simplify_text leaves (chatloom's ``normalize``, checked against it
     on a sample), numbered exactly by a dict; a 5-gram id is a hash of its 5 word numbers; a text of
     fewer than 5 words has one shingle, all its words."""
-    from chatloom.pipeline.minhash import normalize
+    from chatloom.pipeline.filters.minhash import normalize
 
     vocab: dict[str, int] = {}
     ids: list[int] = []
@@ -306,7 +306,7 @@ def peak_pss(result: dict) -> Iterator[None]:
 def step_chatloom(data: str, out: str) -> dict:
     import orjson
 
-    from chatloom.pipeline.minhash import near_duplicates
+    from chatloom.pipeline.filters.minhash import near_duplicates
 
     result: dict = {}
     with peak_pss(result):
@@ -468,7 +468,7 @@ def main() -> None:
 
     from datatrove.utils.text import simplify_text
 
-    from chatloom.pipeline.minhash import normalize
+    from chatloom.pipeline.filters.minhash import normalize
 
     with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:
         tmp = Path(tmp)

@@ -3,6 +3,9 @@ tokenize each need.
 
 - ``batched(items, n)``: an iterable in lists of ``n`` (itertools.batched is Python 3.12+).
 - ``prefetch(items, depth)``: run an iterator one step ahead in a thread, with a bounded queue.
+- ``ordered_map(fn, jobs, pool)``: ``map`` on a pool of processes, results in the jobs' order,
+  with a bounded number of jobs in flight; ``process_pool(workers)`` opens the pool (None for one
+  worker: the map then runs in the caller's thread). The pipeline, MinHash and tokenize use it.
 
 Bulk import parses and digests the next batch while SQLite writes the current one: sqlite3
 releases the GIL while it steps, so on two cores the two overlap. The queue is bounded, so memory
@@ -12,12 +15,17 @@ sequence; a consumer that stops early stops the producer.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import multiprocessing
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 _DONE = object()
 
 
@@ -69,3 +77,56 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
             except queue.Empty:
                 pass
         thread.join()
+
+
+@contextlib.contextmanager
+def process_pool(workers: int, *, context: str | None = None, initializer: Callable[..., object] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> Iterator[ProcessPoolExecutor | None]:
+    """``workers`` processes for :func:`ordered_map`, started now and ended when the block ends;
+    None for one worker or fewer. ``context``: the start method (``"spawn"`` where the parent runs
+    threads that ``fork`` would copy half-way, as tiktoken's do); ``initializer(*initargs)`` runs
+    once in each."""
+    if workers <= 1:
+        yield None
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(context), initializer=initializer, initargs=initargs)
+    try:
+        for _ in range(workers):  # start every worker now, while the caller prepares the first jobs
+            pool.submit(int)  # (the executor starts one for each job submitted while none is idle)
+        yield pool
+    finally:
+        # the results are in (or no longer wanted): end the workers at once, as Python 3.14's
+        # terminate_workers() does; a spawned worker would spend ~0.1 s tearing down its interpreter
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], pool: Executor | None = None, *,
+                window: int | None = None) -> Iterator[R]:
+    """``map(fn, jobs)`` on ``pool``, results in the jobs' order; without a pool, in this thread.
+
+    At most ``window`` jobs are in flight (default: two per worker), so memory stays flat however
+    long ``jobs`` is. The jobs are drawn in the caller's thread, one as each result is taken:
+    ``multiprocessing.Pool.imap`` draws them in the pool's own task thread instead, which
+    deadlocks when drawing a job needs the results of another map on the same pool (the pipeline
+    chains a segment of steps after a segment, both on one pool). An exception raised by ``fn``
+    is raised here, where its result would have been; the jobs not started yet are then
+    cancelled, as they are when the caller stops early.
+    """
+    if pool is None:
+        yield from map(fn, jobs)
+        return
+    if window is None:
+        window = 2 * max(1, getattr(pool, "_max_workers", 1))
+    pending: collections.deque[Future[R]] = collections.deque()
+    try:
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()

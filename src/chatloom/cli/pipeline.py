@@ -61,8 +61,9 @@ def build_(recipe_path: str | None, out: str | None, executor: str, workers: int
         chatloom build recipe.yaml -o out --workers 4
         RAY_ADDRESS=ray://head:10001 chatloom build recipe.yaml --executor ray
     """
+    from ..pipeline.inputs import read_input
     from ..pipeline.recipe import load_recipe
-    from ..pipeline.runner import read_input, run_recipe
+    from ..pipeline.runner import run_recipe
 
     if example:
         click.echo(resources.files("chatloom.pipeline").joinpath("example.yaml").read_text(encoding="utf-8"), nl=False)

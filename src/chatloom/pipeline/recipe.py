@@ -1,17 +1,21 @@
 """The recipe: a YAML file, validated with pydantic; an error names the key path and what is wrong.
 
     recipe = load_recipe("recipe.yaml")
+    task_steps, steps = resolve_steps(recipe)  # the steps it names, built (load_recipe checks them)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from .base import Step
 
 
 class Strict(BaseModel):
@@ -96,8 +100,6 @@ def _where(loc: tuple[Any, ...]) -> str:
 
 
 def parse_recipe(data: Any, source: str = "recipe") -> Recipe:
-    from .runner import resolve_steps
-
     if not isinstance(data, dict):
         raise UsageError(f"{source}: a recipe is a YAML mapping (inputs:, filters:, …)")
     try:
@@ -122,3 +124,29 @@ def load_recipe(path: str | Path) -> Recipe:
     except OSError as err:
         raise UsageError(f"{path}: {err.strerror}") from None
     return parse_recipe(data, str(path))
+
+
+def resolve_steps(recipe: Recipe, source: str = "recipe") -> tuple[list[list[Step[Any]]], list[Step[Any]]]:
+    """The steps of each task (its system prompt, persona, then its filters) and the global ones
+    (filters, then transforms), built and validated: an error names ``source`` and the key path."""
+    from .base import Context, Transform
+    from .registry import build_step
+    from .transforms.prompts import Persona, PersonaParams, SystemPrompt, SystemPromptParams
+
+    context = Context(seed=recipe.seed, tokenizer=recipe.tokenizer, max_tokens=recipe.max_tokens)
+    tasks = []
+    for t, task in enumerate(recipe.tasks):
+        own: list[Step[Any]] = []
+        if task.system_prompts:
+            own.append(SystemPrompt(SystemPromptParams(prompts=task.system_prompts, mode=task.system_mode), context))
+        if task.char is not None or task.user is not None:  # after the prompts: they may name {{char}}
+            own.append(Persona(PersonaParams(char=task.char, user=task.user), context))
+        own += [build_step(s, context, f"{source}: tasks[{t}].filters[{i}]") for i, s in enumerate(task.filters)]
+        tasks.append(own)
+    steps = [build_step(s, context, f"{source}: filters[{i}]") for i, s in enumerate(recipe.filters)]
+    for i, s in enumerate(recipe.transforms):
+        step = build_step(s, context, f"{source}: transforms[{i}]")
+        if not isinstance(step, Transform):
+            raise UsageError(f"{source}: transforms[{i}]: '{step.name}' is a filter; list it under filters")
+        steps.append(step)
+    return tasks, steps

@@ -19,7 +19,6 @@ written beside its target and renamed into place when complete.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import orjson
 
 from ..fileio import atomic_write
 from ..model import Conversation, ensure_id
-from ..parallel import batched
+from ..parallel import batched, ordered_map, process_pool
 from .encode import Encoder, Report
 from .tokenizer import get_tokenizer
 
@@ -104,9 +103,9 @@ def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation], 
         yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
         return
     encode = msgspec.json.Encoder()
-    ctx = multiprocessing.get_context("spawn")  # tiktoken's threads and fork do not mix
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
-        yield pool.imap(_work, (encode.encode(batch) for batch in _chunks(convs)))
+    # spawn: tiktoken's threads and fork do not mix
+    with process_pool(workers, context="spawn", initializer=_init_worker, initargs=(options,)) as pool:
+        yield ordered_map(_work, (encode.encode(batch) for batch in _chunks(convs)), pool)
 
 
 class _SplitFiles:

@@ -1,4 +1,4 @@
-"""Near-duplicate detection (chatloom.pipeline.minhash): planted near-duplicates are found, unrelated
+"""Near-duplicate detection (chatloom.pipeline.filters.minhash): planted near-duplicates are found, unrelated
 texts are not merged, exact duplicates, keepers, determinism, short and empty texts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from chatloom.pipeline.minhash import EMPTY, MinHashDedup, lsh_params, near_duplicates, normalize
+from chatloom.pipeline.filters.minhash import EMPTY, MinHashDedup, lsh_params, near_duplicates, normalize
 
 DEDUP = MinHashDedup()
 
