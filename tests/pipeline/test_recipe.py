@@ -45,3 +45,8 @@ def test_the_example_uses_every_step_and_is_valid(run) -> None:  # type: ignore[
     named = {next(iter(s)) if isinstance(s, dict) else s for s in example["filters"] + example["transforms"]}
     named |= {"window"} if "# - window:" in r.stdout else set()
     assert named | {"persona", "system_prompt", "turns"} >= set(steps())
+
+
+def test_a_typo_in_importer_options_fails_when_the_recipe_loads(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"^recipe: inputs\[0\]\.options: Value error, unknown importer option 'sesion_gap'"):
+        parse_recipe({"inputs": [{"file": str(tmp_path / "none.txt"), "options": {"me": ["Ana"], "sesion_gap": "2h"}}]})

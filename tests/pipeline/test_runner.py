@@ -75,6 +75,7 @@ def test_dry_run_counts_inputs(tmp_path: Path, run) -> None:  # type: ignore[no-
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_the_ray_executor_gives_the_same_bytes(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     recipe = load_recipe(_recipe(tmp_path))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import UsageError
+from ..errors import ChatloomError, UsageError
 
 if TYPE_CHECKING:
     from .base import Step
@@ -42,6 +42,18 @@ class Input(Strict):
         if self.name is None:
             self.name = self.corpus or Path(str(self.dataset or (self.file if isinstance(self.file, str) else self.file[0]))).stem  # type: ignore[index]
         return self
+
+    @field_validator("options")
+    @classmethod
+    def _known_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """A typo in the importer options fails when the recipe loads, not when the input is read."""
+        from ..importing import ImportOptions
+
+        try:
+            ImportOptions.from_mapping(options)
+        except ChatloomError as err:
+            raise ValueError(str(err)) from None
+        return options
 
 
 StepSpec = str | dict[str, dict[str, Any] | None]
