@@ -73,6 +73,28 @@ def test_an_exception_in_a_worker_is_raised_in_the_caller(pool) -> None:  # type
     assert list(ordered_map(negate, range(3), pool)) == [0, -1, -2]  # the pool still works
 
 
+def big(x: int) -> bytes:
+    return bytes(4 << 20)  # far more than a pipe holds: a worker sends it in many writes
+
+
+def test_stopping_early_while_workers_send_large_results_does_not_hang() -> None:
+    """The caller stops (an error) while workers are still sending results larger than a pipe's
+    buffer: the pool must end, not wait for the rest of a result from a killed worker."""
+    done = threading.Event()
+
+    def stop_early() -> None:
+        for _ in range(3):  # before the fix it hung on most tries
+            with pytest.raises(RuntimeError), process_pool(2) as pool:
+                for n, _ in enumerate(ordered_map(big, range(40), pool)):
+                    if n == 1:
+                        raise RuntimeError("the caller stops")
+        done.set()
+
+    thread = threading.Thread(target=stop_early, daemon=True)
+    thread.start()
+    assert done.wait(60), "the pool did not end after the caller stopped"
+
+
 def test_jobs_are_drawn_in_the_callers_thread_so_maps_nest_on_one_pool(pool) -> None:  # type: ignore[no-untyped-def]
     threads = set()
 

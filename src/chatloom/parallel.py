@@ -21,7 +21,7 @@ import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -95,8 +95,9 @@ def process_pool(workers: int, *, context: str | None = None, initializer: Calla
             pool.submit(int)  # (the executor starts one for each job submitted while none is idle)
         yield pool
     finally:
-        # the results are in (or no longer wanted): end the workers at once, as Python 3.14's
-        # terminate_workers() does; a spawned worker would spend ~0.1 s tearing down its interpreter
+        # the results are in (ordered_map waits for a job that has started even when its result is
+        # no longer wanted): end the workers at once, as Python 3.14's terminate_workers() does; a
+        # spawned worker would spend ~0.1 s tearing down its interpreter
         for process in list((pool._processes or {}).values()):
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -128,5 +129,10 @@ def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], pool: Executor | None =
         while pending:
             yield pending.popleft().result()
     finally:
+        # Stopped early (an error, the caller gone): cancel what has not started, and wait for what
+        # has, its result dropped, so that no worker is still sending a result when the pool ends
+        # its workers (a worker killed half-way through sending a large result leaves the
+        # executor waiting for the rest of it, for ever).
         for future in pending:
             future.cancel()
+        wait(pending)
