@@ -15,9 +15,9 @@ from chatloom.cli import cli
 from chatloom.model import Conversation, Message
 
 # Property tests write nothing into the working tree: hypothesis keeps its caches in the temp
-# folder, no example database, and every run draws the same examples (a failure reproduces).
+# folder, and keeps no example database (a failure prints its example and how to reproduce it).
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "chatloom-hypothesis")
-settings.register_profile("chatloom", database=None, derandomize=True)
+settings.register_profile("chatloom", database=None, print_blob=True)
 settings.load_profile("chatloom")
 
 REPO = Path(__file__).resolve().parents[1]

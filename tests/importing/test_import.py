@@ -320,11 +320,14 @@ def test_options_are_checked_when_made_and_a_key_that_is_none_of_them_is_named(t
         ImportOptions.from_mapping({"me": ["Ana"], "sesion_gap": "2h"})
     with pytest.raises(UsageError, match="unknown importer option 'sesion_gap'"):
         get_source("whatsapp", sesion_gap="2h")
-    # a recipe's options: the typo is an error naming the input and the key
+    # a recipe's options: the typo fails when the recipe loads, naming the input and the key
     (tmp_path / "chat.txt").write_text(_CHAT)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(json.dumps({"inputs": [{"name": "wa", "file": str(tmp_path / "chat.txt"), "options": {"me": ["Ana"], "sesion_gap": "2h"}}]}))
-    one_error_line(run("build", str(recipe), "-o", str(tmp_path / "out")), "input wa: options: unknown importer option 'sesion_gap'")
+    line = one_error_line(run("build", str(recipe), "-o", str(tmp_path / "out")), str(recipe))
+    assert line.endswith(": inputs[0].options: Value error, unknown importer option 'sesion_gap'; the options are: me, merge_gap, "
+                         "session_gap, min_turns, date_format, attachments, all_branches, text_blocks")
+    assert not (tmp_path / "out").exists()  # found before any work
 
 
 def test_library_messages_name_the_parameter_and_the_command_line_its_flag(tmp_path):

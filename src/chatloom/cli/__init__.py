@@ -71,7 +71,8 @@ class ChatloomGroup(click.Group):
 
 def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
     """The flag (or argument) of the running command for each library parameter: by the option's
-    own name (``--split`` for ``split``), spelled as the user typed it (``-f`` or ``--format``);
+    own name (``--split`` for ``split``), spelled as the user typed it (``-f`` or ``--format``; one
+    not typed, as the command declares it first);
     where the command passes it on under another name, as its ``param_flags`` say (``tokenize``
     passes ``--val`` on as ``split``)."""
     names: dict[str, str] = {}
@@ -80,7 +81,7 @@ def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
     for param in command.params:
         if isinstance(param, click.Option) and param.name:
             typed = [o for o in param.opts if any(w == o or w.startswith(f"{o}=") for w in words)]
-            names[param.name] = typed[0] if typed else max(param.opts, key=len)
+            names[param.name] = typed[0] if typed else param.opts[0]  # else as the command declares it first (-f)
         elif isinstance(param, click.Argument) and param.name:
             names[param.name] = param.human_readable_name
     names.update(getattr(command, "param_flags", {}))

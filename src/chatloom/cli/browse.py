@@ -49,22 +49,30 @@ def ls(dataset: str, tag: str | None, search: str | None, limit: int, as_json: b
             for r in rows
         ])  # fmt: skip
         return
-    # Ids are never cut (a piped `ls` gives ids that `show` finds) nor counts: their columns are as
-    # wide as their longest value, and the tags and the text share what is left (the text at least 12).
-    id_width = max((len(r.id) for r in rows), default=2)
+    # Ids are never cut (a piped `ls` gives ids that `show` finds), nor counts: their columns are as
+    # wide as their longest value. When a row does not fit, the tags and the text share what is
+    # left (the text at least 12 wide); when it does, every column is as wide as its content.
+    texts = [_snippet(r.snippet) if r.snippet else Text(r.title or r.preview) for r in rows]
+    tags = [", ".join(r.tags) for r in rows]
+    header = "match" if search else "first message"
+    id_width = max([len(r.id) for r in rows] + [2])
     msgs_width = max([len(str(r.n_messages)) for r in rows] + [4])
-    tags_width = max([len(", ".join(r.tags)) for r in rows] + [4])
-    rest = max(console.width - id_width - msgs_width - 4 * 2, 4 + 12)
-    tags_width = min(tags_width, 30, max(rest // 3, 4))
+    tags_width = max([len(t) for t in tags] + [4])
+    text_width = max([t.cell_len for t in texts] + [len(header)])
+    rest = console.width - id_width - msgs_width - 4 * 2  # each of the four columns has a space either side
+    fits = tags_width + text_width <= rest
+    if not fits:
+        rest = max(rest, 4 + 12)
+        tags_width = min(tags_width, 30, max(rest // 3, 4))
+        text_width = rest - tags_width
     table = Table(box=None, header_style="bold")
-    table.add_column("id", no_wrap=True, width=id_width)
-    table.add_column("msgs", justify="right", no_wrap=True, width=msgs_width)
-    table.add_column("tags", overflow="ellipsis", no_wrap=True, width=tags_width)
-    table.add_column("match" if search else "first message", overflow="ellipsis", no_wrap=True, width=rest - tags_width)
-    for r in rows:
-        text = _snippet(r.snippet) if r.snippet else Text(r.title or r.preview)
-        table.add_row(r.id, str(r.n_messages), Text(", ".join(r.tags)), text)
-    width = id_width + msgs_width + rest + 4 * 2
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    table.add_column("msgs", justify="right", no_wrap=True, min_width=msgs_width)
+    table.add_column("tags", overflow="ellipsis", no_wrap=True, width=None if fits else tags_width)
+    table.add_column(header, overflow="ellipsis", no_wrap=True, width=None if fits else text_width)
+    for r, tag_text, text in zip(rows, tags, texts):
+        table.add_row(r.id, str(r.n_messages), Text(tag_text), text)
+    width = id_width + msgs_width + tags_width + text_width + 4 * 2
     out = console if console.width >= width else Console(width=width, highlight=False, soft_wrap=False)
     out.print(table)
     shown = f"{len(rows):,} match{'es' if len(rows) != 1 else ''}" if search else f"{len(rows):,} of {total:,}"

@@ -29,6 +29,6 @@ def get_format(name: str, **options: Any) -> Format:
         if cls.argument is None:
             raise UsageError(f"format '{base}' takes no ':{value}'")
         if not value:
-            raise UsageError(f"format '{base}' needs a value: -f {base}:VALUE")
+            raise UsageError(f"format '{base}' needs a value: {base}:VALUE")
         options[cls.argument] = value
     return cls(**options)

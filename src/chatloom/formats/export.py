@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParamError, UsageError
+from ..errors import ParamError
 from ..fileio import atomic_folder, atomic_write
 from ..model import Conversation
 from ..store import Store
@@ -127,7 +127,7 @@ def _only(convs: Iterator[Conversation], val: set[str], in_val: bool) -> Iterato
 def _write_folder(writer: Format, target: Path, parts: dict[str, Iterable[Conversation]], result: ExportResult) -> dict[str, Path]:
     """A folder format (``hf``): the whole folder is built aside and renamed into place."""
     if target.is_file() or (target.is_dir() and any(target.iterdir()) and not _is_datasets_folder(target)):
-        raise UsageError(f"{target} exists and is not a datasets folder: give -o a new folder (it is replaced as a whole)")
+        raise ParamError("{target} exists and is not a datasets folder: give {out} a new folder (it is replaced as a whole)", target=str(target))
     with atomic_folder(target) as folder:
         reports = writer.write_folder(parts, folder)
     files = {}

@@ -32,7 +32,7 @@ class TemplateFormat(JsonlFormat):
         super().__init__(**options)
         name = options.get("template")
         if not name:
-            raise UsageError("-f template needs a template: -f template:NAME (a built-in name, a .jinja file or a tokenizer folder)")
+            raise UsageError("format 'template' needs a template: template:NAME (a built-in name, a .jinja file or a tokenizer folder)")
         from ..tokens.chat_templates import TemplateError, get_template, message_dicts
         from ..tokens.tokenizer import DEFAULT_TOKENIZER, get_tokenizer
 

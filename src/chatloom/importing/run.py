@@ -89,10 +89,6 @@ class ImportResult(list[FileResult]):
         self.conversations = conversations
         self.skipped = skipped if skipped is not None else []
 
-    @property
-    def failed(self) -> list[FileResult]:
-        return [r for r in self if r.failure is not None]
-
 
 OnFile = Callable[[Path, Source, int], Callable[[int], None] | None]
 
@@ -146,7 +142,7 @@ def import_paths(
 def _remove_if_empty(path: Path) -> None:
     try:
         with Store(path) as store:
-            empty = store.count() == 0  # a dataset this import created: no deleted rows either
+            empty = store.is_empty()
     except Exception:
         return
     if empty:
