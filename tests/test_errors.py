@@ -25,3 +25,10 @@ def test_the_cli_spells_the_flag_as_typed(run, tmp_path):
     long = run("export", "--format=hf", "--output", "-")
     assert short.stderr == "error: -f hf writes a folder: give -o a folder, not '-'\n"
     assert long.stderr == "error: --format hf writes a folder: give --output a folder, not '-'\n"
+
+
+def test_a_parameter_named_as_the_long_flag_finds_the_flag_typed(run):
+    """``{format}`` in a library message is ``-f/--format`` (whose own name is ``fmt``), as typed."""
+    assert run("import", "package").stderr == "error: PATH 'package' reads a packaged corpus: pass -f chitchat or -f chatterbot\n"
+    long = run("import", "--format=auto", "package")
+    assert long.stderr == "error: PATH 'package' reads a packaged corpus: pass --format chitchat or --format chatterbot\n"

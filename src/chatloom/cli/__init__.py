@@ -71,17 +71,20 @@ class ChatloomGroup(click.Group):
 
 def _flags(command: click.Command | None, words: list[str]) -> dict[str, str]:
     """The flag (or argument) of the running command for each library parameter: by the option's
-    own name (``--split`` for ``split``), spelled as the user typed it (``-f`` or ``--format``; one
-    not typed, as the command declares it first);
-    where the command passes it on under another name, as its ``param_flags`` say (``tokenize``
-    passes ``--val`` on as ``split``)."""
+    own name or its long flag's (``fmt`` and ``format`` for ``-f/--format``), spelled as the user
+    typed it (``-f`` or ``--format``; one not typed, as the command declares it first); where the
+    command passes it on under another name, as its ``param_flags`` say (``tokenize`` passes
+    ``--val`` on as ``split``)."""
     names: dict[str, str] = {}
     if command is None:
         return names
     for param in command.params:
         if isinstance(param, click.Option) and param.name:
             typed = [o for o in param.opts if any(w == o or w.startswith(f"{o}=") for w in words)]
-            names[param.name] = typed[0] if typed else param.opts[0]  # else as the command declares it first (-f)
+            flag = typed[0] if typed else param.opts[0]  # else as the command declares it first (-f)
+            for long in (o for o in param.opts if o.startswith("--")):
+                names[long[2:].replace("-", "_")] = flag
+            names[param.name] = flag
         elif isinstance(param, click.Argument) and param.name:
             names[param.name] = param.human_readable_name
     names.update(getattr(command, "param_flags", {}))

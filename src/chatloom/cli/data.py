@@ -18,7 +18,7 @@ from ..importing import FileResult, ImportOptions, ImportResult, Plan, import_pa
 from ..sources import Source
 from ..store import Store
 from ..tokens.tokenizer import DEFAULT_TOKENIZER
-from . import cli, console, dataset_option, err_console, fail, flag_names, json_option, param_flags, print_json, progress_bar
+from . import cli, console, dataset_option, err_console, fail, flag_names, json_option, print_json, progress_bar
 
 
 def _shown(path: str) -> str:
@@ -58,7 +58,6 @@ def import_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-@param_flags(format="-f")
 @cli.command("import")
 @dataset_option
 @click.option("-f", "--format", "fmt", default="auto", show_default=True, help="Input format; 'auto' detects it from the content.")

@@ -55,7 +55,7 @@ def export(
     writer = get_format(fmt, **options)
     if out == "-" and (split is not None or writer.folder):
         with_split = " with {split}" if split is not None else ""
-        raise ParamError("{fmt} {label}" + with_split + " writes a folder: give {out} a folder, not '-'", label=writer.label)
+        raise ParamError("{format} {label}" + with_split + " writes a folder: give {out} a folder, not '-'", label=writer.label)
     result = ExportResult()
     done = 0
 
