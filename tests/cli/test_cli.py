@@ -163,7 +163,7 @@ def test_error_lines(run, tmp_path, chats):
     assert run("undo", "c1").exit_code == 0  # undoes the import: c1 is deleted
     _one_error_line(run("undo", "c1"), "c1: nothing to undo")
     (tmp_path / "notes.db").write_text("hello, this is not SQLite" * 100)
-    _one_error_line(run("ls", "-d", "notes.db"), "notes.db: cannot open the dataset")
+    _one_error_line(run("ls", "-d", "notes.db"), "notes.db: not a chatloom dataset (not an SQLite file)")
 
 
 def test_bad_records_are_counted_and_strict_writes_nothing(run, tmp_path, chats):

@@ -1,25 +1,37 @@
-"""The dataset file: opening it (WAL, pragmas, the application id, migrations) and write transactions.
+"""The dataset file: opening it (what may become a dataset, WAL, pragmas, migrations), the write
+transaction, the read snapshot, and the one way SQLite's errors are said (naming the file).
 
-``StoreBase`` is what every part of ``Store`` stands on: ``path``, the connection ``db``, and
-``_write()``, a ``BEGIN IMMEDIATE`` transaction that nested calls join. A reader that must see
-one snapshot while others write (``iter_conversations``) opens a connection of its own with
-``connect``.
+``StoreBase`` is what every part of ``Store`` stands on: ``path``, the connection ``db``,
+``_write()``, a ``BEGIN IMMEDIATE`` transaction that nested calls join, and ``_reading()``, a read
+transaction: statements inside it see one snapshot while others write. A reader that streams
+(``iter_conversations``) opens a connection of its own with ``connect``.
+
+What may become a dataset is decided before anything is written: a file is looked at (its
+header, then, when the header cannot tell, SQLite opened ``immutable``: no lock, no journal, no
+side files) and only a chatloom dataset (``application_id``), or a new path, a zero-byte file or an
+SQLite file with nothing in it when ``create`` is asked, is opened for writing. Another program's
+SQLite file is never written, not even its journal mode.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sqlite3
-from collections.abc import Iterator
+import stat
+import urllib.parse
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Self, TypeVar
 
 from ..errors import StoreError
 from .migrations import migrate
 
 APPLICATION_ID = 0x43484C4D  # "CHLM": tells a chatloom dataset from another SQLite file
 DEFAULT_DATASET = "chatloom.db"
+_MAGIC = b"SQLite format 3\x00"
 
 
 def dataset_path(path: str | os.PathLike[str] | None = None) -> Path:
@@ -27,30 +39,171 @@ def dataset_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get("CHATLOOM_DATASET") or DEFAULT_DATASET)
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the dataset at ``path``, migrated; StoreError if it is not a dataset."""
+def damaged(path: Path, what: str) -> str:
+    """The message for a dataset file SQLite finds damaged: what it found, and what can be done."""
+    return (
+        f"{path}: the dataset file is damaged ({what}); 'chatloom check -d {path}' lists the damage, "
+        f"and SQLite's recovery ('sqlite3 {path} .recover | sqlite3 NEW.db') copies what can still be read into a new file"
+    )
+
+
+def store_error(path: Path, err: sqlite3.Error, doing: str = "") -> StoreError:
+    """An SQLite error as the user should read it: the file named, damage told apart from a busy
+    or read-only file."""
+    text = str(err)
+    if isinstance(err, sqlite3.DatabaseError) and any(
+        s in text for s in ("malformed", "file is not a database", "disk image", "corrupt")
+    ):
+        return StoreError(damaged(path, text))
+    if "readonly" in text or "read-only" in text:
+        return StoreError(f"{path}: cannot write: the file (or its folder) is read-only")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"{path}: busy: another process is writing it ({text}); try again when it is done")
+    return StoreError(f"{path}: {doing}{text}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def names_its_file(method: F) -> F:
+    """A public ``Store`` method whose SQLite errors name the dataset file (``store_error``);
+    a generator's too, wherever it fails while it is read."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: StoreBase, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as err:
+                raise store_error(self.path, err) from err
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def call(self: StoreBase, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise store_error(self.path, err) from err
+
+    return call  # type: ignore[return-value]
+
+
+def _looks(path: Path, create: bool) -> bool:
+    """Refuse (``StoreError``) what must not be opened as a dataset, reading only; True when the
+    file is to become a new dataset (a new path, a zero-byte file, an SQLite file with nothing in
+    it), False when it is one already."""
     try:
-        db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 60000")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA cache_size = -65536")
-        db.execute("PRAGMA temp_store = MEMORY")
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        (app_id,) = db.execute("PRAGMA application_id").fetchone()
-        if version == 0:
-            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                raise StoreError(f"{path}: not a chatloom dataset (an SQLite file with other tables)")
-            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        elif app_id != APPLICATION_ID:
-            raise StoreError(f"{path}: not a chatloom dataset (SQLite application_id {app_id:#x})")
-        migrate(db)
-    except sqlite3.DatabaseError as err:
-        raise StoreError(f"{path}: cannot open the dataset: {err}") from None
-    except RuntimeError as err:
-        raise StoreError(f"{path}: {err}") from None
+        st = path.stat()
+    except FileNotFoundError:
+        if create:
+            return True
+        raise StoreError(f"{path}: no such dataset; create one with 'chatloom import -d {path} FILE'") from None
+    except OSError as err:
+        raise StoreError(f"{path}: cannot open the dataset: {err.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path}: a folder, not a dataset file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{path}: not a regular file, not a dataset")
+    wal = Path(f"{path}-wal")
+    if st.st_size == 0 and not (wal.exists() and wal.stat().st_size):
+        if create:
+            return True  # a zero-byte file becomes a dataset (as SQLite itself treats it), for import only
+        raise StoreError(f"{path}: empty file, not a chatloom dataset; 'chatloom import -d {path} FILE' makes it one")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError as err:
+        raise StoreError(f"{path}: cannot open the dataset: {err.strerror}") from None
+    if not header.startswith(_MAGIC):
+        raise StoreError(f"{path}: not a chatloom dataset (not an SQLite file)")
+    app_id = int.from_bytes(header[68:72], "big") if len(header) >= 72 else 0
+    if app_id == APPLICATION_ID:
+        return False
+    if app_id:
+        raise StoreError(f"{path}: not a chatloom dataset (an SQLite file of another program: application_id {app_id:#x})")
+    # The header cannot tell (most programs set no application_id): ask SQLite, immutable.
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1"
+    try:
+        with _closing(sqlite3.connect(uri, uri=True)) as ro:
+            (app_id,) = ro.execute("PRAGMA application_id").fetchone()
+            (version,) = ro.execute("PRAGMA user_version").fetchone()
+            (objects,) = ro.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as err:
+        raise store_error(path, err, "cannot open the dataset: ") from None
+    if app_id == APPLICATION_ID:
+        return False
+    if app_id or version or objects:
+        raise StoreError(f"{path}: not a chatloom dataset (an SQLite file with other tables); nothing was written to it")
+    if create:
+        return True
+    raise StoreError(f"{path}: an empty SQLite file, not a chatloom dataset; 'chatloom import -d {path} FILE' makes it one")
+
+
+@contextmanager
+def _closing(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the dataset at ``path`` (one ``open_dataset`` has opened): WAL, pragmas."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout = 60000")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("PRAGMA cache_size = -65536")
+    db.execute("PRAGMA temp_store = MEMORY")
     return db
+
+
+def open_dataset(path: Path, *, create: bool = False) -> sqlite3.Connection:
+    """The dataset at ``path``, migrated. ``StoreError`` when it is not a dataset (nothing is
+    written to it then), is damaged, or cannot be opened; with ``create``, a new path, a zero-byte
+    file or an empty SQLite file becomes one."""
+    memory = str(path) == ":memory:"
+    new = not memory and _looks(path, create)
+    try:
+        if new:  # claimed before WAL is switched on: that too is a write
+            with _closing(sqlite3.connect(path, isolation_level=None, timeout=60)) as db:
+                _claim(db, path)
+        db = connect(path)
+    except sqlite3.Error as err:
+        raise store_error(path, err, "cannot open the dataset: ") from None
+    try:
+        migrate(db)
+    except sqlite3.Error as err:
+        db.close()
+        raise store_error(path, err, "cannot open the dataset: ") from None
+    except RuntimeError as err:
+        db.close()
+        raise StoreError(f"{path}: {err}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _claim(db: sqlite3.Connection, path: Path) -> None:
+    """Make a new or empty file a dataset: its application id, set in the same transaction that
+    looks once more that nothing else is in it (another process may have written it since)."""
+    db.execute("PRAGMA busy_timeout = 60000")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        (app_id,) = db.execute("PRAGMA application_id").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        (objects,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if app_id != APPLICATION_ID:
+            if app_id or version or objects:
+                raise StoreError(f"{path}: not a chatloom dataset (an SQLite file with other tables); nothing was written to it")
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class StoreBase:
@@ -58,11 +211,12 @@ class StoreBase:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = False):
         self.path = dataset_path(path)
-        if not create and not self.path.exists():
-            raise StoreError(f"{self.path}: no such dataset; create one with 'chatloom import -d {self.path} FILE'")
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = connect(self.path)
+        if create and str(self.path) != ":memory:":
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StoreError(f"{self.path}: cannot create the dataset: {err.strerror}") from None
+        self.db = open_dataset(self.path, create=create)
         self._depth = 0  # how many ``_write`` blocks are open
 
     def close(self) -> None:
@@ -86,8 +240,8 @@ class StoreBase:
             return
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as err:
-            raise StoreError(f"{self.path}: cannot write: {err}") from None
+        except sqlite3.Error as err:
+            raise store_error(self.path, err, "cannot write: ") from None
         self._depth = 1
         try:
             yield self.db
@@ -97,6 +251,19 @@ class StoreBase:
             raise
         finally:
             self._depth = 0
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: the statements inside it see one snapshot of the dataset, whatever
+        others commit meanwhile (inside a write transaction, that one's)."""
+        if self._depth or self.db.in_transaction:
+            yield self.db
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield self.db
+        finally:
+            self.db.execute("COMMIT")  # it wrote nothing: this only ends the snapshot
 
     def _max_pk(self, table: str) -> int:
         return self.db.execute(f"SELECT coalesce(max(pk), 0) FROM {table}").fetchone()[0]

@@ -174,13 +174,14 @@ class Edit(Read):
 
     def history(self, conv_id: str) -> list[Revision]:
         """Every change of a conversation, oldest first."""
-        pk = self._row(conv_id).pk
-        return [
-            Revision(revision, op, at, dg, bool(undone))
-            for revision, op, at, dg, undone in self.db.execute(
-                "SELECT revision, op, at, digest, undone FROM revisions WHERE conv = ? ORDER BY revision", (pk,)
-            )
-        ]
+        with self._reading():
+            pk = self._row(conv_id).pk
+            return [
+                Revision(revision, op, at, dg, bool(undone))
+                for revision, op, at, dg, undone in self.db.execute(
+                    "SELECT revision, op, at, digest, undone FROM revisions WHERE conv = ? ORDER BY revision", (pk,)
+                )
+            ]
 
     def undo(self, conv_id: str) -> tuple[int, int]:
         """Undo the latest change not yet undone (repeat to go further back); the undo is itself a

@@ -1,5 +1,6 @@
 """Reading the dataset: one conversation (``get``, ``entry``), the ids, a stream of all of them
-(``iter_conversations``), listing rows (``summaries``) and full-text ``search``.
+(``iter_conversations``), listing rows (``summaries``) and full-text ``search``. Each is one
+snapshot of the dataset: one statement, or several in one read transaction (``_reading``).
 
 A conversation's messages are the range ``[msg_start, msg_start + n_messages)`` of
 ``messages.pk``: reading one is a range scan, and streaming all of them is a merge of two ordered
@@ -70,9 +71,13 @@ class Read(StoreBase):
         return [to_message(role, content, name, extra) for _, role, content, name, extra in cur]
 
     def entry(self, conv_id: str) -> Entry:
-        """A conversation with its revision and digest; tombstones too (``deleted=True``)."""
-        row = self._row(conv_id)
-        return Entry(to_conversation(row, self._messages(row)), row.revision, row.digest, bool(row.deleted), row.modified_at)
+        """A conversation with its revision and digest; tombstones too (``deleted=True``). Its row
+        and its messages are read in one snapshot: a save by another process meanwhile gives the
+        state before it or after it, never its row with the messages of another revision."""
+        with self._reading():
+            row = self._row(conv_id)
+            messages = self._messages(row)
+        return Entry(to_conversation(row, messages), row.revision, row.digest, bool(row.deleted), row.modified_at)
 
     def get(self, conv_id: str) -> Conversation:
         """A live conversation by id (NotFoundError when missing or deleted)."""
@@ -180,20 +185,21 @@ class Read(StoreBase):
             where += " AND m.conv IN (SELECT conv FROM tags WHERE tag = ?)"
             args.append(tag)
         snippets: dict[int, str] = {}  # conversation pk → its best snippet, best first
-        try:
-            for conv, snippet in self.db.execute(
-                f"""SELECT m.conv, snippet(messages_fts, 0, '\x02', '\x03', '…', 12)
-                    FROM messages_fts JOIN messages m ON m.pk = messages_fts.rowid
-                    WHERE {where} ORDER BY rank""",
-                args,
-            ):
-                if conv not in snippets:
-                    snippets[conv] = snippet
-                    if limit is not None and len(snippets) >= limit:
-                        break
-        except sqlite3.OperationalError as err:
-            raise ChatloomError(f"search: {err}") from None
-        rows = self._summaries(pks=list(snippets))
+        with self._reading():  # the matches and their rows: one snapshot
+            try:
+                for conv, snippet in self.db.execute(
+                    f"""SELECT m.conv, snippet(messages_fts, 0, '\x02', '\x03', '…', 12)
+                        FROM messages_fts JOIN messages m ON m.pk = messages_fts.rowid
+                        WHERE {where} ORDER BY rank""",
+                    args,
+                ):
+                    if conv not in snippets:
+                        snippets[conv] = snippet
+                        if limit is not None and len(snippets) >= limit:
+                            break
+            except sqlite3.OperationalError as err:
+                raise ChatloomError(f"{self.path}: search: {err}") from None
+            rows = self._summaries(pks=list(snippets))
         found = []
         for pk, snippet in snippets.items():
             if pk in rows:

@@ -6,9 +6,11 @@ conversation's digest is the same: only new or changed conversations are counted
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..errors import StoreError
 from .db import connect
 from .read import Read
 
@@ -27,34 +29,41 @@ class Stats(Read):
                WHERE c.deleted = 0 ORDER BY c.msg_start""",
             (key,),
         ).fetchall()
-        missing = {pk: dg for pk, dg, tokens in rows if tokens is None}
+        missing = {pk for pk, _, tokens in rows if tokens is None}
         counts = {pk: tokens for pk, _, tokens in rows if tokens is not None}
+        cache = True  # a read-only dataset is counted all the same, without keeping the counts
         if missing:
             done = 0
             for batch in self._iter_texts(missing, batch=2000):
-                sums = tokenizer.chatml_counts([texts for _, texts in batch])
-                with self._write():
-                    self.db.executemany(
-                        "INSERT OR REPLACE INTO token_counts (tokenizer, conv, digest, tokens) VALUES (?, ?, ?, ?)",
-                        [(key, pk, missing[pk], n) for (pk, _), n in zip(batch, sums)],
-                    )
-                counts.update((pk, n) for (pk, _), n in zip(batch, sums))
+                sums = tokenizer.chatml_counts([texts for _, _, texts in batch])
+                if cache:
+                    try:
+                        with self._write():  # each count with the digest its texts were read with
+                            self.db.executemany(
+                                "INSERT OR REPLACE INTO token_counts (tokenizer, conv, digest, tokens) VALUES (?, ?, ?, ?)",
+                                [(key, pk, dg, n) for (pk, dg, _), n in zip(batch, sums)],
+                            )
+                    except (StoreError, sqlite3.OperationalError) as err:
+                        if "read-only" not in str(err) and "readonly" not in str(err):
+                            raise
+                        cache = False
+                counts.update((pk, n) for (pk, _, _), n in zip(batch, sums))
                 done += len(batch)
                 if progress is not None:
                     progress(done, len(missing))
         return [counts[pk] for pk, _, _ in rows]
 
-    def _iter_texts(self, pks: dict[int, str], batch: int) -> Iterator[list[tuple[int, list[tuple[str, str]]]]]:
-        """(pk, [(role, content)]) for the given conversations, in batches, streaming (the merge
-        of ``iter_conversations``, reading only role and content)."""
+    def _iter_texts(self, pks: set[int], batch: int) -> Iterator[list[tuple[int, str, list[tuple[str, str]]]]]:
+        """(pk, digest, [(role, content)]) for the given conversations, in batches, streaming, in
+        one snapshot (the merge of ``iter_conversations``, reading only role and content)."""
         db = connect(self.path)
         try:
             db.execute("BEGIN")
-            convs = db.execute("SELECT pk, msg_start, n_messages FROM conversations WHERE deleted = 0 ORDER BY msg_start")
+            convs = db.execute("SELECT pk, digest, msg_start, n_messages FROM conversations WHERE deleted = 0 ORDER BY msg_start")
             msgs = db.execute("SELECT pk, role, content FROM messages ORDER BY pk")
             pending = next(msgs, None)
-            out: list[tuple[int, list[tuple[str, str]]]] = []
-            for pk, start, n in convs:
+            out: list[tuple[int, str, list[tuple[str, str]]]] = []
+            for pk, dg, start, n in convs:
                 texts = []
                 while pending is not None:
                     msg_pk, role, content = pending
@@ -64,7 +73,7 @@ class Stats(Read):
                         texts.append((role, content))
                     pending = next(msgs, None)
                 if pk in pks:
-                    out.append((pk, texts))
+                    out.append((pk, dg, texts))
                     if len(out) >= batch:
                         yield out
                         out = []
@@ -74,9 +83,31 @@ class Stats(Read):
             db.close()
 
     def stats(self, tokenizer: Any | None = None, *, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """The dataset at a glance; with a tokenizer, token counts per conversation too."""
+        """The dataset at a glance (its counts from one snapshot); with a tokenizer, token counts
+        per conversation too."""
+        with self._reading():
+            out = self._counts()
+        n = out["conversations"]
+        out["turns"] = {"mean": round(out["messages"] / n, 2) if n else 0}
+        if tokenizer is not None:
+            import numpy as np
+
+            counts = np.asarray(self.token_counts(tokenizer, progress=progress), dtype=np.int64)
+            n = len(counts)
+            out["tokens"] = {
+                "tokenizer": tokenizer.name,
+                "total": int(counts.sum()),
+                "mean": round(float(counts.mean()), 2) if n else 0,
+                "p50": int(np.percentile(counts, 50)) if n else 0,
+                "p95": int(np.percentile(counts, 95)) if n else 0,
+                "max": int(counts.max()) if n else 0,
+            }
+            out["_token_counts"] = counts
+        return out
+
+    def _counts(self) -> dict[str, Any]:
         db = self.db
-        out: dict[str, Any] = {
+        return {
             "dataset": str(self.path),
             "conversations": self.count(),
             "messages": db.execute("SELECT coalesce(sum(n_messages), 0) FROM conversations WHERE deleted = 0").fetchone()[0],
@@ -96,19 +127,3 @@ class Stats(Read):
                 )
             ),
         }
-        n = out["conversations"]
-        out["turns"] = {"mean": round(out["messages"] / n, 2) if n else 0}
-        if tokenizer is not None:
-            import numpy as np
-
-            counts = np.asarray(self.token_counts(tokenizer, progress=progress), dtype=np.int64)
-            out["tokens"] = {
-                "tokenizer": tokenizer.name,
-                "total": int(counts.sum()),
-                "mean": round(float(counts.mean()), 2) if n else 0,
-                "p50": int(np.percentile(counts, 50)) if n else 0,
-                "p95": int(np.percentile(counts, 95)) if n else 0,
-                "max": int(counts.max()) if n else 0,
-            }
-            out["_token_counts"] = counts
-        return out

@@ -25,16 +25,34 @@ Layout choices, each for the hot path:
 - the FTS5 index is external-content over ``messages`` and is filled per batch with one
   ``INSERT … SELECT`` over the batch's range, not row by row through triggers;
 - every write runs in ``BEGIN IMMEDIATE`` (one writer at a time, others wait on busy_timeout),
-  and a bulk import commits whole batches: a crash leaves a batch or nothing.
+  and a bulk import commits whole batches: a crash leaves a batch or nothing;
+- every read of a conversation, or of a page of them, runs in one read transaction: one
+  snapshot, whatever others commit meanwhile.
+
+Every public method's SQLite errors come out as a ``StoreError`` that names the file (and, for
+a damaged file, what can be done): ``names_its_file``, applied to each of them here.
 """
 
 from __future__ import annotations
 
+import inspect
+
 from .bulk import Bulk
 from .check import Check
+from .db import names_its_file
 from .stats import Stats
 
 
+def _errors_name_the_file(cls: type) -> type:
+    """Wrap every public method ``cls`` has (its own or inherited) in ``names_its_file``."""
+    for name in dir(cls):
+        attr = inspect.getattr_static(cls, name)
+        if not name.startswith("_") and inspect.isfunction(attr):
+            setattr(cls, name, names_its_file(attr))
+    return cls
+
+
+@_errors_name_the_file
 class Store(Bulk, Stats, Check):
     """A dataset: one SQLite file. Opening it migrates it; ``create=False`` refuses a missing file.
 
