@@ -291,6 +291,64 @@ def test_another_process_saving_first_makes_a_conflict(tmp_path):
         assert s.get("c").messages[0].content == "from the other process"
 
 
+def _revision(n):
+    """What revision ``n`` of conversation "c" holds: 1 to 3 messages, each saying ``n``."""
+    return Conversation(id="c", messages=[Message(role="user", content=f"revision {n}")] * (1 + n % 3))
+
+
+def _saver(path, go, seconds):
+    with Store(path) as s:
+        go.wait(60)
+        end = time.monotonic() + seconds
+        revision = s.entry("c").revision
+        while time.monotonic() < end:
+            revision = s.put(_revision(revision + 1), base_revision=revision)
+
+
+def _reader(path, go, seconds, found):
+    with Store(path) as s:
+        go.wait(60)
+        end = time.monotonic() + seconds
+        reads = torn = 0
+        while time.monotonic() < end:
+            e = s.entry("c")
+            reads += 1
+            if [m.content for m in e.conversation.messages] != [m.content for m in _revision(e.revision).messages]:
+                torn += 1
+            (match,) = s.search("revision")  # a page: the matches, then their rows
+            reads += 1
+            if match.snippet.replace("\x02", "").replace("\x03", "") != f"revision {match.revision}":
+                torn += 1
+            (row,) = s.summaries()
+            reads += 1
+            if (row.n_messages, row.preview) != (1 + row.revision % 3, f"revision {row.revision}"):
+                torn += 1
+        found.put((reads, torn))
+
+
+def test_a_read_while_another_process_saves_is_one_snapshot(tmp_path):
+    """A reader in one process, a writer saving the same conversation again and again in
+    another, for a few seconds: every read is one revision, its row and its messages together
+    (before, a save between the row's read and the messages' gave revision N with no messages),
+    and so is a page of them (a search's matches and their rows)."""
+    path = tmp_path / "shared.db"
+    with Store(path, create=True) as s:
+        s.put(_revision(1))
+    ctx = multiprocessing.get_context("spawn")
+    go, found = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_saver, args=(str(path), go, 2.5)), ctx.Process(target=_reader, args=(str(path), go, 2.5, found))]
+    for p in procs:
+        p.start()
+    go.set()
+    reads, torn = found.get(timeout=120)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with Store(path) as s:
+        assert s.entry("c").revision > 10  # the writer did save, many times, while the reader read
+    assert reads > 10 and torn == 0, f"{torn} of {reads} reads were torn"
+
+
 def _cmdline(proc: Path) -> bytes:
     try:
         return (proc / "cmdline").read_bytes()
