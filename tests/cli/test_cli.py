@@ -253,7 +253,7 @@ def _chatgpt_export(n, tail="", prefix="c"):
     return json.dumps([conv(i) for i in range(n)])[:-1] + tail + "]"
 
 
-def test_a_file_that_fails_after_some_batches_says_what_it_kept(run, tmp_path, monkeypatch):
+def test_a_file_that_fails_after_some_batches_is_taken_back_whole(run, tmp_path, monkeypatch):
     from chatloom.sources import chatgpt
 
     monkeypatch.setattr(chatgpt, "STREAM_ABOVE", 0)  # streamed: its first batches are committed before the fault
@@ -263,29 +263,29 @@ def test_a_file_that_fails_after_some_batches_says_what_it_kept(run, tmp_path, m
     (tmp_path / "b" / "conversations.json").write_text(_chatgpt_export(1, prefix="b"))
     result = run("import", "a/conversations.json", "b/conversations.json", "--batch-size", "3")
     assert result.exit_code == 2
-    assert "note: a/conversations.json: the 9 conversations of the batches before its error are kept" in result.stderr
+    assert ("note: a/conversations.json: nothing of it was imported (the 9 conversations written before its error "
+            "were taken back)") in result.stderr  # fmt: skip
     report = json.loads(run("import", "a/conversations.json", "b/conversations.json", "--batch-size", "3", "--json").stdout)
-    assert [(f["unchanged"], "error" in f) for f in report["files"]] == [(9, True), (1, False)]
+    assert [(f["added"], f["unchanged"], f.get("taken_back")) for f in report["files"]] == [(0, 0, 9), (0, 1, None)]
     with Store(tmp_path / "chatloom.db") as store:
-        assert store.count() == 10
+        assert store.ids() == ["chatgpt:b0"] and store.check().ok
         assert [(r[0], r[1]) for r in store.db.execute("SELECT status, records FROM imports ORDER BY rowid")] == [
-            ("failed", 9), ("done", 1), ("failed", 9), ("done", 1)]
-    # --strict: one transaction per file, so nothing of it is kept, and the count says so
+            ("failed", 0), ("done", 1), ("failed", 0), ("done", 1)]
+        assert store.db.execute("SELECT count(*) FROM revisions").fetchone()[0] == 1  # no trace of a's 9 in any history
+    # --strict: one transaction per file, so nothing of it is ever committed
     report = json.loads(run("import", "a/conversations.json", "-d", "s.db", "--strict", "b/conversations.json", "--json").stdout)
-    assert [(f["records"], "error" in f) for f in report["files"]] == [(0, True), (1, False)]
+    assert [(f["records"], "error" in f, f.get("taken_back")) for f in report["files"]] == [(0, True, 0), (1, False, None)]
 
 
-def test_me_that_is_nobody_is_no_error_when_a_failed_file_kept_batches(run, tmp_path, monkeypatch, fixture):
+def test_me_that_is_nobody_is_an_error_though_another_file_failed_part_way(run, tmp_path, monkeypatch, fixture):
     from chatloom.sources import chatgpt
 
     monkeypatch.setattr(chatgpt, "STREAM_ABOVE", 0)
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "conversations.json").write_text(_chatgpt_export(10, ', {"x": [}'))
     result = run("import", "a/conversations.json", str(fixture("whatsapp_ios_langchain.txt")), "--me", "Nobody", "--batch-size", "3")
-    assert result.exit_code == 2 and "nothing was imported" not in result.stderr
-    assert "is none of its speakers" in result.stderr and "the 9 conversations of the batches before its error are kept" in result.stderr
-    with Store(tmp_path / "chatloom.db") as store:
-        assert store.count() == 9
+    assert result.exit_code == 2 and "is none of its speakers" in result.stderr and "nothing was imported" in result.stderr
+    assert not (tmp_path / "chatloom.db").exists()  # the failed file's 9 were taken back: no dataset is left
 
 
 def test_of_several_files_only_bad_input_goes_on(run, tmp_path, monkeypatch, fixture):

@@ -1,8 +1,10 @@
 """The import as a whole: detection, planning (folders, zips, UTF-16 copies, a forced format), who is who, errors naming the user's file, re-imports."""
 
+import copy
 import json
 import tempfile
 import zipfile
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -220,6 +222,102 @@ def test_review_fixes_deep_first_records_tags_numbers_and_names(tmp_path, monkey
     records_file.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
     result = run("import", "-d", str(tmp_path / "y.db"), str(records_file), str(fixture("whatsapp_ios_langchain.txt")), "--me", "Zed")
     assert result.exit_code == 0 and "--me 'Zed' is none of its speakers" in result.stderr and Store(tmp_path / "y.db").count() == 1
+
+
+# -- a file is imported whole or not at all -------------------------------------------------------
+
+
+def _dce_days(fixture, path, days, *, edited=False, bad=False):
+    """DiscordChatExporter's own example export (the real fixture), its messages repeated a day
+    apart ``days`` times, in its layout (indented JSON, streamed); ``edited``: day 1's first
+    message says something else; ``bad``: a message of the last day is not UTF-8 (Latin-1 é)."""
+    export = json.loads(fixture("discordchatexporter_general.json").read_bytes())
+    messages = []
+    for day in range(days):
+        for m in copy.deepcopy(export["messages"]):
+            m["id"] = str(int(m["id"]) + day * 1_000_000)
+            m["timestamp"] = (datetime.fromisoformat(m["timestamp"]) + timedelta(days=day)).isoformat(timespec="milliseconds")
+            messages.append(m)
+    if edited:
+        messages[len(export["messages"])]["content"] = "edited since"
+    if bad:
+        next(m for m in reversed(messages) if m["author"]["name"] == "Adam")["content"] = "NOT-UTF-8"
+    export["messages"], export["messageCount"] = messages, len(messages)
+    path.write_bytes(json.dumps(export, indent=2, ensure_ascii=False).encode().replace(b"NOT-UTF-8", b"caf\xe9"))
+    return path
+
+
+def _state(db):
+    """What a user can see of a dataset: every conversation with its revision and history, the
+    listing, a search, the counts, and the journal's finished runs."""
+    with Store(db) as s:
+        ids = s.ids()
+        return {
+            "entries": {i: (s.entry(i), s.history(i)) for i in ids},
+            "listing": s.summaries(),
+            "search": [r.id for r in s.search("example", limit=None)],
+            "stats": s.stats(),
+            "runs": s.db.execute("SELECT pk, status, records, added FROM imports WHERE status != 'failed' ORDER BY pk").fetchall(),
+            "check": s.check().problems,
+        }
+
+
+@pytest.mark.parametrize("parse_process", ["0", "1"])
+def test_a_file_that_fails_part_way_leaves_the_dataset_as_it_was(tmp_path, run, fixture, monkeypatch, parse_process):
+    """The issue's case: a DiscordChatExporter file that is not UTF-8 far into it. Its batches
+    before the fault (new conversations, one updated, others tagged) are taken back, read here
+    or in a worker process; the error is the file's own, one line."""
+    from chatloom.sources import discord
+
+    monkeypatch.setattr(discord, "CHUNK", 4096)  # read in small pieces: batches are committed before the fault
+    monkeypatch.setenv("CHATLOOM_PARSE_PROCESS", parse_process)
+    assert run("import", str(_dce_days(fixture, tmp_path / "old.json", 3)), "--me", "Adam").exit_code == 0
+    before = _state(tmp_path / "chatloom.db")
+    bad = _dce_days(fixture, tmp_path / "general.json", 12, edited=True, bad=True)
+    result = run("import", str(bad), "--me", "Adam", "--batch-size", "2", "--tag", "new")
+    line = one_error_line(result, str(bad))
+    assert "not valid JSON: Invalid UTF-8" in line
+    assert _state(tmp_path / "chatloom.db") == before
+    with Store(tmp_path / "chatloom.db") as s:
+        (failed,) = s.db.execute("SELECT records, added FROM imports WHERE status = 'failed'").fetchall()
+        assert failed == (0, 0)  # the run is journaled (its batches had been committed), with nothing kept
+    # the same file, fixed: imported whole
+    good = _dce_days(fixture, tmp_path / "general.json", 12, edited=True)
+    report = json.loads(run("import", str(good), "--me", "Adam", "--batch-size", "2", "--tag", "new", "--json").stdout)
+    (f,) = report["files"]
+    assert (f["added"], f["updated"], f["unchanged"], report["conversations"]) == (9, 1, 2, 12)
+
+
+def test_a_file_that_fails_in_its_first_batch_leaves_the_file_byte_for_byte(tmp_path, run, fixture):
+    run("import", str(_dce_days(fixture, tmp_path / "old.json", 3)), "--me", "Adam")
+    db = tmp_path / "chatloom.db"
+    before = db.read_bytes()
+    result = run("import", str(_dce_days(fixture, tmp_path / "bad.json", 4, bad=True)), "--me", "Adam", "--tag", "new")
+    assert "not valid JSON" in one_error_line(result, str(tmp_path / "bad.json"))
+    assert db.read_bytes() == before  # not even a journal row: the run had committed nothing
+
+
+def test_undo_import_takes_back_a_run_but_not_a_change_made_since(tmp_path):
+    from chatloom.model import Conversation, Message
+    from chatloom.store import fingerprint
+
+    def conv(i, text="hi"):
+        return Conversation(id=f"c{i}", messages=[Message(role="user", content=f"{text} {i}"), Message(role="assistant", content="ok")])
+
+    with Store(tmp_path / "d.db", create=True) as s:
+        s.import_conversations([conv(i) for i in range(4)])
+        (tmp_path / "f").write_text("x")
+        run = s.journal_begin("f", "openai", fingerprint(tmp_path / "f"))
+        s.import_conversations([conv(0, "changed"), conv(1), conv(5), conv(6)], tags=["t"], journal=run, batch_size=1)
+        assert s.count() == 6 and s.get("c1").tags == ["t"]
+        edited = conv(6, "mine")
+        s.put(edited)  # someone edits what the run added, before it is taken back
+        assert s.undo_import(run) == (3, 1)  # c0 changed, c1 tagged, c5 added; c6 edited since
+        assert sorted(s.ids()) == ["c0", "c1", "c2", "c3", "c6"]
+        assert s.get("c0") == conv(0) and s.get("c1").tags == [] and s.get("c6") == edited
+        assert [r.op for r in s.history("c0")] == ["import"] and s.entry("c0").revision == 1
+        assert [r.id for r in s.search("changed")] == [] and sorted(r.id for r in s.search("hi")) == ["c0", "c1", "c2", "c3"]
+        assert s.check().ok
 
 
 # -- the temporary files of an import: scoped to it, not to the process ------------------------

@@ -79,8 +79,10 @@ def import_(
     command again: what was committed is kept, and nothing is doubled.
 
     Records that cannot be read are skipped, counted and shown (the first few); with --strict
-    the file fails instead, and nothing of it is written. Of several files, one that cannot be
-    read is shown as an error and the others are still imported (exit code 2).
+    the file fails instead. A file is imported whole or not at all: one that fails part-way
+    (cut short, not UTF-8, a bad record under --strict) leaves the dataset as it was before it.
+    Of several files, one that cannot be read is shown as an error and the others are still
+    imported (exit code 2). Nothing is imported into a file SQLite finds damaged.
 
     \b
     Example usage:
@@ -176,9 +178,9 @@ def _report(results: ImportResult, dataset: str, dry_run: bool, as_json: bool, n
             click.echo(f"warning: {r.file}: {r.bad:,} bad records skipped (first {len(r.examples)} shown; --strict to fail instead)", err=True)
         for reason, n in r.dropped.items():
             click.echo(f"note: {_shown(r.file)}: dropped {n:,} × {reason}")
-        if r.error and r.counts.records:
-            click.echo(f"note: {r.file}: the {r.counts.records:,} conversations of the batches before its error are kept; "
-                       "fix the file and run the same command again to finish", err=True)  # fmt: skip
+        if r.error and r.taken_back:
+            click.echo(f"note: {r.file}: nothing of it was imported (the {r.taken_back:,} conversations written before its "
+                       "error were taken back); fix the file and run the same command again", err=True)  # fmt: skip
         if r.me_missing:
             click.echo(f"warning: {r.file}: {r.me_missing.render(names)}", err=True)
     click.echo(f"{total:,} conversations in {dataset}")

@@ -92,22 +92,33 @@ def check(dataset: str, repair: bool, as_json: bool) -> None:
     """Check the dataset's integrity: the SQLite file, the full-text index, message ranges, digests,
     tags and revision numbers. Exits 1 when it finds a problem.
 
+    A damaged SQLite file (SQLite's own check fails) is not repaired: SQLite's recovery copies
+    what can still be read into a new file (sqlite3 DATASET .recover | sqlite3 NEW.db), which
+    'chatloom check -d NEW.db --repair' then checks.
+
     \b
     Example usage:
         chatloom check
+        chatloom check --repair        # rebuild the full-text index, then check
     """
     with Store(dataset) as store:
         if repair:
             store.repair_fts()
         result = store.check()
     if as_json:
-        print_json({"ok": result.ok, "problems": result.problems, "conversations": result.conversations, "messages": result.messages})
+        print_json({"ok": result.ok, "damaged": result.damaged, "problems": result.problems,
+                    "conversations": result.conversations, "messages": result.messages})  # fmt: skip
     elif result.ok:
         click.echo(f"ok: {result.conversations:,} conversations, {result.messages:,} messages")
     else:
         for problem in result.problems:
             click.echo(f"problem: {problem}", err=True)
-        click.echo(f"{len(result.problems)} problems in {dataset}", err=True)
+        if result.damaged:
+            click.echo(f"{dataset}: the SQLite file is damaged ({len(result.problems)} problems); "
+                       f"'sqlite3 {dataset} .recover | sqlite3 NEW.db' copies what can still be read into NEW.db, "
+                       "then 'chatloom check -d NEW.db --repair' checks it", err=True)  # fmt: skip
+        else:
+            click.echo(f"{len(result.problems)} problems in {dataset}", err=True)
     if not result.ok:
         raise click.exceptions.Exit(1)
 

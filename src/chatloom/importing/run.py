@@ -11,14 +11,19 @@ fails, remove the dataset it created rather than leave it empty. ``import_files`
 with its importer, in this process or (a large file) in a worker process (``worker.py``) while
 this one writes, and journals it: begun, then done or failed, so an interrupted import resumes.
 
+The rule for a file: it is imported whole, or not at all. A file that fails part-way (bad input
+under ``strict``, a file cut short, a fault) has what its committed batches wrote taken back
+(``Store.undo_import``): the dataset is as it was before that file. An import that is stopped
+(Ctrl+C, a kill, a crash) keeps its committed batches, and running it again resumes it. Nothing
+is committed into a dataset SQLite finds damaged (``Store.start_sound_check``, beside the first
+batches).
+
 Results, not prints: each file gets a ``FileResult``; of several files, one whose input is bad
 gets its error there and the others go on; any other error is raised (typed, ``errors.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import sqlite3
 import zlib
 from collections import Counter
@@ -28,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatloomError, ParamError, SourceError
+from ..errors import ChatloomError, ParamError, SourceError, StoreError
 from ..sources import ImportOptions, Reader, Source
 from ..sources.stream import ask_for_me, me_missing
-from ..store import ImportCounts, Store, fingerprint
+from ..store import ImportCounts, SoundCheck, Store, fingerprint
 from . import worker
 from .files import Plan, plan
 
@@ -51,6 +56,7 @@ class FileResult:
     dry_run: bool = False
     me_missing: ParamError | None = None  # "me 'X' is none of its speakers: …" (message streams)
     failure: ChatloomError | None = None  # the file could not be read ("FILE:LINE: what is wrong"); the other files went on
+    taken_back: int = 0  # a failed file: the conversations its committed batches had written, taken back
 
     @property
     def error(self) -> str | None:
@@ -72,7 +78,7 @@ class FileResult:
             "speakers": self.speakers,
             "dropped": self.dropped,
             "me_missing": None if self.me_missing is None else self.me_missing.render(names),
-            **({"error": self.failure.render(names)} if self.failure is not None else {}),
+            **({"error": self.failure.render(names), "taken_back": self.taken_back} if self.failure is not None else {}),
             **({"roles": self.roles, "dry_run": True} if self.dry_run else {}),
         }
 
@@ -127,6 +133,7 @@ def import_paths(
             return ImportResult(results, dataset.count(), files.skipped)
         path = Path(dataset)
         existed = path.exists()
+        zero = existed and path.is_file() and path.stat().st_size == 0  # becomes a dataset (see Store)
         done = False
         try:
             with Store(":memory:" if dry_run and not existed else path, create=True) as store:
@@ -134,20 +141,26 @@ def import_paths(
                 total = store.count()
             done = not any(r.failure for r in results)
         finally:
-            if not done and not existed and not dry_run:
-                _remove_if_empty(path)  # a failed first import leaves no empty dataset behind
+            if not done and (not existed or zero) and not dry_run:
+                _remove_if_empty(path, zero)  # a failed first import leaves no empty dataset behind
         return ImportResult(results, total, files.skipped)
 
 
-def _remove_if_empty(path: Path) -> None:
+def _remove_if_empty(path: Path, zero: bool) -> None:
+    """Remove the dataset a failed first import made, if it holds nothing; ``zero``: it was a
+    zero-byte file, which it is again."""
     try:
         with Store(path) as store:
             empty = store.is_empty()
     except Exception:
         return
     if empty:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if zero:
+            path.write_bytes(b"")
+        else:
+            path.unlink(missing_ok=True)
 
 
 def import_files(
@@ -161,14 +174,16 @@ def import_files(
     on_file: OnFile | None = None,
     on_error: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Import planned files (``plan``). Each file is journaled; ``strict`` makes each file all
-    or nothing; ``dry_run`` reads and counts (against the store) but writes nothing.
-    ``on_file(path, source, size)`` may return a progress callback (bytes read).
+    """Import planned files (``plan``). Each file is journaled, and imported whole or not at all
+    (a file that fails has what it had committed taken back: see the module's docstring);
+    ``strict`` makes a bad record fail its file; ``dry_run`` reads and counts (against the store)
+    but writes nothing. ``on_file(path, source, size)`` may return a progress callback (bytes
+    read). Nothing is committed before SQLite's quick check has found the file sound.
 
     A file that cannot be read raises its error; of several files, it gets a result with the
-    ``failure`` instead (``on_error`` hears it at once), with the counts of the batches it had
-    committed, and the others are still imported. Anything but bad input (the dataset's errors,
-    Ctrl+C, a fault of chatloom itself) stops everything."""
+    ``failure`` instead (``on_error`` hears it at once), with nothing of it kept, and the others
+    are still imported. Anything but bad input (the dataset's errors, Ctrl+C, a fault of
+    chatloom itself) stops everything."""
     files = files if isinstance(files, Plan) else Plan(files)
     name_of = files.display_name
     results: list[FileResult] = []
@@ -187,6 +202,29 @@ def import_files(
         if on_error is not None:
             on_error(result)
 
+    sound = None if dry_run else store.start_sound_check()  # no import into a damaged file
+    try:
+        _import_each(store, files, results, failed, strict=strict, tags=tags, batch_size=batch_size, dry_run=dry_run,
+                     on_file=on_file, sound=sound)  # fmt: skip
+    finally:
+        if sound is not None:
+            sound.close()
+    # every file read a chat where me is nobody (only chats have me_missing), and no failed file
+    # kept anything (none does: a failed file is taken back): nothing was written, a typo most likely
+    read = [r for r in results if r.failure is None]
+    if read and all(r.me_missing for r in read):
+        missing = read[0].me_missing
+        assert missing is not None
+        raise ParamError("{file}: " + missing.template + "; nothing was imported", file=read[0].file, **missing.values)
+    return results
+
+
+def _import_each(
+    store: Store, files: Plan, results: list[FileResult], failed: Callable[[Exception, Path, FileResult], None], *,
+    strict: bool, tags: Sequence[str], batch_size: int, dry_run: bool, on_file: OnFile | None, sound: SoundCheck | None,
+) -> None:  # fmt: skip
+    """``import_files``' loop: each file read, written and journaled, its result in ``results``."""
+    name_of = files.display_name
     for file, source, detected in files:
         progress = on_file(file, source, file.stat().st_size) if on_file else None
         name = name_of(file)
@@ -199,36 +237,29 @@ def import_files(
             continue
         if source.stream and not source.options.me:
             check_me(Plan([(file, source, detected)], stage=files.stage))
-        run, interrupted = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
-        committed = [ImportCounts()]  # what the batches committed so far hold (none with strict)
-        on_batch = functools.partial(_keep_copy, committed)
+        run = store.journal_begin(name if "!" in name else str(file.resolve()), source.name, fingerprint(file))
         try:
             if worker.usable(file):  # parse on another core while this one writes
                 with closing(worker.read_batches(source, file, reader, batch_size=batch_size)) as batches:
-                    counts = store.import_batches(batches, tags=tags, atomic=strict, journal=run, on_batch=on_batch)
+                    counts = store.import_batches(batches, tags=tags, atomic=strict, journal=run, sound=sound)
             else:
                 counts = store.import_conversations(
-                    source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run, on_batch=on_batch
+                    source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run, sound=sound
                 )
         except Exception as err:
-            store.journal_end(run, committed[0], status="failed", bad=reader.bad_count)
-            failed(err, file, FileResult(name, source.name, committed[0], reader.bad_count, reader.examples, detected, interrupted))
+            try:
+                taken, _ = store.undo_import(run, bad=reader.bad_count)  # the file whole or not at all
+            except ChatloomError as undo_err:
+                raise StoreError(f"{_as_source_error(err, files, file)}; what it had written could not be taken back: {undo_err}") from err
+            failed(err, file, FileResult(name, source.name, ImportCounts(), reader.bad_count, reader.examples, detected,
+                                         run.interrupted, taken_back=taken))  # fmt: skip
             continue
-        # On Ctrl+C the run stays 'running' in the journal, as after a kill: the next run of the
-        # same file says it resumed it.
+        # On Ctrl+C the run stays 'running' in the journal, as after a kill: what it committed is
+        # kept, and the next run of the same file says it resumed it.
         store.journal_end(run, counts, status="done", bad=reader.bad_count)
         missing = me_missing(source.options, reader) if source.stream else None
-        results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, interrupted,
+        results.append(FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, run.interrupted,
                                   dict(reader.speakers), dict(reader.dropped), me_missing=missing))  # fmt: skip
-    # every file read a chat where me is nobody (only chats have me_missing), and no failed file
-    # kept a batch: nothing was written, a typo most likely
-    read = [r for r in results if r.failure is None]
-    kept = any(r.counts.records for r in results if r.failure is not None)
-    if read and all(r.me_missing for r in read) and not kept:
-        missing = read[0].me_missing
-        assert missing is not None
-        raise ParamError("{file}: " + missing.template + "; nothing was imported", file=read[0].file, **missing.values)
-    return results
 
 
 def check_me(files: Plan) -> None:
@@ -259,10 +290,6 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
     counts = store.preview(counted(), tags=())  # errors: see import_files
     return FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip
-
-
-def _keep_copy(into: list[ImportCounts], counts: ImportCounts) -> None:
-    into[0] = dataclasses.replace(counts)
 
 
 def _as_source_error(err: Exception, files: Plan, file: Path | None = None) -> ChatloomError:

@@ -2,10 +2,10 @@
 for the parts, and ``bulk.py`` for the bulk-write interface (``make_batches``, ``Batch``)."""
 
 from .bulk import Batch, ImportCounts, make_batches
-from .check import CheckResult
+from .check import CheckResult, SoundCheck
 from .db import DEFAULT_DATASET, dataset_path
 from .edit import Revision
-from .journal import fingerprint
+from .journal import ImportRun, fingerprint
 from .read import Entry, Summary, fts_query
 from .store import Store
 
@@ -15,7 +15,9 @@ __all__ = [
     "CheckResult",
     "Entry",
     "ImportCounts",
+    "ImportRun",
     "Revision",
+    "SoundCheck",
     "Store",
     "Summary",
     "dataset_path",

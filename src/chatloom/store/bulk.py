@@ -30,10 +30,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 
+import msgspec
+
 from ..model import Conversation, digest, ensure_id
 from ..parallel import prefetch
+from .check import SoundCheck
 from .edit import INSERT_REVISION, Edit
-from .journal import Journal
+from .journal import ImportRun, Journal
 from .rows import EXISTING_COLUMNS, INSERT_CONVERSATION, Existing, conv_row, loads, message_rows, now
 
 _IN_CHUNK = 900  # ids per "IN (?, ?, …)" query
@@ -138,16 +141,17 @@ class Bulk(Edit, Journal):
         tags: Sequence[str] = (),
         batch_size: int = 5000,
         atomic: bool = False,
-        journal: int | None = None,
+        journal: ImportRun | None = None,
         on_batch: Callable[[ImportCounts], None] | None = None,
+        sound: SoundCheck | None = None,
     ) -> ImportCounts:
         """Upsert conversations by id, in transactions of ``batch_size``.
 
         New ids are added; an id whose digest is unchanged is left alone (importing the same file
         twice adds nothing); a changed one is updated with a revision; a deleted one is skipped.
         ``atomic=True`` runs everything in one transaction (all or nothing). ``journal``: the run
-        (``journal_begin``) whose counts are updated with each batch; ``on_batch``: see
-        ``import_batches``.
+        (``journal_begin``) whose row is written with the first batch and updated with each;
+        ``on_batch`` and ``sound``: see ``import_batches``.
         """
         # The next batch is parsed in a thread. It is asked for just before the FTS step, one
         # long sqlite3_step that releases the GIL, so parsing overlaps indexing instead of
@@ -160,7 +164,7 @@ class Bulk(Edit, Journal):
         gate.set()
         batches = prefetch(_batches(convs, batch_size, gate=gate), depth=1)
         try:
-            return self.import_batches(batches, tags=tags, atomic=atomic, journal=journal, on_batch=on_batch, gate=gate)
+            return self.import_batches(batches, tags=tags, atomic=atomic, journal=journal, on_batch=on_batch, gate=gate, sound=sound)
         finally:
             gate.set()  # a producer waiting at the gate must be able to finish
             batches.close()
@@ -171,9 +175,10 @@ class Bulk(Edit, Journal):
         *,
         tags: Sequence[str] = (),
         atomic: bool = False,
-        journal: int | None = None,
+        journal: ImportRun | None = None,
         on_batch: Callable[[ImportCounts], None] | None = None,
         gate: threading.Event | None = None,
+        sound: SoundCheck | None = None,
     ) -> ImportCounts:
         """``import_conversations`` for batches made elsewhere (``make_batches``; see this module's
         docstring), each written in its own transaction unless ``atomic``; a ``Batch`` with
@@ -181,7 +186,12 @@ class Bulk(Edit, Journal):
         just before the current one's FTS step; ``gate``, when given, is open only from then
         until the batch commits (after a piece: until the next batch begins). ``on_batch(counts)``
         hears the counts so far each time a batch is committed; inside an outer transaction
-        (``atomic``, or a caller's) nothing is committed before it ends, and it is not called."""
+        (``atomic``, or a caller's) nothing is committed before it ends, and it is not called.
+
+        ``sound``: the check of the file running beside the import (``start_sound_check``).
+        Nothing is committed before it has passed: the first transaction stays open, taking
+        in the batches that come meanwhile, until it ends; a damaged file is a ``StoreError``
+        and nothing is written (no import into a damaged file)."""
         counts = ImportCounts()
         at = now()
         source = iter(batches)
@@ -199,7 +209,8 @@ class Bulk(Edit, Journal):
         # foreign-key lookup is skipped here (it cannot be toggled inside a transaction);
         # 'chatloom check' runs the foreign-key check over the whole file.
         fk_off = self._depth == 0
-        piece_before = False  # the last batch was a piece: its transaction is open
+        piece_before = False  # the last batch was a piece (or the check is running): its transaction is open
+        run = journal.pk if journal is not None else None  # the run's row, once a transaction has written it
         if fk_off:
             self.db.execute("PRAGMA foreign_keys = OFF")
         try:
@@ -217,22 +228,76 @@ class Bulk(Edit, Journal):
                         gate.clear()
                     if not piece_before:
                         transaction.enter_context(self._write())
+                        if journal is not None:
+                            run = self._journal_row(journal)
                     if batch:
-                        self._import_batch(batch, tags, at, counts, before_index=fetch_next)
+                        self._import_batch(batch, tags, at, counts, run, before_index=fetch_next)
                     else:  # the end of a batch sent in pieces, with nothing more in it
                         fetch_next()
                     piece_before = isinstance(batch, Batch) and batch.piece
                     if piece_before:
                         continue
-                    if journal is not None:
-                        self._journal_update(journal, counts)
+                    if sound is not None:
+                        if not sound.finished() and ahead[-1] is not None:
+                            piece_before = True  # more is coming: it joins this transaction
+                            continue
+                        sound.raise_if_damaged()
+                        sound = None
+                    if run is not None:
+                        self._journal_update(run, counts)
                     transaction.close()  # commits, unless an outer transaction holds it
-                    if on_batch is not None and self._depth == 0:
-                        on_batch(counts)
+                    if self._depth == 0:
+                        if journal is not None:
+                            journal.pk = run
+                        if on_batch is not None:
+                            on_batch(counts)
+                if sound is not None:  # a stream with no batch at all
+                    sound.raise_if_damaged()
+            if journal is not None and self._depth == 0:
+                journal.pk = run
         finally:
             if fk_off:
                 self.db.execute("PRAGMA foreign_keys = ON")
         return counts
+
+    def undo_import(self, run: ImportRun, *, bad: int = 0) -> tuple[int, int]:
+        """Take back what import run ``run`` committed, in one transaction, and record it as
+        ``failed`` (with ``bad`` records): the conversations it added are removed (row, messages,
+        index, tags, history), those it changed (updated, tagged) get their state from before it
+        back, and lose the revisions it made. A conversation someone else has changed since is
+        left as it is. Returns (conversations taken back, conversations left as they are). A run
+        that committed nothing writes nothing: the file is as it was."""
+        if run.pk is None:
+            return 0, 0
+        taken = left = 0
+        with self._write():
+            changed = self.db.execute(
+                "SELECT conv, min(revision), max(revision) FROM revisions WHERE run = ? GROUP BY conv", (run.pk,)
+            ).fetchall()
+            for pk, first, last in changed:
+                (current,) = self.db.execute("SELECT revision FROM conversations WHERE pk = ?", (pk,)).fetchone()
+                if current != last:
+                    left += 1
+                    continue
+                (prev,) = self.db.execute("SELECT prev FROM revisions WHERE conv = ? AND revision = ?", (pk, first)).fetchone()
+                if prev is None:  # the run added it (an import never writes over a tombstone)
+                    self._drop_messages(pk)
+                    for table in ("tags", "token_counts", "revisions"):
+                        self.db.execute(f"DELETE FROM {table} WHERE conv = ?", (pk,))
+                    self.db.execute("DELETE FROM conversations WHERE pk = ?", (pk,))
+                else:
+                    conv = msgspec.json.decode(prev, type=Conversation)
+                    before = self.db.execute("SELECT digest, at FROM revisions WHERE conv = ? AND revision = ?", (pk, first - 1)).fetchone()
+                    dg, at = before if before is not None and before[0] is not None else (digest(conv), now())
+                    self._overwrite(pk, conv, dg, at)
+                    self.db.execute("DELETE FROM revisions WHERE conv = ? AND revision >= ?", (pk, first))
+                    self.db.execute("UPDATE conversations SET revision = ?, modified_at = ? WHERE pk = ?", (first - 1, at, pk))
+                taken += 1
+            self._journal_update(run.pk, ImportCounts(), "failed")
+            self.db.execute("UPDATE imports SET bad = ? WHERE pk = ?", (bad, run.pk))
+            if run.earlier is not None:  # the earlier run it resumed is unfinished again, as before it
+                self.db.execute("UPDATE imports SET status = 'running' WHERE pk = ? AND status = 'interrupted'", (run.earlier,))
+        return taken, left
 
     def preview(self, convs: Iterable[Conversation], *, tags: Sequence[str] = (), batch_size: int = 5000) -> ImportCounts:
         """What ``import_conversations`` would count, without writing anything."""
@@ -263,6 +328,7 @@ class Bulk(Edit, Journal):
         tags: Sequence[str],
         at: str,
         counts: ImportCounts,
+        run: int | None,
         before_index: Callable[[], None] = lambda: None,
     ) -> None:
         db = self.db
@@ -283,7 +349,7 @@ class Bulk(Edit, Journal):
                 msg_rows.extend(message_rows(conv, pk))
                 next_msg += len(conv.messages)
                 tag_rows.extend((t, pk) for t in conv.tags)
-                rev_rows.append((pk, 1, "import", at, dg, None))
+                rev_rows.append((pk, 1, "import", at, dg, None, run))
                 counts.added += 1
                 counts.messages += len(conv.messages)
             elif kind == "deleted":
@@ -293,7 +359,7 @@ class Bulk(Edit, Journal):
                 counts.unchanged += 1
                 missing = [t for t in conv.tags if t not in loads(old.tags, [])]
                 if missing:
-                    self._retag(old.pk, add=missing, remove=(), at=at)
+                    self._retag(old.pk, add=missing, remove=(), at=at, run=run)
             else:  # a newer version of it: the tags a user added to the old one stay
                 assert old is not None
                 conv.tags = list(dict.fromkeys([*loads(old.tags, []), *conv.tags]))
@@ -305,6 +371,6 @@ class Bulk(Edit, Journal):
         db.executemany("INSERT INTO tags VALUES (?, ?)", tag_rows)
         db.executemany(INSERT_REVISION, rev_rows)
         for pk, conv, dg in changed:
-            self._replace(pk, conv, dg, op="import", at=at)
+            self._replace(pk, conv, dg, op="import", at=at, run=run)
             counts.updated += 1
             counts.messages += len(conv.messages)

@@ -10,36 +10,106 @@ tags column agrees with the ``tags`` index table; its content hashes to its dige
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errors import StoreError
 from ..model import digest
+from .db import connect, damaged
 from .read import Read
 from .rows import loads
 
 
 @dataclass
 class CheckResult:
-    """What ``check`` found: one line per problem."""
+    """What ``check`` found: one line per problem. ``damaged``: SQLite's own check failed, so the
+    file must be recovered (chatloom's invariants were not checked: they need a sound file)."""
 
     problems: list[str] = field(default_factory=list)
     conversations: int = 0
     messages: int = 0
+    damaged: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
+class SoundCheck:
+    """SQLite's ``quick_check`` of a dataset file on a connection and a thread of their own, beside
+    an import: it spends its time inside SQLite, which lets the import's threads run meanwhile.
+    Its snapshot is the file before the import, whatever the import writes meanwhile (WAL).
+
+        sound = store.start_sound_check()
+        store.import_batches(batches, sound=sound)   # commits nothing before it has passed
+        sound.close()
+
+    On the bench's dataset of 100,352 conversations (419 MB, in the page cache) it takes about
+    0.45 s: hidden behind the first batches of a large file, and the most a small one waits."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.problems: list[str] | None = None
+        self._db = connect(path)
+        self._thread = threading.Thread(target=self._run, name="chatloom-sound-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            lines = [line for (line,) in self._db.execute("PRAGMA quick_check")]
+            self.problems = [line for line in lines if line != "ok"]
+        except sqlite3.OperationalError as err:  # interrupted by close(): not a verdict
+            self.problems = [] if "interrupt" in str(err) else [str(err)]
+        except sqlite3.DatabaseError as err:
+            self.problems = [str(err)]
+
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def raise_if_damaged(self) -> None:
+        """Wait for the check; ``StoreError`` when it found the file damaged."""
+        self._thread.join()
+        if self.problems:
+            raise StoreError(damaged(self.path, self.problems[0]) + "; nothing was imported into it")
+
+    def close(self) -> None:
+        """Stop the check if it still runs, and close its connection."""
+        if self._thread.is_alive():
+            self._db.interrupt()
+            self._thread.join()
+        self._db.close()
+
+
 class Check(Read):
     """The integrity checks of ``Store``."""
+
+    def start_sound_check(self) -> SoundCheck:
+        """Start SQLite's quick check of the file beside what comes next (see ``SoundCheck``)."""
+        return SoundCheck(self.path)
+
+    def sqlite_problems(self, *, quick: bool = False) -> list[str]:
+        """What SQLite's own check (``PRAGMA integrity_check``, or the faster ``quick_check``,
+        which skips comparing indexes with their tables) finds wrong in the file: none when it is
+        sound."""
+        try:
+            lines = [line for (line,) in self.db.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}")]
+        except sqlite3.DatabaseError as err:
+            return [str(err)]
+        return [line for line in lines if line != "ok"]
 
     def check(self) -> CheckResult:
         """Check the file (SQLite's own check, foreign keys, the FTS index) and our invariants:
         message ranges, digests, tags, revision numbers."""
         db = self.db
-        res = CheckResult(conversations=self.count())
+        res = CheckResult()
+        damage = self.sqlite_problems()
+        if damage:
+            res.problems += [f"sqlite: {line}" for line in damage]
+            res.damaged = True
+            return res
+        res.conversations = self.count()
         res.messages = db.execute("SELECT count(*) FROM messages").fetchone()[0]
-        res.problems += [f"sqlite: {line}" for (line,) in db.execute("PRAGMA integrity_check") if line != "ok"]
         fk = db.execute("PRAGMA foreign_key_check").fetchall()
         if fk:
             res.problems.append(f"foreign keys: {len(fk)} rows point at nothing (first: {fk[0]})")
@@ -79,6 +149,9 @@ class Check(Read):
         return res
 
     def repair_fts(self) -> None:
-        """Rebuild the full-text index from the messages."""
+        """Rebuild the full-text index from the messages (refused in a damaged file)."""
+        damage = self.sqlite_problems(quick=True)
+        if damage:
+            raise StoreError(damaged(self.path, damage[0]) + "; the full-text index was not rebuilt")
         with self._write():
             self.db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")

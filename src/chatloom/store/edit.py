@@ -31,7 +31,8 @@ from .rows import (
     to_conversation,
 )
 
-INSERT_REVISION = "INSERT INTO revisions (conv, revision, op, at, digest, prev) VALUES (?, ?, ?, ?, ?, ?)"
+#: ``run``: the import run that made it (``imports.pk``), None for any other change
+INSERT_REVISION = "INSERT INTO revisions (conv, revision, op, at, digest, prev, run) VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass
@@ -83,15 +84,20 @@ class Edit(Read):
         self.db.execute("DELETE FROM tags WHERE conv = ?", (pk,))
         self.db.execute("UPDATE conversations SET deleted = 1, tags = '[]', n_messages = 0 WHERE pk = ?", (pk,))
 
-    def _new_revision(self, pk: int, op: str, at: str, dg: str | None, prev: str | None) -> int:
+    def _new_revision(self, pk: int, op: str, at: str, dg: str | None, prev: str | None, run: int | None = None) -> int:
         (current,) = self.db.execute("SELECT revision FROM conversations WHERE pk = ?", (pk,)).fetchone()
-        self.db.execute(INSERT_REVISION, (pk, current + 1, op, at, dg, prev))
+        self.db.execute(INSERT_REVISION, (pk, current + 1, op, at, dg, prev, run))
         self.db.execute("UPDATE conversations SET revision = ?, modified_at = ? WHERE pk = ?", (current + 1, at, pk))
         return current + 1
 
-    def _replace(self, pk: int, conv: Conversation, dg: str, *, op: str, at: str) -> int:
+    def _replace(self, pk: int, conv: Conversation, dg: str, *, op: str, at: str, run: int | None = None) -> int:
         """Write ``conv`` over conversation ``pk`` (live or tombstone), keeping the old state."""
         prev = self._snapshot(pk)
+        self._overwrite(pk, conv, dg, at)
+        return self._new_revision(pk, op, at, dg, prev, run)
+
+    def _overwrite(self, pk: int, conv: Conversation, dg: str, at: str) -> None:
+        """Conversation ``pk`` becomes ``conv`` (live): its row, messages, index and tags; no revision."""
         self._drop_messages(pk)
         start = self._max_pk("messages") + 1
         self._insert_messages(message_rows(conv, pk), start)
@@ -105,7 +111,6 @@ class Edit(Read):
         )  # fmt: skip
         self.db.execute("DELETE FROM tags WHERE conv = ?", (pk,))
         self.db.executemany("INSERT INTO tags VALUES (?, ?)", [(t, pk) for t in conv.tags])
-        return self._new_revision(pk, op, at, dg, prev)
 
     def put(self, conv: Conversation, *, base_revision: int | None = None, op: str = "edit") -> int:
         """Save one conversation (insert or update); returns its new revision.
@@ -127,7 +132,7 @@ class Edit(Read):
                 self._insert_messages(message_rows(conv, pk), start)
                 self._index_messages(start, start + len(conv.messages))
                 self.db.executemany("INSERT INTO tags VALUES (?, ?)", [(t, pk) for t in conv.tags])
-                self.db.execute(INSERT_REVISION, (pk, 1, "create", at, dg, None))
+                self.db.execute(INSERT_REVISION, (pk, 1, "create", at, dg, None, None))
                 return 1
             pk, current = found
             if base_revision is not None and base_revision != current:
@@ -151,7 +156,7 @@ class Edit(Read):
                 n += 1
         return n
 
-    def _retag(self, pk: int, *, add: Sequence[str], remove: Sequence[str], at: str) -> bool:
+    def _retag(self, pk: int, *, add: Sequence[str], remove: Sequence[str], at: str, run: int | None = None) -> bool:
         tags_json, deleted, dg = self.db.execute("SELECT tags, deleted, digest FROM conversations WHERE pk = ?", (pk,)).fetchone()
         if deleted:
             return False
@@ -163,7 +168,7 @@ class Edit(Read):
         self.db.execute("UPDATE conversations SET tags = ? WHERE pk = ?", (orjson.dumps(new).decode(), pk))
         self.db.execute("DELETE FROM tags WHERE conv = ?", (pk,))
         self.db.executemany("INSERT INTO tags VALUES (?, ?)", [(t, pk) for t in new])
-        self._new_revision(pk, "tag", at, dg, prev)
+        self._new_revision(pk, "tag", at, dg, prev, run)
         return True
 
     def tag(self, ids: Iterable[str], *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> int:

@@ -107,6 +107,13 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_revisions_know_their_import(db: sqlite3.Connection) -> None:
+    # The import run (imports.pk) a revision was made by: a file whose import fails is taken back
+    # by it, revision by revision, the batches it had committed included. NULL: not an import.
+    db.execute("ALTER TABLE revisions ADD COLUMN run INTEGER")
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""
