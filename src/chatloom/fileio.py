@@ -1,17 +1,33 @@
 """chatloom's own files: atomic writes (a temp file or folder beside the target, renamed over it only
-when complete), and chatloom's home folder (``$CHATLOOM_HOME``, else ``~/.chatloom``)."""
+when complete), scratch folders, the clean-up of what a killed run left, and chatloom's home folder
+(``$CHATLOOM_HOME``, else ``~/.chatloom``).
+
+Every temporary name says it is chatloom's and which process made it: ``.NAME.PID.XXXXXXXX.tmp``
+beside a target ``NAME`` (``atomic_write``, ``atomic_folder``) and ``.chatloom-KIND-PID-XXXXXXXX``
+(``scratch_folder``). A run that ends, or stops on Ctrl+C or an error, removes its own (their
+``with`` blocks); one that was killed cannot, so the next run in the same folder removes those
+whose process no longer runs (``remove_stale``), and never a file of another name.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
 from .errors import ChatloomError
+
+_RANDOM = "[a-z0-9_]{8}"  # the part tempfile.mkstemp / mkdtemp make up
+_TEMPORARY = re.compile(rf"\.(?P<target>.+)\.(?P<pid>[0-9]+)\.{_RANDOM}\.tmp")
+_SCRATCH = re.compile(rf"\.chatloom-[a-z]+-(?P<pid>[0-9]+)-{_RANDOM}")
+#: what chatloom made before a name held its process: ``.NAME.XXXXXXXX.tmp``, ``.chatloom-build-XXXXXXXX``
+_OLD_TEMPORARY = re.compile(rf"\.(?P<target>.+)\.{_RANDOM}\.tmp")
+_OLD_SCRATCH = re.compile(rf"\.chatloom-build-{_RANDOM}")
 
 
 def home() -> Path:
@@ -31,7 +47,7 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     except OSError as err:
         raise ChatloomError(f"{target}: cannot write: {err.strerror}") from None
     try:
@@ -56,7 +72,7 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
     except OSError as err:
         raise ChatloomError(f"{target}: cannot write: {err.strerror}") from None
     try:
@@ -66,3 +82,58 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.rename(tmp / target.name, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def scratch_folder(parent: str | os.PathLike[str], kind: str) -> Iterator[Path]:
+    """A scratch folder ``.chatloom-KIND-PID-XXXXXXXX`` in ``parent``, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix=f".chatloom-{kind}-{os.getpid()}-", dir=parent) as path:
+        yield Path(path)
+
+
+def remove_stale(folder: str | os.PathLike[str], targets: Iterable[str] = ()) -> list[Path]:
+    """Remove from ``folder`` the temporary files and folders that chatloom runs which were killed
+    left there: those named as chatloom names them (see the module's docstring) by a process that
+    no longer runs, and, for the ``targets`` this run is about to write, those chatloom named
+    before names held a process. Returns what was removed; nothing else is touched."""
+    folder = Path(folder)
+    targets = set(targets)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        name = path.name
+        found = _TEMPORARY.fullmatch(name) or _SCRATCH.fullmatch(name)
+        if found is not None:
+            stale = not _running(int(found["pid"]))
+        else:
+            old = _OLD_TEMPORARY.fullmatch(name)
+            stale = (old is not None and old["target"] in targets) or _OLD_SCRATCH.fullmatch(name) is not None
+        if not stale:
+            continue
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass  # another run removed it first
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (this one does; one of another user counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True

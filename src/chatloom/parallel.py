@@ -18,8 +18,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import multiprocessing
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
@@ -89,7 +91,8 @@ def process_pool(workers: int, *, context: str | None = None, initializer: Calla
     if workers <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(context), initializer=initializer, initargs=initargs)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(context), initializer=_worker_start,
+                               initargs=(os.getpid(), initializer, initargs))  # fmt: skip
     try:
         for _ in range(workers):  # start every worker now, while the caller prepares the first jobs
             pool.submit(int)  # (the executor starts one for each job submitted while none is idle)
@@ -101,6 +104,21 @@ def process_pool(workers: int, *, context: str | None = None, initializer: Calla
         for process in list((pool._processes or {}).values()):
             process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_start(parent: int, initializer: Callable[..., object] | None, initargs: tuple[Any, ...]) -> None:
+    """A pool worker's start: it ends itself once the process that started it is gone (a chatloom
+    that was killed must not leave its workers waiting for ever on a queue nobody feeds: they
+    hold its other end themselves), then runs the caller's ``initializer``."""
+    threading.Thread(target=_end_with, args=(parent,), name="chatloom-parent-watch", daemon=True).start()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def ordered_map(fn: Callable[[T], R], jobs: Iterable[T], pool: Executor | None = None, *,

@@ -95,3 +95,30 @@ def test_records_an_input_cannot_read_are_counted_not_lost(tmp_path: Path, run) 
     assert r.stderr.startswith(f"warning: input mine: 1 records could not be read and were skipped, e.g. {tmp_path / 'chats.jsonl'}:2:")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["skipped_records"]["mine"]["count"] == 1 and report["output"]["conversations"] == 1
+
+
+def test_a_build_removes_what_a_killed_build_left_and_nothing_else(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    """A killed build leaves its scratch folder and half-written files (``.chatloom-build-PID-…``,
+    ``.rejected.jsonl.PID.….tmp``); the next build into the folder removes them, those of older
+    chatloom versions too, and nothing of another name or of a process that still runs."""
+    import os
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = proc.pid
+    path = _recipe(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [f".chatloom-build-{dead}-abcd1234", ".chatloom-build-x1y2z3_4", f".rejected.jsonl.{dead}.abcdefgh.tmp",
+             ".report.html.abcdefgh.tmp", f".data.{dead}.abcdefgh.tmp"]  # fmt: skip
+    keep = [".chatloom-notes", f".chatloom-build-{os.getpid()}-abcd1234", ".rejected.jsonl.bak", "my.tmp", ".other.abcdefgh.tmp"]
+    for name in stale + keep:
+        if name.startswith(".chatloom-build") or name.startswith(".data"):
+            (out / name).mkdir()
+            (out / name / "stage1.jsonl").write_text("{}\n")
+        else:
+            (out / name).write_text("x")
+    assert run("build", str(path)).exit_code == 0
+    hidden = sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.name == "my.tmp")
+    assert hidden == sorted(keep)

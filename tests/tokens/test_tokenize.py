@@ -4,6 +4,7 @@ the file layout, determinism, and the reader."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,104 @@ def test_a_check_failing_in_a_worker_is_the_same_clean_error(tmp_path: Path) -> 
     with pytest.raises(CheckError, match="conversation lonely: has no trained token"):
         tokenize(convs, tmp_path / "out", workers=2)
     assert not [p for p in (tmp_path / "out").iterdir() if p.is_file()]  # nothing half-written, no temp file left
+
+
+# -- what an interrupted run leaves: nothing it does not remove itself, or the next run does ----------
+
+
+def _ended() -> int:
+    """The id of a process that has ended (and been waited for)."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _chatloom(*args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "chatloom", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _until(predicate, seconds: float = 120) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def _workers_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _big_input(tmp_path: Path, chitchat_path: Path) -> Path:
+    from chatloom.sources import Reader, get_source
+
+    convs = [c for c in get_source("chitchat").read(chitchat_path, Reader("x")) if any(m.role == "assistant" for m in c.messages)]
+    return write_jsonl(tmp_path / "chats.jsonl", convs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_killed_tokenize_leaves_temporaries_the_next_run_removes(tmp_path: Path, chitchat_path: Path) -> None:
+    import signal
+
+    data = _big_input(tmp_path, chitchat_path)
+    out = tmp_path / "tokens"
+    proc = _chatloom("tokenize", str(data), "-o", str(out), "--workers", "2")
+    assert _until(lambda: out.exists() and any(n.endswith(".tmp") for n in _hidden(out))), "no temporary file appeared"
+    assert _until(lambda: len(_workers_of(proc.pid)) >= 2, 60)
+    workers = _workers_of(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = [n for n in _hidden(out) if n.endswith(".tmp")]
+    assert left and all(f".{proc.pid}." in n for n in left)  # each names the process that made it
+    # its worker processes do not outlive it (they waited for ever on a queue nobody fed)
+    assert _until(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), 30), "a worker outlived the killed run"
+    # files of other names, a run's that still runs, and an old-style one of a file this run does not write, stay
+    keep = [".train.bin.notes", "notes.tmp", f".train.bin.{os.getpid()}.abcdefgh.tmp", ".report.json.abcdefgh.tmp"]
+    for name in keep:
+        (out / name).write_text("not chatloom's to remove")
+    (out / ".train.loss.abcdefgh.tmp").write_text("an old chatloom's, killed")  # before names held a process
+    (out / f".val.idx.{_ended()}.zz_yy123.tmp").write_text("another killed run's")
+    result = subprocess_run("tokenize", str(data), "-o", str(out), "--val", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(keep + [f"{n}.{e}" for n in ("train", "val") for e in ("bin", "idx", "loss")] + ["meta.json"])
+
+
+def subprocess_run(*args: str):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "chatloom", *args], capture_output=True, text=True)
+
+
+def test_ctrl_c_in_tokenize_removes_its_own_temporaries(tmp_path: Path, chitchat_path: Path) -> None:
+    import signal
+
+    data = _big_input(tmp_path, chitchat_path)
+    out = tmp_path / "tokens"
+    proc = _chatloom("tokenize", str(data), "-o", str(out), "--workers", "2")
+    assert _until(lambda: out.exists() and any(n.endswith(".tmp") for n in _hidden(out))), "no temporary file appeared"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted:"), err
+    assert list(out.iterdir()) == []

@@ -52,10 +52,10 @@ class ChatloomGroup(click.Group):
             if debug:
                 raise
             raise fail(str(err)) from None
-        except sqlite3.Error as err:  # the store wraps what it expects; this is the rest
+        except sqlite3.Error as err:  # the store names its file in its own errors; this is the rest
             if debug:
                 raise
-            raise fail(f"dataset: {err}") from None
+            raise fail(f"{ctx.meta.get('chatloom.dataset', 'dataset')}: {err}") from None
         except BrokenPipeError:  # `chatloom ls | head`: the reader left; so do we, quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise click.exceptions.Exit(0) from None
@@ -111,13 +111,21 @@ def param_flags(**flags: str) -> Callable[[click.Command], click.Command]:
 
 
 def dataset_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-d/--dataset``: the path as given (the store says what is wrong with it, a folder included,
+    in one line), remembered for the errors that name it."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: str) -> str:
+        ctx.meta["chatloom.dataset"] = value
+        return value
+
     return click.option(
         "-d",
         "--dataset",
-        type=click.Path(dir_okay=False),
+        type=click.Path(),
         envvar="CHATLOOM_DATASET",
         default="chatloom.db",
         show_default=True,
+        callback=remember,
         help="The dataset file (SQLite); also $CHATLOOM_DATASET.",
     )(fn)
 

@@ -106,9 +106,12 @@ def check(dataset: str, repair: bool, as_json: bool) -> None:
             store.repair_fts()
         result = store.check()
     if as_json:
-        print_json({"ok": result.ok, "damaged": result.damaged, "problems": result.problems,
+        print_json({"ok": result.ok, "damaged": result.damaged, "problems": result.problems, "notes": result.notes,
                     "conversations": result.conversations, "messages": result.messages})  # fmt: skip
-    elif result.ok:
+        raise click.exceptions.Exit(0 if result.ok else 1)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if result.ok:
         click.echo(f"ok: {result.conversations:,} conversations, {result.messages:,} messages")
     else:
         for problem in result.problems:

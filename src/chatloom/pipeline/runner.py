@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +30,7 @@ import msgspec
 import orjson
 
 from .. import jsonl
-from ..fileio import atomic_write
+from ..fileio import atomic_write, remove_stale, scratch_folder
 from ..model import Conversation, ensure_id
 from ..parallel import batched
 from ..reports import render_build_report
@@ -206,11 +205,13 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
     task_steps, steps = resolve_steps(recipe)
     target = Path(out or recipe.output)
     target.mkdir(parents=True, exist_ok=True)
+    data_name = "data" if recipe.split is not None else f"data{_extension(recipe.format)}"
+    remove_stale(target, ["rejected.jsonl", "report.json", "report.html", data_name])  # what a killed build left
     started = time.perf_counter()
     counts: Counter[str] = Counter()
     skipped: dict[str, dict[str, Any]] = {}  # records the importers could not read, per input
     with contextlib.ExitStack() as stack:
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix=".chatloom-build-", dir=target))
+        scratch = stack.enter_context(scratch_folder(target, "build"))
         rejected = stack.enter_context(atomic_write(target / "rejected.jsonl"))
         engine = stack.enter_context(get_executor(executor, recipe.model_dump(), keyed(task_steps, steps), workers))
         run = _Run(rejected, Path(scratch), engine, progress)
@@ -227,7 +228,7 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
                 fp.write(jsonl.dumps(conv))
                 if progress is not None and n % 256 == 0:
                     progress(run.reports)
-        data = target / ("data" if recipe.split is not None else f"data{_extension(recipe.format)}")
+        data = target / data_name
         exported = export_conversations(lambda: jsonl.read_path(final), str(data), fmt=recipe.format, split=recipe.split,
                                         seed=recipe.seed, ids=ids)
         ordered = [r for r in run.reports if r.where.startswith("tasks")] + [r for r in run.reports if not r.where.startswith("tasks")]

@@ -30,6 +30,7 @@ class CheckResult:
     conversations: int = 0
     messages: int = 0
     damaged: bool = False
+    notes: list[str] = field(default_factory=list)  # what could not be checked, and why
 
     @property
     def ok(self) -> bool:
@@ -116,8 +117,10 @@ class Check(Read):
         try:
             db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('integrity-check', 1)")
         except sqlite3.DatabaseError as err:
-            # names the command: the one thing a user can do about it (in Python: repair_fts())
-            res.problems.append(f"full-text index: {err} (repair: chatloom check --repair)")
+            if "readonly" in str(err):  # FTS5 checks itself with a (writing) command
+                res.notes.append("the full-text index was not checked: the file is read-only")
+            else:  # names the command: the one thing a user can do about it (in Python: repair_fts())
+                res.problems.append(f"full-text index: {err} (repair: chatloom check --repair)")
         for (conv_id,) in db.execute(
             """SELECT c.id FROM conversations c WHERE c.deleted = 0 AND c.n_messages != (
                    SELECT count(*) FROM messages m WHERE m.pk >= c.msg_start

@@ -39,22 +39,23 @@ def dataset_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get("CHATLOOM_DATASET") or DEFAULT_DATASET)
 
 
-def damaged(path: Path, what: str) -> str:
-    """The message for a dataset file SQLite finds damaged: what it found, and what can be done."""
-    return (
-        f"{path}: the dataset file is damaged ({what}); 'chatloom check -d {path}' lists the damage, "
-        f"and SQLite's recovery ('sqlite3 {path} .recover | sqlite3 NEW.db') copies what can still be read into a new file"
-    )
+def damaged(path: Path, what: str, *, opened: bool = True) -> str:
+    """The message for a dataset file SQLite finds damaged: what it found, and what can be done
+    (``opened``: SQLite could open it, so ``chatloom check`` can list the damage)."""
+    recover = f"SQLite's recovery ('sqlite3 {path} .recover | sqlite3 NEW.db') copies what can still be read into a new file"
+    if not opened:
+        return f"{path}: the dataset file is damaged ({what}) so that SQLite cannot open it; {recover}"
+    return f"{path}: the dataset file is damaged ({what}); 'chatloom check -d {path}' lists the damage, and {recover}"
 
 
 def store_error(path: Path, err: sqlite3.Error, doing: str = "") -> StoreError:
     """An SQLite error as the user should read it: the file named, damage told apart from a busy
-    or read-only file."""
+    or read-only file (``doing``: what failed, ``cannot open the dataset: `` when opening it)."""
     text = str(err)
     if isinstance(err, sqlite3.DatabaseError) and any(
         s in text for s in ("malformed", "file is not a database", "disk image", "corrupt")
     ):
-        return StoreError(damaged(path, text))
+        return StoreError(damaged(path, text, opened=not doing.startswith("cannot open")))
     if "readonly" in text or "read-only" in text:
         return StoreError(f"{path}: cannot write: the file (or its folder) is read-only")
     if "locked" in text or "busy" in text:

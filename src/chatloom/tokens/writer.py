@@ -13,7 +13,9 @@ Per split (``train``, and ``val`` when some conversations are held out), in ``ou
   of every check (what was dropped, fixed or truncated, with example ids).
 
 The same input and options give byte-identical files, with one worker or many. Every file is
-written beside its target and renamed into place when complete.
+written beside its target and renamed into place when complete; a run that stops (Ctrl+C, an
+error) removes its temporary files, and one that was killed leaves them for the next run in the
+same folder to remove (``fileio.remove_stale``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, remove_stale
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
 from .encode import Encoder, Report
@@ -159,6 +161,7 @@ def tokenize(
     tok = encoder.tokenizer
     dtype = encoder.dtype
     folder = Path(out)
+    remove_stale(folder, [f"{n}.{ext}" for n in ("train", "val") for ext in ("bin", "idx", "loss")] + ["meta.json"])
     report = Report()
     done = 0
     names = ["train", "val"] if val_ids is not None else ["train"]
