@@ -585,3 +585,38 @@ def test_rows_name_the_table_columns_in_order(store):
     row = conv_row(7, c, "dg", 3, "now", 11)
     assert (row.pk, row.digest, row.revision, row.deleted, row.modified_at, row.msg_start, row.n_messages) == (7, "dg", 3, 0, "now", 11, 1)
     assert to_conversation(row, c.messages) == c
+
+
+# -- no import into a damaged file ---------------------------------------------------------------
+
+
+def _flip_a_page_of(path, table, pagetype="leaf"):
+    """Flip the b-tree header of a page of ``table`` (chosen with SQLite's dbstat table)."""
+    with closing(sqlite3.connect(path)) as db:
+        pages = [p for (p,) in db.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = ? ORDER BY pageno", (table, pagetype))]
+    data = bytearray(path.read_bytes())
+    start = (pages[len(pages) // 2] - 1) * 4096
+    data[start : start + 8] = bytes(b ^ 0xFF for b in data[start : start + 8])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_nothing_is_imported_into_a_damaged_file(tmp_path, monkeypatch, chitchat_path, whole):
+    """Small files are checked whole; above ``WHOLE_CHECK_BYTES`` (here 0), the tables every
+    import reads and rewrites. Either way the damage is named, and the file is as it was."""
+    from chatloom.importing import import_paths
+    from chatloom.sources import Reader, get_source
+    from chatloom.store import check
+
+    if not whole:
+        monkeypatch.setattr(check, "WHOLE_CHECK_BYTES", 0)
+    convs = list(get_source("chitchat").read(chitchat_path, Reader("x")))
+    path = tmp_path / "d.db"
+    with Store(path, create=True) as s:
+        s.import_conversations(convs[:400])
+    _flip_a_page_of(path, "conversations")
+    before = path.read_bytes()
+    new = write_jsonl(tmp_path / "new.jsonl", convs[400:800])
+    with pytest.raises(StoreError, match=r"d.db: the dataset file is damaged .*; nothing was imported into it"):
+        import_paths(path, [str(new)], batch_size=50)
+    assert path.read_bytes() == before

@@ -185,7 +185,6 @@ def import_files(
     are still imported. Anything but bad input (the dataset's errors, Ctrl+C, a fault of
     chatloom itself) stops everything."""
     files = files if isinstance(files, Plan) else Plan(files)
-    name_of = files.display_name
     results: list[FileResult] = []
     many = len(files) > 1
 

@@ -18,6 +18,10 @@ parses in another process) and a store that writes what it sends:
 - ``store.import_batches(batches)`` writes them and returns ``ImportCounts``; a plain list is a
   whole batch.
 
+A file is imported whole or not at all without one long transaction: every revision an import
+makes records its run (``journal``), and ``store.undo_import(run)`` takes back what a run
+committed when its file fails part-way.
+
 Layout choices, each for the hot path: rows are built in Python and written with one
 ``executemany`` per table; the FTS5 index is filled per batch with one ``INSERT … SELECT`` over
 the batch's message range, not row by row; the next batch is parsed while this one is indexed.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,20 @@ class CheckResult:
         return not self.problems
 
 
+def _problems(rows: Iterable[tuple[str]]) -> list[str]:
+    """The lines of an integrity or quick check's rows that name a problem (a row may hold several)."""
+    lines = (line.strip() for (text,) in rows for line in text.splitlines())
+    return [line for line in lines if line and line != "ok" and not line.startswith("*** in database")]
+
+
+#: up to this size a dataset file is checked whole before an import writes into it; above it, the
+#: tables an import reads and rewrites row by row (see ``SoundCheck``)
+WHOLE_CHECK_BYTES = 256 << 20
+#: the tables every import reads or rewrites row by row (the messages and the full-text index it
+#: only appends to: damage there stops the import when it meets it)
+ROW_TABLES = ("conversations", "revisions", "tags", "imports", "settings", "token_counts")
+
+
 class SoundCheck:
     """SQLite's ``quick_check`` of a dataset file on a connection and a thread of their own, beside
     an import: it spends its time inside SQLite, which lets the import's threads run meanwhile.
@@ -46,11 +61,16 @@ class SoundCheck:
         store.import_batches(batches, sound=sound)   # commits nothing before it has passed
         sound.close()
 
-    On the bench's dataset of 100,352 conversations (419 MB, in the page cache) it takes about
-    0.45 s: hidden behind the first batches of a large file, and the most a small one waits."""
+    The whole file, up to ``WHOLE_CHECK_BYTES``: on the bench's dataset of 100,352 conversations
+    (419 MB, in the page cache) that takes 0.45 s on an idle machine and 0.6-1.2 s on a busy one,
+    about 1 s a GB, and a GB that is not in the page cache must first be read from disk: an import
+    of a few hundred conversations would wait seconds for it. Above it, ``ROW_TABLES`` and their
+    indexes (0.07-0.14 s on that dataset): what every import reads and rewrites; damage among the
+    messages stops an import that meets it, and ``chatloom check`` finds it anywhere."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tables: tuple[str, ...] | None = None):
         self.path = path
+        self.tables = tables  # None: the whole file
         self.problems: list[str] | None = None
         self._db = connect(path)
         self._thread = threading.Thread(target=self._run, name="chatloom-sound-check", daemon=True)
@@ -58,8 +78,10 @@ class SoundCheck:
 
     def _run(self) -> None:
         try:
-            lines = [line for (line,) in self._db.execute("PRAGMA quick_check")]
-            self.problems = [line for line in lines if line != "ok"]
+            found: list[str] = []
+            for pragma in ["quick_check"] if self.tables is None else [f"quick_check({t})" for t in self.tables]:
+                found += _problems(self._db.execute(f"PRAGMA {pragma}"))
+            self.problems = found
         except sqlite3.OperationalError as err:  # interrupted by close(): not a verdict
             self.problems = [] if "interrupt" in str(err) else [str(err)]
         except sqlite3.DatabaseError as err:
@@ -72,7 +94,8 @@ class SoundCheck:
         """Wait for the check; ``StoreError`` when it found the file damaged."""
         self._thread.join()
         if self.problems:
-            raise StoreError(damaged(self.path, self.problems[0]) + "; nothing was imported into it")
+            more = f", and {len(self.problems) - 1} more problems" if len(self.problems) > 1 else ""
+            raise StoreError(damaged(self.path, self.problems[0] + more) + "; nothing was imported into it")
 
     def close(self) -> None:
         """Stop the check if it still runs, and close its connection."""
@@ -86,18 +109,19 @@ class Check(Read):
     """The integrity checks of ``Store``."""
 
     def start_sound_check(self) -> SoundCheck:
-        """Start SQLite's quick check of the file beside what comes next (see ``SoundCheck``)."""
-        return SoundCheck(self.path)
+        """Start SQLite's quick check of the file beside what comes next: of the whole file up to
+        ``WHOLE_CHECK_BYTES``, else of ``ROW_TABLES`` (see ``SoundCheck``)."""
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return SoundCheck(self.path, None if size <= WHOLE_CHECK_BYTES else ROW_TABLES)
 
     def sqlite_problems(self, *, quick: bool = False) -> list[str]:
         """What SQLite's own check (``PRAGMA integrity_check``, or the faster ``quick_check``,
         which skips comparing indexes with their tables) finds wrong in the file: none when it is
         sound."""
         try:
-            lines = [line for (line,) in self.db.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}")]
+            return _problems(self.db.execute(f"PRAGMA {'quick_check' if quick else 'integrity_check'}"))
         except sqlite3.DatabaseError as err:
             return [str(err)]
-        return [line for line in lines if line != "ok"]
 
     def check(self) -> CheckResult:
         """Check the file (SQLite's own check, foreign keys, the FTS index) and our invariants:

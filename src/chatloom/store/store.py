@@ -13,10 +13,10 @@ The parts, each a class in its own module, each standing on the ones it uses:
     rows.py                 rows ↔ Conversation / Message, read by column name
     read.py     Read        get, entry, ids, count, is_empty, iter_conversations, summaries, search
     edit.py     Edit        put, delete, tag, history, undo, settings
-    journal.py  Journal     the import journal: journal_begin, journal_end; fingerprint
-    bulk.py     Bulk        import_conversations, import_batches, preview; make_batches, Batch
+    journal.py  Journal     the import journal: journal_begin, journal_end; ImportRun, fingerprint
+    bulk.py     Bulk        import_conversations, import_batches, undo_import, preview; make_batches, Batch
     stats.py    Stats       stats, token_counts
-    check.py    Check       check, repair_fts
+    check.py    Check       check, repair_fts, sqlite_problems, start_sound_check (SoundCheck)
 
 Layout choices, each for the hot path:
 - a conversation's messages are one contiguous range of ``messages.pk`` (``msg_start``,
