@@ -318,6 +318,16 @@ def test_undo_import_takes_back_a_run_but_not_a_change_made_since(tmp_path):
         assert [r.op for r in s.history("c0")] == ["import"] and s.entry("c0").revision == 1
         assert [r.id for r in s.search("changed")] == [] and sorted(r.id for r in s.search("hi")) == ["c0", "c1", "c2", "c3"]
         assert s.check().ok
+        # a run that resumed an interrupted one, taken back: the interrupted one is unfinished again
+        killed = s.journal_begin("g", "openai", "fp")
+        s.import_conversations([conv(7)], journal=killed)  # never ended: as after a kill
+        again = s.journal_begin("g", "openai", "fp")
+        assert again.interrupted == {"records": 1, "added": 1, "updated": 0}
+        s.import_conversations([conv(7), conv(8)], journal=again)
+        s.undo_import(again)
+        statuses = dict(s.db.execute("SELECT pk, status FROM imports WHERE file = 'g'").fetchall())
+        assert statuses == {killed.pk: "running", again.pk: "failed"} and "c7" in s.ids() and "c8" not in s.ids()
+        assert s.journal_begin("g", "openai", "fp").interrupted is not None  # the next run resumes it
 
 
 # -- the temporary files of an import: scoped to it, not to the process ------------------------

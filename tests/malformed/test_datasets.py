@@ -160,6 +160,15 @@ def test_a_file_that_is_no_dataset(material: Material, tmp_path: Path, run: Call
     assert f"error: {dataset}: {expected}" in message
 
 
+def test_a_zero_byte_file_whose_first_import_fails_is_zero_bytes_again(material: Material, tmp_path: Path, run: Callable) -> None:
+    dataset = tmp_path / "empty.db"
+    dataset.write_bytes(b"")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(material.chats.read_bytes() + b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
+    assert outcome(run, ["import", "-d", str(dataset), "--strict", str(bad)], file=bad) == "error"
+    assert dataset.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "empty.db"]
+
+
 @dataclass
 class Ran:
     """A command's result as ``outcome`` reads it, from a process of its own."""
