@@ -23,6 +23,7 @@ is ordinary text.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -86,6 +87,15 @@ class Layout:
     left_out: list[int] = field(default_factory=list)  # messages whose content the template drops
     full: str = ""  # the placeholder render it was cut from
     starts: list[int] = field(default_factory=list)  # where each message starts in it
+    own: bool = False  # cut from one conversation's own render (not shared by its shape: never cached by id)
+    _text: Any = None
+
+    def text(self, messages: Sequence[Message]) -> str:
+        """The text this layout gives ``messages`` (the template's render, when the layout holds)."""
+        if self._text is None:
+            parts = [expr(p) for run in self.runs for p in run.parts]
+            self._text = eval(f"lambda m: ''.join([{', '.join(parts)}])")  # literals are repr()'d: nothing from a chat is code
+        return self._text(messages)  # type: ignore[no-any-return]
 
 
 def shape(conv: Conversation) -> tuple[Any, ...]:
@@ -98,18 +108,12 @@ def shape(conv: Conversation) -> tuple[Any, ...]:
     )
 
 
-def fill(part: str | Slot, messages: Sequence[Message]) -> str:
+def expr(part: str | Slot) -> str:
+    """A run's part as a Python expression over ``m`` (the messages): a literal, or a content."""
     if isinstance(part, str):
-        return part
-    m = messages[part.msg]
-    text = m.content if part.kind == "c" else (m.name or "")
-    if part.strip == "lr":
-        return text.strip()
-    if part.strip == "l":
-        return text.lstrip()
-    if part.strip == "r":
-        return text.rstrip()
-    return text
+        return repr(part)
+    value = f"m[{part.msg}].content" if part.kind == "c" else f"(m[{part.msg}].name or '')"
+    return value + {"": "", "l": ".lstrip()", "r": ".rstrip()", "lr": ".strip()"}[part.strip]
 
 
 @dataclass
@@ -141,17 +145,19 @@ class Layouts:
         return len(self._cache)
 
     def get(self, conv: Conversation) -> Layout:
-        """The layout of ``conv``'s shape; raises TemplateError when the template refuses it."""
+        """The layout of ``conv``, checked against ``conv``'s own render; raises TemplateError when
+        the template refuses it. The layout of its shape serves when the template renders this
+        conversation's contents as they are (one render and a compare); where it changes them (a
+        ``<think>`` block stripped, ``lstrip``, ``tojson``) the layout is cut from this
+        conversation's own renders instead."""
         key = shape(conv)
         layout = self._cache.get(key)
         if layout is None:
-            layout = self._build(conv, key)
-            self._verify(layout, conv)
-            self._cache[key] = layout
-        return layout
-
-    def text(self, layout: Layout, conv: Conversation) -> str:
-        return "".join(fill(p, conv.messages) for run in layout.runs for p in run.parts)
+            layout = self._cache[key] = self._build(conv, key)
+        real = self.template.render(message_dicts(conv), conv.tools or None)
+        if layout.text(conv.messages) == real:
+            return layout
+        return self._own(conv, real, layout)
 
     def _special_around(self, text: str, pos: int) -> int | None:
         """The start of the special token that ``pos`` falls strictly inside, if any."""
@@ -161,6 +167,74 @@ class Layouts:
             if m.start() < pos < m.end():
                 return m.start()
         return None
+
+    @functools.cached_property
+    def ends(self) -> frozenset[str]:
+        """The template's end-of-turn tokens: the tokenizer's eos, and the special token that
+        follows an assistant's text in the middle of a chat and at its end (``<|end|>`` and
+        ``<|return|>`` in gpt-oss)."""
+        specials = self.tokenizer.special_tokens
+        ends = {t for t in (self.template.end_token, self.tokenizer.template_tokens.get("eos_token")) if t in specials}
+        probe = [{"role": role, "content": _content_sentinel(i)} for i, role in enumerate(("user", "assistant", "user", "assistant"))]
+        full = self._render(probe, None)
+        if full is not None and self._special is not None:
+            for m in _SLOT.finditer(full):
+                if m.group("c") in ("1", "3"):
+                    after = self._special.search(full, m.end())
+                    if after is not None and not full[m.end():after.start()].strip():
+                        ends.add(after.group())
+        return frozenset(ends)
+
+    def _turn_end(self, full: str, lo: int, hi: int) -> int | None:
+        """Where a turn's end-of-turn token ends, looking in ``full[lo:hi]`` (after the turn's
+        text): the first of the template's end tokens, else the last special token (gpt-oss's
+        ``<|call|>`` after a tool call), else None. A tool call's own specials (Mistral's
+        ``[TOOL_CALLS]``, gpt-oss's ``<|channel|>``) are part of the turn, not its end."""
+        if self._special is None:
+            return None
+        last = None
+        for m in self._special.finditer(full, lo, hi):
+            if m.group() in self.ends:
+                return m.end()
+            last = m
+        return last.end() if last is not None else None
+
+    def _regions(self, messages: Sequence[Message], full: str, starts: list[int], begins: dict[int, int],
+                 content: dict[int, tuple[int, int]]) -> tuple[list[tuple[int, int, int]], list[int]]:
+        """Which spans of ``full`` train, as (begin, end, message): each trained turn from the
+        start of its completion (after the generation prompt) to its end-of-turn token, inclusive;
+        and the trained turns with no end token. ``starts`` (one more than the messages) are moved
+        where a turn renders differently when it is the last (Qwen3 keeps a ``<think>`` block only
+        there, gpt-oss ends it with ``<|return|>``): a prefix render is then no guide to where the
+        next message starts, the turn's own text and end token are."""
+        regions: list[tuple[int, int, int]] = []
+        missing_end: list[int] = []
+        n = len(messages)
+        for k, message in enumerate(messages):
+            starts[k + 1] = max(starts[k + 1], starts[k])
+            span = content.get(k)
+            floor = span[1] if span is not None else starts[k]
+            if message.trains:
+                if message.role == "assistant":
+                    begin = max(starts[k], begins.get(k, starts[k]))
+                    if span is not None:
+                        begin = min(begin, span[0])
+                else:
+                    begin = span[0] if span is not None else starts[k]
+                lo = span[1] if span is not None else begin
+                hi = starts[k + 1]
+                if hi <= lo:
+                    hi = min([content[j][0] for j in range(k + 1, n) if j in content and content[j][0] >= lo]
+                             + [b for j, b in begins.items() if j > k and b > lo] + [len(full)])
+                end = self._turn_end(full, lo, hi)
+                if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
+                    end = lo if span is not None else hi
+                    missing_end.append(k)
+                if end > begin:
+                    regions.append((begin, end, k))
+                floor = max(floor, end)
+            starts[k + 1] = max(starts[k + 1], floor)
+        return regions, missing_end
 
     # -- frames: prefix renders, memoized by prefix shape ---------------------------------------
 
@@ -265,28 +339,13 @@ class Layouts:
             starts.append(max(s, starts[-1]) if starts else s)
         starts.append(len(full))
 
-        # which spans train: completion start … end-of-turn token, inclusive
-        regions: list[tuple[int, int, int]] = []
-        missing_end: list[int] = []
-        for k, message in enumerate(conv.messages):
-            if not message.trains:
-                continue
-            slot = content_at.get(k)
-            if message.role == "assistant":
-                begin = max(starts[k], frame.begins.get(k, starts[k]))
-                if slot is not None:
-                    begin = min(begin, slot.start())
-            else:
-                begin = slot.start() if slot is not None else starts[k]
-            after = slot.end() if slot is not None else begin
-            special = self._special.search(full, after, starts[k + 1]) if self._special else None
-            if special is not None:
-                end = special.end()
-            else:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
-                end = after if slot is not None else starts[k + 1]
-                missing_end.append(k)
-            if end > begin:
-                regions.append((begin, end, k))
+        spans = {k: (m.start(), m.end()) for k, m in content_at.items()}
+        regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans)
+        for k, m in content_at.items():  # right by construction: no context text inside a completion
+            inside = next((j for b, e, j in regions if b < m.end() and m.start() < e), None)
+            if inside is not None and inside != k and not conv.messages[k].trains:
+                raise TemplateError(f"template {self.template.name} puts the text of message {k} ({conv.messages[k].role}) "
+                                    f"inside the completion of message {inside}: chatloom cannot mask it")
 
         left_out = [k for k, m in enumerate(conv.messages) if m.content and k not in content_at]
         reused = self._reusable(key, n, full, starts, regions, slots)
@@ -314,7 +373,7 @@ class Layouts:
         return reused[:-1]
 
     def _runs(self, full: str, slots: list[re.Match[str]], starts: list[int], regions: list[tuple[int, int, int]],
-              reused: list[Run]) -> list[Run]:
+              reused: list[Run], tokenize: bool = True) -> list[Run]:
         done = reused[-1].end if reused else 0
         cuts = {done, len(full), *starts}
         for begin, end, _ in regions:
@@ -366,15 +425,45 @@ class Layouts:
             if pos < len(literal):
                 add(trained, literal[pos:], False, owner, b)
         # template-only runs are tokenized once, here
-        for run in runs:
+        for run in runs if tokenize else ():
             if run.ids is None and all(isinstance(p, str) for p in run.parts):
                 run.ids = self.tokenizer.encode("".join(run.parts))  # type: ignore[arg-type]
         return runs
 
-    def _verify(self, layout: Layout, conv: Conversation) -> None:
-        """The first conversation of each shape is rendered for real and compared with its layout."""
-        real = self.template.render(message_dicts(conv), conv.tools or None)
-        if self.text(layout, conv) != real:
-            raise TemplateError(
-                f"template {self.template.name} renders a message differently depending on its text "
-                f"(conversation {conv.id}); chatloom cannot find its turns")
+    def _own(self, conv: Conversation, full: str, shaped: Layout) -> Layout:
+        """The layout of one conversation whose contents the template changes, cut from its own
+        renders: a render per prefix (where each message starts) and per assistant prefix with the
+        generation prompt (where its completion starts). Special tokens are those of the render;
+        a special token typed in a message cannot be told from the template's here, so it is refused."""
+        if self._special is not None:
+            for k, m in enumerate(conv.messages):
+                found = self._special.search(m.content) if m.content else None
+                if found is not None:
+                    raise TemplateError(f"template {self.template.name} changes the text of messages, and message {k} holds "
+                                        f"the special token {found.group()!r} as text: chatloom cannot tell it from the template's")
+        msgs = message_dicts(conv)
+        tools = conv.tools or None
+        n = len(msgs)
+        starts = [0]
+        for k in range(1, n):
+            rendered = self._render(msgs[:k], tools)
+            starts.append(self._cut_text(rendered, full) if rendered is not None else starts[-1])
+        starts.append(len(full))
+        begins: dict[int, int] = {}
+        for k, m in enumerate(conv.messages):
+            if m.role == "assistant" and m.trains:
+                prompted = self._render(msgs[:k], tools, gen=True)
+                if prompted is not None:
+                    begins[k] = self._cut_text(prompted, full)
+        regions, missing_end = self._regions(conv.messages, full, starts, begins, {})
+        runs = self._runs(full, [], starts, regions, [], tokenize=False)
+        return Layout(runs, missing_end, shaped.left_out, full, starts, own=True)
+
+    def _cut_text(self, rendered: str, full: str) -> int:
+        """Where two renders part, never inside a special token of either."""
+        pos = _lcp(rendered, full)
+        for text in (rendered, full):
+            inside = self._special_around(text, pos)
+            if inside is not None:
+                pos = min(pos, inside)
+        return pos
