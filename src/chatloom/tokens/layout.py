@@ -136,7 +136,10 @@ class Layouts:
         self.tokenizer = tokenizer
         specials = sorted(tokenizer.special_tokens, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
-        self._longest = max(map(len, specials), default=0)
+        # no cut falls inside an added token, special or not (Qwen's <tool_call> beside <think>)
+        whole = sorted({*specials, *tokenizer.added_tokens}, key=len, reverse=True)
+        self._whole = re.compile("|".join(re.escape(s) for s in whole)) if whole else None
+        self._longest = max(map(len, whole), default=0)
         self._cache: dict[tuple[Any, ...], Layout] = {}
         self._frames: dict[tuple[Any, ...], _Frame] = {}
         self._frame_chars = 0
@@ -160,10 +163,10 @@ class Layouts:
         return self._own(conv, real, layout)
 
     def _special_around(self, text: str, pos: int) -> int | None:
-        """The start of the special token that ``pos`` falls strictly inside, if any."""
-        if self._special is None:
+        """The start of the added token that ``pos`` falls strictly inside, if any."""
+        if self._whole is None:
             return None
-        for m in self._special.finditer(text, max(0, pos - self._longest), min(len(text), pos + self._longest)):
+        for m in self._whole.finditer(text, max(0, pos - self._longest), min(len(text), pos + self._longest)):
             if m.start() < pos < m.end():
                 return m.start()
         return None
@@ -301,14 +304,16 @@ class Layouts:
             return _Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
         frame = _Frame(full, [], {}, list(_SLOT.finditer(full)))
         shared = _lcp(prev.full, full) if prev.ok else -1
-        frame.starts = [s if s is not None and s < shared else None for s in prev.starts]
+        # a cut at or before the point where the two renders part holds in both
+        frame.starts = [s if s is not None and s <= shared else None for s in prev.starts]
         frame.starts.append(self._cut(prev.full, frame) if prev.ok else None)
-        frame.begins = {k: b for k, b in prev.begins.items() if b < shared}
-        if conv.messages[j - 1].role == "assistant":
-            prompted = self._render(msgs[:-1], tools, gen=True)
-            if prompted is not None:
-                frame.begins[j - 1] = self._cut(prompted, frame)
-        for k, s in enumerate(frame.starts):  # not carried over: render that prefix again (rare)
+        frame.begins = {k: b for k, b in prev.begins.items() if b <= shared}
+        for k in range(j):  # not carried over (or new): render that prefix again
+            if conv.messages[k].role == "assistant" and k not in frame.begins:
+                prompted = self._render(msgs[:k], tools, gen=True)
+                if prompted is not None:
+                    frame.begins[k] = self._cut(prompted, frame)
+        for k, s in enumerate(frame.starts):
             if s is None:
                 rendered = self._render(msgs[:k], tools)
                 frame.starts[k] = self._cut(rendered, frame) if rendered is not None else None

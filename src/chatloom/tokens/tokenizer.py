@@ -99,6 +99,7 @@ class Tokenizer:
     cache_key: str
     vocab_size: int
     special_tokens: dict[str, int]
+    added_tokens: tuple[str, ...] = ()  # whole tokens of the text that are not special (Qwen's <tool_call>)
     template_tokens: dict[str, str]  # bos_token, eos_token, …: what a chat template is rendered with
 
     def encode(self, text: str) -> list[int]:
@@ -187,7 +188,9 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
         # the added tokens marked special; the others (Qwen's <tool_call>, "special": false) are
         # whole tokens of the text, as in transformers, but never a turn's end
+        added = self.tok.get_added_tokens_decoder().values()
         self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
+        self.added_tokens = tuple(t.content for t in added if not t.special)
         self.template_tokens = _folder_file(path / "tokenizer_config.json", lambda: _config_tokens(path))
 
     def _add_config_tokens(self, path: Path) -> None:
