@@ -216,7 +216,9 @@ class Layouts:
         for k, message in enumerate(messages):
             starts[k + 1] = max(starts[k + 1], starts[k])
             span = content.get(k)
-            floor = span[1] if span is not None else starts[k]
+            floor = starts[k]
+            if span is not None and span[0] >= starts[k] and (k + 2 > n or span[1] <= starts[k + 2]):
+                floor = span[1]  # (not where the template moved the text: Mistral's system prompt in the last user turn)
             if message.trains:
                 if message.role == "assistant":
                     begin = max(starts[k], begins.get(k, starts[k]))
@@ -306,18 +308,40 @@ class Layouts:
         shared = _lcp(prev.full, full) if prev.ok else -1
         # a cut at or before the point where the two renders part holds in both
         frame.starts = [s if s is not None and s <= shared else None for s in prev.starts]
-        frame.starts.append(self._cut(prev.full, frame) if prev.ok else None)
+        frame.starts.append(self._place(prev.full, frame, j - 1) if prev.ok else None)
         frame.begins = {k: b for k, b in prev.begins.items() if b <= shared}
         for k in range(j):  # not carried over (or new): render that prefix again
             if conv.messages[k].role == "assistant" and k not in frame.begins:
                 prompted = self._render(msgs[:k], tools, gen=True)
                 if prompted is not None:
-                    frame.begins[k] = self._cut(prompted, frame)
+                    frame.begins[k] = self._place(prompted, frame, k)
         for k, s in enumerate(frame.starts):
             if s is None:
                 rendered = self._render(msgs[:k], tools)
-                frame.starts[k] = self._cut(rendered, frame) if rendered is not None else None
+                frame.starts[k] = self._place(rendered, frame, k) if rendered is not None else None
         return frame
+
+    def _place(self, rendered: str, frame: _Frame, k: int) -> int:
+        """Where the render of the first ``k`` messages (with or without the generation prompt)
+        ends in the frame. Where the two part before the end of message k-1's text (Mistral v3
+        puts the system prompt and tools in the last user message, so a shorter prefix's render
+        is no prefix of the whole), the text the prefix render puts after message k-1's content
+        (``[/INST]``, a generation prompt) is found right after that content in the frame."""
+        pos = self._cut(rendered, frame)
+        if k == 0:
+            return pos
+        mark = f"\ue000{k - 1}c\ue001"
+        ours = next((m for m in frame.slots if m.group("c") == str(k - 1)), None)
+        if ours is None or pos >= ours.end():
+            return pos
+        at = rendered.rfind(mark)
+        if at < 0:
+            return pos
+        theirs = next((m for m in _SLOT.finditer(rendered, max(0, at - len(PAD))) if m.group("c") == str(k - 1)), None)
+        if theirs is None:
+            return pos
+        tail = rendered[theirs.end():]
+        return ours.end() + len(tail) if frame.full.startswith(tail, ours.end()) else pos
 
     def _remember(self, key: tuple[Any, ...], frame: _Frame) -> None:
         self._frame_chars += len(frame.full)
@@ -340,7 +364,8 @@ class Layouts:
         for k in range(n):  # a refused prefix: its content is the best guess of where it starts
             s = frame.starts[k]
             if s is None:
-                s = content_at[k].start() if k in content_at else (starts[-1] if starts else 0)
+                later = next((t for t in frame.starts[k + 1:] if t is not None), len(full))
+                s = content_at[k].start() if k in content_at and content_at[k].start() <= later else (starts[-1] if starts else 0)
             starts.append(max(s, starts[-1]) if starts else s)
         starts.append(len(full))
 
