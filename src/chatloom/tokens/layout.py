@@ -40,6 +40,20 @@ PAD = "\u2002\u2003"  # around each content sentinel: a template that strips con
 _SLOT = re.compile("(?P<lead>\u2002\u2003)?\ue000(?P<c>\\d+)c\ue001(?P<trail>\u2002\u2003)?|\ue000(?P<n>\\d+)n\ue001")
 
 
+def _other_arguments(call: Any) -> Any:
+    """A tool call with other arguments (of the same type: a JSON string stays a string)."""
+    if not isinstance(call, dict):
+        return call
+    other = dict(call)
+    fn = other.get("function")
+    target = dict(fn) if isinstance(fn, dict) else other
+    args = target.get("arguments")
+    target["arguments"] = '{"\ue002": "\ue003"}' if isinstance(args, str) else {"\ue002": "\ue003"}
+    if isinstance(fn, dict):
+        other["function"] = target
+    return other
+
+
 def _content_sentinel(i: int) -> str:
     return f"{PAD}\ue000{i}c\ue001{PAD}"
 
@@ -188,28 +202,42 @@ class Layouts:
                         ends.add(after.group())
         return frozenset(ends)
 
-    def _turn_end(self, full: str, lo: int, hi: int) -> int | None:
-        """Where a turn's end-of-turn token ends, looking in ``full[lo:hi]`` (after the turn's
-        text): the first of the template's end tokens, else the last special token (gpt-oss's
-        ``<|call|>`` after a tool call), else None. A tool call's own specials (Mistral's
-        ``[TOOL_CALLS]``, gpt-oss's ``<|channel|>``) are part of the turn, not its end."""
+    def _turn_end(self, full: str, lo: int, hi: int | None, further: int, call: bool = False) -> int | None:
+        """Where a turn's end-of-turn token ends, looking after the turn's text (``lo``) and
+        before the next message (``hi``; None where a prefix render cannot tell, the turn rendering
+        differently when it is the last: then before the next message's text, ``further``): the
+        first of the template's end tokens; else the end token where the turn's render as the last
+        parts from the whole (gpt-oss: ``<|return|>`` there, ``<|end|>`` here); else the last
+        special token; else None. After a tool call (``call``: ``lo`` is where its arguments
+        end), the first special token (gpt-oss's ``<|call|>``). A tool call's own
+        specials (Mistral's ``[TOOL_CALLS]``, gpt-oss's ``<|channel|>``) come before its text
+        ends, so they are never its end."""
         if self._special is None:
             return None
-        last = None
-        for m in self._special.finditer(full, lo, hi):
-            if m.group() in self.ends:
-                return m.end()
-            last = m
-        return last.end() if last is not None else None
+        if call:  # after a tool call's arguments, the first special token ends it (<|call|>, </s>, <|im_end|>)
+            after = self._special.search(full, lo, max(hi or 0, further))
+            return after.end() if after is not None else None
+        if hi is None:
+            first = next((m for m in self._special.finditer(full, lo, further) if m.group() in self.ends), None)
+            return first.end() if first is not None else None
+        found = list(self._special.finditer(full, lo, hi))
+        first = next((m for m in found if m.group() in self.ends), None)
+        if first is not None:
+            return first.end()
+        at = self._special.match(full, hi + len(full[hi:further]) - len(full[hi:further].lstrip()))
+        if at is not None and at.group() in self.ends:
+            return at.end()
+        return found[-1].end() if found else None
 
     def _regions(self, messages: Sequence[Message], full: str, starts: list[int], begins: dict[int, int],
-                 content: dict[int, tuple[int, int]]) -> tuple[list[tuple[int, int, int]], list[int]]:
+                 content: dict[int, tuple[int, int]], calls: dict[int, int]) -> tuple[list[tuple[int, int, int]], list[int]]:
         """Which spans of ``full`` train, as (begin, end, message): each trained turn from the
         start of its completion (after the generation prompt) to its end-of-turn token, inclusive;
-        and the trained turns with no end token. ``starts`` (one more than the messages) are moved
-        where a turn renders differently when it is the last (Qwen3 keeps a ``<think>`` block only
-        there, gpt-oss ends it with ``<|return|>``): a prefix render is then no guide to where the
-        next message starts, the turn's own text and end token are."""
+        and the trained turns with no end token. ``content`` is where each message's text is,
+        ``calls`` where each tool-calling turn's calls end. ``starts`` (one more than the
+        messages) are moved where a turn renders differently when it is the last (Qwen3 keeps a
+        ``<think>`` block only there, gpt-oss ends it with ``<|return|>``): a prefix render is
+        then no guide to where the next message starts, the turn's own text and end token are."""
         regions: list[tuple[int, int, int]] = []
         missing_end: list[int] = []
         n = len(messages)
@@ -226,20 +254,30 @@ class Layouts:
                         begin = min(begin, span[0])
                 else:
                     begin = span[0] if span is not None else starts[k]
-                lo = span[1] if span is not None else begin
-                hi = starts[k + 1]
-                if hi <= lo:
-                    hi = min([content[j][0] for j in range(k + 1, n) if j in content and content[j][0] >= lo]
-                             + [b for j, b in begins.items() if j > k and b > lo] + [len(full)])
-                end = self._turn_end(full, lo, hi)
+                lo = max(span[1] if span is not None else begin, calls.get(k, begin))
+                further = min([content[j][0] for j in range(k + 1, n) if j in content and content[j][0] >= lo]
+                              + [b for j, b in begins.items() if j > k and b > lo] + [len(full)])
+                hi = starts[k + 1] if starts[k + 1] > lo else None
+                end = self._turn_end(full, lo, hi, further, call=calls.get(k, -1) >= lo)
                 if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
-                    end = lo if span is not None else hi
+                    end = lo if span is not None or k in calls else (further if hi is None else hi)
                     missing_end.append(k)
                 if end > begin:
                     regions.append((begin, end, k))
                 floor = max(floor, end)
             starts[k + 1] = max(starts[k + 1], floor)
         return regions, missing_end
+
+    def _calls_end(self, msgs: list[dict[str, Any]], tools: Any, full: str, k: int) -> int | None:
+        """Where message k's tool calls end in ``full``: rendered again with other arguments,
+        the two texts differ up to there (the arguments are the last thing of a call a template
+        writes, bar an id or a closing bracket)."""
+        other = [dict(d) for d in msgs]
+        other[k]["tool_calls"] = [_other_arguments(c) for c in msgs[k]["tool_calls"]]
+        rendered = self._render(other, tools)
+        if rendered is None or rendered == full:
+            return None
+        return len(full) - _lcp(full[::-1], rendered[::-1])
 
     # -- frames: prefix renders, memoized by prefix shape ---------------------------------------
 
@@ -370,7 +408,10 @@ class Layouts:
         starts.append(len(full))
 
         spans = {k: (m.start(), m.end()) for k, m in content_at.items()}
-        regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans)
+        sentinels = self._sentinels(conv)
+        calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
+                 and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
+        regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans, calls)
         for k, m in content_at.items():  # right by construction: no context text inside a completion
             inside = next((j for b, e, j in regions if b < m.end() and m.start() < e), None)
             if inside is not None and inside != k and not conv.messages[k].trains:
@@ -485,7 +526,9 @@ class Layouts:
                 prompted = self._render(msgs[:k], tools, gen=True)
                 if prompted is not None:
                     begins[k] = self._cut_text(prompted, full)
-        regions, missing_end = self._regions(conv.messages, full, starts, begins, {})
+        calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
+                 and (e := self._calls_end(msgs, tools, full, k)) is not None}
+        regions, missing_end = self._regions(conv.messages, full, starts, begins, {}, calls)
         runs = self._runs(full, [], starts, regions, [], tokenize=False)
         return Layout(runs, missing_end, shaped.left_out, full, starts, own=True)
 
