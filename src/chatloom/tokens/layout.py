@@ -412,7 +412,10 @@ class Layouts:
         calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
                  and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
         regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans, calls)
-        for k, m in content_at.items():  # right by construction: no context text inside a completion
+        for m in slots:  # right by construction: no context text inside a completion (wherever the template puts it)
+            if m.group("c") is None:
+                continue
+            k = int(m.group("c"))
             inside = next((j for b, e, j in regions if b < m.end() and m.start() < e), None)
             if inside is not None and inside != k and not conv.messages[k].trains:
                 raise TemplateError(f"template {self.template.name} puts the text of message {k} ({conv.messages[k].role}) "
