@@ -355,3 +355,18 @@ def test_library_messages_name_the_parameter_and_the_command_line_its_flag(tmp_p
     with pytest.raises(SourceError, match="pass format FORMAT") as raised:
         plan([str(weird)])
     assert "pass -f FORMAT" in as_cli_says(raised.value)
+
+
+def test_a_whatsapp_export_that_starts_with_a_bracket_is_not_called_json(tmp_path, run):
+    """An iOS export in a layout chatloom does not read ("[06/2018/13, 21:25:15]": month, year,
+    day, from Pustur/whatsapp-chat-parser @ 57484d5, tests/parser.test.ts) is said to look like a
+    WhatsApp export, not invalid JSON; read as whatsapp, that it has no header chatloom reads."""
+    path = tmp_path / "chat.txt"
+    path.write_text("[06/2018/13, 21:25:15] a: m\n[06/2018/13, 21:26:15] b: n\n")
+    db = tmp_path / "t.db"
+    line = one_error_line(run("import", "-d", str(db), "--me", "a", str(path)), str(path))
+    assert line == (f"error: {path}: cannot tell the format of this file: it starts like a WhatsApp export ('[06/2018/13, 21:25:15] a: m'), "
+                    "but too few of its lines are message headers in a layout chatloom reads; pass -f whatsapp to read it as one")
+    line = one_error_line(run("import", "-d", str(db), "-f", "whatsapp", "--me", "a", str(path)), str(path))
+    assert line.startswith(f"error: {path}:1: no line of this file is a WhatsApp message header") and not db.exists()
+
