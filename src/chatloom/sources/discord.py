@@ -17,6 +17,8 @@ so ``--me`` is the same for every layout.
 from __future__ import annotations
 
 import re
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +120,29 @@ def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str
     return str(channel.get("id") or path.stem), title, meta
 
 
+def _once(posts: Iterator[Post], reader: Reader) -> Iterator[Post]:
+    """Each message once: an export that holds a message id twice (two exports of one channel
+    pasted together, an overlapping partition) keeps its first copy, and the others are counted.
+    Discord's ids (snowflakes) grow with time and DCE writes messages in order, so the ids seen
+    are kept as 8-byte integers in a sorted array (a set of strings would cost ten times the
+    memory on a large export); one out of order, or not a number, goes into a set."""
+    seen, others = array("Q"), set()
+    last = -1
+    for post in posts:
+        pid = post.id
+        if pid is not None:
+            n = int(pid) if pid.isdigit() and len(pid) < 20 else -1
+            if n > last:
+                seen.append(n)
+                last = n
+            elif (n >= 0 and (i := bisect_left(seen, n)) < len(seen) and seen[i] == n) or pid in others:
+                reader.dropped["message id seen before"] += 1
+                continue
+            else:
+                others.add(pid)
+        yield post
+
+
 def _author(name: str) -> str:
     return DISCRIMINATOR.sub("", name.strip())
 
@@ -166,7 +191,7 @@ class DiscordSource(Source):
     def _sessions(self, posts: Iterator[Post], reader: Reader, path: Path, chat_id: str, title: str | None,
                   meta: dict[str, Any]) -> Iterator[Conversation]:  # fmt: skip
         return Sessionizer(self.options, reader).conversations(
-            posts, fmt=self.name, chat_id=chat_id, file=path.name, title=title, meta=meta
+            _once(posts, reader), fmt=self.name, chat_id=chat_id, file=path.name, title=title, meta=meta
         )
 
     # -- JSON ----------------------------------------------------------------------------------
