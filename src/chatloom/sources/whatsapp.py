@@ -132,6 +132,7 @@ _SYSTEM_TEXTS = {
     **{text: "system line" for text in (*strings.MISSED_CALLS, "Missed group voice call", "Missed group video call")},
     **{deleted: "deleted message" for text in strings.DELETED for deleted in (text, f"{text}.")},
 }
+_SYSTEM_LONGEST = max(map(len, _SYSTEM_TEXTS))
 # The end-to-end encryption notice, the first line of every chat: under no name on Android (a
 # system line), under the chat's name on iOS and in older group exports; older notices too
 # ("Messages to this group are now secured", the French one as JBGruber/rwhatsapp @ 6e09da3
@@ -248,10 +249,10 @@ class WhatsAppSource(Source):
             multi = "\n" in body
             if multi:
                 _stray_headers(body, n, when, clock, line_of, reader)
-            if body.endswith(">") and body.endswith(_EDITED):
-                body = body[: -len(_EDITED)].rstrip()
             # a placeholder is the whole text, or its first line with a caption under it
             if marks or multi or body.endswith(_MEDIA_ENDINGS) or (attached and ")" in body):
+                if body.endswith(_EDITED):
+                    body = body[: -len(_EDITED)].rstrip()
                 first, newline, caption = body.partition("\n")
                 media = _media(first.strip(_MARKS), attached)
                 if media is not None:
@@ -264,9 +265,10 @@ class WhatsAppSource(Source):
                         body = f"[attachment: {media}]{newline}{caption}"
             if not body:
                 dropped["empty message"] += 1
-            elif (reason := _SYSTEM_TEXTS.get(body)) is not None:
+            elif len(body) <= _SYSTEM_LONGEST and (reason := _SYSTEM_TEXTS.get(body)) is not None:
                 dropped[reason] += 1
-            elif body[:4] in _E2E_HEADS and body.startswith(_E2E_NOTICES):
+            # the notice comes first (Android writes it under no name: a system line), or marked (iOS)
+            elif (marks or held is None) and body[:4] in _E2E_HEADS and body.startswith(_E2E_NOTICES):
                 dropped["system line"] += 1
             else:
                 if held is not None:
