@@ -463,3 +463,37 @@ def test_library_messages_name_the_parameter_and_the_command_line_its_flag(tmp_p
     with pytest.raises(SourceError, match="pass format FORMAT") as raised:
         plan([str(weird)])
     assert "pass -f FORMAT" in as_cli_says(raised.value)
+
+
+def test_a_whatsapp_export_that_starts_with_a_bracket_is_not_called_json(tmp_path, run):
+    """An iOS export in a layout chatloom does not read ("[06/2018/13, 21:25:15]": month, year,
+    day, from Pustur/whatsapp-chat-parser @ 57484d5, tests/parser.test.ts) is said to look like a
+    WhatsApp export, not invalid JSON; read as whatsapp, that it has no header chatloom reads."""
+    path = tmp_path / "chat.txt"
+    path.write_text("[06/2018/13, 21:25:15] a: m\n[06/2018/13, 21:26:15] b: n\n")
+    db = tmp_path / "t.db"
+    line = one_error_line(run("import", "-d", str(db), "--me", "a", str(path)), str(path))
+    assert line == (f"error: {path}: cannot tell the format of this file: it starts like a WhatsApp export ('[06/2018/13, 21:25:15] a: m'), "
+                    "but too few of its lines are message headers in a layout chatloom reads; pass -f whatsapp to read it as one")
+    line = one_error_line(run("import", "-d", str(db), "-f", "whatsapp", "--me", "a", str(path)), str(path))
+    assert line.startswith(f"error: {path}:1: no line of this file is a WhatsApp message header") and not db.exists()
+
+
+def test_a_me_that_names_nobody_is_an_error_whenever_nothing_was_imported(tmp_path, run, fixture):
+    """With -f whatsapp, in a dry run, and when the other file imported nothing either: --me
+    naming nobody is the error, not "0 conversations"."""
+    french = tmp_path / "fr.txt"  # JBGruber/rwhatsapp @ 6e09da3, tests/testthat/test-rwhatsapp.R ("French format")
+    french.write_text("12/07/2017 à 22:35 - Les messages envoyés dans cette discussion et les appels sont désormais protégés avec le "
+                      "chiffrement de bout en bout. Appuyez pour plus d'informations.\n13/07/2017 à 09:12 - XXX: Salut :)\n")  # fmt: skip
+    db = tmp_path / "m.db"
+    line = one_error_line(run("import", "-d", str(db), "-f", "whatsapp", "--me", "Zed", str(french)), str(french))
+    assert "--me 'Zed' is none of its speakers: XXX (1); pass --me 'XXX' or another of them; nothing was imported" in line
+    chat = fixture("whatsapp_ios_langchain.txt")
+    line = one_error_line(run("import", "-d", str(db), "--dry-run", "--me", "Zed", str(chat)), str(chat))
+    assert line.endswith("nothing would be imported")
+    # one chat where --me is nobody, one where the conversations are all too short: nothing came of it
+    line = one_error_line(run("import", "-d", str(db), "--me", "XXX", "--min-turns", "5", str(french), str(chat)), str(chat))
+    assert "--me 'XXX' is none of its speakers: Dr. Feather (7), Jungle Jane (4)" in line and not db.exists()
+    # a dry run with one chat where --me is somebody warns about the other
+    result = run("import", "-d", str(db), "--dry-run", "--me", "XXX", "--min-turns", "1", str(french), str(chat))
+    assert result.exit_code == 0 and f"warning: {chat}: --me 'XXX' is none of its speakers" in result.stderr

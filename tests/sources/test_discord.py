@@ -192,3 +192,21 @@ def test_deep_nesting_between_keys_is_refused_before_ijson_reads_the_file(tmp_pa
     discord = sys.modules[type(get_source("discord")).__module__]
     with pytest.raises(SourceError, match="deep.json: nested too deeply to read"):
         discord._check_depth(deep)
+
+
+def test_a_message_id_twice_in_an_export_is_one_message(tmp_path, fixture):
+    """Two exports of one channel pasted together hold messages twice: a message id is one
+    message, in the streamed (indented) layout and in a minified one, next to its copy or far
+    from it, and each copy left out is counted."""
+    src = fixture("discordchatexporter_general.json")
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    once = [m.content for c in read(src, me=["Adam"])[0] for m in c.messages]
+    messages = doc["messages"]
+    near, far = (next(i for i, m in enumerate(messages) if i >= k and m["type"] == "Default") for k in (5, 2))
+    doc["messages"] = messages[: near + 1] + [messages[near]] + messages[near + 1 :] + [messages[far]]  # next to itself, and at the end
+    for layout, dump in (("indented", lambda d: json.dumps(d, indent=2, ensure_ascii=False)), ("minified", json.dumps)):
+        path = tmp_path / f"{layout}.json"
+        path.write_text(dump(doc), encoding="utf-8")
+        convs, reader, _ = read(path, "discord", me=["Adam"])
+        assert [m.content for c in convs for m in c.messages] == once, layout
+        assert reader.dropped["message id seen before"] == 2, layout

@@ -6,7 +6,7 @@ import pytest
 
 from chatloom.errors import SourceError
 from chatloom.importing import ImportOptions, import_paths
-from chatloom.sources import Reader, get_source
+from chatloom.sources import Reader, detect, get_source
 from chatloom.store import Store
 from tests.sources.common import raises_as_cli_says, read
 
@@ -62,11 +62,11 @@ def test_whatsapp_ambiguous_dates(tmp_path):
     assert convs[0].created_at == "2023-02-01T10:00:00"
 
 
-def _wa(tmp_path, text, name="chat.txt", **options):
+def _wa(tmp_path, text, name="chat.txt", me=("Ana",), **options):
     path = tmp_path / name
     path.write_bytes(text.encode("utf-8"))
     reader = Reader(str(path))
-    convs = list(get_source("whatsapp", me=["Ana"], min_turns=1, **options).read(path, reader))
+    convs = list(get_source("whatsapp", me=list(me), min_turns=1, **options).read(path, reader))
     return [(m.name, m.content) for c in convs for m in c.messages], reader
 
 
@@ -140,3 +140,155 @@ def test_whatsapp_a_header_without_an_author_but_with_lines_under_it_is_message_
     got, reader = _wa(tmp_path, text, session_gap="30d")
     assert got == [("Ana", "Plan for tomorrow:\n[1/3/23, 10:30] maybe later\n2/14/23 is valentine's\n- item one"), ("Bob", "ok")]
     assert reader.dropped == {"system line": 1}
+
+
+# -- headers in every layout: date, separator, time, separator, name ----------------------------
+
+# Snippets of other WhatsApp parsers' own tests, each pair of lines as the test writes it:
+RWHATSAPP = "JBGruber/rwhatsapp @ 6e09da3, tests/testthat/test-rwhatsapp.R"
+PUSTUR = "Pustur/whatsapp-chat-parser @ 57484d5, tests/parser.test.ts"
+CHATMINER = "joweich/chat-miner @ 4169138, test/whatsapp/test_dateformat3.txt"
+JB = ("Johannes Gruber", "Was it good?"), ("R", "Yes, it was")
+LAYOUTS = [
+    # (origin, lines, date order, the posts read: (name, text, time))
+    (RWHATSAPP, ["12.07.2017, 22:35:22: Johannes Gruber: Was it good?", "13.07.2017, 09:12:44: R: Yes, it was"], None,
+     [(*JB[0], "2017-07-12T22:35:22"), (*JB[1], "2017-07-13T09:12:44")]),
+    (RWHATSAPP, ["12.07.2017, 22:35: Johannes Gruber: Was it good?", "13.07.2017, 09:12: R: Yes, it was"], None,
+     [(*JB[0], "2017-07-12T22:35:00"), (*JB[1], "2017-07-13T09:12:00")]),
+    (RWHATSAPP, ["12.07.2017 - 22:35:22; Johannes Gruber: Was it good?", "13.07.2017 - 09:12:44; R: Yes, it was"], None,
+     [(*JB[0], "2017-07-12T22:35:22"), (*JB[1], "2017-07-13T09:12:44")]),
+    (RWHATSAPP, ["12/07/2017 à 22:35 - Les messages envoyés dans cette discussion et les appels sont désormais protégés avec le "
+                 "chiffrement de bout en bout. Appuyez pour plus d'informations.", "13/07/2017 à 09:12 - XXX: Salut :)"], None,
+     [("XXX", "Salut :)", "2017-07-13T09:12:00")]),
+    (RWHATSAPP, ["2017-7-12, 10:35:22 PM: Johannes Gruber: Was it good?", "2017-7-13, 9:12:44 AM: R: Yes, it was"], None,
+     [(*JB[0], "2017-07-12T22:35:22"), (*JB[1], "2017-07-13T09:12:44")]),
+    (RWHATSAPP, ["12.07.17, 10:35 a.m. - Johannes Gruber: Was it good?", "---> Another line - with a dash",
+                 "13.07.17, 10:36 p.m.  - R: Yes, it was"], None,
+     [("Johannes Gruber", "Was it good?\n---> Another line - with a dash", "2017-07-12T10:35:00"), (*JB[1], "2017-07-13T22:36:00")]),
+    (PUSTUR, ["13.06.18 21.25.15: a: m", "13.06.18 21.25.16: b: n"], None,
+     [("a", "m", "2018-06-13T21:25:15"), ("b", "n", "2018-06-13T21:25:16")]),
+    (PUSTUR, ["13.6.2018 klo 21.25.15 - a: m", "13.6.2018 klo 21.25.16 - b: n"], None,
+     [("a", "m", "2018-06-13T21:25:15"), ("b", "n", "2018-06-13T21:25:16")]),
+    (PUSTUR, ["13. 6. 2018. 21:25:15 a: m", "13. 6. 2018. 21:25:16 b: n"], None,
+     [("a", "m", "2018-06-13T21:25:15"), ("b", "n", "2018-06-13T21:25:16")]),
+    (PUSTUR, ["[3/6/18 1:55:00 p. m.] a: m", "\u200e[3/6/18 1:55:01 p. m.] b: n"], "dmy",
+     [("a", "m", "2018-06-03T13:55:00"), ("b", "n", "2018-06-03T13:55:01")]),
+    (PUSTUR, ["3/6/2018 1:55 p.\u00a0m. - a: m", "03-06-2018, 01.56 PM - b: n"], "dmy",
+     [("a", "m", "2018-06-03T13:55:00"), ("b", "n", "2018-06-03T13:56:00")]),
+    (PUSTUR, ["3/6/18, 1:55\u202fPM - a: m", "[2018/06/13, 21:25:15] b: n"], "dmy",
+     [("a", "m", "2018-06-03T13:55:00"), ("b", "n", "2018-06-13T21:25:15")]),
+    (CHATMINER, ["2022/12/14, 13:34. - John Doe: Lorem ipsum dolor sit amet.", "2022/12/24, 11:33. - John Doe: Lorem ipsum : dolor sit amet."],
+     None, [("John Doe", "Lorem ipsum dolor sit amet.", "2022-12-14T13:34:00"), ("John Doe", "Lorem ipsum : dolor sit amet.", "2022-12-24T11:33:00")]),
+]
+
+
+@pytest.mark.parametrize("origin, lines, order, posts", LAYOUTS, ids=[f"{o.split('/')[0]}-{i}" for i, (o, *_) in enumerate(LAYOUTS)])
+def test_whatsapp_reads_every_layout_other_parsers_read(tmp_path, origin, lines, order, posts):
+    """The header is a date, a separator (", ", " à ", " klo ", " - "), a time, a separator
+    (" - ", "  - ", ": ", "; ", "] ", a space) and the name: every layout chatminer, rwhatsapp and
+    whatsapp-chat-parser test is detected and read, with its times."""
+    path = tmp_path / "chat.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert detect(path).name == "whatsapp", origin
+    names = sorted({name for name, _, _ in posts})
+    convs, reader, _ = read(path, me=names, min_turns=1, merge_gap="0", session_gap="1000d", date_format=order)
+    assert [(m.name, m.content, m.meta["time"]) for c in convs for m in c.messages] == posts, origin
+    assert not reader.bad_count
+
+
+def test_whatsapp_a_weak_separator_is_a_header_only_in_a_file_whose_headers_use_it(tmp_path):
+    """In a file of " - " headers, a line of a message that starts "1/3/23 10:00 Agenda: …" is
+    text; where a file's own headers are "date time name:", it is a header."""
+    got, reader = _wa(tmp_path, "1/2/23, 10:00 - Ana: Plan\n1/3/23 10:00 Agenda: a, b\n1/20/23, 10:01 - Bob: ok\n", session_gap="30d")
+    assert got == [("Ana", "Plan\n1/3/23 10:00 Agenda: a, b"), ("Bob", "ok")]
+    got, reader = _wa(tmp_path, "1/2/23 10:00 Ana: Plan\n1/3/23 10:00 Agenda: a, b\n1/20/23 10:01 Bob: ok\n", session_gap="30d",
+                      merge_gap="0", me=["Ana", "Agenda"])  # fmt: skip
+    assert got == [("Ana", "Plan"), ("Agenda", "a, b"), ("Bob", "ok")]
+
+
+def test_whatsapp_lines_that_look_like_headers_of_another_layout_are_reported_not_glued_silently(tmp_path):
+    """A file whose headers are " - " with a stretch in another layout (two exports pasted
+    together): those lines stay the text of the message above them, as nothing else can be
+    sure, and each is a warning with its line; --strict fails the file."""
+    text = ("13.07.2017, 09:10 - Ana: hi\n13.07.2017, 09:11 - Bea: hello\n"
+            "13.07.2017, 09:12:44: Bea: pasted from another export\n13.07.2017, 09:13:01: Ana: and this\n"
+            "13.07.2017, 09:14 - Ana: back\n")  # fmt: skip
+    got, reader = _wa(tmp_path, text, merge_gap="0", me=["Ana"])
+    assert got[1] == ("Bea", "hello\n13.07.2017, 09:12:44: Bea: pasted from another export\n13.07.2017, 09:13:01: Ana: and this")
+    assert reader.bad_count == 2
+    assert reader.examples[0] == (f"{tmp_path / 'chat.txt'}:3: a line that looks like a message header in another layout than the "
+                                  "file's ('13.07.2017, 09:12:44: Bea:'); read as text of the message above it")  # fmt: skip
+    with pytest.raises(SourceError, match=r"chat.txt:3: .*\(strict: nothing of this file was imported\)"):
+        list(get_source("whatsapp", me=["Ana"]).read(tmp_path / "chat.txt", Reader(str(tmp_path / "chat.txt"), strict=True)))
+
+
+# -- what WhatsApp writes itself, in every language ----------------------------------------------
+
+WHATS_JSON = "starkdmi/whats_json @ 760b3a0, test/data/languages/"
+# Lines of real exports (WHATS_JSON), the days of the second file moved on so that both read as one chat
+IOS_RU_DE = [  # russian_ios.txt lines 1, 3, 5, 11, 15; deutch_ios.txt lines 1, 3, 9, 12, 13, 15
+    "[3/18/22, 14:56:00] Elon Musk: \u200eСообщения и звонки защищены сквозным шифрованием. Третьи лица, включая WhatsApp, не\xa0могут "
+    "прочитать ваши сообщения или прослушать звонки.",
+    "\u200e[3/27/22, 21:41:55] Dmitry S: \u200eизображение отсутствует",
+    "\u200e[3/27/22, 21:44:16] Dmitry S: \u200eвидео отсутствует",
+    "\u200e[3/27/22, 21:49:19] Dmitry S: \u200eстикер не добавлен",
+    "[3/27/22, 21:50:54] Dmitry S: \u200eВы удалили данное сообщение.",
+    "[3/28/22, 14:56:00] Elon Musk: \u200eNachrichten und Anrufe sind Ende-zu-Ende-verschlüsselt. Niemand außerhalb dieses Chats kann sie "
+    "lesen oder anhören, nicht einmal WhatsApp.",
+    "\u200e[3/28/22, 21:41:55] Dmitry S: \u200eBild weggelassen",
+    "\u200e[3/28/22, 21:47:54] Dmitry S: \u200eKontaktkarte ausgelassen",
+    "\u200e[3/28/22, 21:50:09] Dmitry S: Some file.txt \u200eDokument weggelassen",
+    "\u200e[3/28/22, 21:50:25] Dmitry S: Resume-Dmitry-Starkov.pdf • \u200e2 Seiten \u200eDokument weggelassen",
+    "[3/28/22, 21:50:54] Dmitry S: \u200eDu hast diese Nachricht gelöscht.",
+]
+ANDROID_RU_NL = [  # russian_android.txt lines 1-3, 13; deutch_android_media.txt (Dutch) lines 1-7, 11, 15
+    "23.03.2022, 13:31 - Сообщения и звонки защищены сквозным шифрованием. Третьи лица, включая WhatsApp, не\xa0могут прочитать ваши "
+    "сообщения или прослушать звонки. Нажмите, чтобы узнать подробнее.",
+    "23.03.2022, 13:32 - Dmitry S: Hello",
+    "23.03.2022, 13:33 - Dmitry S: <Без медиафайлов>",
+    "23.03.2022, 13:34 - Elon: \u200eAlex.vcf (файл добавлен)",
+    "24.03.2022, 13:31 - Berichten en oproepen worden end-to-end versleuteld. Niemand buiten deze chat kan ze lezen of beluisteren, zelfs "
+    "WhatsApp niet. Tik voor meer informatie.",
+    "24.03.2022, 14:56 - Dmitry S: Hello",
+    "24.03.2022, 15:10 - Dmitry S: <Media weggelaten>",
+    "24.03.2022, 15:10 - Dmitry S: <Media weggelaten>",
+    "Caption",
+    "24.03.2022, 15:12 - Dmitry S: \u200ePTT-20220323-WA0000.opus (bestand bijgevoegd)",
+    "24.03.2022, 15:13 - Elon: \u200eSTK-20220323-WA0003.webp (bestand bijgevoegd)",
+    "24.03.2022, 15:14 - Dmitry S: Dit bericht is verwijderd",
+]
+ATTACHMENTS = [  # PUSTUR's parseAttachments formats 1-4 (the German one with its caption); SpiritFour/whatsanalyze @ 7f9f47e,
+    # static/chat_example.txt line 8 (lower case); an iOS export's "<attached: …>" with the file's name before it (whats_json)
+    "3/6/18, 1:55 p.m. - a: < attached: 00000042-PHOTO-2020-06-07-15-13-20.jpg >",
+    "3/6/18, 1:56 p.m. - a: IMG-20210428-WA0001.jpg (file attached)",
+    "3/6/18, 1:57 p.m. - a: 2015-08-04-PHOTO-00004762.jpg <\u200eattached>",
+    "3/6/18, 1:58 p.m. - a: \u200e4f2680f1db95a8454775cc2eefc95bfc.jpg (Datei angehängt)\nDir auch frohe Ostern.",
+    "9/15/19, 12:26 - John Doe : <media omitted>",
+    "9/15/19, 12:27 - a: Some file.txt \u200e<attached: 00000046-Some file.txt>",
+    "9/15/19, 12:28 - a: report.pdf (see above)",
+]
+
+
+@pytest.mark.parametrize("lines, me, want, dropped", [
+    (IOS_RU_DE, "Dmitry S", ["[attachment: image]", "[attachment: video]", "[attachment: sticker]", "[attachment: image]",
+                             "[attachment: contact]", "[attachment: Some file.txt]", "[attachment: Resume-Dmitry-Starkov.pdf]"],
+     {"system line": 2, "deleted message": 2}),
+    (ANDROID_RU_NL, "Dmitry S", ["Hello", "[attachment: media]", "[attachment: Alex.vcf]", "Hello",
+                                "[attachment: media]\n[attachment: media]\nCaption",  # one minute: one turn
+                                "[attachment: PTT-20220323-WA0000.opus]", "[attachment: STK-20220323-WA0003.webp]"],
+     {"system line": 2, "deleted message": 1}),
+    (ATTACHMENTS, "a", ["[attachment: 00000042-PHOTO-2020-06-07-15-13-20.jpg]", "[attachment: IMG-20210428-WA0001.jpg]",
+                        "[attachment: 2015-08-04-PHOTO-00004762.jpg]", "[attachment: 4f2680f1db95a8454775cc2eefc95bfc.jpg]\nDir auch frohe Ostern.",
+                        "[attachment: media]", "[attachment: 00000046-Some file.txt]", "report.pdf (see above)"], {}),
+], ids=["ios-ru-de", "android-ru-nl", "attachments"])  # fmt: skip
+def test_whatsapp_notices_and_media_in_every_language_leave_the_text(tmp_path, lines, me, want, dropped):
+    """The encryption notice, deleted messages and what stands for media, as WhatsApp writes them
+    in the phone's language (real exports: WHATS_JSON), never stay in the training text: notices
+    are dropped, media become placeholders (or go, with their caption kept, with --no-attachments)."""
+    path = tmp_path / "chat.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    convs, reader, _ = read(path, "whatsapp", me=[me], min_turns=1, merge_gap="0", session_gap="100d")
+    assert [m.content for c in convs for m in c.messages] == want
+    assert dict(reader.dropped) == dropped and not reader.bad_count
+    convs, reader, _ = read(path, "whatsapp", me=[me], min_turns=1, merge_gap="0", session_gap="100d", attachments=False)
+    assert not [m.content for c in convs for m in c.messages if "attach" in m.content or "<" in m.content]

@@ -268,6 +268,51 @@ def test_a_check_failing_in_a_worker_is_the_same_clean_error(tmp_path: Path) -> 
     assert not [p for p in (tmp_path / "out").iterdir() if p.is_file()]  # nothing half-written, no temp file left
 
 
+def test_every_conversation_is_checked_against_its_own_render(tmp_path: Path) -> None:
+    """A template that changes a reply's text with its contents (strips a reasoning block) gets
+    each conversation's own render, also after another of the same shape was laid out."""
+    strip = tmp_path / "strip.jinja"
+    strip.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n"
+                     "{{ m.content.split('</r>')[-1] if m.role == 'assistant' else m.content }}<|im_end|>\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok = get_tokenizer("gpt2-chatml")
+    enc = Encoder(tok, str(strip), end_with_eos=False)
+    assert spans(tok, *enc.encode(conv("hi", "plain reply"))) == ["plain reply<|im_end|>"]
+    ids, mask = enc.encode(conv("hi", "<r>hidden</r>shown"))  # same shape, text the template changes
+    assert tok.decode(ids) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nshown<|im_end|>\n"
+    assert spans(tok, ids, mask) == ["shown<|im_end|>"]
+
+
+def test_a_template_that_puts_context_in_a_completion_is_an_error(tmp_path: Path) -> None:
+    echo = tmp_path / "echo.jinja"  # repeats the user's words inside the reply: no mask can be right
+    echo.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                    "{% if m.role == 'assistant' %} ({{ messages[0].content }}){% endif %}<|im_end|>\n{% endfor %}"
+                    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    with pytest.raises(CheckError, match=r"puts the text of message 0 \(user\) inside the completion of message 1"):
+        Encoder(get_tokenizer("gpt2-chatml"), str(echo)).encode(conv("hi", "hello", id="c"))
+
+
+def test_a_typed_special_token_in_a_changed_conversation_is_refused(tmp_path: Path) -> None:
+    strip = tmp_path / "lstrip.jinja"
+    strip.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content.lstrip('\n') }}<|im_end|>\n{% endfor %}"
+                     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    enc = Encoder(get_tokenizer("gpt2-chatml"), str(strip))
+    assert enc.encode(conv("hi <|im_end|>", "hello", id="fine")) is not None  # the template keeps the text: it stays text
+    with pytest.raises(CheckError, match="holds the special token '<\\|im_end\\|>' as text"):
+        enc.encode(conv("\n\nhi <|im_end|>", "hello", id="c"))
+
+
+def test_a_template_that_fails_is_not_a_refusal_of_the_roles(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{% for m in messages %}{{ m.content }}{{ 1 // (messages | length - 2) }}{% endfor %}")
+    with pytest.raises(CheckError, match="fails while rendering: ZeroDivisionError") as e:
+        Encoder(get_tokenizer("gpt2-chatml"), str(broken)).encode(conv("hi", "hello", id="c"))
+    assert "repairs the roles" not in str(e.value)
+    enc = Encoder(get_tokenizer("gpt2-chatml"), str(broken), fix=True)
+    assert enc.encode(conv("hi", "hello", id="c")) is None
+    assert list(enc.report.dropped) == ["template fails while rendering: ZeroDivisionError: integer division or modulo by zero"]
+
+
 # -- what an interrupted run leaves: nothing it does not remove itself, or the next run does ----------
 
 
@@ -362,8 +407,15 @@ def test_ctrl_c_in_tokenize_removes_its_own_temporaries(tmp_path: Path, chitchat
     data = _big_input(tmp_path, chitchat_path)
     out = tmp_path / "tokens"
     proc = _chatloom("tokenize", str(data), "-o", str(out), "--workers", "2")
-    assert _until(lambda: out.exists() and any(n.endswith(".tmp") for n in _hidden(out))), "no temporary file appeared"
+
+    def writing() -> bool:  # the workers are up and tokens are being written
+        try:
+            return out.exists() and any(n.startswith(".train.bin.") and (out / n).stat().st_size for n in _hidden(out))
+        except FileNotFoundError:  # renamed into place meanwhile
+            return False
+
+    assert _until(writing), "no temporary file appeared"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.strip().splitlines()[-1].startswith("interrupted:"), err
+    assert proc.returncode == 130 and "interrupted: what was complete is kept" in err, err
     assert list(out.iterdir()) == []

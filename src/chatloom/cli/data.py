@@ -154,7 +154,7 @@ def _report(results: ImportResult, dataset: str, dry_run: bool, as_json: bool, n
         print_json({"dataset": dataset, "files": [r.to_dict(names) for r in results], "conversations": total})
         return
     if dry_run:
-        _print_dry_run(results, dataset)
+        _print_dry_run(results, dataset, names)
         return
     table = Table(title=f"import into {dataset}", title_justify="left")
     table.add_column("file", overflow="fold")
@@ -186,7 +186,7 @@ def _report(results: ImportResult, dataset: str, dry_run: bool, as_json: bool, n
     click.echo(f"{total:,} conversations in {dataset}")
 
 
-def _print_dry_run(results, dataset: str) -> None:
+def _print_dry_run(results, dataset: str, names: dict[str, str]) -> None:
     for r in results:
         c = r.counts
         if r.error:
@@ -205,6 +205,8 @@ def _print_dry_run(results, dataset: str) -> None:
             click.echo(f"warning: {example}", err=True)
         if r.bad:
             click.echo(f"warning: {r.file}: {r.bad:,} bad records would be skipped", err=True)
+        if r.me_missing:
+            click.echo(f"warning: {r.file}: {r.me_missing.render(names)}", err=True)
     click.echo("dry run: nothing was written")
 
 

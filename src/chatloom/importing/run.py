@@ -208,13 +208,14 @@ def import_files(
     finally:
         if sound is not None:
             sound.close()
-    # every file read a chat where me is nobody (only chats have me_missing), and no failed file
-    # kept anything (none does: a failed file is taken back): nothing was written, a typo most likely
-    read = [r for r in results if r.failure is None]
-    if read and all(r.me_missing for r in read):
-        missing = read[0].me_missing
-        assert missing is not None
-        raise ParamError("{file}: " + missing.template + "; nothing was imported", file=read[0].file, **missing.values)
+    # nothing was imported (no file, read or failed, gave a conversation: a failed one is taken
+    # back) and me is nobody in a chat read: a typo most likely, and the reason nothing came of
+    # it. Only chats have me_missing.
+    missing = next((r for r in results if r.failure is None and r.me_missing is not None), None)
+    if missing is not None and not any(r.counts.records for r in results):
+        assert missing.me_missing is not None
+        nothing = "nothing would be imported" if dry_run else "nothing was imported"
+        raise ParamError("{file}: " + missing.me_missing.template + "; " + nothing, file=missing.file, **missing.me_missing.values)
     return results
 
 
@@ -287,8 +288,9 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             yield conv
 
     counts = store.preview(counted(), tags=())  # errors: see import_files
+    missing = me_missing(source.options, reader) if source.stream else None
     return FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, None,
-                      dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True)  # fmt: skip
+                      dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True, me_missing=missing)  # fmt: skip
 
 
 def _as_source_error(err: Exception, files: Plan, file: Path | None = None) -> ChatloomError:

@@ -15,6 +15,7 @@ import orjson
 
 from ..errors import SourceParamError, UsageError
 from ..plugins import by_name, collect
+from . import whatsapp
 from .base import BOM, Reader, Source, check_json_end, check_text, json_error, read_head
 from .options import ImportOptions, options_of
 
@@ -44,7 +45,15 @@ def detect(path: Path, options: ImportOptions | None = None, **changes: Any) -> 
         source = cls(options)
         if source.detect(path, head):
             return source
-    if head.removeprefix(BOM).lstrip()[:1] in (b"{", b"["):
+    text = head.removeprefix(BOM).lstrip()
+    first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip()
+    if whatsapp.resembles(first):  # "[12/07/2017 à 22:35] …" is no JSON, though it starts with "["
+        raise SourceParamError(
+            "cannot tell the format of this file: it starts like a WhatsApp export ('{line}'), but too few of its lines "
+            "are message headers in a layout chatloom reads; pass {format} whatsapp to read it as one",
+            file=str(path), line=first[:60],
+        )  # fmt: skip
+    if text[:1] in (b"{", b"["):
         _raise_json_fault(path, head)
     raise SourceParamError("cannot tell the format of this file; pass {format} FORMAT ({formats})", file=str(path),
                            formats=", ".join(sorted(sources())))  # fmt: skip

@@ -1,7 +1,7 @@
 """Dates as chat exporters write them in their users' locales.
 
 ``1/6/2023 2:22 PM``, ``06/01/2023 14:22``, ``06-Jan-23 02:22 PM``, ``2023-01-06 14:22``, ISO,
-``05.05.23, 15:48:11``, ``01/01/2019, 11:25 a. m.``. Whether ``1/6`` is January 6 or June 1 is
+``05.05.23, 15:48:11``, ``01/01/2019, 11:25 a. m.``, ``13. 6. 2018``. Whether ``1/6`` is January 6 or June 1 is
 decided from the whole file (a part above 12 can only be a day), never guessed: a file that
 cannot tell is an error that asks for the date order (``date_format``: dmy, mdy or ymd).
 """
@@ -16,7 +16,7 @@ import orjson
 
 from ..errors import SourceParamError
 
-_NUMERIC = re.compile(r"^(\d{1,4})[./-](\d{1,2})[./-](\d{1,4})$")
+_NUMERIC = re.compile(r"^(\d{1,4})[./-] ?(\d{1,2})[./-] ?(\d{1,4})$")  # "13. 6. 2018" (hr, hu, cs) too
 _MONTH_NAME = re.compile(r"^(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -](\d{2,4})$")
 # A time as written ("14.22" too: fi-FI, da-DK), odd spaces included ("\s" takes U+202F and U+00A0; "_" is seen too): the
 # same times as ``clean_time`` then a plain pattern, without making the cleaned copy first.

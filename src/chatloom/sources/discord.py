@@ -17,6 +17,8 @@ so ``--me`` is the same for every layout.
 from __future__ import annotations
 
 import re
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +120,50 @@ def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str
     return str(channel.get("id") or path.stem), title, meta
 
 
+def _once(posts: Iterator[Post], reader: Reader) -> Iterator[Post]:
+    """Each message once: an export that holds a message id twice (two exports of one channel
+    pasted together, an overlapping partition) keeps its first copy, and the others are counted.
+    Discord's ids (snowflakes) grow with time and DCE writes messages in order, so an id above
+    the last one is new, found by comparing the strings; the ids seen are kept as 8-byte integers
+    in a sorted array (a set of strings would cost ten times the memory on a large export),
+    converted in blocks, and searched only for an id that is not above the last one. An id out of
+    order, or not a number, goes into a set."""
+    seen, pending, others = array("Q"), [], set()
+    last = ""
+    for post in posts:
+        pid = post.id
+        if pid is not None:
+            if len(pid) > len(last) or (len(pid) == len(last) and pid > last):
+                last = pid
+                pending.append(pid)
+                if len(pending) >= 4096:
+                    _keep(seen, pending, others)
+            else:
+                _keep(seen, pending, others)
+                if pid in others or (pid.isdigit() and _holds(seen, int(pid))):
+                    reader.dropped["message id seen before"] += 1
+                    continue
+                others.add(pid)
+        yield post
+
+
+def _keep(seen: array[int], pending: list[str], others: set[str]) -> None:
+    """Move the ids read in order into ``seen`` (those that are not 64-bit numbers into ``others``)."""
+    try:
+        block = array("Q", map(int, pending))  # whole or nothing: seen stays sorted
+    except (ValueError, OverflowError):
+        numbers = [pid for pid in pending if pid.isdigit() and int(pid) < 1 << 64]
+        others.update(set(pending) - set(numbers))
+        block = array("Q", map(int, numbers))
+    seen.extend(block)
+    pending.clear()
+
+
+def _holds(seen: array[int], n: int) -> bool:
+    i = bisect_left(seen, n)
+    return i < len(seen) and seen[i] == n
+
+
 def _author(name: str) -> str:
     return DISCRIMINATOR.sub("", name.strip())
 
@@ -166,7 +212,7 @@ class DiscordSource(Source):
     def _sessions(self, posts: Iterator[Post], reader: Reader, path: Path, chat_id: str, title: str | None,
                   meta: dict[str, Any]) -> Iterator[Conversation]:  # fmt: skip
         return Sessionizer(self.options, reader).conversations(
-            posts, fmt=self.name, chat_id=chat_id, file=path.name, title=title, meta=meta
+            _once(posts, reader), fmt=self.name, chat_id=chat_id, file=path.name, title=title, meta=meta
         )
 
     # -- JSON ----------------------------------------------------------------------------------

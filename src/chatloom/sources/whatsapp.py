@@ -1,59 +1,145 @@
 """``whatsapp``: WhatsApp's "Export chat" ``.txt``.
 
-Layouts (all seen in real exports):
+Layouts (all seen in real exports; the grammar of a header is below, at ``_ANY``):
 
     [8/15/23, 9:12:43 AM] Dr. Feather: text            iOS, with U+200E marks
     [01/01/19 11:25] John Doe: text                     iOS, 24 h, no comma
     7/19/22, 11:32 PM - User 1: Hello                   Android (U+202F before PM)
     01/01/2019, 11:25 a. m. - John Doe: text            Android, Spanish
+    12/07/2017 à 22:35 - Ana: text                      French; "klo" (Finnish), "um" between date and time too
+    12.07.2017, 22:35:22: Ana: text                     ": " or "; " after the time, or a space: a file's own layout
     [1/24/21, 12:41:03 PM] ~ User name 2: Of course!    not in the contacts
 
-A line without a date header continues the message before it. Lines without ``Name:`` are
-system lines ("You were added", "… created group …") and are dropped, as is the end-to-end
-encryption notice. ``<Media omitted>`` / ``image omitted`` / ``<attached: file>`` become
-``[attachment: …]`` (dropped with ``--no-attachments``); deleted messages are dropped. Whether
-dates are day-first is decided from the whole file (``dates.detect_order``).
+A line without a date header continues the message before it; one that looks like a header of
+another layout than the file's is reported (a warning with its line), not glued on silently. Lines
+without ``Name:`` are system lines ("You were added", "… created group …") and are dropped, as are
+the end-to-end encryption notice, deleted messages and missed calls, in every language WhatsApp
+writes them (``whatsapp_strings``). ``<Media omitted>`` / ``image omitted`` / ``<attached: file>`` /
+``FILE (file attached)``, in any language, become ``[attachment: …]`` (dropped with
+``--no-attachments``, a caption under them kept). Whether dates are day-first is decided from the
+whole file (``dates.detect_order``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ..errors import SourceError
 from ..model import Conversation
 from . import dates
+from . import whatsapp_strings as strings
 from .base import Reader, Source, read_text
 from .stream import Post, Sessionizer
 
-_HEADER = re.compile(
-    r"^[\u200e\u200f]?\[?(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}),?\s"
-    r"(?P<time>\d{1,2}[:.]\d{2}(?:[:.]\d{2})?(?:[\s\u202f\u00a0_]*[AaPp]\.?\s?[Mm]\.?)?)\]?(?:\s-\s|\s)(?P<rest>.*)$"
+# A header is a date, a separator, a time, a separator and the author's name with a colon (none on
+# a system line), in every layout WhatsApp writes, whatever the locale:
+#
+#     [8/15/23, 9:12:43 AM] Ana: …          7/19/22, 11:32 PM - Ana: …        12/07/2017 à 22:35 - Ana: …
+#     13.6.2018 klo 21.25.15 - Ana: …       13/06/2018, 21:25  - Ana: …        2022/12/14, 13:34. - Ana: …
+#     12.07.2017, 22:35:22: Ana: …          12.07.2017 - 22:35:22; Ana: …      13. 6. 2018. 21:25:15 Ana: …
+#
+# The date is three numbers (a space may follow each separator); between date and time a comma or a
+# dot, spaces, and perhaps one short word ("à", "klo", "um") or a dash; the time has ":" or ".",
+# perhaps seconds and a/p m. After the time: "]" when the line opened with "[", else " - " (any
+# spaces before the dash, a dot too), or one of the weak separators ": ", "; " and a lone space.
+# A line of a message may well start with a date and a time ("1/3/23, 10:00 works for me"), so a
+# weak separator makes a header only in a file whose own headers use it (``_layout``).
+_MARKS = "\u200e\u200f"
+_LEAD = _MARKS + "\ufeff"  # before a header, and after its "[" (a byte order mark is seen there too)
+_DATE = r"(?P<date>\d{1,4}+[./-] ?+\d{1,2}+[./-] ?+\d{1,4}+)"
+_SEP = r"[,.]?+[ \t\u00a0]++(?:(?:-|[^\W\d_]{1,5}+\.?+)[ \t\u00a0]++)?+"
+_TIME = (r"(?P<time>\d{1,2}+[:.]\d{2}(?:[:.]\d{2})?+"
+         r"(?:[ \t\u202f\u00a0_]*+[AaPp]\.?+[ \u202f\u00a0]?+[Mm]\.?+(?![^\W\d_]))?+)")  # fmt: skip
+_STRONG = r"\.?+[ \t]++-[ \t]"  # " - ", "  - ", ". - "
+_WEAK = {":": r":[ \t]", ";": r";[ \t]", " ": r"[ \t](?![ \t-])"}
+# the author: a name holds no ':' (nor '"', which a system line may quote), "~ " before it is
+# WhatsApp's mark of a name not in the contacts
+_AUTHOR = r"(?:(?:~[ \t\u202f\u00a0])?+(?P<author>[^:\"\u200e\n]{1,80}+):[ \t]?+)?+"
+# Any header of any layout, at the start of a line, the separator after the time named: to tell a
+# file's layout, to detect the format, and to find lines that look like a header of another
+# layout than the file's.
+_ANY = re.compile(
+    rf"^[{_LEAD}]*+(?P<open>\[)?+[{_LEAD}]*+{_DATE}{_SEP}{_TIME}"
+    rf"(?(open)\][ \t]|(?P<sep>{_STRONG}|{_WEAK[':']}|{_WEAK[';']}|{_WEAK[' ']})){_AUTHOR}",
+    re.MULTILINE,
 )
-# The same header, found in the whole text with the author when there is one (else a system line).
-# It starts with the newline before it (the text is read with one put in front): a literal first
-# character lets the regex engine skip to each line, where "^" in MULTILINE mode tries every place.
-# Every quantifier is possessive ("?+", "*+", "{1,2}+"): what follows each one can never match what
-# it gave back, and the author part may be empty, so a match never needs to backtrack; not saving
-# the places to backtrack to makes the split a quarter faster.
-# A header is "[date, time] " (iOS) or "date, time - " (Android): a line of a message that only
-# starts with a date and a time ("1/3/23, 10:00 works for me") is not one.
-_HEADER_M = re.compile(
-    r"\n[\u200e\u200f]?+(?P<open>\[)?+(?P<date>\d{1,4}+[./-]\d{1,2}+[./-]\d{1,4}+),?+[ \t]"
-    r"(?P<time>\d{1,2}+[:.]\d{2}(?:[:.]\d{2})?+(?:[ \t\u202f\u00a0_]*+[AaPp]\.?+[ \u202f\u00a0]?+[Mm]\.?+)?+)"
-    r"(?(open)\][ \t]|[ \t]-[ \t])"
-    r"(?:(?:~[ \t\u202f\u00a0])?+(?P<author>[^:\"\u200e\n]{1,80}+):[ \t]?+)?+"  # a name holds no ':'
-)
+
+
+def _kind(m: re.Match[str]) -> str:
+    """The separator after a header's time: "]" (iOS), "-" (Android), or a weak one (":", ";", " ")."""
+    if m["open"]:
+        return "]"
+    sep = m["sep"]
+    return "-" if "-" in sep else sep[0] if sep[0] in ":;" else " "
+
+
+def _layout(text: str) -> str | None:
+    """The weak separator a file's headers use, if they do: the one most lines that have an
+    author use, among the first 64 KB, when no strong layout is more common there."""
+    kinds = Counter(_kind(m) for m in _ANY.finditer(text, 0, 65536) if m["author"] is not None)
+    strong = kinds.pop("]", 0) + kinds.pop("-", 0)
+    weak = kinds.most_common(1)
+    return weak[0][0] if weak and weak[0][1] > strong else None
+
+
+@functools.cache
+def _splitter(weak: str | None) -> re.Pattern[str]:
+    """The headers of a file whose layout uses ``weak`` (or none), found in the whole text with the
+    author when there is one (else a system line). The pattern starts with the newline before the
+    header (the text is read with one put in front): a literal first character lets the regex
+    engine skip to each line, where "^" in MULTILINE mode tries every place. Every quantifier is
+    possessive ("?+", "*+", "{1,2}+"): what follows each one can never match what it gave back,
+    and the author part may be empty, so a match never needs to backtrack; not saving the places to
+    backtrack to makes the split a quarter faster."""
+    after = _STRONG if weak is None else f"{_STRONG}|{_WEAK[weak]}"
+    return re.compile(
+        rf"\n[{_LEAD}]*+(?P<open>\[)?+[{_LEAD}]*+{_DATE}{_SEP}{_TIME}(?(open)\][ \t]|(?:{after})){_AUTHOR}"
+    )  # fmt: skip
+
+
+_A_YEAR = timedelta(days=366)
 _FIELDS = 5  # what the split gives for each header: open, date, time, author, and the text after it
+
+# Media and notices: English shapes are matched by pattern, every language by WhatsApp's own
+# words (``whatsapp_strings``).
 _MEDIA = re.compile(
-    r"^(?:<Media omitted>|(?:(?P<doc>[^\n]+?) • [^\n]*?)?(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted"
-    r"|<attached: (?P<file>[^>]+)>)$"
+    r"^(?:(?:(?P<doc>[^\n]+?) • [^\n]*?)?(?P<kind>image|video|audio|sticker|GIF|document|Contact card) omitted"
+    # iOS with media: "<attached: 00000042-PHOTO-2020-06-07-15-13-20.jpg>" (a name before it too), in any language
+    r"|(?:[^<>\n]*?[ \t])?<[ \t]*+(?P<label>[^<>:\n]{1,30}?)[ \t]*+:[ \t]*+(?P<file>[^<>\n]+?)[ \t]*+>"
+    # iOS before 2017: "2015-08-04-PHOTO-00004762.jpg <attached>"
+    r"|(?P<named>[^\s<>]{1,200}?\.\w{1,6}) <(?P<label2>[^<>\n]{1,40})>)$"
 )
-_ATTACHED = " (file attached)"  # Android, with media: "IMG-20230815-WA0001.jpg (file attached)", a caption below
+# Android with media: "IMG-20230815-WA0001.jpg (file attached)" on the first line, a caption below
+_ATTACHED_LINE = re.compile(r"(?P<file>[^\n]{1,200}?\.\w{1,6}) \((?P<label>[^()\n]{1,40})\)")
+_ATTACHED_ANYWHERE = re.compile(r"\.\w{1,6} [(<][^()<>\n]{1,40}[)>](?:\n|\Z)")  # whether a file has any
+_ATTACHED_LABELS = {label.casefold() for label in strings.ATTACHED}
+# A file named as WhatsApp names what it sends is an attachment whatever the words beside it:
+# IMG-20230815-WA0001.jpg, PTT-…-WA0002.opus, 00000042-PHOTO-2020-06-07-15-13-20.jpg, a hex name
+_WA_FILE = re.compile(r"^(?:(?:IMG|VID|AUD|PTT|STK|DOC)-\d{8}-WA\d+\.|\d{8}-|\d{4}-\d\d-\d\d-(?:PHOTO|VIDEO|AUDIO|GIF|STICKER)-|[0-9a-f]{32}\.)")
+# "<Media omitted>" (Android, exported without media) and iOS's "image omitted", by their words
+# without the brackets, casefolded: what each stands for
+_OMITTED = {phrase.casefold(): kind for kind, phrases in strings.OMITTED.items() for phrase in phrases}
+_DOCUMENT_OMITTED = tuple(f" {phrase.casefold()}" for phrase in strings.OMITTED["document"])  # after the file's name
+_MEDIA_ENDINGS = ("omitted", ">", *_MARKS)  # an unmarked text that may be a placeholder (iOS marks its own)
 _EDITED = "<This message was edited>"
-_DELETED = ("This message was deleted", "You deleted this message", "This message was deleted.", "You deleted this message.")
-_SYSTEM_PREFIXES = ("Messages and calls are end-to-end encrypted", "Messages to this group are now secured")
+# whole texts WhatsApp writes for what nobody typed, and what chatloom counts them as
+_SYSTEM_TEXTS = {
+    **{text: "system line" for text in (*strings.MISSED_CALLS, "Missed group voice call", "Missed group video call")},
+    **{deleted: "deleted message" for text in strings.DELETED for deleted in (text, f"{text}.")},
+}
+_SYSTEM_LONGEST = max(map(len, _SYSTEM_TEXTS))
+# The end-to-end encryption notice, the first line of every chat: under no name on Android (a
+# system line), under the chat's name on iOS and in older group exports; older notices too
+# ("Messages to this group are now secured", the French one as JBGruber/rwhatsapp @ 6e09da3
+# tests/testthat/test-rwhatsapp.R quotes it)
+_E2E_NOTICES = (*strings.E2E_NOTICES, "Messages to this group are now secured", "Messages you send to this group are now secured",
+                "Messages to this chat and calls are now secured", "Les messages envoyés dans cette discussion et les appels")  # fmt: skip
+_E2E_HEADS = {notice[:4] for notice in _E2E_NOTICES}  # a quick first test, on every message
 # What iOS writes under a person's (or the group's) name after a U+200E mark, that nobody typed:
 # the whole text must be one of these
 _NOTICE = re.compile(
@@ -63,11 +149,7 @@ _NOTICE = re.compile(
     r"|[^\n]{1,80}? (?:changed (?:the group|this group's|their phone number)[^\n]*|created (?:the )?group[^\n]*"
     r"|joined using this group's invite link|left|was added|were added|added [^\n]{1,200}|removed [^\n]{1,200}))\s*"
 )
-_MARKS = "\u200e\u200f"
 _AUTHOR_STRIP = _MARKS + " "
-_MEDIA_ENDINGS = ("omitted", ">", *_MARKS)  # a text that may be a media placeholder (checked by _MEDIA)
-
-
 class _Clock:
     """Dates and times parsed once per distinct string: a chat repeats both endlessly."""
 
@@ -96,9 +178,9 @@ class WhatsAppSource(Source):
         """An export starts with a header line, and has another one soon, or headers are a good
         share of its lines (a long first message, pasted text, may hold many lines)."""
         lines = [line for line in head.decode("utf-8", errors="ignore").lstrip("\ufeff").splitlines() if line.strip()]
-        if not lines or not _HEADER.match(lines[0]):
+        if not lines or not _ANY.match(lines[0]):
             return False
-        headers = sum(1 for line in lines if _HEADER.match(line))
+        headers = sum(1 for line in lines if is_header(line))
         return headers >= 2 or len(lines) == 1 or headers >= len(lines) // 10
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
@@ -106,26 +188,33 @@ class WhatsAppSource(Source):
         if "\r" in text:
             text = text.replace("\r\n", "\n")
         text = "\n" + text  # the headers' patterns start with the newline before them
+        headers = _splitter(_layout(text))
         # One C call cuts the whole text at the headers: [before, open, date, time, author, body, open, …]
-        parts = _HEADER_M.split(text)
+        parts = headers.split(text)
+        if len(parts) == 1 and text.strip():
+            first = text.strip().split("\n", 1)[0][:80]
+            raise SourceError(
+                f"no line of this file is a WhatsApp message header ('DATE, TIME - NAME: text' or '[DATE, TIME] NAME: text'); "
+                f"its first line: '{first}'",
+                file=str(path), where=1,
+            )  # fmt: skip
         if parts[0].strip():
             reader.dropped["text before the first message"] += 1
         order = dates.detect_order(set(parts[2::_FIELDS]), self.options.date_format, file=str(path))
         chat = _chat_name(path, reader.file)
         yield from Sessionizer(self.options, reader).conversations(
-            self._posts(text, parts, order, reader), fmt=self.name, chat_id=chat.replace(" ", "_"), file=path.name,
-            title=chat, meta={"chat": chat},
+            self._posts(text, parts, order, reader, _HeaderLines(text, headers)), fmt=self.name, chat_id=chat.replace(" ", "_"),
+            file=path.name, title=chat, meta={"chat": chat},
         )  # fmt: skip
         reader.advance(size)
 
-    def _posts(self, text: str, parts: list[str | None], order: str, reader: Reader) -> Iterator[Post]:
+    def _posts(self, text: str, parts: list[str | None], order: str, reader: Reader, line_of: _HeaderLines) -> Iterator[Post]:
         clock = _Clock(order)
         days, times = clock.days, clock.times
         attachments = self.options.attachments
         dropped = reader.dropped
-        line_of = _HeaderLines(text)
         marked = "\u200e" in text  # iOS: U+200E marks, inside texts too (removed)
-        attached = _ATTACHED in text
+        attached = _ATTACHED_ANYWHERE.search(text) is not None  # Android's "FILE (file attached)" lines
         fields = iter(parts)
         next(fields)  # what comes before the first header
         # Each post is held back one header: a "header" with no author and lines under it was
@@ -149,32 +238,38 @@ class WhatsAppSource(Source):
                     continue
             else:
                 when = day + offset
-            if marked:
+            marks = False  # iOS marks what it wrote itself (a notice, a placeholder) with U+200E
+            if marked and "\u200e" in body:
                 if body[:1] in _MARKS and _NOTICE.fullmatch(body, 1):
                     dropped["system line"] += 1
                     continue
                 body = body.replace("\u200e", "")
+                marks = True
             body = body.lstrip(_MARKS).strip()
-            if body.endswith(_MEDIA_ENDINGS):
+            multi = "\n" in body
+            if multi:
+                _stray_headers(body, n, when, clock, line_of, reader)
+            # a placeholder is the whole text, or its first line with a caption under it
+            if marks or multi or body.endswith(_MEDIA_ENDINGS) or (attached and ")" in body):
                 if body.endswith(_EDITED):
                     body = body[: -len(_EDITED)].rstrip()
-                media = _MEDIA.match(body.strip(_MARKS))
-                if media:
+                first, newline, caption = body.partition("\n")
+                media = _media(first.strip(_MARKS), attached)
+                if media is not None:
                     if not attachments:
-                        dropped["attachment"] += 1
-                        continue
-                    body = f"[attachment: {media['file'] or media['doc'] or (media['kind'] or 'media').lower()}]"
-            if attached and _ATTACHED in body:
-                body = _attachment_line(body, attachments)
-                if body is None:
-                    dropped["attachment"] += 1
-                    continue
+                        if not caption.strip():
+                            dropped["attachment"] += 1
+                            continue
+                        body = caption.strip()
+                    else:
+                        body = f"[attachment: {media}]{newline}{caption}"
             if not body:
                 dropped["empty message"] += 1
-            elif body.startswith(_SYSTEM_PREFIXES):
+            elif len(body) <= _SYSTEM_LONGEST and (reason := _SYSTEM_TEXTS.get(body)) is not None:
+                dropped[reason] += 1
+            # the notice comes first (Android writes it under no name: a system line), or marked (iOS)
+            elif (marks or held is None) and body[:4] in _E2E_HEADS and body.startswith(_E2E_NOTICES):
                 dropped["system line"] += 1
-            elif body in _DELETED:
-                dropped["deleted message"] += 1
             else:
                 if held is not None:
                     yield held
@@ -183,14 +278,69 @@ class WhatsAppSource(Source):
             yield held
 
 
-def _attachment_line(body: str, keep: bool) -> str | None:
-    """Android's "FILE (file attached)" first line as a placeholder (or gone), its caption kept."""
-    first, newline, caption = body.partition("\n")
-    if not first.endswith(_ATTACHED):
-        return body
-    if not keep:
-        return caption.strip() or None
-    return f"[attachment: {first[: -len(_ATTACHED)].strip()}]" + (newline + caption if caption else "")
+def is_header(line: str) -> bool:
+    """Whether a line is a WhatsApp message header in some layout: with a strong separator after
+    its time ("]", " - "), or a weak one (": ", "; ", " ") and an author."""
+    m = _ANY.match(line)
+    return m is not None and (m["author"] is not None or _kind(m) in "]-")
+
+
+_BRACKETED_TIME = re.compile(rf"[{_MARKS}]*+\[[^\]\n]{{0,40}}?\d[:.]\d\d[^\]\n]{{0,24}}\] ")
+
+
+def resembles(line: str) -> bool:
+    """Whether a line starts as a chat export's message does: a header in a layout chatloom
+    reads, or "[…]" around a time (an iOS export in a layout it does not)."""
+    return is_header(line) or _BRACKETED_TIME.match(line) is not None
+
+
+def _stray_headers(body: str, n: int, when: datetime, clock: _Clock, line_of: _HeaderLines, reader: Reader) -> None:
+    """Lines of a message that look like a header of another layout than the file's (an export cut
+    and pasted together, a layout chatloom reads only as a file's own): kept as the message's
+    text, and each reported with its line, so nothing is glued on silently. A line counts when
+    it has a name followed by ": " and a date and time that can follow the message's own (a
+    pasted log line, "04/05/2020 at 3:00 PM to 4:00 PM", is not one)."""
+    for m in _ANY.finditer(body, body.index("\n") + 1):
+        if m["author"] is None or body[m.end() - 1 : m.end()] != " " and body[m.end() : m.end() + 1] not in ("", "\n"):
+            continue
+        try:
+            then = clock(m["date"], m["time"])
+        except ValueError:
+            continue
+        if when <= then <= when + _A_YEAR:
+            line = line_of(n) + body.count("\n", 0, m.start())
+            reader.bad(line, f"a line that looks like a message header in another layout than the file's "
+                             f"('{m[0].strip()}'); read as text of the message above it")  # fmt: skip
+
+
+def _media(text: str, attached: bool = True) -> str | None:
+    """What a media placeholder stands for (a file's name, or a kind: "media", "image", …), or
+    None when ``text`` (one line) is not one. ``attached``: whether the file has Android's
+    "FILE (file attached)" lines at all."""
+    kind = _OMITTED.get(text.strip("<> ").casefold())
+    if kind is not None:
+        return kind
+    if attached and text.endswith(")"):
+        m = _ATTACHED_LINE.fullmatch(text)
+        return m["file"] if m is not None and _is_attachment(m["file"], m["label"]) else None
+    m = _MEDIA.match(text)
+    if m is None:
+        # iOS: "Template.docx • 2 pages document omitted", the words in any language
+        folded = text.casefold()
+        if not folded.endswith(_DOCUMENT_OMITTED):
+            return None
+        words = next(w for w in _DOCUMENT_OMITTED if folded.endswith(w))
+        return text[: -len(words)].split(" • ", 1)[0].strip() or "document"
+    if m["kind"]:
+        return m["doc"] or m["kind"].lower()
+    file = m["file"] or m["named"]
+    return file if _is_attachment(file, m["label"] or m["label2"]) else None
+
+
+def _is_attachment(file: str, label: str) -> bool:
+    """"FILE (label)", "<label: FILE>" name an attachment: the label is WhatsApp's "file attached"
+    or "attached" in some language, or the file is named as WhatsApp names what it sends."""
+    return label.strip(_AUTHOR_STRIP).casefold() in _ATTACHED_LABELS or _WA_FILE.match(file.strip(_AUTHOR_STRIP)) is not None
 
 
 def _chat_name(path: Path, shown: str) -> str:
@@ -208,14 +358,15 @@ class _HeaderLines:
     places are found on the first call, and lines are counted on from the previous call (errors
     come in order). Both are rare: nothing is searched for a file without them."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, headers: re.Pattern[str]):
         self.text = text
+        self.headers = headers
         self.spans: list[tuple[int, int]] | None = None
         self.at = self.line = 0  # a place in the text and its line, 0-based
 
     def _span(self, n: int) -> tuple[int, int]:
         if self.spans is None:
-            self.spans = [m.span() for m in _HEADER_M.finditer(self.text)]
+            self.spans = [m.span() for m in self.headers.finditer(self.text)]
         return self.spans[n]
 
     def header(self, n: int) -> str:

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from msgspec.structs import replace
 
-from ..errors import ChatloomError, ParamError
+from ..errors import ChatloomError, ParamError, UsageError
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, get_template
-from .layout import Layout, Layouts, Run, Slot
+from .layout import Layout, Layouts, Run, expr
 from .tokenizer import Tokenizer
 
 EXAMPLES = 3  # conversation ids kept per reason in the report
@@ -134,6 +134,11 @@ class Encoder:
         specials = tokenizer.special_tokens
         self.eos = specials.get(tokenizer.template_tokens.get("eos_token", ""))
         self.bos = specials.get(tokenizer.template_tokens.get("bos_token", ""))
+        if self.eos is None:
+            named = tokenizer.template_tokens.get("eos_token")
+            why = f"its eos_token {named!r} is not one of its special tokens" if named else "it names no eos_token"
+            raise UsageError(f"{getattr(tokenizer, 'config_path', tokenizer.name)}: {why}: a model trained on these files "
+                             "would never learn where a conversation ends; set eos_token in the tokenizer's config")
         self.end_with_eos = end_with_eos and self.eos is not None
         self.dtype = np.dtype("<u2") if tokenizer.vocab_size <= 1 << 16 else np.dtype("<u4")
         self.report = Report()
@@ -152,6 +157,10 @@ class Encoder:
         try:
             return conv, self.layouts.get(conv)
         except TemplateError as refused:
+            if not refused.refusal:  # the template fails, or chatloom cannot follow it: no repair of the roles helps
+                if not self.fix:
+                    raise CheckError("conversation {conv_id}: {failed}", conv_id=conv.id, failed=str(refused)) from None
+                raise _Drop(str(refused).replace(f"template {self.template.name}", "template", 1)) from None
             if not self.fix:
                 raise CheckError("conversation {conv_id}: {refused}; {fix} repairs the roles (merges, folds the system prompt, …)",
                                  conv_id=conv.id, refused=str(refused)) from None
@@ -165,13 +174,14 @@ class Encoder:
                 candidate = replace(conv, messages=messages)
                 try:
                     return candidate, self.layouts.get(candidate)
-                except TemplateError:
-                    continue
+                except TemplateError as still:
+                    if not still.refusal:
+                        raise _Drop(str(still).replace(f"template {self.template.name}", "template", 1)) from None
             raise _Drop(f"template {self.template.name} refuses the roles") from None
 
     def _with_end(self, layout: Layout) -> Layout:
         """``fix``: an eos after each trained turn that has no end-of-turn token (cached per layout)."""
-        fixed = self._fixed_layouts.get(id(layout))
+        fixed = None if layout.own else self._fixed_layouts.get(id(layout))
         if fixed is None:
             runs: list[Run] = []
             missing = set(layout.missing_end)
@@ -180,7 +190,9 @@ class Encoder:
                 nxt = layout.runs[i + 1] if i + 1 < len(layout.runs) else None
                 if run.trained and run.owner in missing and (nxt is None or not nxt.trained or nxt.owner != run.owner):
                     runs.append(Run(True, [self.tokenizer.template_tokens["eos_token"]], [self.eos], run.owner, special=True))  # type: ignore[list-item]
-            fixed = self._fixed_layouts[id(layout)] = Layout(runs, [], layout.left_out)
+            fixed = Layout(runs, [], layout.left_out, own=layout.own)
+            if not layout.own:
+                self._fixed_layouts[id(layout)] = fixed
         return fixed
 
     def plan(self, conv: Conversation) -> tuple[Conversation, Layout]:
@@ -202,10 +214,11 @@ class Encoder:
     # -- tokens ----------------------------------------------------------------------------
 
     def _compiled(self, layout: Layout) -> _Compiled:
-        compiled = self._compiled_layouts.get(id(layout))
+        compiled = None if layout.own else self._compiled_layouts.get(id(layout))
         if compiled is None:
-            compiled = self._compiled_layouts[id(layout)] = _compile(layout, self.eos if self.end_with_eos else None,
-                                                                     self.template.tokens.get("eos_token"))
+            compiled = _compile(layout, self.eos if self.end_with_eos else None, self.template.tokens.get("eos_token"))
+            if not layout.own:
+                self._compiled_layouts[id(layout)] = compiled
         return compiled
 
     def _pieces(self, planned: Sequence[tuple[Conversation, Layout]]) -> tuple[list[list[int]], list[np.ndarray], list[int]]:
@@ -388,16 +401,9 @@ def _compile(layout: Layout, eos: int | None, eos_text: str | None) -> _Compiled
             order.append(run.ids)
             continue
         order.append(None)
-        exprs.append(" + ".join(_expr(p) for p in run.parts) or "''")
+        exprs.append(" + ".join(expr(p) for p in run.parts) or "''")
     if eos is not None and not (layout.runs and layout.runs[-1].special and layout.runs[-1].ids == [eos]):
         order.append([eos])  # the document separator: not trained
         flags.append(0)
     texts = eval(f"lambda m: [{', '.join(exprs)}]")  # literals are repr()'d: nothing from a chat is code
     return _Compiled(texts, order, np.asarray(flags, dtype=np.uint8))
-
-
-def _expr(part: str | Slot) -> str:
-    if isinstance(part, str):
-        return repr(part)
-    value = f"m[{part.msg}].content" if part.kind == "c" else f"(m[{part.msg}].name or '')"
-    return value + {"": "", "l": ".lstrip()", "r": ".rstrip()", "lr": ".strip()"}[part.strip]

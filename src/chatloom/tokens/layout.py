@@ -23,6 +23,7 @@ is ordinary text.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -37,6 +38,20 @@ from .tokenizer import Tokenizer
 
 PAD = "\u2002\u2003"  # around each content sentinel: a template that strips content strips these too
 _SLOT = re.compile("(?P<lead>\u2002\u2003)?\ue000(?P<c>\\d+)c\ue001(?P<trail>\u2002\u2003)?|\ue000(?P<n>\\d+)n\ue001")
+
+
+def _other_arguments(call: Any) -> Any:
+    """A tool call with other arguments (of the same type: a JSON string stays a string)."""
+    if not isinstance(call, dict):
+        return call
+    other = dict(call)
+    fn = other.get("function")
+    target = dict(fn) if isinstance(fn, dict) else other
+    args = target.get("arguments")
+    target["arguments"] = '{"\ue002": "\ue003"}' if isinstance(args, str) else {"\ue002": "\ue003"}
+    if isinstance(fn, dict):
+        other["function"] = target
+    return other
 
 
 def _content_sentinel(i: int) -> str:
@@ -86,6 +101,15 @@ class Layout:
     left_out: list[int] = field(default_factory=list)  # messages whose content the template drops
     full: str = ""  # the placeholder render it was cut from
     starts: list[int] = field(default_factory=list)  # where each message starts in it
+    own: bool = False  # cut from one conversation's own render (not shared by its shape: never cached by id)
+    _text: Any = None
+
+    def text(self, messages: Sequence[Message]) -> str:
+        """The text this layout gives ``messages`` (the template's render, when the layout holds)."""
+        if self._text is None:
+            parts = [expr(p) for run in self.runs for p in run.parts]
+            self._text = eval(f"lambda m: ''.join([{', '.join(parts)}])")  # literals are repr()'d: nothing from a chat is code
+        return self._text(messages)  # type: ignore[no-any-return]
 
 
 def shape(conv: Conversation) -> tuple[Any, ...]:
@@ -98,18 +122,12 @@ def shape(conv: Conversation) -> tuple[Any, ...]:
     )
 
 
-def fill(part: str | Slot, messages: Sequence[Message]) -> str:
+def expr(part: str | Slot) -> str:
+    """A run's part as a Python expression over ``m`` (the messages): a literal, or a content."""
     if isinstance(part, str):
-        return part
-    m = messages[part.msg]
-    text = m.content if part.kind == "c" else (m.name or "")
-    if part.strip == "lr":
-        return text.strip()
-    if part.strip == "l":
-        return text.lstrip()
-    if part.strip == "r":
-        return text.rstrip()
-    return text
+        return repr(part)
+    value = f"m[{part.msg}].content" if part.kind == "c" else f"(m[{part.msg}].name or '')"
+    return value + {"": "", "l": ".lstrip()", "r": ".rstrip()", "lr": ".strip()"}[part.strip]
 
 
 @dataclass
@@ -132,7 +150,10 @@ class Layouts:
         self.tokenizer = tokenizer
         specials = sorted(tokenizer.special_tokens, key=len, reverse=True)
         self._special = re.compile("|".join(re.escape(s) for s in specials)) if specials else None
-        self._longest = max(map(len, specials), default=0)
+        # no cut falls inside an added token, special or not (Qwen's <tool_call> beside <think>)
+        whole = sorted({*specials, *tokenizer.added_tokens}, key=len, reverse=True)
+        self._whole = re.compile("|".join(re.escape(s) for s in whole)) if whole else None
+        self._longest = max(map(len, whole), default=0)
         self._cache: dict[tuple[Any, ...], Layout] = {}
         self._frames: dict[tuple[Any, ...], _Frame] = {}
         self._frame_chars = 0
@@ -141,26 +162,122 @@ class Layouts:
         return len(self._cache)
 
     def get(self, conv: Conversation) -> Layout:
-        """The layout of ``conv``'s shape; raises TemplateError when the template refuses it."""
+        """The layout of ``conv``, checked against ``conv``'s own render; raises TemplateError when
+        the template refuses it. The layout of its shape serves when the template renders this
+        conversation's contents as they are (one render and a compare); where it changes them (a
+        ``<think>`` block stripped, ``lstrip``, ``tojson``) the layout is cut from this
+        conversation's own renders instead."""
         key = shape(conv)
         layout = self._cache.get(key)
         if layout is None:
-            layout = self._build(conv, key)
-            self._verify(layout, conv)
-            self._cache[key] = layout
-        return layout
-
-    def text(self, layout: Layout, conv: Conversation) -> str:
-        return "".join(fill(p, conv.messages) for run in layout.runs for p in run.parts)
+            layout = self._cache[key] = self._build(conv, key)
+        real = self.template.render(message_dicts(conv), conv.tools or None)
+        if layout.text(conv.messages) == real:
+            return layout
+        return self._own(conv, real, layout)
 
     def _special_around(self, text: str, pos: int) -> int | None:
-        """The start of the special token that ``pos`` falls strictly inside, if any."""
-        if self._special is None:
+        """The start of the added token that ``pos`` falls strictly inside, if any."""
+        if self._whole is None:
             return None
-        for m in self._special.finditer(text, max(0, pos - self._longest), min(len(text), pos + self._longest)):
+        for m in self._whole.finditer(text, max(0, pos - self._longest), min(len(text), pos + self._longest)):
             if m.start() < pos < m.end():
                 return m.start()
         return None
+
+    @functools.cached_property
+    def ends(self) -> frozenset[str]:
+        """The template's end-of-turn tokens: the tokenizer's eos, and the special token that
+        follows an assistant's text in the middle of a chat and at its end (``<|end|>`` and
+        ``<|return|>`` in gpt-oss)."""
+        specials = self.tokenizer.special_tokens
+        ends = {t for t in (self.template.end_token, self.tokenizer.template_tokens.get("eos_token")) if t in specials}
+        probe = [{"role": role, "content": _content_sentinel(i)} for i, role in enumerate(("user", "assistant", "user", "assistant"))]
+        full = self._render(probe, None)
+        if full is not None and self._special is not None:
+            for m in _SLOT.finditer(full):
+                if m.group("c") in ("1", "3"):
+                    after = self._special.search(full, m.end())
+                    if after is not None and not full[m.end():after.start()].strip():
+                        ends.add(after.group())
+        return frozenset(ends)
+
+    def _turn_end(self, full: str, lo: int, hi: int | None, further: int, call: bool = False) -> int | None:
+        """Where a turn's end-of-turn token ends, looking after the turn's text (``lo``) and
+        before the next message (``hi``; None where a prefix render cannot tell, the turn rendering
+        differently when it is the last: then before the next message's text, ``further``): the
+        first of the template's end tokens; else the end token where the turn's render as the last
+        parts from the whole (gpt-oss: ``<|return|>`` there, ``<|end|>`` here); else the last
+        special token; else None. After a tool call (``call``: ``lo`` is where its arguments
+        end), the first special token (gpt-oss's ``<|call|>``). A tool call's own
+        specials (Mistral's ``[TOOL_CALLS]``, gpt-oss's ``<|channel|>``) come before its text
+        ends, so they are never its end."""
+        if self._special is None:
+            return None
+        if call:  # after a tool call's arguments, the first special token ends it (<|call|>, </s>, <|im_end|>)
+            after = self._special.search(full, lo, max(hi or 0, further))
+            return after.end() if after is not None else None
+        if hi is None:
+            first = next((m for m in self._special.finditer(full, lo, further) if m.group() in self.ends), None)
+            return first.end() if first is not None else None
+        found = list(self._special.finditer(full, lo, hi))
+        first = next((m for m in found if m.group() in self.ends), None)
+        if first is not None:
+            return first.end()
+        at = self._special.match(full, hi + len(full[hi:further]) - len(full[hi:further].lstrip()))
+        if at is not None and at.group() in self.ends:
+            return at.end()
+        return found[-1].end() if found else None
+
+    def _regions(self, messages: Sequence[Message], full: str, starts: list[int], begins: dict[int, int],
+                 content: dict[int, tuple[int, int]], calls: dict[int, int]) -> tuple[list[tuple[int, int, int]], list[int]]:
+        """Which spans of ``full`` train, as (begin, end, message): each trained turn from the
+        start of its completion (after the generation prompt) to its end-of-turn token, inclusive;
+        and the trained turns with no end token. ``content`` is where each message's text is,
+        ``calls`` where each tool-calling turn's calls end. ``starts`` (one more than the
+        messages) are moved where a turn renders differently when it is the last (Qwen3 keeps a
+        ``<think>`` block only there, gpt-oss ends it with ``<|return|>``): a prefix render is
+        then no guide to where the next message starts, the turn's own text and end token are."""
+        regions: list[tuple[int, int, int]] = []
+        missing_end: list[int] = []
+        n = len(messages)
+        for k, message in enumerate(messages):
+            starts[k + 1] = max(starts[k + 1], starts[k])
+            span = content.get(k)
+            floor = starts[k]
+            if span is not None and span[0] >= starts[k] and (k + 2 > n or span[1] <= starts[k + 2]):
+                floor = span[1]  # (not where the template moved the text: Mistral's system prompt in the last user turn)
+            if message.trains:
+                if message.role == "assistant":
+                    begin = max(starts[k], begins.get(k, starts[k]))
+                    if span is not None:
+                        begin = min(begin, span[0])
+                else:
+                    begin = span[0] if span is not None else starts[k]
+                lo = max(span[1] if span is not None else begin, calls.get(k, begin))
+                further = min([content[j][0] for j in range(k + 1, n) if j in content and content[j][0] >= lo]
+                              + [b for j, b in begins.items() if j > k and b > lo] + [len(full)])
+                hi = starts[k + 1] if starts[k + 1] > lo else None
+                end = self._turn_end(full, lo, hi, further, call=calls.get(k, -1) >= lo)
+                if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
+                    end = lo if span is not None or k in calls else (further if hi is None else hi)
+                    missing_end.append(k)
+                if end > begin:
+                    regions.append((begin, end, k))
+                floor = max(floor, end)
+            starts[k + 1] = max(starts[k + 1], floor)
+        return regions, missing_end
+
+    def _calls_end(self, msgs: list[dict[str, Any]], tools: Any, full: str, k: int) -> int | None:
+        """Where message k's tool calls end in ``full``: rendered again with other arguments,
+        the two texts differ up to there (the arguments are the last thing of a call a template
+        writes, bar an id or a closing bracket)."""
+        other = [dict(d) for d in msgs]
+        other[k]["tool_calls"] = [_other_arguments(c) for c in msgs[k]["tool_calls"]]
+        rendered = self._render(other, tools)
+        if rendered is None or rendered == full:
+            return None
+        return len(full) - _lcp(full[::-1], rendered[::-1])
 
     # -- frames: prefix renders, memoized by prefix shape ---------------------------------------
 
@@ -227,18 +344,42 @@ class Layouts:
             return _Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
         frame = _Frame(full, [], {}, list(_SLOT.finditer(full)))
         shared = _lcp(prev.full, full) if prev.ok else -1
-        frame.starts = [s if s is not None and s < shared else None for s in prev.starts]
-        frame.starts.append(self._cut(prev.full, frame) if prev.ok else None)
-        frame.begins = {k: b for k, b in prev.begins.items() if b < shared}
-        if conv.messages[j - 1].role == "assistant":
-            prompted = self._render(msgs[:-1], tools, gen=True)
-            if prompted is not None:
-                frame.begins[j - 1] = self._cut(prompted, frame)
-        for k, s in enumerate(frame.starts):  # not carried over: render that prefix again (rare)
+        # a cut at or before the point where the two renders part holds in both
+        frame.starts = [s if s is not None and s <= shared else None for s in prev.starts]
+        frame.starts.append(self._place(prev.full, frame, j - 1) if prev.ok else None)
+        frame.begins = {k: b for k, b in prev.begins.items() if b <= shared}
+        for k in range(j):  # not carried over (or new): render that prefix again
+            if conv.messages[k].role == "assistant" and k not in frame.begins:
+                prompted = self._render(msgs[:k], tools, gen=True)
+                if prompted is not None:
+                    frame.begins[k] = self._place(prompted, frame, k)
+        for k, s in enumerate(frame.starts):
             if s is None:
                 rendered = self._render(msgs[:k], tools)
-                frame.starts[k] = self._cut(rendered, frame) if rendered is not None else None
+                frame.starts[k] = self._place(rendered, frame, k) if rendered is not None else None
         return frame
+
+    def _place(self, rendered: str, frame: _Frame, k: int) -> int:
+        """Where the render of the first ``k`` messages (with or without the generation prompt)
+        ends in the frame. Where the two part before the end of message k-1's text (Mistral v3
+        puts the system prompt and tools in the last user message, so a shorter prefix's render
+        is no prefix of the whole), the text the prefix render puts after message k-1's content
+        (``[/INST]``, a generation prompt) is found right after that content in the frame."""
+        pos = self._cut(rendered, frame)
+        if k == 0:
+            return pos
+        mark = f"\ue000{k - 1}c\ue001"
+        ours = next((m for m in frame.slots if m.group("c") == str(k - 1)), None)
+        if ours is None or pos >= ours.end():
+            return pos
+        at = rendered.rfind(mark)
+        if at < 0:
+            return pos
+        theirs = next((m for m in _SLOT.finditer(rendered, max(0, at - len(PAD))) if m.group("c") == str(k - 1)), None)
+        if theirs is None:
+            return pos
+        tail = rendered[theirs.end():]
+        return ours.end() + len(tail) if frame.full.startswith(tail, ours.end()) else pos
 
     def _remember(self, key: tuple[Any, ...], frame: _Frame) -> None:
         self._frame_chars += len(frame.full)
@@ -261,32 +402,24 @@ class Layouts:
         for k in range(n):  # a refused prefix: its content is the best guess of where it starts
             s = frame.starts[k]
             if s is None:
-                s = content_at[k].start() if k in content_at else (starts[-1] if starts else 0)
+                later = next((t for t in frame.starts[k + 1:] if t is not None), len(full))
+                s = content_at[k].start() if k in content_at and content_at[k].start() <= later else (starts[-1] if starts else 0)
             starts.append(max(s, starts[-1]) if starts else s)
         starts.append(len(full))
 
-        # which spans train: completion start … end-of-turn token, inclusive
-        regions: list[tuple[int, int, int]] = []
-        missing_end: list[int] = []
-        for k, message in enumerate(conv.messages):
-            if not message.trains:
+        spans = {k: (m.start(), m.end()) for k, m in content_at.items()}
+        sentinels = self._sentinels(conv)
+        calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
+                 and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
+        regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans, calls)
+        for m in slots:  # right by construction: no context text inside a completion (wherever the template puts it)
+            if m.group("c") is None:
                 continue
-            slot = content_at.get(k)
-            if message.role == "assistant":
-                begin = max(starts[k], frame.begins.get(k, starts[k]))
-                if slot is not None:
-                    begin = min(begin, slot.start())
-            else:
-                begin = slot.start() if slot is not None else starts[k]
-            after = slot.end() if slot is not None else begin
-            special = self._special.search(full, after, starts[k + 1]) if self._special else None
-            if special is not None:
-                end = special.end()
-            else:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
-                end = after if slot is not None else starts[k + 1]
-                missing_end.append(k)
-            if end > begin:
-                regions.append((begin, end, k))
+            k = int(m.group("c"))
+            inside = next((j for b, e, j in regions if b < m.end() and m.start() < e), None)
+            if inside is not None and inside != k and not conv.messages[k].trains:
+                raise TemplateError(f"template {self.template.name} puts the text of message {k} ({conv.messages[k].role}) "
+                                    f"inside the completion of message {inside}: chatloom cannot mask it")
 
         left_out = [k for k, m in enumerate(conv.messages) if m.content and k not in content_at]
         reused = self._reusable(key, n, full, starts, regions, slots)
@@ -314,7 +447,7 @@ class Layouts:
         return reused[:-1]
 
     def _runs(self, full: str, slots: list[re.Match[str]], starts: list[int], regions: list[tuple[int, int, int]],
-              reused: list[Run]) -> list[Run]:
+              reused: list[Run], tokenize: bool = True) -> list[Run]:
         done = reused[-1].end if reused else 0
         cuts = {done, len(full), *starts}
         for begin, end, _ in regions:
@@ -366,15 +499,47 @@ class Layouts:
             if pos < len(literal):
                 add(trained, literal[pos:], False, owner, b)
         # template-only runs are tokenized once, here
-        for run in runs:
+        for run in runs if tokenize else ():
             if run.ids is None and all(isinstance(p, str) for p in run.parts):
                 run.ids = self.tokenizer.encode("".join(run.parts))  # type: ignore[arg-type]
         return runs
 
-    def _verify(self, layout: Layout, conv: Conversation) -> None:
-        """The first conversation of each shape is rendered for real and compared with its layout."""
-        real = self.template.render(message_dicts(conv), conv.tools or None)
-        if self.text(layout, conv) != real:
-            raise TemplateError(
-                f"template {self.template.name} renders a message differently depending on its text "
-                f"(conversation {conv.id}); chatloom cannot find its turns")
+    def _own(self, conv: Conversation, full: str, shaped: Layout) -> Layout:
+        """The layout of one conversation whose contents the template changes, cut from its own
+        renders: a render per prefix (where each message starts) and per assistant prefix with the
+        generation prompt (where its completion starts). Special tokens are those of the render;
+        a special token typed in a message cannot be told from the template's here, so it is refused."""
+        if self._special is not None:
+            for k, m in enumerate(conv.messages):
+                found = self._special.search(m.content) if m.content else None
+                if found is not None:
+                    raise TemplateError(f"template {self.template.name} changes the text of messages, and message {k} holds "
+                                        f"the special token {found.group()!r} as text: chatloom cannot tell it from the template's")
+        msgs = message_dicts(conv)
+        tools = conv.tools or None
+        n = len(msgs)
+        starts = [0]
+        for k in range(1, n):
+            rendered = self._render(msgs[:k], tools)
+            starts.append(self._cut_text(rendered, full) if rendered is not None else starts[-1])
+        starts.append(len(full))
+        begins: dict[int, int] = {}
+        for k, m in enumerate(conv.messages):
+            if m.role == "assistant" and m.trains:
+                prompted = self._render(msgs[:k], tools, gen=True)
+                if prompted is not None:
+                    begins[k] = self._cut_text(prompted, full)
+        calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
+                 and (e := self._calls_end(msgs, tools, full, k)) is not None}
+        regions, missing_end = self._regions(conv.messages, full, starts, begins, {}, calls)
+        runs = self._runs(full, [], starts, regions, [], tokenize=False)
+        return Layout(runs, missing_end, shaped.left_out, full, starts, own=True)
+
+    def _cut_text(self, rendered: str, full: str) -> int:
+        """Where two renders part, never inside a special token of either."""
+        pos = _lcp(rendered, full)
+        for text in (rendered, full):
+            inside = self._special_around(text, pos)
+            if inside is not None:
+                pos = min(pos, inside)
+        return pos

@@ -99,6 +99,7 @@ class Tokenizer:
     cache_key: str
     vocab_size: int
     special_tokens: dict[str, int]
+    added_tokens: tuple[str, ...] = ()  # whole tokens of the text that are not special (Qwen's <tool_call>)
     template_tokens: dict[str, str]  # bos_token, eos_token, …: what a chat template is rendered with
 
     def encode(self, text: str) -> list[int]:
@@ -170,30 +171,27 @@ class HFTokenizer(Tokenizer):
     """A local Hugging Face tokenizer folder (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``)."""
 
     def __init__(self, folder: str | os.PathLike[str]):
-        import tokenizers
-
         path = Path(folder)
         tj = path / "tokenizer.json"
         if tj.exists():
-            self.tok = tokenizers.Tokenizer.from_file(str(tj))
-            stamp = hashlib.sha256(tj.read_bytes()).hexdigest()[:12]
+            self.tok, stamp = _folder_file(tj, lambda: _load_tokenizer_json(tj))
         elif (path / "vocab.json").exists() and (path / "merges.txt").exists():
-            from tokenizers import decoders, models, pre_tokenizers
-
-            self.tok = tokenizers.Tokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
-            self.tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-            self.tok.decoder = decoders.ByteLevel()
-            self._add_config_tokens(path)
-            stamp = hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
+            self.tok, stamp = _folder_file(path / "merges.txt", lambda: _load_bpe_files(path))
+            _folder_file(path / "tokenizer_config.json", lambda: self._add_config_tokens(path))
         else:
             raise UsageError(f"{path}: not a tokenizer folder (no tokenizer.json, nor vocab.json + merges.txt)")
         if hasattr(self.tok, "encode_special_tokens"):
             self.tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
         self.name = str(path)
+        self.config_path = str(path / "tokenizer_config.json")
         self.cache_key = f"hf:{path.resolve()}:{stamp}"
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        # the added tokens marked special; the others (Qwen's <tool_call>, "special": false) are
+        # whole tokens of the text, as in transformers, but never a turn's end
+        added = self.tok.get_added_tokens_decoder().values()
         self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
-        self.template_tokens = _config_tokens(path)
+        self.added_tokens = tuple(t.content for t in added if not t.special)
+        self.template_tokens = _folder_file(path / "tokenizer_config.json", lambda: _config_tokens(path))
 
     def _add_config_tokens(self, path: Path) -> None:
         import orjson
@@ -204,7 +202,11 @@ class HFTokenizer(Tokenizer):
             return
         added = orjson.loads(config.read_bytes()).get("added_tokens_decoder") or {}
         for _, tok in sorted(added.items(), key=lambda kv: int(kv[0])):
-            self.tok.add_special_tokens([AddedToken(tok["content"], special=tok.get("special", True))])
+            token = AddedToken(tok["content"], special=tok.get("special", True))
+            if token.special:
+                self.tok.add_special_tokens([token])
+            else:  # add_special_tokens would mark it special
+                self.tok.add_tokens([token])
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -214,6 +216,44 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+def _load_tokenizer_json(tj: Path) -> tuple[Any, str]:
+    import tokenizers
+
+    data = tj.read_bytes()
+    return tokenizers.Tokenizer.from_str(data.decode("utf-8")), hashlib.sha256(data).hexdigest()[:12]
+
+
+def _load_bpe_files(path: Path) -> tuple[Any, str]:
+    import orjson
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers
+
+    def vocab() -> None:
+        data = orjson.loads((path / "vocab.json").read_bytes())
+        if not isinstance(data, dict) or not all(isinstance(v, int) for v in data.values()):
+            raise ValueError("not a JSON object of token → id")
+
+    _folder_file(path / "vocab.json", vocab)
+    tok = tokenizers.Tokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return tok, hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
+
+
+def _folder_file(path: Path, load: Callable[[], Any]) -> Any:
+    """``load()``, with any failure reported as one line naming the file (a truncated, empty or
+    binary ``tokenizer.json``, a bad ``merges.txt`` or ``tokenizer_config.json``)."""
+    try:
+        return load()
+    except UsageError:
+        raise
+    except Exception as e:  # tokenizers raises plain Exceptions; JSON, UTF-8 and key errors alike
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if isinstance(e, UnicodeDecodeError):
+            reason = f"not UTF-8 text (byte {e.start})"
+        raise UsageError(f"{path}: not a usable tokenizer file: {reason[:200]}") from None
 
 
 _TEMPLATE_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")

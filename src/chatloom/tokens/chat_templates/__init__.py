@@ -55,7 +55,22 @@ DEFAULT_TEMPLATE = "chatml"
 
 
 class TemplateError(UsageError):
-    """The template refused the messages (``raise_exception``) or failed to render."""
+    """The template refused the messages (``refusal``: its ``raise_exception``, which a repair of
+    the roles may satisfy) or failed to render (its own code failed: no repair helps)."""
+
+    def __init__(self, message: str, refusal: bool = False):
+        super().__init__(message)
+        self.refusal = refusal
+
+
+@functools.cache
+def _refusal_class() -> Any:
+    import jinja2
+
+    class Refusal(jinja2.TemplateError):
+        """The template's own ``raise_exception``: it refuses these messages."""
+
+    return Refusal
 
 
 @functools.cache
@@ -79,7 +94,7 @@ def _environment() -> Any:
             return caller()
 
     def raise_exception(message: str) -> None:
-        raise jinja2.exceptions.TemplateError(message)
+        raise _refusal_class()(message)
 
     def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
         return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
@@ -103,14 +118,19 @@ class ChatTemplate:
     tokens: dict[str, str] = field(default_factory=dict)  # bos_token, eos_token, … as strings
     needs: tuple[str, ...] = ()
     end: str | None = None
+    origin: str | None = None  # the file it was read from, where that is not its name
 
     def __post_init__(self) -> None:
         import jinja2
 
+        if not isinstance(self.source, str):
+            raise UsageError(f"{self.origin or self.name}: chat_template is a {type(self.source).__name__}, not the text of a template")
         try:
             self._compiled = _environment().from_string(self.source)
         except jinja2.TemplateSyntaxError as e:
-            raise UsageError(f"{self.name}:{e.lineno}: template syntax error: {e.message}") from None
+            raise UsageError(f"{self.origin or self.name}:{e.lineno}: template syntax error: {e.message}") from None
+        except RecursionError:
+            raise UsageError(f"{self.origin or self.name}: template nested too deeply to compile") from None
 
     def render(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,
                add_generation_prompt: bool = False, **kwargs: Any) -> str:
@@ -120,8 +140,13 @@ class ChatTemplate:
         try:
             return self._compiled.render(messages=list(messages), tools=list(tools) if tools else None, documents=None,
                                          add_generation_prompt=add_generation_prompt, **{**self.tokens, **kwargs})
+        except _refusal_class() as e:
+            raise TemplateError(f"template {self.name}: {e.message or e}", refusal=True) from None
         except jinja2.TemplateError as e:
-            raise TemplateError(f"template {self.name}: {e.message or e}") from None
+            raise TemplateError(f"template {self.name} fails while rendering: {e.message or e}") from None
+        except (ArithmeticError, RecursionError, MemoryError, TypeError, ValueError, LookupError, AttributeError) as e:
+            # the template's own code failed (a division by zero, a range too big, runaway recursion)
+            raise TemplateError(f"template {self.name} fails while rendering: {type(e).__name__}: {str(e)[:200]}") from None
 
     @property
     def end_token(self) -> str | None:
@@ -151,18 +176,41 @@ def builtin_source(name: str) -> str:
 
 def folder_template(folder: Path) -> str | None:
     """The chat template saved in a Hugging Face tokenizer folder, if any."""
+    found = _folder_source(folder)
+    return found[0] if found else None
+
+
+def _folder_source(folder: Path) -> tuple[str, Path] | None:
+    """The folder's chat template and the file it is in."""
     jinja_file = folder / "chat_template.jinja"
     if jinja_file.exists():
-        return jinja_file.read_text(encoding="utf-8")
+        return _read_text(jinja_file), jinja_file
     for name in ("tokenizer_config.json", "chat_template.json"):
         path = folder / name
         if path.exists():
-            value = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
-            if isinstance(value, list):  # named templates: the "default" one
-                value = next((t["template"] for t in value if t.get("name") == "default"), None)
+            try:
+                config = json.loads(_read_text(path))
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+            value = config.get("chat_template") if isinstance(config, dict) else None
+            if isinstance(value, list):  # named templates: the "default" one, as transformers takes it
+                named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+                if "default" not in named:
+                    raise UsageError(f"{path}: chat_template holds named templates ({', '.join(map(str, named))}) and none is "
+                                     "named 'default'; pass --template with a .jinja file")
+                value = named["default"]
+            if value is not None and not isinstance(value, str):
+                raise UsageError(f"{path}: chat_template is a {type(value).__name__}, not the text of a template")
             if value:
-                return value
+                return value, path
     return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def get_template(name: str | None = None, tokens: Mapping[str, str] | None = None) -> ChatTemplate:
@@ -179,10 +227,10 @@ def get_template(name: str | None = None, tokens: Mapping[str, str] | None = Non
     tokens = dict(tokens or {})
     path = Path(name)
     if path.is_dir():
-        source = folder_template(path)
-        if source is None:
+        found = _folder_source(path)
+        if found is None:
             raise ParamError("{path}: this tokenizer folder has no chat_template; pass {template} NAME", path=str(path))
-        return ChatTemplate(str(path), source, tokens)
+        return ChatTemplate(str(path), found[0], tokens, origin=str(found[1]))
     if path.is_file():
-        return ChatTemplate(str(path), path.read_text(encoding="utf-8"), tokens)
+        return ChatTemplate(str(path), _read_text(path), tokens)
     raise UsageError(f"unknown template '{name}'; use one of: {', '.join(BUILTINS)}, a .jinja file, or a tokenizer folder")
