@@ -85,6 +85,27 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``path``, made (with its parents) for a run's outputs; when the run fails, the folders this
+    made are removed again if they are still empty, so that a failed run leaves nothing behind."""
+    target = Path(path)
+    made = [p for p in (target, *target.parents) if not p.exists()]  # those below the first that is
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ChatloomError(f"{target}: cannot make the output folder: {err.strerror}") from None
+    try:
+        yield target
+    except BaseException:
+        for folder in made:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (a file of another run), or gone
+                break
+        raise
+
+
+@contextmanager
 def scratch_folder(parent: str | os.PathLike[str], kind: str) -> Iterator[Path]:
     """A scratch folder ``.chatloom-KIND-PID-XXXXXXXX`` in ``parent``, removed when the block ends."""
     with tempfile.TemporaryDirectory(prefix=f".chatloom-{kind}-{os.getpid()}-", dir=parent) as path:
