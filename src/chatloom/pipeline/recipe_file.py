@@ -89,23 +89,23 @@ def _measure(root: Node) -> None:
     own anchor: ``_Limit``. Each node is measured once (its expanded size and height are kept)."""
     known: dict[int, tuple[int, int] | None] = {}  # id → (values, height); None while being measured
 
-    def measure(node: Node, depth: int) -> tuple[int, int]:
+    def measure(node: Node, depth: int, parent_line: int) -> tuple[int, int]:
         line = node.start_mark.line + 1
         if depth > MAX_DEPTH:
-            raise _Limit(f"nested deeper than {MAX_DEPTH} levels (through aliases)", line)
-        if id(node) in known:
+            raise _Limit(f"nested deeper than {MAX_DEPTH} levels", line)
+        if id(node) in known:  # an alias: the line to name is where it stands, its parent's
             done = known[id(node)]
             if done is None:
-                raise _Limit("an alias inside its own anchor (a value that contains itself)", line)
+                raise _Limit("an alias inside its own anchor (a value that contains itself)", parent_line)
             if depth + done[1] - 1 > MAX_DEPTH:
-                raise _Limit(f"nested deeper than {MAX_DEPTH} levels (through aliases)", line)
+                raise _Limit(f"nested deeper than {MAX_DEPTH} levels (through aliases)", parent_line)
             return done
         known[id(node)] = None
         values, height = 1, 1
         children = ([c for pair in node.value for c in pair] if isinstance(node, MappingNode)
                     else node.value if isinstance(node, SequenceNode) else [])
         for child in children:
-            n, h = measure(child, depth + 1)
+            n, h = measure(child, depth + 1, line)
             values += n
             height = max(height, h + 1)
             if values > MAX_VALUES:
@@ -114,7 +114,7 @@ def _measure(root: Node) -> None:
         known[id(node)] = (values, height)
         return values, height
 
-    measure(root, 1)
+    measure(root, 1, 1)
 
 
 @dataclass
@@ -167,8 +167,9 @@ def read_recipe_file(path: str | Path) -> RecipeDocument:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise UsageError(f"{name}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); save the recipe as UTF-8") from None
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # checks the characters first
         root = loader.get_single_node()
         if root is not None:
             _measure(root)
@@ -185,5 +186,6 @@ def read_recipe_file(path: str | Path) -> RecipeDocument:
     except yaml.YAMLError as err:
         raise UsageError(f"{name}: not valid YAML ({_one_line(str(err))})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return RecipeDocument(name, data, root)

@@ -33,7 +33,7 @@ def _spec(spec: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
         return spec, {}
     if not isinstance(spec, dict) or len(spec) != 1:
-        got = f"a mapping of {len(spec)} keys" if isinstance(spec, dict) else f"a {type(spec).__name__}"
+        got = f"a mapping of {len(spec)} keys" if isinstance(spec, dict) else "a list" if isinstance(spec, list) else repr(spec)
         raise ValueError(f"a step is a name or one 'name: {{params}}' mapping, not {got}")
     name, params = next(iter(spec.items()))
     if not isinstance(name, str):
