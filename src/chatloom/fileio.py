@@ -6,7 +6,8 @@ Every temporary name says it is chatloom's and which process made it: ``.NAME.PI
 beside a target ``NAME`` (``atomic_write``, ``atomic_folder``) and ``.chatloom-KIND-PID-XXXXXXXX``
 (``scratch_folder``). A run that ends, or stops on Ctrl+C or an error, removes its own (their
 ``with`` blocks); one that was killed cannot, so the next run in the same folder removes those
-whose process no longer runs (``remove_stale``), and never a file of another name.
+whose process no longer runs (``remove_stale``), and never a file of another name. An output
+folder a run makes (``output_folder``) is taken back when the run fails and it is still empty.
 """
 
 from __future__ import annotations
