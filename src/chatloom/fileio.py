@@ -6,7 +6,8 @@ Every temporary name says it is chatloom's and which process made it: ``.NAME.PI
 beside a target ``NAME`` (``atomic_write``, ``atomic_folder``) and ``.chatloom-KIND-PID-XXXXXXXX``
 (``scratch_folder``). A run that ends, or stops on Ctrl+C or an error, removes its own (their
 ``with`` blocks); one that was killed cannot, so the next run in the same folder removes those
-whose process no longer runs (``remove_stale``), and never a file of another name.
+whose process no longer runs (``remove_stale``), and never a file of another name. An output
+folder a run makes (``output_folder``) is taken back when the run fails and it is still empty.
 """
 
 from __future__ import annotations
@@ -82,6 +83,27 @@ def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.rename(tmp / target.name, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def output_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``path``, made (with its parents) for a run's outputs; when the run fails, the folders this
+    made are removed again if they are still empty, so that a failed run leaves nothing behind."""
+    target = Path(path)
+    made = [p for p in (target, *target.parents) if not p.exists()]  # those below the first that is
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ChatloomError(f"{target}: cannot make the output folder: {err.strerror}") from None
+    try:
+        yield target
+    except BaseException:
+        for folder in made:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (a file of another run), or gone
+                break
+        raise
 
 
 @contextmanager

@@ -10,7 +10,7 @@ CTX = Context(seed=0, tokenizer="gpt2-chatml", max_tokens=40)
 
 
 def step(spec):  # type: ignore[no-untyped-def]
-    return build_step(spec, CTX, "test")
+    return build_step(spec, CTX)
 
 
 def keeps(spec, c: Conversation):  # type: ignore[no-untyped-def]

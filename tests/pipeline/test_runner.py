@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,19 @@ def test_the_ray_executor_gives_the_same_bytes(tmp_path: Path) -> None:
     run_recipe(recipe, str(tmp_path / "ray"), executor="ray", workers=2)
     for name in ("data/train.jsonl", "data/val.jsonl", "rejected.jsonl"):
         assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_a_steps_error_on_ray_names_the_recipe_and_key(tmp_path: Path, run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Raised in a Ray task, a step's error would reach the driver as Ray's wrapper, with the error
+    only as text: it comes back as the chunk's result instead, and is the usual one line."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(os.path.abspath(p) for p in sys.path if p))  # Ray's workers: this code
+    write_jsonl(tmp_path / "chats.jsonl", [conv("a" * 50 + "b", "ok", id="slow")])
+    (tmp_path / "r.yaml").write_text("inputs: [{file: chats.jsonl}]\nfilters: [{regex: {pattern: '(a|aa)+$', timeout: 0.2}}]\n")
+    r = run("build", "r.yaml", "-o", "out", "--executor", "ray", "--workers", "1")
+    assert r.exit_code == 2 and r.stderr.startswith("error: r.yaml:2: filters[0].regex.pattern: a search took over 0.2 s"), r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_records_an_input_cannot_read_are_counted_not_lost(tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]

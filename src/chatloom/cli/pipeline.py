@@ -36,7 +36,7 @@ def step_progress() -> Iterator[Callable[[list[Any]], None]]:
 
 
 @cli.command("build")
-@click.argument("recipe_path", metavar="RECIPE", required=False, type=click.Path(dir_okay=False))
+@click.argument("recipe_path", metavar="RECIPE", required=False)
 @click.option("-o", "--output", "out", default=None, type=click.Path(file_okay=False), help="Output folder (default: the recipe's output).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine; ray: Ray Data, on $RAY_ADDRESS or a local Ray. Same outputs.")
@@ -61,7 +61,7 @@ def build_(recipe_path: str | None, out: str | None, executor: str, workers: int
         chatloom build recipe.yaml -o out --workers 4
         RAY_ADDRESS=ray://head:10001 chatloom build recipe.yaml --executor ray
     """
-    from ..pipeline.inputs import read_input
+    from ..pipeline.inputs import count_inputs
     from ..pipeline.recipe import load_recipe
     from ..pipeline.runner import run_recipe
 
@@ -72,7 +72,7 @@ def build_(recipe_path: str | None, out: str | None, executor: str, workers: int
         raise UsageError("give a RECIPE file (chatloom build --example prints one)")
     recipe = load_recipe(recipe_path)
     if dry_run:
-        counts = {str(spec.name): sum(1 for _ in read_input(spec)) for spec in recipe.inputs}
+        counts = count_inputs(recipe)
         if as_json:
             print_json({"recipe": recipe_path, "valid": True, "inputs": counts})
             return

@@ -55,7 +55,8 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
 
     The mask comes from rendering the template's prefixes, so it is right for any template. A
     template that refuses the roles, an assistant turn without its end token, a doubled BOS or a
-    conversation with nothing to train on is an error; --fix repairs or drops it, counted.
+    conversation with nothing to train on is an error; --fix repairs or drops it, counted. An input
+    with no conversation, or whose every conversation is dropped, is an error too: nothing is written.
 
     \b
     Example usage:
@@ -64,12 +65,15 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         chatloom tokenize -o tokens --tokenizer ./my-model --template llama-3 --fix
         python -c "import numpy as np; print(np.memmap('tokens/train.bin', dtype=np.uint16)[:20])"
     """
+    from ..fileio import output_folder
     from ..formats.split import validation_ids
     from ..tokens import tokenize
+    from ..tokens.writer import NothingKept
 
     if truncate and max_tokens is None:
         raise UsageError("--truncate needs --max-tokens N")
     template = _template_name(template, tokenizer)
+    source = input_path or dataset
     if input_path is not None:
         from ..model import ensure_id
 
@@ -89,13 +93,21 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
 
         def convs() -> Iterator[Conversation]:
             return store.iter_conversations(tag=tag)
+    if _is_empty(convs()):
+        holds = f"has no conversation tagged '{tag}'" if tag and input_path is None else "holds no conversation"
+        raise UsageError(f"{source}: nothing to tokenize: the {'file' if input_path else 'dataset'} {holds}")
     val_ids = validation_ids(ids, val, seed) if ids is not None else None
     if workers == 0:  # starting processes costs about a second: worth it from a few thousand conversations
         workers = (os.cpu_count() or 1) if total is None or total >= 5000 else 1
-    with progress_bar("tokenizing", total) as update:
-        meta = tokenize(convs(), out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
-                        max_tokens=max_tokens, truncate=truncate, workers=workers, progress=update,
-                        extra_meta={"val": val, "seed": seed})
+    try:
+        with output_folder(out), progress_bar("tokenizing", total) as update:  # a failed run leaves no folder it made
+            meta = tokenize(convs(), out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
+                            max_tokens=max_tokens, truncate=truncate, workers=workers, progress=update,
+                            extra_meta={"val": val, "seed": seed})
+    except NothingKept as err:
+        reasons = "; ".join(f"{n:,} × {reason}" for reason, n in err.report["dropped"].items())
+        raise UsageError(f"{source}: nothing to tokenize: all {err.seen:,} conversations were dropped ({reasons}); "
+                         "nothing written") from None
     if as_json:
         print_json(meta)
         return
@@ -110,6 +122,16 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
     if report["truncated"]:
         click.echo(f"truncated: {report['truncated']:,} conversations ({report['turns_cut']:,} turns cut)", err=True)
     click.echo(f"dtype {meta['dtype']}, vocabulary {meta['vocab_size']:,}; {Path(out) / 'meta.json'}")
+
+
+def _is_empty(convs: Iterator[Conversation]) -> bool:
+    """Whether ``convs`` holds no conversation (it reads the first, then closes the stream)."""
+    try:
+        return next(convs, None) is None
+    finally:
+        close = getattr(convs, "close", None)
+        if close is not None:
+            close()
 
 
 def _token_texts(tok, ids: list[int]) -> list[str]:  # type: ignore[no-untyped-def]

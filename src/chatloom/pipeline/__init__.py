@@ -5,7 +5,8 @@
 
     result = run_recipe(load_recipe("recipe.yaml"), "out/", workers=4)
 
-- ``recipe.py``: the recipe's schema (pydantic) and ``resolve_steps``; ``inputs.py``: reading its inputs
+- ``recipe_file.py``: reading a recipe's YAML within limits; ``recipe.py``: the recipe's schema (pydantic),
+  its checks, ``RecipeError`` and ``resolve_steps``; ``inputs.py``: checking and reading its inputs
 - ``base.py``: ``Step`` (generic over its ``Params``), ``Filter``, ``Transform``, ``DatasetFilter``
 - ``registry.py``: the steps by name (built-ins and plugins) and ``build_step``
 - ``filters/``, ``transforms/``: the built-in steps

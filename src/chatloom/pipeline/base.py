@@ -39,6 +39,16 @@ from pydantic import BaseModel, ConfigDict
 from ..model import Conversation
 
 
+class ParamsError(Exception):
+    """A step's parameters that validate one by one but cannot work together, raised by its
+    ``__init__`` (``truncate`` with no limit anywhere): the recipe's error names ``key`` under the
+    step (``ParamsError("no limit …", "max_tokens")``)."""
+
+    def __init__(self, message: str, *key: str | int):
+        super().__init__(message)
+        self.message, self.key = message, key
+
+
 class Params(BaseModel):
     """A step's parameters; a step without any takes this one."""
 
@@ -66,6 +76,7 @@ class Step(Generic[P]):
     summary: ClassVar[str] = ""
     Params: ClassVar[type[Params]] = Params  # the generic argument: see __init_subclass__
     barrier: ClassVar[bool] = False  # True: needs every conversation first (``fit``), in the main process
+    where: tuple[str | int, ...] = ()  # its place in the recipe, ("filters", 2, "regex"): set by ``build_step``
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -30,14 +30,15 @@ import msgspec
 import orjson
 
 from .. import jsonl
-from ..fileio import atomic_write, remove_stale, scratch_folder
+from ..errors import ParamError, UsageError
+from ..fileio import atomic_write, output_folder, remove_stale, scratch_folder
 from ..model import Conversation, ensure_id
 from ..parallel import batched
 from ..reports import render_build_report
 from .base import Step
 from .executors import ChunkResult, Executor, StepKey, get_executor, keyed, run_chunk
-from .inputs import read_input
-from .recipe import Recipe, resolve_steps
+from .inputs import check_inputs, read_input, read_input_at
+from .recipe import Recipe, RecipeError, resolve_steps
 from .report import counted
 
 __all__ = ["BuildResult", "StepReport", "read_input", "run_recipe"]
@@ -159,8 +160,8 @@ class BuildResult:
 
 def _inputs(recipe: Recipe, counts: Counter[str], lengths: list[int] | None = None,
             skipped: dict[str, dict[str, Any]] | None = None) -> Iterator[tuple[str, Conversation]]:
-    for spec in recipe.inputs:
-        convs = read_input(spec, skipped)
+    for i, spec in enumerate(recipe.inputs):
+        convs = read_input_at(i, spec, skipped)
         if lengths is not None:
             convs = counted(convs, recipe.tokenizer, lengths)
         for conv in convs:
@@ -200,11 +201,25 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
         cluster at ``$RAY_ADDRESS``, else a local Ray with ``workers`` CPUs). Same outputs.
     :param progress: called with the steps' reports as they advance (after each chunk).
     """
+    try:
+        check_inputs(recipe.inputs)  # before anything is made
+        target = Path(out or recipe.output)
+        if target.exists() and not target.is_dir():
+            if out is not None:
+                raise UsageError(f"{target}: a file, not an output folder")
+            raise RecipeError(("output",), f"{target}: a file, not an output folder")
+        with output_folder(target):  # made here, and taken back if the build fails
+            return _run(recipe, target, workers, executor, progress)
+    except RecipeError as err:
+        raise recipe.error(err) from None
+
+
+def _run(recipe: Recipe, target: Path, workers: int, executor: str,
+         progress: Callable[[list[StepReport]], None] | None) -> BuildResult:
     from ..formats.export import export_conversations
+    from ..formats.split import validation_size
 
     task_steps, steps = resolve_steps(recipe)
-    target = Path(out or recipe.output)
-    target.mkdir(parents=True, exist_ok=True)
     data_name = "data" if recipe.split is not None else f"data{_extension(recipe.format)}"
     remove_stale(target, ["rejected.jsonl", "report.json", "report.html", data_name])  # what a killed build left
     started = time.perf_counter()
@@ -228,6 +243,11 @@ def run_recipe(recipe: Recipe, out: str | None = None, *, workers: int = 1, exec
                 fp.write(jsonl.dumps(conv))
                 if progress is not None and n % 256 == 0:
                     progress(run.reports)
+        if recipe.split is not None:
+            try:
+                validation_size(len(ids), recipe.split)
+            except ParamError as err:
+                raise RecipeError(("split",), err.render({"split": "a count of"}) + " after the steps") from None
         data = target / data_name
         exported = export_conversations(lambda: jsonl.read_path(final), str(data), fmt=recipe.format, split=recipe.split,
                                         seed=recipe.seed, ids=ids)

@@ -31,6 +31,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from ..errors import UsageError
 from ..fileio import atomic_write, remove_stale
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
@@ -38,6 +39,15 @@ from .encode import Encoder, Report
 from .tokenizer import get_tokenizer
 
 CHUNK = 512  # conversations per batch (and per task for a worker)
+
+
+class NothingKept(UsageError):
+    """Every conversation was dropped (or there was none): token files would hold nothing, so
+    none is written. ``seen`` conversations were read; ``report`` says why each was dropped."""
+
+    def __init__(self, seen: int, report: dict[str, Any]):
+        self.seen, self.report = seen, report
+        super().__init__(f"nothing to tokenize: {seen:,} conversations read, none kept")
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,8 @@ def tokenize(
                 done += len(chunk.ids)
                 if progress is not None:
                     progress(done)
+        if not any(f.conversations for f in files.values()):  # raised in the block: no file is written
+            raise NothingKept(done, report.as_dict())
         meta = {
             "tokenizer": tok.name,
             "template": encoder.template.name,

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ...errors import ParamError
+from ...errors import ChatloomError, ParamError
 from ...model import Conversation
 from ..base import Step
 from .base import ChunkResult, Executor, StepKey, recipe_steps, run_chunk
@@ -52,7 +52,10 @@ class RayExecutor(Executor):
             ds = ray.data.from_items([{"payload": p} for p in payloads], override_num_blocks=len(payloads))
             ds = ds.map_batches(_ray_apply, fn_kwargs={"recipe": self.recipe, "keys": keys}, batch_size=1)
             for row in ds.iter_rows():
-                yield pickle.loads(row["result"])
+                result = pickle.loads(row["result"])
+                if isinstance(result, ChatloomError):  # a step's own error (a regex's timeout), sent back whole
+                    raise result
+                yield result
 
         for chunk in chunks:
             window.append(encode.encode(chunk))
@@ -82,5 +85,14 @@ def _ray_apply(batch: dict[str, Any], recipe: dict[str, Any], keys: list[StepKey
     steps = _ray_recipes.get(key)
     if steps is None:
         steps = _ray_recipes[key] = recipe_steps(recipe)
-    results = [pickle.dumps(run_chunk([steps[(k[0], k[1])] for k in keys], _decode.decode(bytes(p)))) for p in batch["payload"]]
+    results = [_chunk_result([steps[(k[0], k[1])] for k in keys], bytes(p)) for p in batch["payload"]]
     return {"result": np.array(results, dtype=object)}
+
+
+def _chunk_result(steps: list[Step[Any]], payload: bytes) -> bytes:
+    """A chunk's result, pickled; or the chatloom error a step raised, pickled as the result: raised
+    in the task, Ray would hand the driver its own wrapper with the error only as text."""
+    try:
+        return pickle.dumps(run_chunk(steps, _decode.decode(payload)))
+    except ChatloomError as err:
+        return pickle.dumps(err)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from ...model import Conversation
 from ..base import Filter, Params
@@ -11,6 +11,14 @@ from ..base import Filter, Params
 class BoundsParams(Params):
     min: int = Field(0, ge=0)
     max: int | None = Field(None, ge=1)
+
+    @field_validator("max")
+    @classmethod
+    def _not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min")
+        if value is not None and low is not None and low > value:
+            raise ValueError(f"min {low} is greater than max {value}: nothing would be kept")
+        return value
 
 
 def within(n: int, bounds: BoundsParams, unit: str) -> bool | tuple[bool, str]:

@@ -61,8 +61,10 @@ class ExactDedup(DatasetFilter[ExactDedupParams]):
 
 class NearDedupParams(Params):
     threshold: float = Field(0.8, gt=0, le=1)
-    ngram: int = Field(5, ge=1)
-    permutations: int = Field(128, ge=8)
+    # bounded: the shingling allocates ngram 64-bit constants, and each conversation's signature
+    # is 4 bytes a permutation (+ a permutations² probe table): 1,024 is 4 KiB a conversation
+    ngram: int = Field(5, ge=1, le=32)
+    permutations: int = Field(128, ge=8, le=1024)
     transitive: bool = False
 
 

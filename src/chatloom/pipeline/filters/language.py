@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...model import Conversation
-from ..base import Context, Filter, Params
+from ..base import Context, Filter, Params, ParamsError
 
 
 class LanguageParams(Params):
@@ -27,6 +27,10 @@ class Language(Filter[LanguageParams]):
         import py3langid
 
         self._identifier = py3langid.langid.LanguageIdentifier.from_model_file(py3langid.langid.MODEL_FILE, norm_probs=True)
+        known = set(self._identifier.nb_classes)
+        for i, code in enumerate(params.keep):
+            if code not in known:  # it would drop every conversation
+                raise ParamsError(f"unknown language '{code}'; the detector knows ISO 639-1 codes: {', '.join(sorted(known))}", "keep", i)
 
     def keep(self, conv: Conversation) -> bool | tuple[bool, str]:
         text = " ".join(m.content for m in conv.messages if m.role in ("user", "assistant"))

@@ -7,7 +7,7 @@ import re
 from importlib import resources
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ...model import Conversation
 from ..base import Context, Filter, Params
@@ -21,8 +21,16 @@ def phrase_list(name: str) -> list[str]:
 
 class PhrasesParams(Params):
     lists: list[Literal["slop", "refusals"]] = ["slop", "refusals"]
-    extra: list[str] = []
+    extra: list[str] = []  # your own phrases (none empty: an empty phrase is in every turn)
     max_hits: int = Field(0, ge=0)  # more hits than this drops the conversation
+
+    @model_validator(mode="after")
+    def _some_phrases(self) -> PhrasesParams:
+        if any(not p.strip() for p in self.extra):
+            raise ValueError("extra: an empty phrase is in every reply; remove it")
+        if not self.lists and not self.extra:
+            raise ValueError("no phrases to look for: give lists, extra or both")
+        return self
 
 
 class Phrases(Filter[PhrasesParams]):

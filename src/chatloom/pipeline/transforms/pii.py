@@ -8,6 +8,7 @@ import re
 from typing import Literal
 
 from msgspec.structs import replace
+from pydantic import Field
 
 from ...model import Conversation
 from ..base import Params, Transform
@@ -54,8 +55,8 @@ Kind = Literal["EMAIL", "PHONE", "URL", "IP", "MENTION", "HANDLE", "CARD"]
 
 class PIIParams(Params):
     mode: Literal["redact", "drop"] = "redact"
-    kinds: list[Kind] = ["URL", "EMAIL", "MENTION", "IP", "CARD", "PHONE", "HANDLE"]  # all, in PII_PATTERNS' order
-    roles: list[Literal["system", "user", "assistant", "tool"]] = ["system", "user", "assistant", "tool"]
+    kinds: list[Kind] = Field(["URL", "EMAIL", "MENTION", "IP", "CARD", "PHONE", "HANDLE"], min_length=1)  # all, in PII_PATTERNS' order
+    roles: list[Literal["system", "user", "assistant", "tool"]] = Field(["system", "user", "assistant", "tool"], min_length=1)
 
 
 class PII(Transform[PIIParams]):

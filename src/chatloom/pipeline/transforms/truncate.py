@@ -6,7 +6,7 @@ from msgspec.structs import replace
 from pydantic import Field
 
 from ...model import Conversation
-from ..base import Params, Transform
+from ..base import Context, Params, ParamsError, Transform
 
 
 class TruncateParams(Params):
@@ -21,6 +21,11 @@ class Truncate(Transform[TruncateParams]):
     name = "truncate"
     summary = "fit max_tokens: drop the oldest whole turns, keep the system prompt (counted)"
     drop_reason = "over max_tokens even after truncation"
+
+    def __init__(self, params: TruncateParams, context: Context) -> None:
+        super().__init__(params, context)
+        if params.max_tokens is None and context.max_tokens is None:
+            raise ParamsError("no limit to truncate to: give max_tokens here or at the top of the recipe", "max_tokens")
 
     def apply(self, conv: Conversation) -> Conversation | None:
         from ...tokens.tokenizer import get_tokenizer
