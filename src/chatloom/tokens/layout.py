@@ -241,6 +241,8 @@ class Layouts:
         regions: list[tuple[int, int, int]] = []
         missing_end: list[int] = []
         n = len(messages)
+        later_content = _Later(sorted((j, span[0]) for j, span in content.items()))
+        later_begins = _Later(sorted(begins.items()))
         for k, message in enumerate(messages):
             starts[k + 1] = max(starts[k + 1], starts[k])
             span = content.get(k)
@@ -255,8 +257,8 @@ class Layouts:
                 else:
                     begin = span[0] if span is not None else starts[k]
                 lo = max(span[1] if span is not None else begin, calls.get(k, begin))
-                further = min([content[j][0] for j in range(k + 1, n) if j in content and content[j][0] >= lo]
-                              + [b for j, b in begins.items() if j > k and b > lo] + [len(full)])
+                further = _next_after(later_content, k, lo, True, len(full))
+                further = _next_after(later_begins, k, lo, False, further)
                 hi = starts[k + 1] if starts[k + 1] > lo else None
                 end = self._turn_end(full, lo, hi, further, call=calls.get(k, -1) >= lo)
                 if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
@@ -412,11 +414,13 @@ class Layouts:
         calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
                  and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
         regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans, calls)
+        region_ends = [e for _, e, _ in regions]  # in order and disjoint: the first ending after a slot's start is the one it may overlap
         for m in slots:  # right by construction: no context text inside a completion (wherever the template puts it)
             if m.group("c") is None:
                 continue
             k = int(m.group("c"))
-            inside = next((j for b, e, j in regions if b < m.end() and m.start() < e), None)
+            at = bisect.bisect_right(region_ends, m.start())
+            inside = regions[at][2] if at < len(regions) and regions[at][0] < m.end() else None
             if inside is not None and inside != k and not conv.messages[k].trains:
                 raise TemplateError(f"template {self.template.name} puts the text of message {k} ({conv.messages[k].role}) "
                                     f"inside the completion of message {inside}: chatloom cannot mask it")
@@ -543,3 +547,23 @@ class Layouts:
             if inside is not None:
                 pos = min(pos, inside)
         return pos
+
+
+class _Later:
+    """Positions by message index, for "the first position at or after ``lo`` of a message after
+    ``k``": a bisect where the positions grow with the index (most templates), a scan where they
+    do not (Mistral v3 moves the system prompt into the last user turn)."""
+
+    def __init__(self, pairs: list[tuple[int, int]]):
+        self.index = [j for j, _ in pairs]
+        self.pos = [p for _, p in pairs]
+        self.monotone = all(a <= b for a, b in zip(self.pos, self.pos[1:]))
+
+
+def _next_after(later: _Later, k: int, lo: int, inclusive: bool, default: int) -> int:
+    """The least position ``>= lo`` (``> lo`` unless ``inclusive``) of a message after ``k``, or ``default`` when smaller."""
+    first = bisect.bisect_right(later.index, k)
+    if later.monotone:
+        at = (bisect.bisect_left if inclusive else bisect.bisect_right)(later.pos, lo, first)
+        return min(default, later.pos[at]) if at < len(later.pos) else default
+    return min([p for p in later.pos[first:] if (p >= lo if inclusive else p > lo)] + [default])

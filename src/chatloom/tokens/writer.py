@@ -93,6 +93,7 @@ _decoder = msgspec.json.Decoder(list[Conversation])
 
 def _init_worker(options: Options) -> None:
     global _worker
+    os.environ["RAYON_NUM_THREADS"] = "1"  # one process per core: tokenizers' Rust pool (started on first use) gets no more threads
     encoder = options.encoder()
     if hasattr(encoder.tokenizer, "threads"):
         encoder.tokenizer.threads = 1  # one process per core: no threads inside
