@@ -146,6 +146,38 @@ def test_max_tokens_drops_or_truncates_by_whole_turns() -> None:
     assert enc.encode(too_long) is None and enc.report.dropped == {"over --max-tokens 40": 1}
 
 
+@pytest.mark.parametrize("template", ["chatml", "alpaca", "vicuna"])
+def test_truncation_finds_the_cut_a_turn_by_turn_search_finds(chitchat_path: Path, template: str) -> None:
+    """Truncation bisects over the cuts; on real chats (chitchat, long ones with many turns) it
+    keeps what trying every cut in order keeps: the first whose rest fits and trains."""
+    from msgspec.structs import replace
+
+    from chatloom.sources import Reader, get_source
+    from chatloom.tokens.encode import _Drop
+
+    convs = [c for c in get_source("chitchat").read(chitchat_path, Reader("x")) if len(c.messages) >= 40][:10]
+    assert len(convs) == 10
+    tok = get_tokenizer("gpt2-chatml")
+    enc = Encoder(tok, template, fix=True, max_tokens=300, truncate=True)
+    ref = Encoder(tok, template, fix=True)
+    for c in convs:
+        system = [m for m in c.messages if m.role == "system"]
+        rest = [m for m in c.messages if m.role != "system"]
+        expected = None
+        for j in range(1, len(rest)):  # the old search: every cut, in order
+            if rest[j].role != "user":
+                continue
+            try:
+                got = ref.encode(replace(c, messages=system + rest[j:]))
+            except _Drop:
+                got = None
+            if got is not None and len(got[0]) <= 300:
+                expected = got
+                break
+        got = enc.encode(c)
+        assert (got[0], bytes(got[1])) == (expected[0], bytes(expected[1])) if expected else got is None, c.id
+
+
 def test_template_needs_its_special_tokens() -> None:
     with pytest.raises(Exception, match="needs special tokens that tokenizer gpt2 lacks: <\\|im_start\\|>"):
         Encoder(get_tokenizer("gpt2"), "chatml")
