@@ -29,7 +29,8 @@ _decode_fast = msgspec.json.Decoder(Conversation).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _path(err: msgspec.ValidationError) -> str:
+def fault_path(err: msgspec.ValidationError) -> str:
+    """msgspec's message as ``$.path: what is wrong`` (or ``what is wrong`` at the top)."""
     # msgspec: "Expected `str`, got `int` - at `$.messages[0].content`"
     text = str(err)
     if " - at `" in text:
@@ -51,7 +52,7 @@ def from_obj(obj: Any) -> Conversation:
     try:
         return msgspec.convert(obj, Conversation)
     except msgspec.ValidationError as err:
-        raise RecordError(_path(err)) from None
+        raise RecordError(fault_path(err)) from None
 
 
 def parse_line(line: bytes) -> Conversation:

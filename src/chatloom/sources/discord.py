@@ -405,7 +405,7 @@ class DiscordSource(Source):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
-        rows = csv_rows(text, path)
+        rows = csv_rows(text, path, reader)
         if not rows or rows[0][1][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
         order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.date_format, file=str(path))

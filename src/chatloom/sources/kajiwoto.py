@@ -44,7 +44,7 @@ class KajiwotoSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
         rows = []
-        for n, row in csv_rows(text, path):
+        for n, row in csv_rows(text, path, reader):
             if not row:
                 continue
             if len(row) != 10:
