@@ -28,6 +28,7 @@ import msgspec
 import orjson
 
 from ..errors import SourceError
+from ..jsonl import fault_path
 from ..model import Conversation
 from . import dates
 from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom
@@ -70,6 +71,23 @@ class DceMessage(msgspec.Struct):
     reference: _Reference | None = None
 
 
+class _Guild(msgspec.Struct):
+    name: str | None = None
+
+
+class _Channel(msgspec.Struct):
+    id: str | int | None = None
+    name: str | None = None
+    category: str | None = None
+
+
+class _Header(msgspec.Struct):
+    """The fields of an export's header chatloom reads, with their types."""
+
+    guild: _Guild = msgspec.field(default_factory=_Guild)
+    channel: _Channel = msgspec.field(default_factory=_Channel)
+
+
 _decode_messages = msgspec.json.Decoder(list[DceMessage]).decode
 
 CHUNK = 1 << 23
@@ -96,6 +114,15 @@ def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
     return good
 
 
+def _message(m: Any, i: int, reader: Reader) -> DceMessage | None:
+    """A message parsed as JSON (a minified export), in its shape; else a bad record."""
+    try:
+        return msgspec.convert(m, DceMessage, strict=False)
+    except msgspec.ValidationError as err:
+        reader.bad(f"$.messages[{i}]", f"not a DiscordChatExporter message: {err}")
+        return None
+
+
 _MESSAGE_START = re.compile(rb"(?m)^    \{")
 WHOLE_BELOW = 64 << 20  # a minified export up to this size is parsed at once
 
@@ -113,11 +140,15 @@ def _basename(url_or_path: str) -> str:
 
 
 def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str, Any]]:
-    """Chat id, title and meta from a JSON export's ``guild`` and ``channel``."""
-    channel, guild = (x if isinstance(x := header.get(key), dict) else {} for key in ("channel", "guild"))
-    title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
-    meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
-    return str(channel.get("id") or path.stem), title, meta
+    """Chat id, title and meta from a JSON export's ``guild`` and ``channel`` (of another shape:
+    an error, as the export's header is not a record)."""
+    try:
+        h = msgspec.convert({k: header[k] for k in ("guild", "channel") if k in header}, _Header)
+    except msgspec.ValidationError as err:
+        raise SourceError(f"not a DiscordChatExporter export: {fault_path(err)}", file=str(path)) from None
+    title = " / ".join(x for x in (h.guild.name, h.channel.category, h.channel.name) if x) or None
+    meta = {k: v for k, v in (("guild", h.guild.name), ("channel", h.channel.name)) if v}
+    return str(h.channel.id or path.stem), title, meta
 
 
 def _once(posts: Iterator[Post], reader: Reader) -> Iterator[Post]:
@@ -318,15 +349,19 @@ class DiscordSource(Source):
             f.seek(start)
 
             def posts() -> Iterator[Post]:
+                i = -1
                 try:
-                    for m in ijson.items(f, "messages.item", use_float=True):
-                        post = self._json_post(msgspec.convert(m, DceMessage, strict=False), reader)
+                    for i, m in enumerate(ijson.items(f, "messages.item", use_float=True)):
+                        message = _message(m, i, reader)
+                        post = self._json_post(message, reader) if message is not None else None
                         if post is not None:
                             yield post
+                    if i < 0:  # no message: is there a list of them at all?
+                        f.seek(start)
+                        if not any(p == "messages" and e == "start_array" for p, e, _ in ijson.parse(f)):
+                            raise SourceError("not a DiscordChatExporter export: no 'messages' list", file=str(path))
                 except ijson.JSONError as err:
                     raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
-                except msgspec.ValidationError as err:
-                    raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path)) from None
 
             yield from self._sessions(posts(), reader, path, *_chat(header, path))
 
@@ -341,12 +376,8 @@ class DiscordSource(Source):
 
         def posts() -> Iterator[Post]:
             for i, m in enumerate(doc["messages"]):
-                try:
-                    message = msgspec.convert(m, DceMessage, strict=False)
-                except msgspec.ValidationError as err:
-                    reader.bad(f"$.messages[{i}]", f"not a DiscordChatExporter message: {err}")
-                    continue
-                post = self._json_post(message, reader)
+                message = _message(m, i, reader)
+                post = self._json_post(message, reader) if message is not None else None
                 if post is not None:
                     yield post
 

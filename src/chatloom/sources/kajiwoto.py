@@ -50,6 +50,9 @@ class KajiwotoSource(Source):
             if len(row) != 10:
                 reader.bad(n, f"expected 10 columns (kajitool's layout), got {len(row)}")
                 continue
+            if row[7].lower() not in ("true", "false"):  # the one column with a type of its own
+                reader.bad(n, f"Deleted (column 8): expected true or false, got '{row[7][:40]}'")
+                continue
             rows.append((n, row))
         replies: dict[str, str] = {}
         for _, row in rows:
