@@ -39,6 +39,13 @@ def fault_path(err: msgspec.ValidationError) -> str:
     return text[0].lower() + text[1:]
 
 
+class _ContentPart(msgspec.Struct):
+    """A part of an OpenAI message's content (a list of them), as far as chatloom reads it."""
+
+    type: str = "part"
+    text: str | None = None
+
+
 def from_obj(obj: Any) -> Conversation:
     """A decoded JSON object → Conversation, upgrading the legacy shape; RecordError when bad."""
     if not isinstance(obj, dict):
@@ -47,6 +54,12 @@ def from_obj(obj: Any) -> Conversation:
         raise RecordError("no 'messages' key")
     if not isinstance(obj["messages"], list):
         raise RecordError("$.messages: expected an array")
+    for i, m in enumerate(obj["messages"]):
+        if isinstance(m, dict) and isinstance(m.get("content"), list):  # OpenAI's content parts
+            try:
+                msgspec.convert(m["content"], list[str | _ContentPart])
+            except msgspec.ValidationError as err:
+                raise RecordError(f"$.messages[{i}].content{fault_path(err).removeprefix('$')}") from None
     obj = dict(obj)
     obj["messages"] = upgrade_legacy_messages([m if isinstance(m, dict) else {"bad": m} for m in obj["messages"]])
     try:

@@ -34,6 +34,12 @@ BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows tools write and 
 NOT_UTF8 = "not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)"
 
 
+def under(prefix: str, message: str) -> str:
+    """A record's fault (``$.x: what``, a JSON path inside the record, or ``what``) as said from
+    the file's top, where the record is at ``prefix`` (``$[3]``): ``$[3].x: what``."""
+    return prefix + message[1:] if message.startswith("$") else f"{prefix}: {message}"
+
+
 def skip_bom(f: Any) -> int:
     """Move a binary file to the start of its content, past a UTF-8 BOM; returns that place."""
     f.seek(0)

@@ -22,7 +22,7 @@ import orjson
 from ..errors import SourceError
 from ..jsonl import RecordError, fault_path
 from ..model import Conversation, Message
-from .base import BOM, JSON_ARRAY_END, ItemLines, Reader, Source, check_json_end, check_text, json_error, skip_bom
+from .base import BOM, JSON_ARRAY_END, ItemLines, Reader, Source, check_json_end, check_text, json_error, skip_bom, under
 
 STREAM_ABOVE = 256 << 20
 _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "tool": "tool"}
@@ -143,13 +143,16 @@ class ChatGPTSource(Source):
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
         read_at: dict[str, int] = {}  # conversation id → the index it was read from
-        lines: list[ItemLines | None] = [None]  # the file in memory: where its conversations start
+        held: list[Any] = [None]  # the file, when it is held in memory; then where its conversations start
 
         def bad(i: int, message: str) -> None:
-            line = lines[0](i) if lines[0] is not None and reader.showing else None
-            reader.bad(line if line is not None else None, f"$[{i}]{message[1:]}" if message.startswith("$") else f"$[{i}]: {message}")
+            line = None
+            if held[0] is not None and reader.showing:
+                held[0] = held[0] if isinstance(held[0], ItemLines) else ItemLines(held[0])
+                line = held[0](i)
+            reader.bad(line, under(f"$[{i}]", message))
 
-        for i, conv in enumerate(self._conversations(path, lines)):
+        for i, conv in enumerate(self._conversations(path, held)):
             if not isinstance(conv, ChatGPTConversation):
                 try:
                     conv = msgspec.convert(conv, ChatGPTConversation)
@@ -170,11 +173,11 @@ class ChatGPTSource(Source):
             yield from branches
         reader.advance(path.stat().st_size)
 
-    def _conversations(self, path: Path, lines: list[ItemLines | None]) -> Iterator[ChatGPTConversation | Any]:
+    def _conversations(self, path: Path, held: list[Any]) -> Iterator[ChatGPTConversation | Any]:
         """Each conversation: decoded into its shape when the whole file has it, else as JSON
-        for ``read`` to check one by one (``lines[0]`` then finds their lines)."""
+        for ``read`` to check one by one. A file parsed at once is kept in ``held[0]``."""
         if path.stat().st_size <= STREAM_ABOVE:
-            data = path.read_bytes().removeprefix(BOM)
+            data = held[0] = path.read_bytes().removeprefix(BOM)
             try:
                 yield from _decode_all(data)
                 return
@@ -188,7 +191,6 @@ class ChatGPTSource(Source):
                 raise json_error(data, err, path) from None
             if not isinstance(doc, list):
                 raise SourceError("expected a list of conversations (conversations.json)", file=str(path), where=1)
-            lines[0] = ItemLines(data)
             yield from doc
             return
         import ijson

@@ -17,7 +17,7 @@ import msgspec
 from ..errors import SourceError
 from ..jsonl import RecordError, fault_path
 from ..model import Conversation, Message
-from .base import BOM, Reader, Source, check_text, json_error
+from .base import BOM, Reader, Source, check_text, json_error, under
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -85,8 +85,7 @@ class ChitchatSource(Source):
                     chat = msgspec.convert(chat, ChitchatChat)
                 yield self._conversation(key, chat, path)
             except msgspec.ValidationError as err:
-                fault = fault_path(err)
-                reader.bad(None, f"$.{key}{fault[1:]}" if fault.startswith("$") else f"$.{key}: {fault}")
+                reader.bad(None, under(f"$.{key}", fault_path(err)))
             except RecordError as err:
                 reader.bad(None, f"$.{key}.{err}")
             if n % 512 == 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from ..errors import SourceError
 from ..jsonl import fault_path
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom
+from .base import BOM, ItemLines, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom, under
 from .stream import DISCRIMINATOR, Post, Sessionizer
 
 
@@ -100,26 +100,34 @@ _SYSTEM_TEXT = re.compile(
 _DCE_END = re.compile(rb'\]\s*(?:,\s*"messageCount"\s*:\s*\d+\s*)?\}\s*\Z')  # "messages": […], "messageCount": N }
 
 
-def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
-    """The messages of a run (DCE's indented layout, from ``line``), each decoded on its own: one
-    of another shape (``"content": 5``, ``"author": null``) is a bad record at its own line."""
+def _each_message(part: bytes, line: int, reader: Reader, path: Path) -> list[DceMessage]:
+    """The messages of a run (DCE's indented layout, from ``line``), each checked on its own: one
+    of another shape (``"content": 5``, ``"author": null``, a number) is a bad record at its own
+    line."""
+    stripped = part.lstrip()
+    first = line + part.count(b"\n", 0, len(part) - len(stripped))
+    data = b"[" + stripped.lstrip(b",") + b"]"
+    try:
+        items = msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError) as err:
+        raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
+    lines = ItemLines(data)
     good = []
-    for start in _MESSAGE_START.finditer(part):
-        end = part.find(_END, start.end())
-        text = part[start.start() : end + len(_END) - 1 if end >= 0 else len(part)]
-        try:
-            good.append(msgspec.json.decode(text.strip(), type=DceMessage))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            reader.bad(line + part.count(b"\n", 0, start.start()), f"not a DiscordChatExporter message: {err}")
+    for i, m in enumerate(items):
+        message = _message(m, lambda fault: reader.bad(first + (lines(i) or 1) - 1 if reader.showing else None,  # noqa: B023 (called at once)
+                                                        f"not a DiscordChatExporter message: {fault}"))
+        if message is not None:
+            good.append(message)
     return good
 
 
-def _message(m: Any, i: int, reader: Reader) -> DceMessage | None:
-    """A message parsed as JSON (a minified export), in its shape; else a bad record."""
+def _message(m: Any, bad: Callable[[str], None]) -> DceMessage | None:
+    """A message parsed as JSON, in its shape (as strict as a typed decode: a number is no
+    time); else ``bad(what is wrong)``."""
     try:
-        return msgspec.convert(m, DceMessage, strict=False)
+        return msgspec.convert(m, DceMessage)
     except msgspec.ValidationError as err:
-        reader.bad(f"$.messages[{i}]", f"not a DiscordChatExporter message: {err}")
+        bad(fault_path(err))
         return None
 
 
@@ -289,7 +297,7 @@ class DiscordSource(Source):
             try:
                 messages = _decode_messages(b"[" + body + b"]")
             except msgspec.ValidationError:  # a message of another shape: each one checked on its own
-                messages = _each_message(part, line, reader)
+                messages = _each_message(part, line, reader, path)
             except msgspec.DecodeError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
             for m in messages:
@@ -352,7 +360,7 @@ class DiscordSource(Source):
                 i = -1
                 try:
                     for i, m in enumerate(ijson.items(f, "messages.item", use_float=True)):
-                        message = _message(m, i, reader)
+                        message = _message(m, lambda fault: reader.bad(None, under(f"$.messages[{i}]", fault)))  # noqa: B023 (called at once)
                         post = self._json_post(message, reader) if message is not None else None
                         if post is not None:
                             yield post
@@ -376,7 +384,7 @@ class DiscordSource(Source):
 
         def posts() -> Iterator[Post]:
             for i, m in enumerate(doc["messages"]):
-                message = _message(m, i, reader)
+                message = _message(m, lambda fault: reader.bad(None, under(f"$.messages[{i}]", fault)))  # noqa: B023 (called at once)
                 post = self._json_post(message, reader) if message is not None else None
                 if post is not None:
                     yield post

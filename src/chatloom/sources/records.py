@@ -47,6 +47,7 @@ from .base import (
     json_error,
     read_text,
     skip_bom,
+    under,
 )
 
 #: a JSON array of records larger than this is streamed (ijson, about half orjson's speed);
@@ -63,7 +64,8 @@ class RecordFile(Generic[R]):
 
     def __init__(self, path: Path, reader: Reader, shape: type[R]):
         self.path, self.reader, self.shape = path, reader, shape
-        self.lines: ItemLines | None = None  # an array in memory: where its items start
+        self.data: bytes | None = None  # an array held in memory…
+        self.lines: ItemLines | None = None  # …and where its items start, found once a record is bad
 
     def __iter__(self) -> Iterator[tuple[str, R]]:
         with open(self.path, "rb") as f:
@@ -79,9 +81,11 @@ class RecordFile(Generic[R]):
         if locator.startswith("line "):
             self.reader.bad(int(locator[5:]), message)
             return
-        line = self.lines(int(locator[2:-1])) if self.lines is not None and self.reader.showing else None
-        message = locator + message[1:] if message.startswith("$") else f"{locator}: {message}"
-        self.reader.bad(line, message)
+        line = None
+        if self.data is not None and self.reader.showing:
+            self.lines = self.lines or ItemLines(self.data)
+            line = self.lines(int(locator[2:-1]))
+        self.reader.bad(line, under(locator, message))
 
     def _typed(self, locator: str, record: Any) -> R | None:
         try:
@@ -91,7 +95,7 @@ class RecordFile(Generic[R]):
             return None
 
     def _array(self) -> Iterator[tuple[str, R]]:
-        data = self.path.read_bytes().removeprefix(BOM)
+        data = self.data = self.path.read_bytes().removeprefix(BOM)
         try:
             records: list[Any] = _decoder(list[self.shape])(data)
         except msgspec.ValidationError:  # a record of another shape: each one checked on its own
@@ -101,7 +105,6 @@ class RecordFile(Generic[R]):
                 raise json_error(data, err, self.path) from None
             if not isinstance(records, list):
                 raise SourceError(f"expected a JSON array of records, got {_json_type(records)}", file=str(self.path), where=1) from None
-            self.lines = ItemLines(data)
             records = [self._typed(f"$[{i}]", r) for i, r in enumerate(records)]
         except (msgspec.DecodeError, RecursionError) as err:
             raise json_error(data, err, self.path) from None
@@ -476,9 +479,6 @@ class LimaSource(RecordSource):
             if not values:
                 continue
             row = dict(zip(fieldnames, values, strict=False))
-            if "chat" not in row:
-                reader.bad(n, f"expected {len(fieldnames)} columns, got {len(values)}: no 'chat' column")
-                continue
             try:
                 chat = orjson.loads(row["chat"])
                 record = chat if isinstance(chat, dict) else {"messages": chat}

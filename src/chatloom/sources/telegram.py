@@ -23,7 +23,7 @@ import msgspec
 from ..errors import SourceError
 from ..jsonl import fault_path
 from ..model import Conversation
-from .base import BOM, Reader, Source, check_json_end, check_text, json_error, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, json_error, skip_bom, under
 from .stream import Post, Sessionizer
 
 STREAM_ABOVE = 256 << 20
@@ -145,16 +145,18 @@ class _Where:
         self.at = self.line = -1  # the last place found in ``data``, and its line (0-based); -1: none yet
         self.end = -1  # where the next chat's messages begin (the search stops there)
 
-    def __call__(self, i: int, m: Any) -> str | int:
-        path = f"{self.prefix}.messages[{i}]"
+    def path(self, i: int) -> str:
+        return f"{self.prefix}.messages[{i}]"
+
+    def __call__(self, i: int, m: Any) -> int | None:
         mid = m.get("id") if isinstance(m, dict) else getattr(m, "id", None)
         if self.data is None or not isinstance(mid, int) or isinstance(mid, bool):
-            return path
+            return None
         if self.at < 0:
             arrays = itertools.islice(_MESSAGES.finditer(self.data), self.chat, None)
             found = next(arrays, None)
             if found is None:
-                return path
+                return None
             self.at, self.line = found.end(), self.data.count(b"\n", 0, found.end())
             self.end = next((later.start() for later in arrays), len(self.data))
         for key in (b'"id": %d,' % mid, b'"id":%d,' % mid):  # as Telegram writes it, and minified
@@ -163,7 +165,7 @@ class _Where:
                 self.line += self.data.count(b"\n", self.at, at)
                 self.at = at
                 return self.line + 1
-        return path
+        return None
 
 
 def _chat(chat: Any, prefix: str, reader: Reader) -> TgChat | None:
@@ -175,8 +177,7 @@ def _chat(chat: Any, prefix: str, reader: Reader) -> TgChat | None:
     try:
         tg = msgspec.convert(chat if messages is None else {**chat, "messages": []}, TgChat[Any])
     except msgspec.ValidationError as err:
-        fault = fault_path(err)
-        reader.bad(None, prefix + fault[1:] if fault.startswith("$") else f"{prefix}: {fault}")
+        reader.bad(None, under(prefix, fault_path(err)))
         return None
     if messages is not None:
         tg.messages = messages  # type: ignore[assignment]
@@ -282,13 +283,16 @@ class TelegramSource(Source):
         zone: tzinfo | None | bool = False  # False: not known yet (see _zone)
         for i, m in enumerate(messages):
             try:
-                if isinstance(m, dict):  # streamed through ijson, or read untyped after a bad message
+                if not isinstance(m, TgMessage):  # streamed through ijson, or read untyped after a bad message
                     m = msgspec.convert(m, TgMessage, strict=False)
                 if zone is False and (m.date or m.date_unixtime):
                     zone = _zone(m)
                 when = _time(m, zone or None)
-            except (msgspec.ValidationError, ValueError, OverflowError, OSError) as err:
-                reader.bad(where(i, m) if reader.showing else None, f"not a Telegram message: {err}")
+            except msgspec.ValidationError as err:
+                reader.bad(where(i, m) if reader.showing else None, under(where.path(i), fault_path(err)))
+                continue
+            except (ValueError, OverflowError, OSError) as err:  # a date that is none
+                reader.bad(where(i, m) if reader.showing else None, f"{where.path(i)}: not a date and time: {err}")
                 continue
             if m.type != "message":
                 reader.dropped["service message"] += 1
