@@ -29,13 +29,21 @@ _decode_fast = msgspec.json.Decoder(Conversation).decode
 _encode = msgspec.json.Encoder().encode
 
 
-def _path(err: msgspec.ValidationError) -> str:
+def fault_path(err: msgspec.ValidationError) -> str:
+    """msgspec's message as ``$.path: what is wrong`` (or ``what is wrong`` at the top)."""
     # msgspec: "Expected `str`, got `int` - at `$.messages[0].content`"
     text = str(err)
     if " - at `" in text:
         what, _, where = text.partition(" - at `")
         return f"{where.rstrip('`')}: {what[0].lower() + what[1:]}"
     return text[0].lower() + text[1:]
+
+
+class _ContentPart(msgspec.Struct):
+    """A part of an OpenAI message's content (a list of them), as far as chatloom reads it."""
+
+    type: str = "part"
+    text: str | None = None
 
 
 def from_obj(obj: Any) -> Conversation:
@@ -46,12 +54,18 @@ def from_obj(obj: Any) -> Conversation:
         raise RecordError("no 'messages' key")
     if not isinstance(obj["messages"], list):
         raise RecordError("$.messages: expected an array")
+    for i, m in enumerate(obj["messages"]):
+        if isinstance(m, dict) and isinstance(m.get("content"), list):  # OpenAI's content parts
+            try:
+                msgspec.convert(m["content"], list[str | _ContentPart])
+            except msgspec.ValidationError as err:
+                raise RecordError(f"$.messages[{i}].content{fault_path(err).removeprefix('$')}") from None
     obj = dict(obj)
     obj["messages"] = upgrade_legacy_messages([m if isinstance(m, dict) else {"bad": m} for m in obj["messages"]])
     try:
         return msgspec.convert(obj, Conversation)
     except msgspec.ValidationError as err:
-        raise RecordError(_path(err)) from None
+        raise RecordError(fault_path(err)) from None
 
 
 def parse_line(line: bytes) -> Conversation:

@@ -195,15 +195,16 @@ def test_review_fixes_deep_first_records_tags_numbers_and_names(tmp_path, monkey
     deep.write_text('[{"conversations": ' + "[" * 2000 + "]" * 2000 + "}]" + " " * 70_000)
     with pytest.raises(SourceError, match="depth limit exceeded|nested too deeply"):
         detect(deep)
-    # a LIMA CSV with one plain tag; a ShareGPT number value
+    # a LIMA CSV with one plain tag; a ShareGPT number value is a record of another shape (issue 13)
     lima = tmp_path / "lima.csv"
     lima.write_text('chat,name,tags\n"[{""role"":""user"",""content"":""q""},{""role"":""assistant"",""content"":""a""}]",greet,work\n')
     (conv,) = get_source("lima").read(lima, Reader(str(lima)))
     assert conv.tags == ["work"] and conv.title == "greet"
     sharegpt = tmp_path / "sg.jsonl"
     sharegpt.write_text(json.dumps({"conversations": [{"from": "human", "value": "2+2"}, {"from": "gpt", "value": 4}]}) + "\n")
-    (conv,) = get_source("sharegpt").read(sharegpt, Reader(str(sharegpt)))
-    assert conv.messages[1].content == "4"
+    reader = Reader(str(sharegpt))
+    assert list(get_source("sharegpt").read(sharegpt, reader)) == []
+    assert reader.examples == [f"{sharegpt}:1: $.conversations[1].value: expected `str | object | array`, got `int`"]
     # a streamed record array with a BOM
     monkeypatch.setattr(records, "STREAM_ABOVE", 0)
     array = tmp_path / "sg.json"

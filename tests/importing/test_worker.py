@@ -165,4 +165,4 @@ def test_a_file_that_fails_midway_keeps_its_bad_record_counts_in_either_process(
     with Store(tmp_path / "d.db", create=True) as store:
         failed, ok = import_paths(store, [str(tmp_path / "a" / "conversations.json"), str(tmp_path / "b.jsonl")])
     assert failed.error and "not valid JSON" in failed.error and ok.error is None
-    assert failed.bad == 1 and "not a ChatGPT conversation" in failed.examples[0]
+    assert failed.bad == 1 and "$[1]: object missing required field `mapping`" in failed.examples[0]

@@ -113,14 +113,15 @@ def test_chatgpt_an_id_twice_in_one_file_is_a_bad_record_not_a_silent_update(tmp
     reader = Reader(str(path))
     convs = list(get_source("chatgpt").read(path, reader))
     assert [(c.id, c.title) for c in convs] == [("chatgpt:c1", "first"), ("chatgpt:c2", "other")]
-    assert reader.bad_count == 2 and reader.examples[1] == f"{path}:$[3]: conversation id 'c1' again (read at $[1]); skipped"
+    assert reader.bad_count == 2 and reader.examples[1] == f"{path}:1: $[3]: conversation id 'c1' again (read at $[1]); skipped"
     # a copy that gave nothing (no messages) does not claim the id either
     path.write_text(json.dumps([{"id": "c1", "mapping": {}}, conv("c1", "first")]))
     assert [c.title for c in get_source("chatgpt").read(path, Reader(str(path)))] == ["first"]
-    # one that gave a branch before failing does: a later copy does not replace what was read
+    # nor does one of another shape: it is bad whole (its shape is checked before any branch is read)
     broken = conv("c1", "first")
     broken["mapping"]["b"] = {"id": "b", "parent": None, "children": [], "message": {"author": {"role": "user"}, "content": 5}}
     path.write_text(json.dumps([broken, conv("c1", "second")]))
     reader = Reader(str(path))
     got = list(get_source("chatgpt", all_branches=True).read(path, reader))
-    assert [c.title for c in got] == ["first"] and reader.bad_count == 2 and "again (read at $[0])" in reader.examples[1]
+    assert [c.title for c in got] == ["second"] and reader.bad_count == 1
+    assert reader.examples == [f'{path}:1: $[0].mapping["b"].message.content: expected `object | null`, got `int`']

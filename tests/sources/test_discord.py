@@ -151,7 +151,6 @@ def test_discord_json_a_message_of_another_shape_is_a_bad_record_at_its_line(tmp
     doc = json.loads(fixture("discordchatexporter_general.json").read_text(encoding="utf-8"))
     doc["messages"][3]["content"] = 5
     doc["messages"][5]["author"] = None
-    doc["guild"] = "a string"  # not an object: no guild name, still the channel's id
     path = tmp_path / "general.json"
     path.write_text(json.dumps(doc, indent=2))
     reader = Reader(str(path))
@@ -162,6 +161,11 @@ def test_discord_json_a_message_of_another_shape_is_a_bad_record_at_its_line(tmp
         n = int(example.split(":")[1])
         assert lines[n - 1] == "    {" and lines[n] == f'      "id": "{message["id"]}",', example
     assert conv.id.startswith("discord:1012224565567721552:")
+    # the header is no record: of another shape, it is the file's error (issue 13)
+    doc["guild"] = "a string"
+    path.write_text(json.dumps(doc, indent=2))
+    with pytest.raises(SourceError, match=r"general.json: not a DiscordChatExporter export: \$.guild: expected `object`, got `str`"):
+        list(get_source("discord", me=["Adam"]).read(path, Reader(str(path))))
 
 
 def test_discord_minified_json_reads_the_same_and_deep_nesting_is_refused(tmp_path, fixture):

@@ -52,7 +52,7 @@ def test_telegram_times_without_unix_time_stay_local_and_a_bad_message_is_one_ba
     assert stamp == datetime.fromtimestamp(int(first["date_unixtime"]), UTC)
     bad = {**doc, "messages": [{**doc["messages"][0], "from": 12345}, *doc["messages"][1:]]}
     convs, reader = read(bad)
-    assert reader.bad_count == 1 and "result.json:1: not a Telegram message" in reader.examples[0] and convs  # json.dumps: one line
+    assert reader.bad_count == 1 and "result.json:1: $.messages[" in reader.examples[0] and convs  # json.dumps: one line
 
 
 def test_a_bad_telegram_message_is_named_by_its_line(tmp_path):
@@ -78,11 +78,11 @@ def test_a_bad_telegram_message_is_named_by_its_line(tmp_path):
     assert [lines[int(n) - 1].strip() for n in (eight, nine)] == ['"id": 8,', '"id": 9,']
     assert next(i for i, line in enumerate(lines) if '"id": 2,' in line) < int(eight) < int(nine)
     (where,), _ = bad_where(chat(3, [msg(1), {"type": "message", "from": 5, "text": "no id"}]))
-    assert where == "$.messages[1]"
+    assert where.strip().startswith("$.messages[1].from")
     # an id written last (no comma after it) is not found: the path, not a line of the next chat
     last = {"type": "message", "date_unixtime": "1672567200", "from": 5, "text": "x", "id": 9}
     (where,), _ = bad_where({"chats": {"list": [chat(1, [msg(7), last]), chat(2, [msg(7), msg(9)])]}})
-    assert where == "$.chats.list[0].messages[1]"
+    assert where.strip().startswith("$.chats.list[0].messages[1].from")
 
 
 def test_telegram_a_file_the_export_left_out_is_named_by_its_kind(tmp_path):
@@ -118,4 +118,5 @@ def test_telegram_streamed_reads_as_in_memory(fixture, monkeypatch, tmp_path, na
     streamed, bad_streamed = read_all()
     assert streamed == whole and whole
     prefix = f"$.chats.list[{len(chats) - 1}]" if "chats" in doc else "$"
-    assert bad_streamed == [f"{path}:{prefix}.messages[{len(chats[-1]['messages']) - 1}]: " + bad_whole[0].split(": ", 1)[1]]
+    assert bad_whole[0].split(": ", 1)[1].startswith(f"{prefix}.messages[{len(chats[-1]['messages']) - 1}]: ")
+    assert bad_streamed == [f"{path}: " + bad_whole[0].split(": ", 1)[1]]

@@ -29,6 +29,13 @@ from ..sources.options import options_of
 
 _TEXT_ENDINGS = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".yml", ".yaml", ".md")
 
+#: A zip's text members are judged by the sizes its table of contents declares before any is
+#: unpacked (unpacking stops at the declared size: a member that lies fails its CRC check).
+#: Chat exports pack 5 to 30 times; a zip bomb a thousand times.
+ZIP_MAX_RATIO = 100  # a member may unpack to at most this many times its packed size…
+ZIP_RATIO_FROM = 16 << 20  # …once it unpacks to more than this (a small member may pack as it likes)
+ZIP_MAX_TOTAL = 8 << 30  # the text members of one zip, unpacked, together
+
 
 class Staging:
     """The temporary files of one import, removed by ``close`` (or the end of a ``with`` block)."""
@@ -81,6 +88,7 @@ class Staging:
                     target = (folder / member.filename).resolve()
                     if not target.is_relative_to(folder.resolve()):  # no "../" escapes
                         raise SourceError(f"unsafe path in the zip: {member.filename}", file=str(path))
+                _check_sizes(path, members, folder)
                 z.extractall(folder, members)
         except (zipfile.BadZipFile, zlib.error, EOFError) as err:
             raise SourceError(f"not a readable zip file ({err})", file=str(path)) from None
@@ -102,6 +110,37 @@ class Staging:
             raise SourceError(f"starts with a UTF-16 mark but is not UTF-16 text ({err.reason})", file=str(file)) from None
         self.copies[copy] = file
         return copy
+
+
+def _size(n: float) -> str:
+    """``512 bytes``, ``3.1 MB``, ``3.0 GB``."""
+    if n < 1000:
+        return f"{n:,.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:,.1f} {unit}"
+
+
+def _check_sizes(path: Path, members: list[zipfile.ZipInfo], folder: Path) -> None:
+    """Refuse a zip bomb before unpacking anything: a member that would unpack to more than
+    ``ZIP_MAX_RATIO`` times its packed size, text members that would unpack to more than
+    ``ZIP_MAX_TOTAL`` together, or to more than the temporary folder has room for."""
+    for m in members:
+        if m.file_size > ZIP_RATIO_FROM and m.file_size > ZIP_MAX_RATIO * max(m.compress_size, 1):
+            raise SourceError(
+                f"would unpack to {_size(m.file_size)} from {_size(m.compress_size)} ({m.file_size // max(m.compress_size, 1):,} times "
+                f"as large); refused as a zip bomb (a member may unpack to {ZIP_MAX_RATIO}× its size); unzip it yourself if you trust it",
+                file=f"{path}!{m.filename}",
+            )  # fmt: skip
+    total = sum(m.file_size for m in members)
+    free = shutil.disk_usage(folder).free
+    if total > min(ZIP_MAX_TOTAL, free):
+        room = f"the {_size(ZIP_MAX_TOTAL)} chatloom unpacks at most" if total > ZIP_MAX_TOTAL else f"the {_size(free)} free in {folder.parent}"
+        big = max(members, key=lambda m: m.file_size)
+        raise SourceError(f"its text files would unpack to {_size(total)}, more than {room}; unzip it yourself "
+                          "and import the folder", file=f"{path}!{big.filename}")  # fmt: skip
 
 
 class Plan(list[tuple[Path, Source, bool]]):

@@ -246,6 +246,8 @@ def _import_each(
                 counts = store.import_conversations(
                     source.read(file, reader), tags=tags, batch_size=batch_size, atomic=strict, journal=run, sound=sound
                 )
+            if (all_bad := reader.all_bad(counts.records)) is not None:
+                raise all_bad
         except Exception as err:
             try:
                 taken, _ = store.undo_import(run, bad=reader.bad_count)  # the file whole or not at all
@@ -271,6 +273,8 @@ def check_me(files: Plan) -> None:
             try:
                 for _ in source.read(file, reader):  # counts the speakers only
                     pass
+                if (all_bad := reader.all_bad(0)) is not None:  # no speaker to ask about
+                    raise all_bad
             except Exception as err:
                 _reraise(err, file, files)
                 raise
@@ -288,6 +292,8 @@ def _preview(store: Store, file: Path, source: Source, detected: bool, reader: R
             yield conv
 
     counts = store.preview(counted(), tags=())  # errors: see import_files
+    if (all_bad := reader.all_bad(counts.records)) is not None:
+        raise all_bad
     missing = me_missing(source.options, reader) if source.stream else None
     return FileResult(name, source.name, counts, reader.bad_count, reader.examples, detected, None,
                       dict(reader.speakers), dict(reader.dropped), dict(roles), dry_run=True, me_missing=missing)  # fmt: skip

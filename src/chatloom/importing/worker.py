@@ -59,6 +59,7 @@ class _End(msgspec.Struct, array_like=True, tag="e"):
     examples: list[str]
     speakers: dict[str, int]
     dropped: dict[str, int]
+    first_bad: tuple[str | int | None, str] | None
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -111,10 +112,11 @@ def _take_counts(reader: Reader, end: Any) -> None:
     """The child's reader began as a copy of this one: its counts are the totals."""
     reader.bad_count, reader.examples = end.bad_count, end.examples
     reader.speakers, reader.dropped = Counter(end.speakers), Counter(end.dropped)
+    reader.first_bad = tuple(end.first_bad) if end.first_bad is not None else None  # type: ignore[assignment]
 
 
 def _end(reader: Reader) -> bytes:
-    return _encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped)))
+    return _encode(_End(reader.bad_count, reader.examples, dict(reader.speakers), dict(reader.dropped), reader.first_bad))
 
 
 def _frames(conn: Any) -> Iterator[bytes]:

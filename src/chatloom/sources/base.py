@@ -18,6 +18,7 @@ import csv
 import io
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ from .options import ImportOptions
 HEAD_BYTES = 65536
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which Windows tools write and JSON parsers refuse
 NOT_UTF8 = "not UTF-8 text (export it as UTF-8, or convert it: iconv -f WINDOWS-1252 -t UTF-8)"
+
+
+def under(prefix: str, message: str) -> str:
+    """A record's fault (``$.x: what``, a JSON path inside the record, or ``what``) as said from
+    the file's top, where the record is at ``prefix`` (``$[3]``): ``$[3].x: what``."""
+    return prefix + message[1:] if message.startswith("$") else f"{prefix}: {message}"
 
 
 def skip_bom(f: Any) -> int:
@@ -53,6 +60,7 @@ class Reader:
     examples: list[str] = field(default_factory=list)
     speakers: Counter[str] = field(default_factory=Counter)  # posts per speaker (message streams)
     dropped: Counter[str] = field(default_factory=Counter)  # conversations or posts left out, by reason
+    first_bad: tuple[str | int | None, str] | None = None  # the first bad record's place and message
 
     def bad(self, where: str | int | None, message: str) -> None:
         """A record is bad: skip and count it, or (strict) stop the file."""
@@ -60,8 +68,21 @@ class Reader:
         if self.strict:
             raise SourceParamError("{message} ({strict}: nothing of this file was imported)", file=self.file, where=where, message=message)
         self.bad_count += 1
+        if self.first_bad is None:
+            self.first_bad = (where, message)
         if len(self.examples) < self.max_examples:
             self.examples.append(str(err))
+
+    def all_bad(self, conversations: int) -> SourceError | None:
+        """The error for a file of which every record was bad: ``conversations`` came of it and
+        nothing else was read (no speaker's message, nothing dropped for a reason of its own).
+        Nothing at all imported from a file that had records is a failure, not a success with a
+        warning."""
+        if not self.bad_count or conversations or self.speakers or self.dropped or self.first_bad is None:
+            return None
+        where, message = self.first_bad
+        every = "its one record is" if self.bad_count == 1 else f"all {self.bad_count:,} of its records are"
+        return SourceError(f"nothing imported: {every} bad; the first: {message}", file=self.file, where=where)
 
     @property
     def showing(self) -> bool:
@@ -100,6 +121,7 @@ class Source:
         p = Path(path)
         if not p.exists():
             raise SourceError("no such file or folder", file=path)
+        check_regular(p)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(self.extensions))
             if not files:
@@ -111,26 +133,53 @@ class Source:
         raise NotImplementedError
 
 
-def csv_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
+def csv_rows(text: str, path: Path, reader: Reader) -> list[tuple[int, list[str]]]:
     """The rows of a CSV text, each with the line it starts on (quoted fields may hold newlines),
-    fields of any length (a 50 MB message too). A file that ends inside a quoted field was cut
-    short: an error, not a last message cut in the middle."""
-    try:
-        return _csv_rows(text, strict=True)
-    except csv.Error as err:
-        if "unexpected end of data" in str(err):
-            line = text.count("\n", 0, text.rfind('"')) + 1  # the quote left open, or near it
-            raise SourceError("the file ends inside a quoted field (truncated?)", file=str(path), where=line) from None
-        return _csv_rows(text, strict=False)  # odd quoting ('"a"b'), read as the csv module reads it
+    fields of any length (a 50 MB message too), as RFC 4180 has them: a field with a quote in it
+    is quoted, and its quotes doubled. A row that breaks that rule (a stray quote: ``"a"b``, or
+    ``a"b`` unquoted; or a quote left open, which swallows the next line) is a bad record, told
+    to ``reader`` with its line and skipped. A quote left open to the end of the file is an error:
+    the file was cut short (or its last quote is missing)."""
+    if _CSV_FILE.fullmatch(text) is not None:  # the common case, checked at C speed: no fault
+        return _csv_rows(text)
+    rows, pos, line = [], 0, 1
+    while pos < len(text):
+        end = _CSV_ROW.match(text, pos).end()  # type: ignore[union-attr]  # (it matches the empty string)
+        term = _CSV_END.match(text, end)
+        if term is not None:
+            rows += [(line, fields) for _, fields in _csv_rows(text[pos:end])]
+            nxt = term.end()
+        else:
+            if text[end] == '"' and (end == pos or text[end - 1] == ","):  # a field opens a quote that never closes
+                where = line + text.count("\n", pos, end)
+                left = "the file ends inside a quoted field (truncated?)" if text.count("\n", end) < 2 else (
+                    "a quote opened here is never closed (the file is cut short, or the quote is one too many)")
+                raise SourceError(left, file=str(path), where=where)
+            first_line_end = text.find("\n", pos)
+            fault_line_end = text.find("\n", end)
+            # a quote left open swallowed the line break: the next line starts a row of its own
+            nxt = len(text) if first_line_end < 0 else first_line_end + 1
+            if first_line_end >= end or first_line_end < 0:  # the fault is on the row's first line: skip that line
+                nxt = len(text) if fault_line_end < 0 else fault_line_end + 1
+            reader.bad(line, "a stray quote (RFC 4180: a field with a quote in it is quoted, and its quotes doubled); row skipped")
+        line += text.count("\n", pos, nxt)
+        pos = nxt
+    return rows
 
 
-def _csv_rows(text: str, strict: bool) -> list[tuple[int, list[str]]]:
+def _csv_rows(text: str) -> list[tuple[int, list[str]]]:
     rows, line = [], 1
-    reader = csv.reader(io.StringIO(text, newline=""), strict=strict)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     for row in reader:
         rows.append((line, row))
         line = reader.line_num + 1
     return rows
+
+
+_CSV_FIELD = r'(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n]*+)'  # RFC 4180: quoted (quotes doubled), or without quotes
+_CSV_ROW = re.compile(rf"{_CSV_FIELD}(?:,{_CSV_FIELD})*+")
+_CSV_END = re.compile(r"\r\n|\n|\r|\Z")
+_CSV_FILE = re.compile(rf"(?:{_CSV_FIELD}(?:,{_CSV_FIELD})*+(?:\r\n|\n|\r|\Z))*+")
 
 
 csv.field_size_limit(2**31 - 1)  # the default, 128 KiB, is less than a long message
@@ -187,6 +236,43 @@ def first_json_item(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+_ARRAY_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+"|[\[\]{},]')  # a string (skipped whole), a bracket or a comma
+_SPACE = re.compile(rb"\s*")
+
+
+class ItemLines:
+    """The line on which each item of a JSON array held in memory starts: ``lines(i)``. Found
+    by a scan that skips strings and goes on from the item asked before (a reader asks in order,
+    for the bad records it shows), so it costs nothing until a record is bad."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.tokens = _ARRAY_TOKEN.finditer(data)
+        self.depth, self.item, self.start = 0, -1, 0  # the last item found, and where it starts
+        self.line, self.at = 1, 0  # the line of ``at``
+
+    def __call__(self, i: int) -> int | None:
+        while self.item < i:
+            m = next(self.tokens, None)
+            if m is None:
+                return None
+            c = self.data[m.start()]
+            if c in b"[{":
+                self.depth += 1
+                if self.depth == 1:
+                    self.item, self.start = 0, m.end()
+            elif c in b"]}":
+                self.depth -= 1
+            elif c == 0x2C and self.depth == 1:  # a comma between items
+                self.item, self.start = self.item + 1, m.end()
+        if self.item != i:
+            return None
+        pos = _SPACE.match(self.data, self.start).end()  # type: ignore[union-attr]
+        self.line += self.data.count(b"\n", self.at, pos)
+        self.at = pos
+        return self.line
+
+
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')  # deleted before the depth is counted
 _STRING_LEFT = re.compile(rb'"[^"]*"')
 
@@ -239,6 +325,22 @@ def check_json_end(path: Path, end: re.Pattern[bytes] | bytes,
         with open(path, "rb") as f:  # the last line, for the message: only on this error
             lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
         raise SourceError(message, file=str(path), where=lines + (0 if tail.endswith(b"\n") else 1))
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))  # fmt: skip
+
+
+def check_regular(path: Path) -> None:
+    """Refuse what is neither a file nor a folder (a FIFO, a socket, a device), before anything
+    opens it: reading a FIFO waits for a writer that may never come, and a device never ends."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise SourceError(err.strerror or str(err), file=str(path)) from None
+    for test, what in _NOT_REGULAR:
+        if test(mode):
+            raise SourceError(f"{what}, not a file: chatloom imports files and folders", file=str(path))
 
 
 def read_head(path: Path) -> bytes:

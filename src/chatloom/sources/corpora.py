@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-import orjson
+import msgspec
 
 from ..errors import SourceError
+from ..jsonl import RecordError, fault_path
 from ..model import Conversation, Message
-from .base import BOM, Reader, Source, check_text, json_error
+from .base import BOM, Reader, Source, check_text, json_error, under
 
 
 def _package_dir(module: str, pip_name: str) -> Path:
@@ -23,6 +25,24 @@ def _package_dir(module: str, pip_name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SourceError(f"the corpus package is not installed; install it with 'pip install {pip_name}'", file="package")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+class _Utterance(msgspec.Struct):
+    text: str
+    sender: str
+    timestamp: str | None = None
+
+
+class ChitchatChat(msgspec.Struct):
+    """The fields of a chitchat chat chatloom reads, with their types."""
+
+    messages: list[list[_Utterance]]
+    start: str | None = None
+    prompt: str | None = None
+    ratings: dict[str, Any] | None = None
+
+
+_decode_chats = msgspec.json.Decoder(dict[str, ChitchatChat]).decode
 
 
 class ChitchatSource(Source):
@@ -49,38 +69,46 @@ class ChitchatSource(Source):
         data = path.read_bytes().removeprefix(BOM)
         check_text(path, data[:4096])
         try:
-            chats = orjson.loads(data)
-        except orjson.JSONDecodeError as err:
+            chats: dict[str, Any] = _decode_chats(data)
+        except msgspec.ValidationError:  # a chat of another shape: each one checked on its own
+            try:
+                chats = msgspec.json.decode(data)
+            except (msgspec.DecodeError, RecursionError) as err:
+                raise json_error(data, err, path) from None
+            if not isinstance(chats, dict):
+                raise SourceError("expected a JSON object of chats", file=str(path), where=1) from None
+        except (msgspec.DecodeError, RecursionError) as err:
             raise json_error(data, err, path) from None
-        if not isinstance(chats, dict):
-            raise SourceError("expected a JSON object of chats", file=str(path))
         for n, (key, chat) in enumerate(chats.items()):
             try:
+                if not isinstance(chat, ChitchatChat):
+                    chat = msgspec.convert(chat, ChitchatChat)
                 yield self._conversation(key, chat, path)
-            except (KeyError, TypeError, IndexError, AttributeError) as err:
-                reader.bad(f"$.{key}", f"not a chitchat record ({type(err).__name__}: {err})")
+            except msgspec.ValidationError as err:
+                reader.bad(None, under(f"$.{key}", fault_path(err)))
+            except RecordError as err:
+                reader.bad(None, f"$.{key}.{err}")
             if n % 512 == 0:
                 reader.advance(int(len(data) * n / max(len(chats), 1)))
         reader.advance(len(data))
 
-    def _conversation(self, key: str, chat: dict, path: Path) -> Conversation:
-        turns = chat["messages"]
-        first_sender = turns[0][0]["sender"]
+    def _conversation(self, key: str, chat: ChitchatChat, path: Path) -> Conversation:
+        turns = chat.messages
+        if not turns or not all(turns):
+            raise RecordError("messages: a chat without messages, or a turn without an utterance")
+        first_sender = turns[0][0].sender
         messages = [
-            Message(
-                role="user" if turn[0]["sender"] == first_sender else "assistant",
-                content="\n".join(u["text"] for u in turn),
-            )
+            Message(role="user" if turn[0].sender == first_sender else "assistant", content="\n".join(u.text for u in turn))
             for turn in turns
         ]
-        meta = {k: chat[k] for k in ("prompt", "ratings") if k in chat}
+        meta = {k: v for k, v in (("prompt", chat.prompt), ("ratings", chat.ratings)) if v is not None}
         return Conversation(
             id=f"chitchat:{key}",
             messages=messages,
             source={"format": self.name, "file": path.name, "locator": f"$.{key}"},
             meta=meta,
-            created_at=chat.get("start") or turns[0][0].get("timestamp"),
-            updated_at=turns[-1][-1].get("timestamp"),
+            created_at=chat.start or turns[0][0].timestamp,
+            updated_at=turns[-1][-1].timestamp,
             language="en",
         )
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ import msgspec
 import orjson
 
 from ..errors import SourceError
+from ..jsonl import fault_path
 from ..model import Conversation
 from . import dates
-from .base import BOM, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom
+from .base import BOM, ItemLines, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom, under
 from .stream import DISCRIMINATOR, Post, Sessionizer
 
 
@@ -70,6 +71,23 @@ class DceMessage(msgspec.Struct):
     reference: _Reference | None = None
 
 
+class _Guild(msgspec.Struct):
+    name: str | None = None
+
+
+class _Channel(msgspec.Struct):
+    id: str | int | None = None
+    name: str | None = None
+    category: str | None = None
+
+
+class _Header(msgspec.Struct):
+    """The fields of an export's header chatloom reads, with their types."""
+
+    guild: _Guild = msgspec.field(default_factory=_Guild)
+    channel: _Channel = msgspec.field(default_factory=_Channel)
+
+
 _decode_messages = msgspec.json.Decoder(list[DceMessage]).decode
 
 CHUNK = 1 << 23
@@ -82,18 +100,35 @@ _SYSTEM_TEXT = re.compile(
 _DCE_END = re.compile(rb'\]\s*(?:,\s*"messageCount"\s*:\s*\d+\s*)?\}\s*\Z')  # "messages": […], "messageCount": N }
 
 
-def _each_message(part: bytes, line: int, reader: Reader) -> list[DceMessage]:
-    """The messages of a run (DCE's indented layout, from ``line``), each decoded on its own: one
-    of another shape (``"content": 5``, ``"author": null``) is a bad record at its own line."""
+def _each_message(part: bytes, line: int, reader: Reader, path: Path) -> list[DceMessage]:
+    """The messages of a run (DCE's indented layout, from ``line``), each checked on its own: one
+    of another shape (``"content": 5``, ``"author": null``, a number) is a bad record at its own
+    line."""
+    stripped = part.lstrip()
+    first = line + part.count(b"\n", 0, len(part) - len(stripped))
+    data = b"[" + stripped.lstrip(b",") + b"]"
+    try:
+        items = msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError) as err:
+        raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
+    lines = ItemLines(data)
     good = []
-    for start in _MESSAGE_START.finditer(part):
-        end = part.find(_END, start.end())
-        text = part[start.start() : end + len(_END) - 1 if end >= 0 else len(part)]
-        try:
-            good.append(msgspec.json.decode(text.strip(), type=DceMessage))
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            reader.bad(line + part.count(b"\n", 0, start.start()), f"not a DiscordChatExporter message: {err}")
+    for i, m in enumerate(items):
+        message = _message(m, lambda fault: reader.bad(first + (lines(i) or 1) - 1 if reader.showing else None,  # noqa: B023 (called at once)
+                                                        f"not a DiscordChatExporter message: {fault}"))
+        if message is not None:
+            good.append(message)
     return good
+
+
+def _message(m: Any, bad: Callable[[str], None]) -> DceMessage | None:
+    """A message parsed as JSON, in its shape (as strict as a typed decode: a number is no
+    time); else ``bad(what is wrong)``."""
+    try:
+        return msgspec.convert(m, DceMessage)
+    except msgspec.ValidationError as err:
+        bad(fault_path(err))
+        return None
 
 
 _MESSAGE_START = re.compile(rb"(?m)^    \{")
@@ -113,11 +148,15 @@ def _basename(url_or_path: str) -> str:
 
 
 def _chat(header: dict[str, Any], path: Path) -> tuple[str, str | None, dict[str, Any]]:
-    """Chat id, title and meta from a JSON export's ``guild`` and ``channel``."""
-    channel, guild = (x if isinstance(x := header.get(key), dict) else {} for key in ("channel", "guild"))
-    title = " / ".join(x for x in (guild.get("name"), channel.get("category"), channel.get("name")) if x) or None
-    meta = {k: v for k, v in (("guild", guild.get("name")), ("channel", channel.get("name"))) if v}
-    return str(channel.get("id") or path.stem), title, meta
+    """Chat id, title and meta from a JSON export's ``guild`` and ``channel`` (of another shape:
+    an error, as the export's header is not a record)."""
+    try:
+        h = msgspec.convert({k: header[k] for k in ("guild", "channel") if k in header}, _Header)
+    except msgspec.ValidationError as err:
+        raise SourceError(f"not a DiscordChatExporter export: {fault_path(err)}", file=str(path)) from None
+    title = " / ".join(x for x in (h.guild.name, h.channel.category, h.channel.name) if x) or None
+    meta = {k: v for k, v in (("guild", h.guild.name), ("channel", h.channel.name)) if v}
+    return str(h.channel.id or path.stem), title, meta
 
 
 def _once(posts: Iterator[Post], reader: Reader) -> Iterator[Post]:
@@ -258,7 +297,7 @@ class DiscordSource(Source):
             try:
                 messages = _decode_messages(b"[" + body + b"]")
             except msgspec.ValidationError:  # a message of another shape: each one checked on its own
-                messages = _each_message(part, line, reader)
+                messages = _each_message(part, line, reader, path)
             except msgspec.DecodeError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path), where=line) from None
             for m in messages:
@@ -318,15 +357,19 @@ class DiscordSource(Source):
             f.seek(start)
 
             def posts() -> Iterator[Post]:
+                i = -1
                 try:
-                    for m in ijson.items(f, "messages.item", use_float=True):
-                        post = self._json_post(msgspec.convert(m, DceMessage, strict=False), reader)
+                    for i, m in enumerate(ijson.items(f, "messages.item", use_float=True)):
+                        message = _message(m, lambda fault: reader.bad(None, under(f"$.messages[{i}]", fault)))  # noqa: B023 (called at once)
+                        post = self._json_post(message, reader) if message is not None else None
                         if post is not None:
                             yield post
+                    if i < 0:  # no message: is there a list of them at all?
+                        f.seek(start)
+                        if not any(p == "messages" and e == "start_array" for p, e, _ in ijson.parse(f)):
+                            raise SourceError("not a DiscordChatExporter export: no 'messages' list", file=str(path))
                 except ijson.JSONError as err:
                     raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
-                except msgspec.ValidationError as err:
-                    raise SourceError(f"not a DiscordChatExporter message: {err}", file=str(path)) from None
 
             yield from self._sessions(posts(), reader, path, *_chat(header, path))
 
@@ -341,12 +384,8 @@ class DiscordSource(Source):
 
         def posts() -> Iterator[Post]:
             for i, m in enumerate(doc["messages"]):
-                try:
-                    message = msgspec.convert(m, DceMessage, strict=False)
-                except msgspec.ValidationError as err:
-                    reader.bad(f"$.messages[{i}]", f"not a DiscordChatExporter message: {err}")
-                    continue
-                post = self._json_post(message, reader)
+                message = _message(m, lambda fault: reader.bad(None, under(f"$.messages[{i}]", fault)))  # noqa: B023 (called at once)
+                post = self._json_post(message, reader) if message is not None else None
                 if post is not None:
                     yield post
 
@@ -405,7 +444,7 @@ class DiscordSource(Source):
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
-        rows = csv_rows(text, path)
+        rows = csv_rows(text, path, reader)
         if not rows or rows[0][1][:4] != ["AuthorID", "Author", "Date", "Content"]:
             raise SourceError("expected DiscordChatExporter's CSV header AuthorID,Author,Date,Content,…", file=str(path), where=1)
         order = dates.detect_order((dates.split_datetime(r[2])[0] for _, r in rows[1:] if len(r) > 2), self.options.date_format, file=str(path))

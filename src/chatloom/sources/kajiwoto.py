@@ -44,11 +44,14 @@ class KajiwotoSource(Source):
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, size = read_text(path)
         rows = []
-        for n, row in csv_rows(text, path):
+        for n, row in csv_rows(text, path, reader):
             if not row:
                 continue
             if len(row) != 10:
                 reader.bad(n, f"expected 10 columns (kajitool's layout), got {len(row)}")
+                continue
+            if row[7].lower() not in ("true", "false"):  # the one column with a type of its own
+                reader.bad(n, f"Deleted (column 8): expected true or false, got '{row[7][:40]}'")
                 continue
             rows.append((n, row))
         replies: dict[str, str] = {}

@@ -13,6 +13,11 @@
 
 These records have no ids of their own: ids come from the digest, so importing a file again adds
 nothing. The record's place (``$[3]`` or ``line 4``) is kept in ``source.locator``.
+
+Each format's shape (the fields it reads, with their JSON types) is one msgspec Struct, into
+which every record is decoded: a record of another shape (``"value": 5``, ``"system": [...]``) is a
+bad record, reported with its line and the JSON path of the fault, not read as something else.
+A JSON array larger than ``STREAM_ABOVE`` is streamed through ijson, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
+import msgspec
 import orjson
 
 from ..errors import SourceError
-from ..jsonl import RecordError, from_obj
+from ..jsonl import RecordError, fault_path, from_obj
 from ..model import Conversation, Message, upgrade_legacy_messages
 from .base import (
     BOM,
     HEAD_BYTES,
     JSON_ARRAY_END,
+    ItemLines,
     Reader,
     Source,
     check_json_end,
@@ -40,48 +47,126 @@ from .base import (
     json_error,
     read_text,
     skip_bom,
+    under,
 )
 
-STREAM_ABOVE = 256 << 20
+#: a JSON array of records larger than this is streamed (ijson, about half orjson's speed);
+#: smaller ones are parsed at once
+STREAM_ABOVE = 16 << 20
+
+R = TypeVar("R")  # a format's record shape (a msgspec Struct)
 
 
-def read_records(path: Path, reader: Reader) -> Iterator[tuple[str, Any]]:
-    """(locator, record) for a JSON array file or a JSONL file; bad JSONL lines go to ``reader``."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    check_text(path, head)
-    if head.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-        if path.stat().st_size > STREAM_ABOVE:
-            import ijson
+class RecordFile(Generic[R]):
+    """The records of a JSON array file or a JSONL file, each decoded into ``shape``: iterate for
+    (locator, record); a record of another shape, or a JSONL line that is not JSON, goes to the
+    reader as bad. ``bad(locator, message)`` reports a record the format found bad itself."""
 
-            check_json_end(path, JSON_ARRAY_END)
-            with open(path, "rb") as f:
-                skip_bom(f)
-                try:
-                    for i, record in enumerate(ijson.items(f, "item", use_float=True)):
-                        yield f"$[{i}]", record
-                except ijson.JSONError as err:
-                    raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+    def __init__(self, path: Path, reader: Reader, shape: type[R]):
+        self.path, self.reader, self.shape = path, reader, shape
+        self.data: bytes | None = None  # an array held in memory…
+        self.lines: ItemLines | None = None  # …and where its items start, found once a record is bad
+
+    def __iter__(self) -> Iterator[tuple[str, R]]:
+        with open(self.path, "rb") as f:
+            head = f.read(4096)
+        check_text(self.path, head)
+        if head.removeprefix(BOM).lstrip().startswith(b"["):
+            return self._stream() if self.path.stat().st_size > STREAM_ABOVE else self._array()
+        return self._lines()
+
+    def bad(self, locator: str, message: str) -> None:
+        """Record ``locator`` (``line 4``, ``$[3]``) is bad: at its line, the JSON path in
+        ``message`` (``$.x``) made the path from the file's top (``$[3].x``)."""
+        if locator.startswith("line "):
+            self.reader.bad(int(locator[5:]), message)
             return
-        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+        line = None
+        if self.data is not None and self.reader.showing:
+            self.lines = self.lines or ItemLines(self.data)
+            line = self.lines(int(locator[2:-1]))
+        self.reader.bad(line, under(locator, message))
+
+    def _typed(self, locator: str, record: Any) -> R | None:
         try:
-            records = orjson.loads(data)
-        except orjson.JSONDecodeError as err:
-            raise json_error(data, err, path) from None
-        for i, record in enumerate(records):
-            yield f"$[{i}]", record
-        reader.advance(len(data))
-        return
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+            return msgspec.convert(record, self.shape)
+        except msgspec.ValidationError as err:
+            self.bad(locator, fault_path(err))
+            return None
+
+    def _array(self) -> Iterator[tuple[str, R]]:
+        data = self.data = self.path.read_bytes().removeprefix(BOM)
+        try:
+            records: list[Any] = _decoder(list[self.shape])(data)
+        except msgspec.ValidationError:  # a record of another shape: each one checked on its own
             try:
-                yield f"line {lineno}", orjson.loads(line.removeprefix(b"\xef\xbb\xbf") if lineno == 1 else line)
-            except orjson.JSONDecodeError as err:
-                reader.bad(lineno, f"not valid JSON ({err.msg})")
-            if lineno % 1024 == 0:
-                reader.advance(f.tell())
+                records = msgspec.json.decode(data)
+            except (msgspec.DecodeError, RecursionError) as err:
+                raise json_error(data, err, self.path) from None
+            if not isinstance(records, list):
+                raise SourceError(f"expected a JSON array of records, got {_json_type(records)}", file=str(self.path), where=1) from None
+            records = [self._typed(f"$[{i}]", r) for i, r in enumerate(records)]
+        except (msgspec.DecodeError, RecursionError) as err:
+            raise json_error(data, err, self.path) from None
+        for i, record in enumerate(records):
+            if record is not None:
+                yield f"$[{i}]", record
+        self.reader.advance(len(data))
+
+    def _stream(self) -> Iterator[tuple[str, R]]:
+        import ijson
+
+        check_json_end(self.path, JSON_ARRAY_END)
+        with open(self.path, "rb") as f:
+            skip_bom(f)
+            try:
+                for i, item in enumerate(ijson.items(f, "item", use_float=True)):
+                    record = self._typed(f"$[{i}]", item)
+                    if record is not None:
+                        yield f"$[{i}]", record
+                    if i % 4096 == 0:
+                        self.reader.advance(f.tell())
+            except ijson.JSONError as err:
+                raise SourceError(f"not valid JSON: {err}", file=str(self.path), where=_line_at(self.path, f.tell())) from None
+
+    def _lines(self) -> Iterator[tuple[str, R]]:
+        decode = _decoder(self.shape)
+        with open(self.path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield f"line {lineno}", decode(line.removeprefix(BOM) if lineno == 1 else line)
+                except msgspec.ValidationError as err:
+                    self.reader.bad(lineno, fault_path(err))
+                except msgspec.DecodeError as err:
+                    self.reader.bad(lineno, f"not valid JSON ({err})")
+                except RecursionError:
+                    self.reader.bad(lineno, "nested too deeply to read")
+                if lineno % 1024 == 0:
+                    self.reader.advance(f.tell())
+
+
+@functools.cache
+def _decoder(shape: Any) -> Any:
+    return msgspec.json.Decoder(shape).decode
+
+
+def _json_type(value: Any) -> str:
+    """A Python value's JSON type, as errors name it."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _line_at(path: Path, pos: int) -> int:
+    """The line of byte ``pos`` (about where a streaming parser stopped), read again in blocks:
+    only on an error."""
+    line = 1
+    with open(path, "rb") as f:
+        while pos > 0 and (block := f.read(min(pos, 1 << 24))):
+            line += block.count(b"\n")
+            pos -= len(block)
+    return line
 
 
 def _starts_a_record(text: bytes) -> bool:
@@ -127,10 +212,13 @@ def _first_record_in(path: Path, size: int, mtime_ns: int) -> dict[str, Any] | N
 
 
 class RecordSource(Source):
-    """A format of one conversation per record; subclasses implement ``convert``."""
+    """A format of one conversation per record: ``shape``, the msgspec Struct of the fields it
+    reads (every record is decoded into it: a record of another shape is bad), and ``convert``
+    from it to a conversation, which raises ``RecordError`` for a record it finds bad."""
 
     extensions = (".json", ".jsonl")
     keys: tuple[str, ...] = ()  # keys a first record must have, for detection
+    shape: ClassVar[type[msgspec.Struct]]
 
     def detect(self, path: Path, head: bytes) -> bool:
         first = _first_record(head)
@@ -143,49 +231,32 @@ class RecordSource(Source):
         return True
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
-        for locator, record in read_records(path, reader):
+        records = RecordFile(path, reader, self.shape)
+        for locator, record in records:
             try:
-                if not isinstance(record, dict):
-                    raise RecordError(f"expected an object, got {type(record).__name__}")
                 conv = self.convert(record)
             except RecordError as err:
-                reader.bad(locator.removeprefix("line "), str(err))
-                continue
-            except (TypeError, ValueError, AttributeError, KeyError) as err:  # a field of a shape the format does not have
-                reader.bad(locator.removeprefix("line "), f"not a valid {self.name} record ({type(err).__name__}: {err})")
+                records.bad(locator, str(err))
                 continue
             conv.source = {"format": self.name, "file": path.name, "locator": locator}
             yield conv
 
-    def convert(self, record: dict[str, Any]) -> Conversation:
+    def convert(self, record: Any) -> Conversation:
         raise NotImplementedError
 
 
-def _need(record: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    if key not in record:
-        raise RecordError(f"no '{key}' key")
-    if not isinstance(record[key], kind):
-        raise RecordError(f"$.{key}: expected {getattr(kind, '__name__', 'another type')}, got {type(record[key]).__name__}")
-    return record[key]
-
-
-def _text_field(record: dict[str, Any], key: str) -> str | None:
-    value = record.get(key)
-    if value is not None and not isinstance(value, str):
-        raise RecordError(f"$.{key}: expected a string, got {type(value).__name__}")
-    return value or None
-
-
-def _tools(value: Any) -> list[dict[str, Any]]:
-    """Tool schemas: a list or a JSON string of them; bare function schemas get OpenAI's wrapper."""
+def _tools(value: str | list[Any] | None) -> list[dict[str, Any]]:
+    """Tool schemas: a list, or a JSON string of one; bare function schemas get OpenAI's wrapper."""
     if isinstance(value, str):
         try:
             value = orjson.loads(value) if value.strip() else []
         except orjson.JSONDecodeError:
             raise RecordError("$.tools: not valid JSON") from None
-    if not isinstance(value, list):
+    if not value:
         return []
-    return [t if t.get("type") == "function" and "function" in t else {"type": "function", "function": t} for t in value if isinstance(t, dict)]
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise RecordError("$.tools: expected a list of tool schemas (objects)")
+    return [t if t.get("type") == "function" and "function" in t else {"type": "function", "function": t} for t in value]
 
 
 # -- ShareGPT ----------------------------------------------------------------------------------
@@ -197,29 +268,45 @@ _SHAREGPT_ROLES = {
 }  # fmt: skip
 
 
+class _Turn(msgspec.Struct):
+    value: str | dict[str, Any] | list[Any]  # an object or a list only for a call or a tool's result
+    from_: str | None = msgspec.field(default=None, name="from")
+    role: str | None = None  # "from"'s other name
+
+
+class ShareGPTRecord(msgspec.Struct):
+    """The fields of a ShareGPT record chatloom reads, with their types."""
+
+    conversations: list[_Turn]
+    system: str | None = None
+    tools: str | list[Any] | None = None
+    chosen: _Turn | None = None
+    rejected: dict[str, Any] | None = None  # kept in meta as it is
+    id: Any = None  # kept when a string
+    title: Any = None
+
+
 class ShareGPTSource(RecordSource):
     name = "sharegpt"
     summary = "ShareGPT: {conversations: [{from, value}]}, JSON or JSONL (tool calls and preference pairs too)"
     keys = ("conversations",)
+    shape = ShareGPTRecord
 
-    def convert(self, record: dict[str, Any]) -> Conversation:
-        turns = _need(record, "conversations", list)
+    def convert(self, record: ShareGPTRecord) -> Conversation:
         raw: list[dict[str, Any]] = []
-        if record.get("system"):
-            raw.append({"role": "system", "content": str(record["system"])})
+        if record.system:
+            raw.append({"role": "system", "content": record.system})
         waiting: list[str | None] = []  # the names of the calls not answered yet, in order
         last: str | None = None
-        for i, turn in enumerate(turns):
-            if not isinstance(turn, dict) or "value" not in turn:
-                raise RecordError(f"$.conversations[{i}]: expected {{from, value}}")
-            who = str(turn.get("from", turn.get("role", ""))).lower()
+        for i, turn in enumerate(record.conversations):
+            who = (turn.from_ if turn.from_ is not None else turn.role or "").lower()
             role = _SHAREGPT_ROLES.get(who)
             if role is None:
                 raise RecordError(f"$.conversations[{i}].from: unknown role '{who}'")
-            value = turn["value"]
-            if not isinstance(value, str):  # a number or true/false as its text; a call or a tool's result may be JSON itself
-                if value is None or (isinstance(value, dict | list) and role not in ("function_call", "tool")):
-                    raise RecordError(f"$.conversations[{i}].value: expected a string, got {type(value).__name__}")
+            value = turn.value
+            if not isinstance(value, str):  # a call or a tool's result may be JSON itself
+                if role not in ("function_call", "tool"):
+                    raise RecordError(f"$.conversations[{i}].value: expected `str`, got `{'object' if isinstance(value, dict) else 'array'}`")
                 value = orjson.dumps(value).decode()
             if role == "function_call":
                 try:
@@ -243,72 +330,96 @@ class ShareGPTSource(RecordSource):
             else:
                 raw.append({"role": role, "content": value})
         meta: dict[str, Any] = {}
-        for key in ("chosen", "rejected"):
-            if isinstance(record.get(key), dict):
-                meta[key] = record[key]
-        if "chosen" in meta:
-            raw.append({"role": "assistant", "content": str(meta["chosen"].get("value", ""))})
-            meta = {"rejected": meta["rejected"]} if "rejected" in meta else {}
-        conv = Conversation(messages=[Message(**m) for m in upgrade_legacy_messages(raw)], tools=_tools(record.get("tools")), meta=meta)
-        for key in ("id", "title"):
-            if isinstance(record.get(key), str):
-                setattr(conv, key, f"sharegpt:{record[key]}" if key == "id" else record[key])
+        if record.chosen is not None:
+            if not isinstance(record.chosen.value, str):
+                raise RecordError("$.chosen.value: expected `str`")
+            raw.append({"role": "assistant", "content": record.chosen.value})
+            if record.rejected is not None:
+                meta["rejected"] = record.rejected
+        conv = Conversation(messages=[Message(**m) for m in upgrade_legacy_messages(raw)], tools=_tools(record.tools), meta=meta)
+        if isinstance(record.id, str):
+            conv.id = f"sharegpt:{record.id}"
+        if isinstance(record.title, str):
+            conv.title = record.title
         return conv
 
 
 # -- Alpaca ------------------------------------------------------------------------------------
 
 
+class AlpacaRecord(msgspec.Struct):
+    """The fields of an Alpaca record, with their types."""
+
+    instruction: str
+    output: str
+    input: str | None = None
+    system: str | None = None
+    history: list[tuple[str, str]] | None = None  # [prompt, response] pairs
+
+
 class AlpacaSource(RecordSource):
     name = "alpaca"
     summary = "Alpaca: {instruction, input, output, system?, history?}, JSON or JSONL"
     keys = ("instruction", "output")
+    shape = AlpacaRecord
 
-    def convert(self, record: dict[str, Any]) -> Conversation:
-        instruction = str(_need(record, "instruction", (str, int, float)))
-        output = str(_need(record, "output", (str, int, float)))
+    def convert(self, record: AlpacaRecord) -> Conversation:
         messages = []
-        if record.get("system"):
-            messages.append(Message(role="system", content=str(record["system"])))
-        for i, pair in enumerate(record.get("history") or ()):
-            if not isinstance(pair, list | tuple) or len(pair) != 2:
-                raise RecordError(f"$.history[{i}]: expected a [prompt, response] pair")
-            messages += [Message(role="user", content=str(pair[0])), Message(role="assistant", content=str(pair[1]))]
-        prompt = instruction + (f"\n\n{record['input']}" if record.get("input") else "")
-        messages += [Message(role="user", content=prompt), Message(role="assistant", content=output)]
+        if record.system:
+            messages.append(Message(role="system", content=record.system))
+        for prompt, response in record.history or ():
+            messages += [Message(role="user", content=prompt), Message(role="assistant", content=response)]
+        prompt = record.instruction + (f"\n\n{record.input}" if record.input else "")
+        messages += [Message(role="user", content=prompt), Message(role="assistant", content=record.output)]
         return Conversation(messages=messages)
 
 
 # -- LLaMA-Factory v1 --------------------------------------------------------------------------
 
 
+class _Block(msgspec.Struct):
+    type: str
+    value: str | None = None
+    text: str | None = None  # "value"'s other name
+
+
+class _LlamaFactoryMessage(msgspec.Struct, omit_defaults=True):
+    role: str
+    content: str | list[_Block] | None = None
+    loss_weight: float | None = None
+    name: Any = None  # these three as OpenAI has them: checked by the model
+    tool_calls: Any = None
+    tool_call_id: Any = None
+
+
+class LlamaFactoryRecord(msgspec.Struct):
+    """The fields of a LLaMA-Factory v1 record, with their types."""
+
+    messages: list[_LlamaFactoryMessage]
+    tools: str | list[Any] | None = None
+
+
 class LlamaFactorySource(RecordSource):
     name = "llamafactory"
     summary = "LLaMA-Factory v1 JSONL: content blocks, per-message loss_weight → train"
     keys = ("messages",)
+    shape = LlamaFactoryRecord
 
     def looks_like(self, record: dict[str, Any]) -> bool:
-        msgs = record.get("messages") or []
-        return any(isinstance(m, dict) and ("loss_weight" in m or _is_blocks(m.get("content"))) for m in msgs)
+        msgs = record.get("messages")
+        return isinstance(msgs, list) and any(isinstance(m, dict) and ("loss_weight" in m or _is_blocks(m.get("content"))) for m in msgs)
 
-    def convert(self, record: dict[str, Any]) -> Conversation:
-        msgs = _need(record, "messages", list)
+    def convert(self, record: LlamaFactoryRecord) -> Conversation:
         raw = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m:
-                raise RecordError(f"$.messages[{i}]: expected {{role, content}}")
-            m = dict(m)
-            weight = m.pop("loss_weight", None)
-            content = m.get("content")
-            if _is_blocks(content):
-                m["content"] = "\n".join(str(b.get("value", b.get("text", ""))) if b.get("type") == "text" else f"[{b.get('type')}]" for b in content)
+        for m in record.messages:
+            message = msgspec.structs.asdict(m)
+            if isinstance(m.content, list):
+                message["content"] = "\n".join((b.value if b.value is not None else b.text or "") if b.type == "text" else f"[{b.type}]" for b in m.content)
+            weight = message.pop("loss_weight")
             if weight is not None:
-                try:
-                    m["train"] = float(weight) > 0
-                except (TypeError, ValueError):
-                    raise RecordError(f"$.messages[{i}].loss_weight: expected a number") from None
-            raw.append(m)
-        return from_obj({"messages": raw, **({"tools": _tools(record["tools"])} if record.get("tools") else {})})
+                message["train"] = weight > 0
+            raw.append({k: v for k, v in message.items() if v is not None or k == "content"})
+        return from_obj({"messages": raw, **({"tools": _tools(record.tools)} if record.tools else {})})
 
 
 def _is_blocks(content: Any) -> bool:
@@ -318,11 +429,22 @@ def _is_blocks(content: Any) -> bool:
 # -- LIMA-GUI ----------------------------------------------------------------------------------
 
 
+class LimaRecord(msgspec.Struct):
+    """The fields of a LIMA-GUI record, with their types (its messages: OpenAI's, checked by the model)."""
+
+    messages: list[Any]
+    tools: str | list[Any] | None = None
+    name: str | None = None
+    lang: str | None = None
+    tags: list[str] | None = None
+
+
 class LimaSource(RecordSource):
     name = "lima"
     summary = "LIMA-GUI dataset: JSONL {name, lang, tags, messages, tools} or the old CSV with a 'chat' column"
     extensions = (".jsonl", ".json", ".csv")
     keys = ("messages",)
+    shape = LimaRecord
 
     def looks_like(self, record: dict[str, Any]) -> bool:
         return "lang" in record or ("name" in record and "tags" in record)
@@ -340,19 +462,16 @@ class LimaSource(RecordSource):
             return
         yield from super().read(path, reader)
 
-    def convert(self, record: dict[str, Any]) -> Conversation:
-        conv = from_obj({"messages": _need(record, "messages", list), "tools": _tools(record.get("tools") or [])})
-        conv.title = _text_field(record, "name")
-        conv.language = _text_field(record, "lang")
-        tags = record.get("tags") or []
-        if not isinstance(tags, list):
-            raise RecordError(f"$.tags: expected a list, got {type(tags).__name__}")
-        conv.tags = [str(t) for t in tags]
+    def convert(self, record: LimaRecord) -> Conversation:
+        conv = from_obj({"messages": record.messages, "tools": _tools(record.tools)})
+        conv.title = record.name or None
+        conv.language = record.lang or None
+        conv.tags = record.tags or []
         return conv
 
     def _csv(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         text, _ = read_text(path)
-        rows = csv_rows(text, path)
+        rows = csv_rows(text, path, reader)
         fieldnames = rows[0][1] if rows else []
         if "chat" not in fieldnames:
             raise SourceError("expected a CSV with a 'chat' column (LIMA-GUI's old format)", file=str(path), where=1)
@@ -369,8 +488,14 @@ class LimaSource(RecordSource):
                         if key == "tags":  # a JSON list, or one plain tag
                             value = orjson.loads(value) if value.startswith("[") else [value]
                         record[key] = value
-                conv = self.convert(record)
-            except (orjson.JSONDecodeError, RecordError, TypeError, ValueError, AttributeError, KeyError) as err:
+                conv = self.convert(msgspec.convert(record, LimaRecord))
+            except orjson.JSONDecodeError as err:
+                reader.bad(n, f"chat column: not valid JSON ({err.msg})")
+                continue
+            except msgspec.ValidationError as err:
+                reader.bad(n, f"chat column: {fault_path(err)}")
+                continue
+            except RecordError as err:
                 reader.bad(n, f"chat column: {err}")
                 continue
             conv.source = {"format": self.name, "file": path.name, "locator": f"line {n}"}

@@ -21,8 +21,9 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ..errors import SourceError
+from ..jsonl import fault_path
 from ..model import Conversation
-from .base import BOM, Reader, Source, check_json_end, check_text, json_error, skip_bom
+from .base import BOM, Reader, Source, check_json_end, check_text, json_error, skip_bom, under
 from .stream import Post, Sessionizer
 
 STREAM_ABOVE = 256 << 20
@@ -74,9 +75,27 @@ class _Doc(msgspec.Struct, Generic[M]):
     id: int | str | None = None
 
 
+class _LooseChats(msgspec.Struct):
+    items: list[Any] = msgspec.field(default_factory=list, name="list")
+
+
+class _LooseDoc(msgspec.Struct):
+    """``_Doc`` with its chats and messages left as JSON, each checked on its own: a chat or a
+    message of another shape is a bad record, not the end of the file."""
+
+    chats: _LooseChats | None = None
+    messages: list[Any] | None = None
+    name: str | None = None
+    type: str | None = None
+    id: int | str | None = None
+
+
 _decode_doc = msgspec.json.Decoder(_Doc[TgMessage]).decode
-# the same document with its messages left as dicts, for ``_posts`` to check one by one
-_decode_lenient = msgspec.json.Decoder(_Doc[Any]).decode
+_decode_lenient = msgspec.json.Decoder(_LooseDoc).decode
+#: the types of chat Telegram Desktop writes: a one-chat export whose messages are not a list
+#: of messages (so the detector cannot see them) is still known by them
+_CHAT_TYPE = re.compile(rb'"type":"(?:personal_chat|bot_chat|saved_messages|private_group|private_supergroup|public_supergroup|'
+                        rb'private_channel|public_channel)"')  # fmt: skip
 
 
 def flatten(text: Any) -> str:
@@ -126,16 +145,18 @@ class _Where:
         self.at = self.line = -1  # the last place found in ``data``, and its line (0-based); -1: none yet
         self.end = -1  # where the next chat's messages begin (the search stops there)
 
-    def __call__(self, i: int, m: Any) -> str | int:
-        path = f"{self.prefix}.messages[{i}]"
+    def path(self, i: int) -> str:
+        return f"{self.prefix}.messages[{i}]"
+
+    def __call__(self, i: int, m: Any) -> int | None:
         mid = m.get("id") if isinstance(m, dict) else getattr(m, "id", None)
         if self.data is None or not isinstance(mid, int) or isinstance(mid, bool):
-            return path
+            return None
         if self.at < 0:
             arrays = itertools.islice(_MESSAGES.finditer(self.data), self.chat, None)
             found = next(arrays, None)
             if found is None:
-                return path
+                return None
             self.at, self.line = found.end(), self.data.count(b"\n", 0, found.end())
             self.end = next((later.start() for later in arrays), len(self.data))
         for key in (b'"id": %d,' % mid, b'"id":%d,' % mid):  # as Telegram writes it, and minified
@@ -144,7 +165,32 @@ class _Where:
                 self.line += self.data.count(b"\n", self.at, at)
                 self.at = at
                 return self.line + 1
-        return path
+        return None
+
+
+def _chat(chat: Any, prefix: str, reader: Reader) -> TgChat | None:
+    """A chat of a full export (or a streamed one) in its shape; one of another shape is a bad
+    record (its messages are checked one by one later)."""
+    messages = chat.get("messages") if isinstance(chat, dict) else None
+    if not isinstance(messages, Iterator):  # streamed messages: an ijson generator, checked as they come
+        messages = None
+    try:
+        tg = msgspec.convert(chat if messages is None else {**chat, "messages": []}, TgChat[Any])
+    except msgspec.ValidationError as err:
+        reader.bad(None, under(prefix, fault_path(err)))
+        return None
+    if messages is not None:
+        tg.messages = messages  # type: ignore[assignment]
+    return tg
+
+
+def _stream_messages(f: Any, path: Path) -> Iterator[Any]:
+    import ijson
+
+    try:
+        yield from ijson.items(f, "messages.item", use_float=True)
+    except ijson.JSONError as err:
+        raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
 
 
 # a key "messages" opening an array (in a JSON string its quotes would be escaped)
@@ -165,12 +211,12 @@ class TelegramSource(Source):
         full = compact.startswith(b'{"chats":{') or (compact.startswith(b'{"about":"') and b"telegram.org" in compact)
         return full or (
             b'"messages":[' in compact and (b'"from_id":' in compact or b'"date_unixtime":' in compact) and b'"guild"' not in compact
-        )
+        ) or (b'"messages":' in compact and _CHAT_TYPE.search(compact, 0, 4096) is not None)
 
     def read(self, path: Path, reader: Reader) -> Iterator[Conversation]:
         with open(path, "rb") as f:
             check_text(path, f.read(4096))
-        for chat, where in self._chats(path):
+        for chat, where in self._chats(path, reader):
             chat_id = str(chat.id or chat.name or path.stem)
             yield from Sessionizer(self.options, reader).conversations(
                 self._posts(chat.messages, reader, where), fmt=self.name, chat_id=chat_id, file=path.name,
@@ -178,35 +224,35 @@ class TelegramSource(Source):
             )  # fmt: skip
         reader.advance(path.stat().st_size)
 
-    def _chats(self, path: Path) -> Iterator[tuple[TgChat, _Where]]:
+    def _chats(self, path: Path, reader: Reader) -> Iterator[tuple[TgChat, _Where]]:
         if path.stat().st_size <= STREAM_ABOVE:
             data = path.read_bytes().removeprefix(BOM)
             try:
-                doc: _Doc[Any] = _decode_doc(data)
-            except msgspec.ValidationError:  # a message of another shape: each one is checked on its own
+                doc: _Doc[Any] | _LooseDoc = _decode_doc(data)
+            except msgspec.ValidationError:  # a chat or a message of another shape: each one is checked on its own
                 try:
                     doc = _decode_lenient(data)
                 except msgspec.ValidationError as err:
-                    raise SourceError(f"not a Telegram export: {err}", file=str(path)) from None
-            except msgspec.DecodeError as err:
+                    raise SourceError(f"not a Telegram export: {fault_path(err)}", file=str(path)) from None
+            except (msgspec.DecodeError, RecursionError) as err:
                 raise json_error(data, err, path) from None
             if doc.chats is not None:
                 for k, chat in enumerate(doc.chats.items):
-                    yield chat, _Where(f"$.chats.list[{k}]", data, k)
+                    chat = _chat(chat, f"$.chats.list[{k}]", reader)
+                    if chat is not None:
+                        yield chat, _Where(f"$.chats.list[{k}]", data, k)
             elif doc.messages is not None:
                 yield TgChat(messages=doc.messages, name=doc.name, type=doc.type, id=doc.id), _Where("$", data, 0)
             else:
                 raise SourceError("expected a Telegram result.json: no 'messages' and no 'chats'", file=str(path))
             return
         for chat, prefix in self._stream_chats(path):
-            try:
-                tg = TgChat(messages=chat["messages"], name=chat.get("name"), type=chat.get("type"), id=chat.get("id"))  # type: ignore[arg-type]
-            except (TypeError, KeyError):
-                raise SourceError("a chat without a 'messages' list", file=str(path)) from None
-            yield tg, _Where(prefix)
+            tg = _chat(chat, prefix, reader)
+            if tg is not None:
+                yield tg, _Where(prefix)
 
-    def _stream_chats(self, path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-        """Each chat, with its JSON path."""
+    def _stream_chats(self, path: Path) -> Iterator[tuple[Any, str]]:
+        """Each chat, with its JSON path (one chat's messages as a stream)."""
         import ijson
 
         check_json_end(path, b"}")
@@ -218,30 +264,35 @@ class TelegramSource(Source):
                 if full:
                     for k, chat in enumerate(ijson.items(f, "chats.list.item", use_float=True)):
                         yield chat, f"$.chats.list[{k}]"
+                    return
+                header: dict[str, Any] = {}
+                for prefix, event, value in ijson.parse(f):
+                    if prefix in ("name", "type", "id"):
+                        header[prefix] = value if event in ("string", "number", "null") else [event]  # of another type: refused by _chat
+                    if prefix == "messages" and event == "start_array":
+                        break
                 else:
-                    header = {}
-                    for prefix, event, value in ijson.parse(f):
-                        if prefix in ("name", "type", "id") and event in ("string", "number"):
-                            header[prefix] = value
-                        if prefix == "messages" and event == "start_array":
-                            break
-                    f.seek(start)
-                    yield {**header, "messages": ijson.items(f, "messages.item", use_float=True)}, "$"
+                    raise SourceError("expected a Telegram result.json: no 'messages' list", file=str(path))
             except ijson.JSONError as err:
                 raise SourceError(f"not valid JSON: {err}", file=str(path)) from None
+            f.seek(start)
+            yield {**header, "messages": _stream_messages(f, path)}, "$"
 
     def _posts(self, messages: Iterable[TgMessage | dict[str, Any]], reader: Reader, where: _Where) -> Iterator[Post]:
         attachments = self.options.attachments
         zone: tzinfo | None | bool = False  # False: not known yet (see _zone)
         for i, m in enumerate(messages):
             try:
-                if isinstance(m, dict):  # streamed through ijson, or read untyped after a bad message
+                if not isinstance(m, TgMessage):  # streamed through ijson, or read untyped after a bad message
                     m = msgspec.convert(m, TgMessage, strict=False)
                 if zone is False and (m.date or m.date_unixtime):
                     zone = _zone(m)
                 when = _time(m, zone or None)
-            except (msgspec.ValidationError, ValueError, OverflowError, OSError) as err:
-                reader.bad(where(i, m) if reader.showing else None, f"not a Telegram message: {err}")
+            except msgspec.ValidationError as err:
+                reader.bad(where(i, m) if reader.showing else None, under(where.path(i), fault_path(err)))
+                continue
+            except (ValueError, OverflowError, OSError) as err:  # a date that is none
+                reader.bad(where(i, m) if reader.showing else None, f"{where.path(i)}: not a date and time: {err}")
                 continue
             if m.type != "message":
                 reader.dropped["service message"] += 1
