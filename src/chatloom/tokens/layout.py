@@ -257,8 +257,7 @@ class Layouts:
                 else:
                     begin = span[0] if span is not None else starts[k]
                 lo = max(span[1] if span is not None else begin, calls.get(k, begin))
-                further = _next_after(later_content, k, lo, True, len(full))
-                further = _next_after(later_begins, k, lo, False, further)
+                further = later_begins.first(k, lo, False, later_content.first(k, lo, True, len(full)))
                 hi = starts[k + 1] if starts[k + 1] > lo else None
                 end = self._turn_end(full, lo, hi, further, call=calls.get(k, -1) >= lo)
                 if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
@@ -559,11 +558,10 @@ class _Later:
         self.pos = [p for _, p in pairs]
         self.monotone = all(a <= b for a, b in zip(self.pos, self.pos[1:]))
 
-
-def _next_after(later: _Later, k: int, lo: int, inclusive: bool, default: int) -> int:
-    """The least position ``>= lo`` (``> lo`` unless ``inclusive``) of a message after ``k``, or ``default`` when smaller."""
-    first = bisect.bisect_right(later.index, k)
-    if later.monotone:
-        at = (bisect.bisect_left if inclusive else bisect.bisect_right)(later.pos, lo, first)
-        return min(default, later.pos[at]) if at < len(later.pos) else default
-    return min([p for p in later.pos[first:] if (p >= lo if inclusive else p > lo)] + [default])
+    def first(self, k: int, lo: int, inclusive: bool, default: int) -> int:
+        """The least position ``>= lo`` (``> lo`` unless ``inclusive``) of a message after ``k``, or ``default`` when smaller."""
+        after = bisect.bisect_right(self.index, k)
+        if self.monotone:
+            at = (bisect.bisect_left if inclusive else bisect.bisect_right)(self.pos, lo, after)
+            return min(default, self.pos[at]) if at < len(self.pos) else default
+        return min([p for p in self.pos[after:] if (p >= lo if inclusive else p > lo)] + [default])
