@@ -94,14 +94,45 @@ def read_lines(fp: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
 
 def read_path(path: str | os.PathLike[str]) -> Iterator[Conversation]:
     """The conversations of a JSONL file; a bad line is a SourceError naming the file and line."""
-    from .errors import SourceError
-
     with open(path, "rb") as fp:
         for lineno, _, line in read_lines(fp):
-            try:
-                yield parse_line(line)
-            except RecordError as err:
-                raise SourceError(str(err), file=str(path), where=lineno) from None
+            yield parse_numbered(str(path), lineno, line)
+
+
+def parse_numbered(path: str, lineno: int, line: bytes) -> Conversation:
+    """Line ``lineno`` of ``path`` → Conversation; a SourceError naming the file and line when bad."""
+    from .errors import SourceError
+
+    try:
+        return parse_line(line)
+    except RecordError as err:
+        raise SourceError(str(err), file=path, where=lineno) from None
+
+
+class RawLines:
+    """A JSONL file as batches of its raw, numbered lines, for processes that parse them themselves
+    (``chatloom tokenize``'s workers): the reader only splits lines, so it is never the bottleneck.
+
+        for batch in RawLines("chats.jsonl").batches(512):
+            convs = [parse_numbered(path, n, line) for n, line in batch]
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = str(path)
+
+    def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
+        batch: list[tuple[int, bytes]] = []
+        with open(self.path, "rb") as fp:
+            for lineno, _, line in read_lines(fp):
+                batch.append((lineno, line))
+                if len(batch) == size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def __iter__(self) -> Iterator[Conversation]:
+        return read_path(self.path)
 
 
 def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = False) -> bytes:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chatloom import jsonl
+from chatloom.errors import SourceError
 from chatloom.model import Conversation, Message
 from chatloom.tokens import CheckError, Encoder, TokenFile, attention_mask, tokenize
 from chatloom.tokens.chat_templates import BUILTINS
@@ -225,6 +227,30 @@ def test_deterministic_whatever_the_workers(tmp_path: Path) -> None:
     for name in ("train.bin", "train.idx", "train.loss", "val.bin", "val.idx", "val.loss", "meta.json"):
         a = (tmp_path / "a" / name).read_bytes()
         assert a == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
+
+
+def test_a_jsonl_files_raw_lines_give_the_same_files(tmp_path: Path) -> None:
+    """The workers parse a JSONL file's lines themselves: the files are those of the parsed
+    conversations, ids made from digests included, with one worker or two."""
+    convs = [conv(f"q{i} " * (i % 5 + 1), f"a{i}", id=None if i % 3 else f"c{i}") for i in range(1100)]
+    path = write_jsonl(tmp_path / "chats.jsonl", convs)
+    tokenize(jsonl.read_path(path), tmp_path / "parsed")
+    tokenize(jsonl.RawLines(path), tmp_path / "one")
+    tokenize(jsonl.RawLines(path), tmp_path / "two", workers=2)
+    for name in ("train.bin", "train.idx", "train.loss", "meta.json"):
+        a = (tmp_path / "parsed" / name).read_bytes()
+        assert a == (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_a_bad_line_parsed_in_a_worker_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "chats.jsonl", [conv(f"q{i}", f"a{i}", id=f"c{i}") for i in range(1500)])
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1233] = b'{"messages": [{"role": "user", "content": 5}]}\n'  # line 1234, in the third batch
+    path.write_bytes(b"".join(lines))
+    with pytest.raises(SourceError) as err:
+        tokenize(jsonl.RawLines(path), tmp_path / "out", workers=2)
+    assert str(err.value).startswith(f"{path}:1234: $.messages[0].content: expected `str`")
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_file()]  # nothing half-written
 
 
 def test_reader_batches_and_packing(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -17,6 +17,13 @@ from . import cli, console, dataset_option, json_option, param_flags, print_json
 TOKENIZER_HELP = "gpt2-chatml, gpt2, cl100k_base, o200k_base, or a local Hugging Face tokenizer folder."
 TEMPLATE_HELP = ("Chat template: chatml, llama-3, mistral, gemma, phi-3, alpaca, vicuna, metharme, a .jinja file or a "
                  "tokenizer folder (default: the tokenizer folder's own template, else chatml).")
+
+
+# Starting the worker processes costs about 0.5 s, and each builds its own layouts: two workers beat
+# one (whose tokenizer already uses every core) from about 4,000 chitchat conversations, 16 MB of
+# JSONL (measured on 2 cores; docs/tokenize.md, Speed).
+LARGE_COUNT = 4000
+LARGE_FILE = 16 << 20
 
 
 def _template_name(template: str | None, tokenizer: str) -> str | None:
@@ -78,7 +85,9 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         from ..model import ensure_id
 
         total = None
+        large = os.path.getsize(input_path) >= LARGE_FILE
         ids = [ensure_id(c) for c in jsonl.read_path(input_path)] if val is not None else None
+        source_input: Iterable[Conversation] | jsonl.RawLines = jsonl.RawLines(input_path)  # the workers parse the lines
 
         def convs() -> Iterator[Conversation]:
             return jsonl.read_path(input_path)
@@ -89,7 +98,9 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
             raise UsageError(f"{dataset}: no such dataset; import something first, or give an INPUT file")
         store = Store(dataset)
         total = store.count()
+        large = total >= LARGE_COUNT
         ids = store.ids(tag=tag) if val is not None else None
+        source_input = store.iter_conversations(tag=tag)  # a generator: nothing is read before tokenize
 
         def convs() -> Iterator[Conversation]:
             return store.iter_conversations(tag=tag)
@@ -97,11 +108,11 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         holds = f"has no conversation tagged '{tag}'" if tag and input_path is None else "holds no conversation"
         raise UsageError(f"{source}: nothing to tokenize: the {'file' if input_path else 'dataset'} {holds}")
     val_ids = validation_ids(ids, val, seed) if ids is not None else None
-    if workers == 0:  # starting processes costs about a second: worth it from a few thousand conversations
-        workers = (os.cpu_count() or 1) if total is None or total >= 5000 else 1
+    if workers == 0:
+        workers = (os.cpu_count() or 1) if large else 1
     try:
         with output_folder(out), progress_bar("tokenizing", total) as update:  # a failed run leaves no folder it made
-            meta = tokenize(convs(), out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
+            meta = tokenize(source_input, out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
                             max_tokens=max_tokens, truncate=truncate, workers=workers, progress=update,
                             extra_meta={"val": val, "seed": seed})
     except NothingKept as err:

@@ -31,7 +31,20 @@ from ..errors import SourceError
 from ..jsonl import fault_path
 from ..model import Conversation
 from . import dates
-from .base import BOM, ItemLines, Reader, Source, check_json_end, check_text, csv_rows, json_error, json_too_deep, read_text, skip_bom, under
+from .base import (
+    BOM,
+    ItemLines,
+    Reader,
+    Source,
+    check_json_end,
+    check_text,
+    csv_rows,
+    json_error,
+    json_too_deep,
+    read_text,
+    skip_bom,
+    under,
+)
 from .stream import DISCRIMINATOR, Post, Sessionizer
 
 

@@ -33,6 +33,7 @@ import orjson
 
 from ..errors import UsageError
 from ..fileio import atomic_write, remove_stale
+from ..jsonl import RawLines, parse_numbered
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
 from .encode import Encoder, Report
@@ -100,9 +101,18 @@ def _init_worker(options: Options) -> None:
     _worker = encoder
 
 
-def _work(payload: bytes) -> Chunk:
+def _work(job: tuple[str | None, Any]) -> Chunk:
+    """One batch: conversations serialized by the main process, or a JSONL file's raw lines
+    (``(path, [(line number, line), ...])``), parsed here."""
     assert _worker is not None
-    return encode_chunk(_worker, _decoder.decode(payload))
+    path, payload = job
+    if path is None:
+        convs = _decoder.decode(payload)
+    else:
+        convs = [parse_numbered(path, lineno, line) for lineno, line in payload]
+        for conv in convs:
+            ensure_id(conv)
+    return encode_chunk(_worker, convs)
 
 
 def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
@@ -110,15 +120,20 @@ def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
 
 
 @contextlib.contextmanager
-def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation], workers: int) -> Iterator[Iterator[Chunk]]:
-    """Chunks in input order, encoded here by ``encoder`` (``workers`` 1) or by a pool of processes."""
+def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation] | RawLines, workers: int) -> Iterator[Iterator[Chunk]]:
+    """Chunks in input order, encoded here by ``encoder`` (``workers`` 1) or by a pool of processes.
+    A JSONL file's lines go to the workers as they are: the main process does not parse them."""
     if workers <= 1:
         yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
         return
-    encode = msgspec.json.Encoder()
+    if isinstance(convs, RawLines):
+        jobs: Iterator[tuple[str | None, Any]] = ((convs.path, batch) for batch in convs.batches(CHUNK))
+    else:
+        encode = msgspec.json.Encoder()
+        jobs = ((None, encode.encode(batch)) for batch in _chunks(convs))
     # spawn: tiktoken's threads and fork do not mix
     with process_pool(workers, context="spawn", initializer=_init_worker, initargs=(options,)) as pool:
-        yield ordered_map(_work, (encode.encode(batch) for batch in _chunks(convs)), pool)
+        yield ordered_map(_work, jobs, pool)
 
 
 class _SplitFiles:
@@ -149,7 +164,7 @@ class _SplitFiles:
 
 
 def tokenize(
-    convs: Iterable[Conversation],
+    convs: Iterable[Conversation] | RawLines,
     out: str | os.PathLike[str],
     *,
     tokenizer: str = "gpt2-chatml",
@@ -164,6 +179,8 @@ def tokenize(
 ) -> dict[str, Any]:
     """Write ``out/{train,val}.{bin,idx,loss}`` and ``out/meta.json``; return the meta.
 
+    :param convs: conversations, or a JSONL file's ``RawLines`` (then the workers parse the lines,
+        and a bad line is a SourceError naming the file and line).
     :param val_ids: conversations for the ``val`` split (see ``chatloom.formats.split``); None: train only.
     :param workers: processes; the files are identical whatever the number.
     """
