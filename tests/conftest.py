@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +22,11 @@ from chatloom.model import Conversation, Message
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "chatloom-hypothesis")
 settings.register_profile("chatloom", database=None, print_blob=True)
 settings.load_profile("chatloom")
+
+# Models resolved for tests (tiny ones, SmolLM2 from its GGUF) are built once per test session
+if "CHATLOOM_MODEL_CACHE" not in os.environ:
+    os.environ["CHATLOOM_MODEL_CACHE"] = tempfile.mkdtemp(prefix="chatloom-models-")
+    atexit.register(shutil.rmtree, os.environ["CHATLOOM_MODEL_CACHE"], True)
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "real"
