@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from chatloom.model import Conversation, Message
-from chatloom.reports import environment, render_build_report, render_inspect
+from chatloom.reports import environment, loss_png, render_build_report, render_inspect, render_train_report
 from tests.conftest import conv, write_jsonl
 
 BAD = "<script>alert(1)</script> say \"hi\" & 'bye'"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt; say &#34;hi&#34; &amp; &#39;bye&#39;"
 TAGS = {"!doctype", "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "b", "br", "small", "code", "img",
-        "table", "tr", "th", "td", "details", "summary", "div", "span"}
+        "table", "tr", "th", "td", "details", "summary", "div", "span", "pre"}
 
 
 def assert_markup_is_ours(page: str) -> None:
@@ -98,8 +98,17 @@ def test_the_environment_escapes_and_is_strict() -> None:
     assert {"base.html", "build_report.html", "inspect.html"} <= set(names)
     for name in names:
         env.get_template(name)  # every template parses
-        assert name in ("base.html", "build_report.html", "inspect.html") or name.startswith("_"), name
+        assert name in ("base.html", "build_report.html", "inspect.html", "train_report.html") or name.startswith("_"), name
     with pytest.raises(jinja2.UndefinedError, match="seed"):
         render_build_report({k: v for k, v in _report().items() if k != "seed"}, [1], [1], "gpt2-chatml", {})
     with pytest.raises(jinja2.UndefinedError, match="title"):
         env.get_template("inspect.html").render(tokens=[])
+
+
+def test_a_training_report_escapes_the_replies_the_prompts_and_the_config() -> None:
+    metrics = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "eval_loss": 2.7}]
+    png = loss_png(metrics)
+    assert png.startswith(b"\x89PNG")
+    page = render_train_report(BAD, [(BAD, BAD)], png, [{"prompt": BAD, "reference": BAD, "base": BAD, "tuned": BAD}], BAD)
+    assert_markup_is_ours(page)
+    assert page.count(ESCAPED) == 9  # the title twice, the figure's label and value, four texts of the sample, the config

@@ -176,8 +176,8 @@ def cli(debug: bool) -> None:
 
 
 from ..plugins import load_plugins  # noqa: E402
-from . import browse, data, edit, pipeline, tokens  # noqa: E402  (commands register themselves on `cli`)
+from . import browse, data, edit, pipeline, tokens, train  # noqa: E402  (commands register themselves on `cli`)
 
 load_plugins().hook.register_commands(cli=cli)
 
-__all__ = ["browse", "cli", "data", "edit", "pipeline", "tokens"]
+__all__ = ["browse", "cli", "data", "edit", "pipeline", "tokens", "train"]

@@ -72,3 +72,11 @@ def render_build_report(report: Mapping[str, Any], before: Sequence[int], after:
 def render_inspect(tokens: Sequence[InspectToken], title: str) -> str:
     """``chatloom inspect --html``: every token with its id under it, colored by the loss mask."""
     return render("inspect.html", tokens=tokens, title=title)
+
+
+def render_train_report(title: str, figures: Sequence[tuple[str, str]], loss_png: bytes, samples: Sequence[Mapping[str, str]],
+                        config: str) -> str:
+    """A training run's ``report.html``: its figures, the loss curves, and held-out prompts answered
+    by the base and the tuned model side by side (the chat text is escaped)."""
+    return render("train_report.html", title=title, figures=list(figures), loss_png=base64.b64encode(loss_png).decode(),
+                  samples=list(samples), config=config)

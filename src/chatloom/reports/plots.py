@@ -74,3 +74,34 @@ def histograms_png(before: Sequence[int], after: Sequence[int], tokenizer: str) 
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def loss_png(metrics: Sequence[dict], path: str | os.PathLike[str] | None = None) -> bytes:
+    """Training loss (per logged step) and validation loss (per evaluation) against the step, as
+    PNG bytes; written to ``path`` too when given (``loss.png`` of a training run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
+    train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
+    val = [(m["step"], m["eval_loss"]) for m in metrics if m.get("eval_loss") is not None]
+    if train:
+        ax.plot(*zip(*train), color="#4C72B0", linewidth=1.2, label="train loss")
+    if val:
+        ax.plot(*zip(*val), color="#C44E52", marker="o", linewidth=1.5, label="validation loss")
+    if not train and not val:
+        ax.text(0.5, 0.5, "no step logged", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (trained tokens)")
+    ax.legend(frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    if path is not None:
+        with atomic_write(path) as fp:
+            fp.write(buf.getvalue())
+    return buf.getvalue()
