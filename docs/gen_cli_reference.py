@@ -30,10 +30,23 @@ def render() -> str:
         runner.invoke(cli, ["--help"], prog_name="chatloom", terminal_width=100).output.rstrip(),
         "```",
     ]
-    for name in sorted(cli.commands):
-        help_text = runner.invoke(cli, [name, "--help"], prog_name="chatloom", terminal_width=100).output.rstrip()
-        parts += ["", f"## chatloom {name}", "", "```", help_text, "```"]
+    for words in _commands():
+        help_text = runner.invoke(cli, [*words, "--help"], prog_name="chatloom", terminal_width=100).output.rstrip()
+        parts += ["", f"## chatloom {' '.join(words)}", "", "```", help_text, "```"]
     return "\n".join(parts) + "\n"
+
+
+def _commands() -> list[list[str]]:
+    """Every command's words: ``["ls"]``, and a group's visible subcommands (``["train", "merge"]``)."""
+    import click
+
+    found = []
+    for name in sorted(cli.commands):
+        found.append([name])
+        command = cli.commands[name]
+        if isinstance(command, click.Group):
+            found += [[name, sub] for sub in sorted(command.commands) if not command.commands[sub].hidden]
+    return found
 
 
 if __name__ == "__main__":

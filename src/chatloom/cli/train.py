@@ -23,6 +23,14 @@ class _TrainGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+class _Default(click.Command):
+    """The hidden ``run``: its usage reads ``chatloom train [OPTIONS] [CONFIG]``, as typed."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        path = ctx.parent.command_path if ctx.parent is not None else ctx.command_path
+        formatter.write_usage(path, " ".join(self.collect_usage_pieces(ctx)))
+
+
 @cli.group("train", cls=_TrainGroup)
 def train_group() -> None:
     """Fine-tune a model on token files (LoRA, QLoRA or full); `chatloom train --help` for the options."""
@@ -48,7 +56,7 @@ def _bar() -> Iterator[Callable[[dict[str, Any]], None]]:
         yield update
 
 
-@train_group.command("run", hidden=True)
+@train_group.command("run", cls=_Default, hidden=True)
 @click.argument("config_file", metavar="[CONFIG]", required=False, type=click.Path(dir_okay=False))
 @click.option("--model", help="tiny:gpt2, tiny:llama, smollm2, a .gguf file, a model folder, or a Hub name in the local cache.")
 @click.option("--data", help="`chatloom tokenize` output, or a dataset / JSONL export / build output (tokenized on the fly).")

@@ -143,8 +143,7 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
                     since = 0 if m["eval_loss"] <= (self.best or m["eval_loss"]) else since + 1
             self.since_best = since
             self.pending: dict[str, Any] | None = None
-            self.tokens = metrics[-1].get("tokens", 0) if metrics else 0
-            self.seen = collator.tokens
+            self.seen: int | None = None  # the Trainer's count of input tokens at the last log (restored on resume)
             self.clock = time.perf_counter()
             self.stopped_early = False
             self.fp = open(run / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115  closed at the end
@@ -156,25 +155,35 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
                 metrics.append(self.pending)
                 self.pending = None
 
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.seen, self.clock = int(state.num_input_tokens_seen), time.perf_counter()  # restored by a resume
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             logs = logs or {}
             step = state.global_step
             if "loss" in logs:
                 self._flush()
                 now = time.perf_counter()
-                new = collator.tokens - self.seen
-                self.tokens += new
-                rate = new / (now - self.clock) if now > self.clock else 0.0
-                self.seen, self.clock = collator.tokens, now
+                total = int(state.num_input_tokens_seen)
+                rate = (total - (self.seen or 0)) / (now - self.clock) if now > self.clock else 0.0
+                self.seen, self.clock = total, now
                 self.pending = {"step": step, "loss": round(float(logs["loss"]), 6), "lr": logs.get("learning_rate"),
-                                "tokens": self.tokens, "tokens_per_s": round(rate, 1), "epoch": round(float(state.epoch or 0), 4)}
+                                "tokens": total, "tokens_per_s": round(rate, 1), "epoch": round(float(state.epoch or 0), 4)}
                 if progress is not None:
                     progress({"step": step, "max_steps": state.max_steps, "loss": logs["loss"], "tokens_per_s": rate})
             if "eval_loss" in logs:
+                loss = round(float(logs["eval_loss"]), 6)
+                if self.pending is None and metrics and metrics[-1]["step"] == step:  # the evaluation after the last step
+                    metrics[-1]["eval_loss"] = loss
+                    self.fp.close()
+                    with atomic_write(run / "metrics.jsonl") as fp:
+                        fp.write("".join(json.dumps(m) + "\n" for m in metrics).encode())
+                    self.fp = open(run / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+                    return
                 if self.pending is None or self.pending["step"] != step:
                     self._flush()
                     self.pending = {"step": step}
-                self.pending["eval_loss"] = round(float(logs["eval_loss"]), 6)
+                self.pending["eval_loss"] = loss
 
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kw: Any) -> None:
             loss = (metrics or {}).get("eval_loss")
@@ -197,6 +206,9 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
                 (folder / COMPLETE).write_text(json.dumps({"step": state.global_step}))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._flush()
+
+        def close(self) -> None:
             self._flush()
             self.fp.close()
 
@@ -234,6 +246,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     stage("loading weights")
+    transformers.set_seed(config.seed)  # LoRA's A matrices are drawn here, before the Trainer seeds its own work
     model = _load_model(config, folder)
     vocab = model.get_input_embeddings().num_embeddings
     if data.meta.get("vocab_size", 0) > vocab:
@@ -273,6 +286,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
         remove_unused_columns=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        include_num_input_tokens_seen="all",  # exact: packed with no padding
         warmup_steps=int(config.warmup) if config.warmup >= 1 else config.warmup,  # < 1: a share of the steps
     )
     model_ref = [model]
@@ -282,13 +296,13 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
                                    data_collator=collator, callbacks=[callback])
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)  # the progress bar and metrics.jsonl say it
     stage("training")
-    trainer.train(resume_from_checkpoint=str(last) if last else None)
-    last_eval = next((m["eval_loss"] for m in reversed(metrics) if m.get("eval_loss") is not None), None)
-    if eval_rows is not None and (last_eval is None or metrics[-1].get("step") != trainer.state.global_step):
-        out = trainer.evaluate()  # the end is always evaluated
-        callback.on_evaluate(args, trainer.state, trainer.control, metrics=out)
-        callback.pending = {"step": trainer.state.global_step, "eval_loss": round(float(out["eval_loss"]), 6)}
-        callback._flush()
+    try:
+        trainer.train(resume_from_checkpoint=str(last) if last else None)
+        evaluated = any(m.get("eval_loss") is not None and m["step"] == trainer.state.global_step for m in metrics)
+        if eval_rows is not None and not evaluated:
+            trainer.evaluate()  # the end is always evaluated (best/ too, through the callback)
+    finally:
+        callback.close()
     stage("writing final/ and best/")
     _save_model(model, tokenizer, run / "final")
     if not (run / "best").exists():  # no validation split: the best known is the last
