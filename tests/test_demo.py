@@ -38,3 +38,9 @@ def test_demo_steps(tmp_path):
     assert report["output"]["conversations"] + report["dropped"] == 7168
     assert {s["step"] for s in report["steps"]} >= {"turns", "exact_dedup", "near_dedup", "pii", "truncate"}
     assert (tmp_path / "demo" / "build" / "data" / "val.jsonl").exists()
+    run = tmp_path / "demo" / "run"  # SmolLM2-135M-Instruct with LoRA, a few steps on the build's output
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == 8 and [m["step"] for m in metrics if "eval_loss" in m] == [4, 8]
+    assert (run / "best" / "adapter_model.safetensors").exists() and (run / "final" / "adapter_model.safetensors").exists()
+    assert "tuned model" in (run / "report.html").read_text() and (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((run / "data.json").read_text())["tokenized_on_the_fly"]

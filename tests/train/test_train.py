@@ -254,3 +254,13 @@ def test_merge_folds_the_adapter_into_a_full_model(run, tokens: Path) -> None:
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     assert (Path("merged") / "chat_template.jinja").exists()
     assert run("train", "merge", "run", "-o", "merged").exit_code == 2  # never over a folder that holds something
+
+
+def test_models_that_cannot_be_had_offline_are_clear_errors(run, tokens: Path, tmp_path: Path) -> None:
+    result = run("train", "--model", "nobody/no-such-model", "--data", str(tokens), "-o", "r")
+    assert result.exit_code == 2 and "not in the Hugging Face cache" in result.stderr and "chatloom works offline" in result.stderr
+    assert "no such tiny model" in run("train", "--model", "tiny:bert", "--data", str(tokens), "-o", "r").stderr
+    (tmp_path / "empty").mkdir()
+    assert "not a model folder" in run("train", "--model", str(tmp_path / "empty"), "--data", str(tokens), "-o", "r").stderr
+    assert "no such file or folder" in run("train", "--model", "tiny:gpt2", "--data", "nothing-here", "-o", "r").stderr
+    assert not Path("r").exists()

@@ -83,6 +83,7 @@ def loss_png(metrics: Sequence[dict], path: str | os.PathLike[str] | None = None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(9, 4), dpi=100)
     train = [(m["step"], m["loss"]) for m in metrics if m.get("loss") is not None]
@@ -93,6 +94,7 @@ def loss_png(metrics: Sequence[dict], path: str | os.PathLike[str] | None = None
         ax.plot(*zip(*val), color="#C44E52", marker="o", linewidth=1.5, label="validation loss")
     if not train and not val:
         ax.text(0.5, 0.5, "no step logged", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss (trained tokens)")
     ax.legend(frameon=False)

@@ -43,6 +43,7 @@ weight_decay: 0.0
 epochs: 1
 max_steps: null           # stops here, whatever the epochs
 eval_every: 50            # steps between evaluations on the validation split (and checkpoints)
+eval_limit: 500           # validation conversations evaluated (the first ones; null: all)
 patience: null            # stop after this many evaluations without a better validation loss
 seed: 0
 val: 0.05                 # for data tokenized on the fly: the validation share (or a count)
@@ -80,6 +81,7 @@ class TrainConfig(BaseModel):
     epochs: float = Field(1, gt=0)
     max_steps: int | None = Field(None, ge=1)
     eval_every: int = Field(50, ge=1)
+    eval_limit: int | None = Field(500, ge=1)
     patience: int | None = Field(None, ge=1)
     seed: int = 0
     val: float = Field(0.05, ge=0)

@@ -182,13 +182,13 @@ def _tokenize_val(path: Path, folder: Path, options: dict[str, Any]) -> None:
 
 
 class PackedRows:
-    """Conversations of a TokenFile packed (best fit decreasing) into rows of at most
-    ``max_length`` tokens; a map-style dataset whose items are lists of conversation indices.
+    """Conversations of a TokenFile (the first ``limit``) packed (best fit decreasing) into rows of
+    at most ``max_length`` tokens; a map-style dataset whose items are lists of conversation indices.
     The packing is seeded, so a resumed run sees the same rows in the same order."""
 
-    def __init__(self, tf: TokenFile, max_length: int, seed: int = 0):
+    def __init__(self, tf: TokenFile, max_length: int, seed: int = 0, limit: int | None = None):
         self.tf, self.max_length = tf, max_length
-        lengths = (tf.ends - tf.starts).astype(np.int64)
+        lengths = (tf.ends - tf.starts).astype(np.int64)[:limit]
         fits = np.flatnonzero(lengths <= max_length)
         self.skipped = int(len(lengths) - len(fits))
         self.tokens = int(lengths[fits].sum())

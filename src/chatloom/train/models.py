@@ -37,8 +37,11 @@ def quiet_transformers() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # 2 threads on a busy box: 5-10× faster steps
+    import warnings
+
     import transformers
 
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")  # v5's renames, raised by its own code
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 

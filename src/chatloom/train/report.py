@@ -42,13 +42,13 @@ def _generate(model: Any, tokenizer: Any, prompt: np.ndarray, max_new: int) -> s
 
     with torch.no_grad():
         out = model.generate(input_ids=torch.from_numpy(prompt)[None], attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                             max_new_tokens=max_new, do_sample=False, use_cache=True, pad_token_id=tokenizer.pad_token_id,
+                             max_new_tokens=max_new, do_sample=False, repetition_penalty=1.2, use_cache=True, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=tokenizer.eos_token_id)
     return str(tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)).strip()
 
 
 def samples(model: Any, tokenizer: Any, data: Data, config: TrainConfig, base_folder: Path) -> list[dict[str, str]]:
-    """The held-out prompts answered greedily by the base model and the tuned one."""
+    """The held-out prompts answered greedily (repetition penalty 1.2) by the base model and the tuned one."""
     prompts = held_out_prompts(data, config.samples)
     if not prompts:
         return []

@@ -255,7 +255,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
     if not len(train_rows):
         raise UsageError(f"{config.data}: no conversation fits in max_length {config.max_length} "
                          f"({train_rows.skipped:,} longer): raise max_length or tokenize with --max-tokens --truncate")
-    eval_rows = PackedRows(data.val, config.max_length, config.seed) if data.val is not None and len(data.val) else None
+    eval_rows = PackedRows(data.val, config.max_length, config.seed, config.eval_limit) if data.val is not None and len(data.val) else None
     collator = Collator({"train": data.train, "val": data.val})
     precision = _precision(config)
     _write_run_files(run, config, data, folder, train_rows, eval_rows, precision)
