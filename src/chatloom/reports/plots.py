@@ -67,6 +67,13 @@ def histograms_png(before: Sequence[int], after: Sequence[int], tokenizer: str) 
             ax.hist(np.maximum(np.asarray(values), 1), bins=bins, color=color, alpha=0.8, label=f"{label} ({len(values):,})")
     ax.set_xlabel(f"tokens per conversation ({tokenizer}, ChatML)")
     ax.set_ylabel("conversations")
+    return _finished(fig, ax)
+
+
+def _finished(fig, ax) -> bytes:  # type: ignore[no-untyped-def]
+    """The legend and the spines as every chart here has them, then the PNG bytes (the figure closed)."""
+    import matplotlib.pyplot as plt
+
     ax.legend(frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
@@ -97,13 +104,8 @@ def loss_png(metrics: Sequence[dict], path: str | os.PathLike[str] | None = None
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss (trained tokens)")
-    ax.legend(frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    png = _finished(fig, ax)
     if path is not None:
         with atomic_write(path) as fp:
-            fp.write(buf.getvalue())
-    return buf.getvalue()
+            fp.write(png)
+    return png

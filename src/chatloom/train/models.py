@@ -19,6 +19,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,24 @@ def _hub(name: str) -> Path:
                          "(chatloom works offline: download it first, e.g. `hf download NAME`, or give a folder)") from None
 
 
-def _publish(tmp: Path, dest: Path) -> Path:
-    """Move a folder built in ``tmp`` into place (another process may have won the race)."""
+def _built(dest: Path, build: Callable[[Path], None]) -> Path:
+    """``dest``, built by ``build`` into a scratch folder beside it and moved into place whole
+    (another process may win the race: then its folder stands); kept once built."""
+    if (dest / "config.json").exists():
+        return dest
+    quiet_transformers()
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
+        build(tmp)
         tmp.rename(dest)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
-        if not dest.exists():
+        if not (dest / "config.json").exists():
             raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dest
 
 
@@ -108,28 +119,20 @@ def _gguf(path: Path) -> Path:
     """A GGUF file dequantized into a cached folder, keyed by the file's size, time and name."""
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    dest = models_dir() / f"{path.stem}-{key}"
-    if (dest / "config.json").exists():
-        return dest
-    quiet_transformers()
-    import transformers
 
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, quantization_config=transformers.GgufConfig(dequantize=True))
-    except (ValueError, OSError, KeyError, RuntimeError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UsageError(f"{path}: transformers cannot read this GGUF file: {err}") from None
-    try:
+    def build(tmp: Path) -> None:
+        import transformers
+
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(path.parent), gguf_file=path.name, quantization_config=transformers.GgufConfig(dequantize=True))
+        except (ValueError, OSError, KeyError, RuntimeError) as err:
+            raise UsageError(f"{path}: transformers cannot read this GGUF file: {err}") from None
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _built(models_dir() / f"{path.stem}-{key}", build)
 
 
 def tiny_config(kind: str, vocab_size: int) -> Any:
@@ -148,19 +151,14 @@ def _tiny(kind: str) -> Path:
     the same ids as chatloom's ``gpt2-chatml`` tokenizer."""
     if kind not in TINY:
         raise UsageError(f"tiny:{kind}: no such tiny model; choose from {', '.join('tiny:' + k for k in TINY)}")
-    dest = models_dir() / f"tiny-{kind}-v1"
-    if (dest / "config.json").exists():
-        return dest
-    quiet_transformers()
-    import torch
-    import transformers
 
-    from ..tokens.chat_templates import get_template
-    from ..tokens.tokenizer import write_hf_gpt2_folder
+    def build(tmp: Path) -> None:
+        import torch
+        import transformers
 
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+        from ..tokens.chat_templates import get_template
+        from ..tokens.tokenizer import write_hf_gpt2_folder
+
         write_hf_gpt2_folder(tmp, special_tokens=["<|im_start|>", "<|im_end|>"], chat_template=get_template("chatml").source,
                              bos_token="<|im_start|>", eos_token="<|im_end|>")
         tok = transformers.AutoTokenizer.from_pretrained(str(tmp))
@@ -169,10 +167,8 @@ def _tiny(kind: str) -> Path:
         model.generation_config.eos_token_id = tok.eos_token_id
         model.generation_config.pad_token_id = tok.eos_token_id
         model.save_pretrained(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, dest)
+
+    return _built(models_dir() / f"tiny-{kind}-v1", build)
 
 
 # -- loading -----------------------------------------------------------------------------------
