@@ -264,3 +264,21 @@ def test_models_that_cannot_be_had_offline_are_clear_errors(run, tokens: Path, t
     assert "not a model folder" in run("train", "--model", str(tmp_path / "empty"), "--data", str(tokens), "-o", "r").stderr
     assert "no such file or folder" in run("train", "--model", "tiny:gpt2", "--data", "nothing-here", "-o", "r").stderr
     assert not Path("r").exists()
+
+
+def test_a_hub_name_is_read_from_the_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--someone--tiny-chat" / "snapshots" / commit
+    shutil.copytree(resolve("tiny:llama"), snapshot)  # the layout huggingface_hub writes (real files, not links: it reads both)
+    (cache / "models--someone--tiny-chat" / "refs").mkdir()
+    (cache / "models--someone--tiny-chat" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert resolve("someone/tiny-chat") == snapshot
+    model, tok = load("someone/tiny-chat")
+    assert type(model).__name__ == "LlamaForCausalLM" and tok.eos_token == "<|im_end|>"
