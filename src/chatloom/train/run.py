@@ -127,12 +127,13 @@ def _read_metrics(path: Path, up_to: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: Any, config: TrainConfig,
-              metrics: list[dict[str, Any]], progress: Callable[[dict[str, Any]], None] | None) -> Any:
+def _callback(run: Path, model_ref: list[Any], tokenizer: Any, config: TrainConfig, metrics: list[dict[str, Any]],
+              progress: Callable[[dict[str, Any]], None] | None, main: bool) -> Any:
     from transformers import TrainerCallback
 
     class RunCallback(TrainerCallback):  # type: ignore[misc]
-        """metrics.jsonl, best/ on each better validation loss, early stopping, the progress bar."""
+        """metrics.jsonl, best/ on each better validation loss, early stopping, the progress bar.
+        Under several processes (accelerate launch) only the main one writes; all decide alike."""
 
         def __init__(self) -> None:
             evals = [m["eval_loss"] for m in metrics if m.get("eval_loss") is not None]
@@ -146,12 +147,13 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
             self.seen: int | None = None  # the Trainer's count of input tokens at the last log (restored on resume)
             self.clock = time.perf_counter()
             self.stopped_early = False
-            self.fp = open(run / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115  closed at the end
+            self.fp = open(run / "metrics.jsonl", "a", encoding="utf-8") if main else None  # noqa: SIM115  closed at the end
 
         def _flush(self) -> None:
             if self.pending is not None:
-                self.fp.write(json.dumps(self.pending) + "\n")
-                self.fp.flush()
+                if self.fp is not None:
+                    self.fp.write(json.dumps(self.pending) + "\n")
+                    self.fp.flush()
                 metrics.append(self.pending)
                 self.pending = None
 
@@ -175,6 +177,8 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
                 loss = round(float(logs["eval_loss"]), 6)
                 if self.pending is None and metrics and metrics[-1]["step"] == step:  # the evaluation after the last step
                     metrics[-1]["eval_loss"] = loss
+                    if self.fp is None:
+                        return
                     self.fp.close()
                     with atomic_write(run / "metrics.jsonl") as fp:
                         fp.write("".join(json.dumps(m) + "\n" for m in metrics).encode())
@@ -191,8 +195,9 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
                 return
             if self.best is None or loss < self.best:
                 self.best, self.since_best = loss, 0
-                _save_model(model_ref[0], tokenizer, run / "best")
-                (run / "best" / "chatloom-best.json").write_text(json.dumps({"step": state.global_step, "eval_loss": loss}))
+                if main:
+                    _save_model(model_ref[0], tokenizer, run / "best")
+                    (run / "best" / "chatloom-best.json").write_text(json.dumps({"step": state.global_step, "eval_loss": loss}))
             else:
                 self.since_best += 1
                 if config.patience is not None and self.since_best >= config.patience:
@@ -202,7 +207,7 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self._flush()
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
+            if main and folder.is_dir():
                 (folder / COMPLETE).write_text(json.dumps({"step": state.global_step}))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -210,7 +215,8 @@ def _callback(run: Path, collator: Collator, model_ref: list[Any], tokenizer: An
 
         def close(self) -> None:
             self._flush()
-            self.fp.close()
+            if self.fp is not None:
+                self.fp.close()
 
     return RunCallback()
 
@@ -290,7 +296,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
         warmup_steps=int(config.warmup) if config.warmup >= 1 else config.warmup,  # < 1: a share of the steps
     )
     model_ref = [model]
-    callback = _callback(run, collator, model_ref, tokenizer, config, metrics, progress)
+    main = args.process_index == 0
+    callback = _callback(run, model_ref, tokenizer, config, metrics, progress, main)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tagged(train_rows, "train"),
                                    eval_dataset=_Tagged(eval_rows, "val") if eval_rows is not None else None,
                                    data_collator=collator, callbacks=[callback])
@@ -303,6 +310,16 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
             trainer.evaluate()  # the end is always evaluated (best/ too, through the callback)
     finally:
         callback.close()
+    figures: dict[str, Any] = {}
+    if main:
+        figures = _finish(run, config, data, model, tokenizer, metrics, train_rows, folder, precision, stage)
+    return Result(run, trainer.state.global_step, callback.best, next((m["loss"] for m in reversed(metrics) if "loss" in m), None),
+                  callback.stopped_early, figures)
+
+
+def _finish(run: Path, config: TrainConfig, data: Data, model: Any, tokenizer: Any, metrics: list[dict[str, Any]],
+            train_rows: PackedRows, folder: Path, precision: str, stage: Callable[[str], None]) -> dict[str, Any]:
+    """final/, best/ (when no evaluation wrote it), loss.png and report.html."""
     stage("writing final/ and best/")
     _save_model(model, tokenizer, run / "final")
     if not (run / "best").exists():  # no validation split: the best known is the last
@@ -310,9 +327,7 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
     from .report import write_report
 
     stage("report")
-    figures = write_report(run, config, data, model, tokenizer, metrics, train_rows, folder, precision)
-    return Result(run, trainer.state.global_step, callback.best, next((m["loss"] for m in reversed(metrics) if "loss" in m), None),
-                  callback.stopped_early, figures)
+    return write_report(run, config, data, model, tokenizer, metrics, train_rows, folder, precision)
 
 
 class _Tagged:
