@@ -87,7 +87,7 @@ def chat(target: str, which: str, prompt: str | None, system: str | None, temper
             click.echo(piece, nl=False)
         click.echo()
         return
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     tty = stdin.isatty()
     if tty:
         click.echo(f"chatting with {target}; {HELP}", err=True)

@@ -200,6 +200,7 @@ class Generator:
         self.lock = threading.Lock()
         self.active = 0  # generations running now (0 or 1)
         self.waiting = 0  # requests waiting for the lock
+        self.cancelled = 0  # generations stopped by their cancel event, since the start
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
@@ -299,7 +300,9 @@ class Generator:
             kw = self._kwargs(sampling, self.limit(prompt_ids, sampling), cancel, n, scores)
             with torch.inference_mode():
                 out = self.model.generate(x, attention_mask=torch.ones_like(x), streamer=streamer, **kw)
-            return [self._completion(out, row, len(prompt_ids), sampling, cancel, kw["max_new_tokens"]) for row in range(n)]
+            done = [self._completion(out, row, len(prompt_ids), sampling, cancel, kw["max_new_tokens"]) for row in range(n)]
+            self.cancelled += any(c.finish_reason == "cancelled" for c in done)
+            return done
         finally:
             if started:
                 self.active -= 1

@@ -93,7 +93,8 @@ def create_app(gen: Generator, *, model_name: str, token: str | None) -> FastAPI
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_name, "active_generations": gen.active, "waiting": gen.waiting}
+        return {"status": "ok", "model": model_name, "active_generations": gen.active, "waiting": gen.waiting,
+                "cancelled_generations": gen.cancelled}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""Generation: history trimmed by tokens, best-of against a separate forward pass, stop strings,
+tools in the template, cancellation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatloom.errors import UsageError
+from chatloom.serve.generation import Generator, PromptTooLong, Sampling, StopCutter, cut_at_stop, trim
+
+
+@pytest.fixture(scope="module")
+def gen() -> Generator:
+    from chatloom.train.models import load
+
+    return Generator(*load("tiny:llama"))
+
+
+def history(pairs: int) -> list[dict]:
+    messages = [{"role": "system", "content": "You are a terse assistant."}]
+    for i in range(pairs):
+        messages += [{"role": "user", "content": f"question number {i} about the weather"},
+                     {"role": "assistant", "content": f"answer number {i}: it is sunny"}]
+    return messages + [{"role": "user", "content": "and tomorrow?"}]
+
+
+def test_a_long_history_keeps_the_system_prompt_and_the_newest_turns(gen: Generator, monkeypatch) -> None:
+    monkeypatch.setattr(gen, "context", 120)
+    messages = history(20)
+    prompt = gen.chat_prompt(messages, max_tokens=16)
+    assert len(prompt.ids) <= 120 - 16
+    assert prompt.ids == gen.render(prompt.messages)
+    assert prompt.messages[0] == messages[0]
+    assert prompt.messages[1:] == messages[len(messages) - len(prompt.messages) + 1:]  # the newest, in order
+    assert prompt.messages[1]["role"] == "user"  # whole turns went
+    assert prompt.dropped == len(messages) - len(prompt.messages) > 0
+    one_more = [messages[0]] + messages[len(messages) - len(prompt.messages) - 1:]
+    assert len(gen.render(one_more)) > 120 - 16  # as many turns as fit: one more does not
+
+
+def test_a_short_history_is_kept_whole(gen: Generator) -> None:
+    prompt = gen.chat_prompt(history(2), max_tokens=16)
+    assert prompt.dropped == 0 and prompt.messages == history(2)
+
+
+def test_a_prompt_that_cannot_fit_is_an_error(gen: Generator, monkeypatch) -> None:
+    monkeypatch.setattr(gen, "context", 40)
+    with pytest.raises(PromptTooLong, match="the context leaves 24"):
+        gen.chat_prompt([{"role": "user", "content": "word " * 50}], max_tokens=16)
+    with pytest.raises(UsageError, match="leaves no room"):
+        gen.chat_prompt(history(1), max_tokens=40)
+
+
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=12), st.integers(1, 200))
+def test_trim_drops_oldest_turns_only(sizes: list[int], budget: int) -> None:
+    messages = [{"role": "system", "content": "s"}]
+    for i, size in enumerate(sizes):
+        messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": "x" * size})
+
+    def count(kept: list[dict]) -> int:
+        return sum(len(m["content"]) for m in kept)
+
+    try:
+        kept, dropped = trim(messages, budget, count)
+    except PromptTooLong:
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        assert count([messages[0]] + messages[last_user:]) > budget
+        return
+    assert count(kept) <= budget and kept[0] == messages[0] and kept[1:] == messages[len(messages) - len(kept) + 1:]
+    assert dropped == len(messages) - len(kept)
+
+
+def test_best_of_keeps_the_highest_mean_logprob_of_a_forward_pass(gen: Generator) -> None:
+    import torch
+
+    ids = gen.chat_prompt([{"role": "user", "content": "hi"}], max_tokens=6).ids
+    sampling = Sampling(temperature=1.0, seed=4, max_tokens=6)
+    candidates = gen.complete(ids, sampling, n=4)
+    assert len({c.text for c in candidates}) == 4
+
+    def mean_logprob(tokens: list[int]) -> float:  # a separate, whole-sequence forward pass
+        with torch.no_grad():
+            logits = gen.model(torch.tensor([ids + tokens])).logits[0].float()
+        lp = torch.log_softmax(logits[len(ids) - 1: -1], dim=-1)
+        return float(lp[torch.arange(len(tokens)), torch.tensor(tokens)].mean())
+
+    scores = [mean_logprob(c.token_ids) for c in candidates]
+    [best] = gen.complete(ids, sampling, n=1, best_of=4)
+    assert best.token_ids == candidates[scores.index(max(scores))].token_ids
+    assert best.mean_logprob == pytest.approx(max(scores), abs=1e-4)
+    scored = gen.complete(ids, sampling.model_copy(update={"logprobs": True}), n=4)
+    assert [c.mean_logprob for c in scored] == pytest.approx(scores, abs=1e-4)
+
+
+def test_tools_reach_the_template(gen: Generator, monkeypatch) -> None:
+    template = ("{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}\n{% endif %}"
+                "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}assistant:")
+    monkeypatch.setattr(gen.tok, "chat_template", template)
+    tools = [{"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}]
+    ids = gen.chat_prompt([{"role": "user", "content": "hi"}], tools=tools, max_tokens=8).ids
+    assert gen.tok.decode(ids).startswith("TOOLS:now;user: hi")  # (jinja trims the newline after a block)
+
+
+def test_stop_cutter_matches_the_whole_text() -> None:
+    text = "one two three four five"
+    for stops in (["three"], ["e f", "wo"], ["zzz"], ["five"]):
+        cutter = StopCutter(stops)
+        out = "".join(cutter.feed(c) for c in text) + cutter.flush()
+        expected = cut_at_stop(text, stops)
+        assert out == (text if expected is None else expected)
+
+
+def test_cancel_stops_a_stream(gen: Generator) -> None:
+    ids = gen.chat_prompt([{"role": "user", "content": "hi"}], max_tokens=500).ids
+    cancel = threading.Event()
+    stream = gen.stream(ids, Sampling(temperature=1, seed=1, max_tokens=500), cancel)
+    pieces = []
+    for piece in stream:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert stream.result is not None and stream.result.finish_reason == "cancelled"
+    assert len(stream.result.token_ids) < 500 and gen.active == 0
+    done = threading.Event()
+    done.set()
+    [skipped] = gen.complete(ids, Sampling(max_tokens=5), cancel=done)  # cancelled before it started
+    assert skipped.finish_reason == "cancelled" and skipped.token_ids == []
