@@ -13,8 +13,9 @@ Measured, greedy (so that every run makes the same tokens):
    another. The server generates one request at a time (no batching), so the target is only that
    concurrency costs nothing (a ratio of about 1).
 
-Each figure is the best of ``--repeat`` runs. The server and this process each use every core,
-one at a time. Writes bench/out/serve.json for bench/run.py.
+Each figure is the best of ``--repeat`` runs; the bare and served runs take turns. The server and
+this process each use every core, one at a time; the client (this process) shares the cores with
+the server while it streams, as a local client would. Writes bench/out/serve.json for bench/run.py.
 """
 
 from __future__ import annotations
@@ -89,14 +90,15 @@ def main() -> int:
     model, tok = load(args.model)
     ids = tok.apply_chat_template(MESSAGES, add_generation_prompt=True, return_dict=False)
     bare_once(model, tok, ids, 8)  # warm-up
-    bare = [bare_once(model, tok, ids, args.tokens) for _ in range(args.repeat)]
-
     proc, base_url = start_server(args.model)
     try:
         client = OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=600)
         name = client.models.list().data[0].id
         stream_once(client, name, 8)  # warm-up
-        served = [stream_once(client, name, args.tokens) for _ in range(args.repeat)]
+        bare, served = [], []
+        for _ in range(args.repeat):  # interleaved, so that a busy moment of the box hits both
+            bare.append(bare_once(model, tok, ids, args.tokens))
+            served.append(stream_once(client, name, args.tokens))
         sequential, concurrent = [], []
         for _ in range(args.repeat):
             start = time.perf_counter()

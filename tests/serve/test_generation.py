@@ -126,3 +126,15 @@ def test_cancel_stops_a_stream(gen: Generator) -> None:
     done.set()
     [skipped] = gen.complete(ids, Sampling(max_tokens=5), cancel=done)  # cancelled before it started
     assert skipped.finish_reason == "cancelled" and skipped.token_ids == []
+
+
+def test_a_stream_yields_while_generating(gen: Generator) -> None:
+    ids = gen.chat_prompt([{"role": "user", "content": "hi"}], max_tokens=300).ids
+    stream = gen.stream(ids, Sampling(temperature=1, seed=2, max_tokens=300))
+    pieces, unfinished = [], []
+    for piece in stream:
+        pieces.append(piece)
+        unfinished.append(stream.result is None)
+    assert unfinished[0] and sum(unfinished) > 2  # pieces came while the model was still generating
+    [whole] = gen.complete(ids, Sampling(temperature=1, seed=2, max_tokens=300))
+    assert "".join(pieces) == whole.text == stream.result.text

@@ -100,7 +100,10 @@ def chat(target: str, which: str, prompt: str | None, system: str | None, temper
         click.echo(text, nl=False)
         sys.stdout.flush()
 
-    run_repl(session, stdin, write=write, note=lambda text: click.echo(text, err=True), ask=ask)
+    try:
+        run_repl(session, stdin, write=write, note=lambda text: click.echo(text, err=True), ask=ask)
+    except KeyboardInterrupt:  # at the prompt (during a reply, Ctrl+C stops the reply only)
+        click.echo("", err=True)
 
 
 @cli.command("serve")

@@ -239,15 +239,15 @@ class Generator:
         budget = self.context - self.reserve(max_tokens)
         if budget <= 0:
             raise UsageError(f"max_tokens {max_tokens} leaves no room for the prompt: the context is {self.context} tokens")
-        cache: dict[int, int] = {}
+        rendered: dict[int, list[int]] = {}
 
         def count(kept: list[dict[str, Any]]) -> int:
-            if len(kept) not in cache:  # kept lists differ only by how many oldest messages went
-                cache[len(kept)] = len(self.render(kept, tools))
-            return cache[len(kept)]
+            if len(kept) not in rendered:  # kept lists differ only by how many oldest messages went
+                rendered[len(kept)] = self.render(kept, tools)
+            return len(rendered[len(kept)])
 
         kept, dropped = trim(messages, budget, count)
-        return Prompt(self.render(kept, tools), kept, dropped)
+        return Prompt(rendered[len(kept)], kept, dropped)
 
     def text_prompt(self, text: str) -> list[int]:
         ids = list(self.tok(text)["input_ids"])
@@ -314,13 +314,14 @@ class Generator:
     def _completion(self, out: Any, row: int, prompt_len: int, sampling: Sampling, cancel: threading.Event,
                     max_new: int) -> Completion:
         ids = out.sequences[row, prompt_len:].tolist()
-        end = next((i for i, t in enumerate(ids) if t in self.eos), None)
+        ends = self.eos | {self.pad} if out.sequences.shape[0] > 1 else self.eos  # a batch pads the rows that ended
+        end = next((i for i, t in enumerate(ids) if t in ends), None)
         text = self.tok.decode(ids[:end], skip_special_tokens=True)
         cut = cut_at_stop(text, sampling.stop) if sampling.stop else None
         if cut is not None:
             reason, ids, text = "stop", ids[:end], cut  # the row stopped at the token that completed the stop string
         elif end is not None:
-            reason, ids = "stop", ids[: end + 1]
+            reason, ids = "stop", ids[: end + 1] if ids[end] in self.eos else ids[:end]
         elif len(ids) >= max_new:
             reason = "length"
         else:
@@ -384,26 +385,29 @@ class Stream:
     def _pieces(self) -> Iterator[str]:
         """The streamer's text: the first piece at once, then what queued up in each ``INTERVAL``
         joined into one piece. A fast model's reader (a server writing an event a piece) then does
-        a few dozen writes a second instead of one a token; a slow model's tokens still go one by one."""
-        q, end = self.streamer.text_queue, self.streamer.stop_signal
-        parts: list[str] = []
+        a few dozen writes a second instead of one a token, and is not woken by every token; a slow
+        model's tokens still go one by one."""
+        q, end = self.streamer.text_queue, self.streamer.stop_signal  # (the end signal is None)
         due = 0.0  # when the next piece may go: the first goes at once
         while True:
-            wait = None if not parts else max(due - time.monotonic(), 0.0)
-            try:
-                piece = q.get(timeout=wait)
-            except queue.Empty:
-                piece = None
+            piece = q.get()
             if piece is end:
-                if parts:
-                    yield "".join(parts)
                 return
-            if piece is not None:
-                parts.append(piece)
-            if parts and time.monotonic() >= due:
-                yield "".join(parts)
-                parts = []
-                due = time.monotonic() + INTERVAL
+            time.sleep(max(due - time.monotonic(), 0.0))
+            parts, ended = [piece], False
+            while not ended:
+                try:
+                    more = q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is end:
+                    ended = True
+                else:
+                    parts.append(more)
+            yield "".join(parts)
+            if ended:
+                return
+            due = time.monotonic() + INTERVAL
 
     def __iter__(self) -> Iterator[str]:
         cutter = StopCutter(self.sampling.stop)
