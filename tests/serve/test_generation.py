@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatloom.errors import UsageError
-from chatloom.serve.generation import Generator, PromptTooLong, Sampling, StopCutter, cut_at_stop, trim
+from chatloom.serve.generation import Generator, PromptTooLong, Sampling, trim
+from chatloom.serve.streaming import StopCutter, cut_at_stop
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import click
 from ..errors import UsageError
 from . import cli, json_option, print_json
 
-TARGET_HELP = "RUN is a training run's folder (with run.yaml); MODEL is any model `chatloom train` takes."
 WHICH = click.option("--which", type=click.Choice(["best", "final"]), default="best", show_default=True,
                      help="Which weights of a run.")
 
@@ -54,6 +53,9 @@ def _load(target: str, which: str) -> Any:
 def chat(target: str, which: str, prompt: str | None, system: str | None, temperature: float, top_p: float, top_k: int,
          repetition_penalty: float, max_tokens: int, seed: int | None, best_of: int, as_json: bool) -> None:
     """Talk to a model or a training run in the terminal.
+
+    RUN is a training run's folder (with run.yaml; --which picks best/ or final/); MODEL is
+    tiny:gpt2, tiny:llama, smollm2, a .gguf file, a model folder or a Hub name in the local cache.
 
     Replies stream as they come. Commands: /reset (forget the conversation), /system TEXT,
     /save FILE (append the conversation to FILE as one chatloom JSONL line), /retry (the last
@@ -119,6 +121,9 @@ def chat(target: str, which: str, prompt: str | None, system: str | None, temper
               help="vllm: hand the model to `vllm serve` (a GPU machine with vLLM installed; untested here).")
 def serve(target: str, which: str, host: str, port: int, token: str | None, model_name: str | None, engine: str) -> None:
     """Serve a model or a training run over an OpenAI-compatible HTTP API.
+
+    RUN and MODEL are as for `chatloom chat`; the API names the model after the run's folder,
+    else MODEL as given (--model-name to choose).
 
     Routes: GET /v1/models, POST /v1/chat/completions and /v1/completions (streaming with
     "stream": true), GET /health. Any OpenAI client works with base_url http://HOST:PORT/v1.

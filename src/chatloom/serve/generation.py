@@ -25,20 +25,17 @@
 from __future__ import annotations
 
 import math
-import queue
 import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UsageError
+from .streaming import Stream, cut_at_stop
 
 DEFAULT_CONTEXT = 2048
 RESERVE = 512  # what trimming keeps free for the reply when max_tokens is not given
-INTERVAL = 0.02  # a stream sends what came in this long as one piece (bench/serve.py: per-token events cost a fast model 40%)
 
 
 class PromptTooLong(UsageError):
@@ -158,41 +155,6 @@ class _Cancelled:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-class StopCutter:
-    """Cuts streamed text at the first stop string, holding back what could be the start of one."""
-
-    def __init__(self, stops: list[str]):
-        self.stops = stops
-        self.hold = max((len(s) for s in stops), default=1) - 1
-        self.buffer = ""
-        self.done = False
-
-    def feed(self, text: str) -> str:
-        if self.done:
-            return ""
-        self.buffer += text
-        cut = cut_at_stop(self.buffer, self.stops)
-        if cut is not None:
-            self.done = True
-            out, self.buffer = cut, ""
-            return out
-        if len(self.buffer) <= self.hold:
-            return ""
-        keep = len(self.buffer) - self.hold
-        out, self.buffer = self.buffer[:keep], self.buffer[keep:]
-        return out
-
-    def flush(self) -> str:
-        out, self.buffer = ("" if self.done else self.buffer), ""
-        return out
-
-
-def cut_at_stop(text: str, stops: list[str]) -> str | None:
-    """``text`` up to its earliest stop string, or None when it holds none."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return text[: min(found)] if found else None
-
-
 class Generator:
     """A model and its tokenizer, ready to answer; one generation at a time."""
 
@@ -201,6 +163,7 @@ class Generator:
         self.tok = tokenizer
         self.context = context_length(model, tokenizer)
         self.lock = threading.Lock()
+        self._counts = threading.Lock()  # guards the three counters below
         self.active = 0  # generations running now (0 or 1)
         self.waiting = 0  # requests waiting for the lock
         self.cancelled = 0  # generations stopped by their cancel event, since the start
@@ -284,18 +247,18 @@ class Generator:
         """One ``generate`` call behind the lock: ``n`` rows for the same prompt."""
         import torch
 
-        self.waiting += 1
+        self._count("waiting", 1)
         try:
             self.lock.acquire()
         finally:
-            self.waiting -= 1
+            self._count("waiting", -1)
         started = False
         try:
             if cancel.is_set():
                 if streamer is not None:
                     streamer.end()  # generate never ran, so it cannot end the stream
                 return [Completion("", [], "cancelled", len(prompt_ids)) for _ in range(n)]
-            self.active += 1
+            self._count("active", 1)
             started = True
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
@@ -304,12 +267,16 @@ class Generator:
             with torch.inference_mode():
                 out = self.model.generate(x, attention_mask=torch.ones_like(x), streamer=streamer, **kw)
             done = [self._completion(out, row, len(prompt_ids), sampling, cancel, kw["max_new_tokens"]) for row in range(n)]
-            self.cancelled += any(c.finish_reason == "cancelled" for c in done)
+            self._count("cancelled", int(any(c.finish_reason == "cancelled" for c in done)))
             return done
         finally:
             if started:
-                self.active -= 1
+                self._count("active", -1)
             self.lock.release()
+
+    def _count(self, name: str, change: int) -> None:
+        with self._counts:
+            setattr(self, name, getattr(self, name) + change)
 
     def _completion(self, out: Any, row: int, prompt_len: int, sampling: Sampling, cancel: threading.Event,
                     max_new: int) -> Completion:
@@ -358,75 +325,3 @@ class Generator:
     def stream(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Stream:
         """A reply as it comes: iterate for the text; ``.result`` holds the whole ``Completion`` after."""
         return Stream(self, prompt_ids, sampling, cancel or threading.Event())
-
-
-class Stream:
-    """Iterates a reply's text while ``generate`` runs in a thread (transformers' ``TextIteratorStreamer``).
-
-    Closing the iterator early (or setting ``cancel``) stops the generation."""
-
-    def __init__(self, gen: Generator, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event):
-        from transformers import TextIteratorStreamer
-
-        self.gen, self.prompt_ids, self.sampling, self.cancel = gen, prompt_ids, sampling, cancel
-        self.result: Completion | None = None
-        self.error: BaseException | None = None
-        self.streamer = TextIteratorStreamer(gen.tok, skip_prompt=True, skip_special_tokens=True)
-        self.thread = threading.Thread(target=self._work, daemon=True, name="chatloom-generate")
-        self.thread.start()
-
-    def _work(self) -> None:
-        try:
-            [self.result] = self.gen._run(self.prompt_ids, self.sampling, self.cancel, 1, self.sampling.logprobs, self.streamer)
-        except BaseException as err:  # handed to the reader, which raises it
-            self.error = err
-            self.streamer.end()
-
-    def _pieces(self) -> Iterator[str]:
-        """The streamer's text: the first piece at once, then what queued up in each ``INTERVAL``
-        joined into one piece. A fast model's reader (a server writing an event a piece) then does
-        a few dozen writes a second instead of one a token, and is not woken by every token; a slow
-        model's tokens still go one by one."""
-        q, end = self.streamer.text_queue, self.streamer.stop_signal  # (the end signal is None)
-        due = 0.0  # when the next piece may go: the first goes at once
-        while True:
-            piece = q.get()
-            if piece is end:
-                return
-            time.sleep(max(due - time.monotonic(), 0.0))
-            parts, ended = [piece], False
-            while not ended:
-                try:
-                    more = q.get_nowait()
-                except queue.Empty:
-                    break
-                if more is end:
-                    ended = True
-                else:
-                    parts.append(more)
-            yield "".join(parts)
-            if ended:
-                return
-            due = time.monotonic() + INTERVAL
-
-    def __iter__(self) -> Iterator[str]:
-        cutter = StopCutter(self.sampling.stop)
-        sent = ""
-        try:
-            for piece in self._pieces():
-                out = cutter.feed(piece)
-                if out:
-                    sent += out
-                    yield out
-                if cutter.done:
-                    self.cancel.set()  # generate has stopped on the stop string too; this makes sure
-            self.thread.join()
-            if self.error is not None:
-                raise self.error
-            assert self.result is not None
-            rest = self.result.text[len(sent):] if self.result.text.startswith(sent) else cutter.flush()
-            if rest:
-                yield rest
-        finally:
-            if self.thread.is_alive():  # the reader left early: the generation stops at its next token (not waited
-                self.cancel.set()  # for here: a server's event loop may be the one closing this iterator)
