@@ -11,9 +11,9 @@
   add_generation_prompt=True)``). A history longer than the context (the model's positions minus
   ``max_tokens``) loses its oldest turns first, whole (a user message and the replies and tool
   results after it); the system prompt and the newest turn stay.
-- One generation runs at a time (``Generator.lock``): a second request waits for the first. A
-  ``threading.Event`` passed as ``cancel`` stops a generation between two tokens (a client that
-  left, Ctrl+C); one still waiting for the lock does not start.
+- One worker thread runs the model (``batching``): requests that wait together run as one
+  left-padded batch when they sample alike. A ``threading.Event`` passed as ``cancel`` stops a
+  reply between two tokens (a client that left, Ctrl+C); one still waiting does not start.
 - ``stop`` strings end a reply and are not part of it (as OpenAI's API does); a stream holds back
   the few characters that could be the start of one.
 - ``best_of=N`` samples N candidates and keeps the ``n`` with the highest mean log-probability
@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UsageError
+from .batching import Batcher, Job, best
 from .streaming import Stream, cut_at_stop
 
 DEFAULT_CONTEXT = 2048
@@ -143,18 +144,6 @@ def trim(messages: list[dict[str, Any]], budget: int, count: Any) -> tuple[list[
     return result, len(messages) - len(result)
 
 
-class _Cancelled:
-    """A stopping criterion: stop every row once ``event`` is set."""
-
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 class Generator:
     """A model and its tokenizer, ready to answer; one generation at a time."""
 
@@ -162,11 +151,7 @@ class Generator:
         self.model = model
         self.tok = tokenizer
         self.context = context_length(model, tokenizer)
-        self.lock = threading.Lock()
-        self._counts = threading.Lock()  # guards the three counters below
-        self.active = 0  # generations running now (0 or 1)
-        self.waiting = 0  # requests waiting for the lock
-        self.cancelled = 0  # generations stopped by their cancel event, since the start
+        self.batcher = Batcher(self)
         eos = model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
@@ -226,79 +211,43 @@ class Generator:
 
     # -- generating -------------------------------------------------------------------------
 
-    def _kwargs(self, sampling: Sampling, max_new: int, cancel: threading.Event, n: int, scores: bool) -> dict[str, Any]:
+    @property
+    def active(self) -> int:
+        """Requests generating now (one batch)."""
+        return self.batcher.running
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for the batch that runs to end."""
+        return self.batcher.waiting
+
+    @property
+    def cancelled(self) -> int:
+        """Requests stopped by their cancel event, since the start."""
+        return self.batcher.cancelled
+
+    def generate_kwargs(self, sampling: Sampling, max_new: int, scores: bool, rows: Any) -> dict[str, Any]:
         from transformers import StoppingCriteriaList
 
         kw: dict[str, Any] = {
-            "max_new_tokens": max_new, "num_return_sequences": n, "use_cache": True, "return_dict_in_generate": True,
-            "output_logits": scores, "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
-            "pad_token_id": self.pad, "do_sample": sampling.temperature > 0,
+            "max_new_tokens": max_new, "use_cache": True, "return_dict_in_generate": True, "output_logits": scores,
+            "stopping_criteria": StoppingCriteriaList([rows]), "pad_token_id": self.pad, "do_sample": sampling.temperature > 0,
         }
         if sampling.temperature > 0:
             kw.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         if sampling.repetition_penalty != 1.0:
             kw["repetition_penalty"] = sampling.repetition_penalty
-        if sampling.stop:
-            kw.update(stop_strings=sampling.stop, tokenizer=self.tok)
         return kw
 
-    def _run(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event, n: int, scores: bool,
-             streamer: Any = None) -> list[Completion]:
-        """One ``generate`` call behind the lock: ``n`` rows for the same prompt."""
-        import torch
-
-        self._count("waiting", 1)
-        try:
-            self.lock.acquire()
-        finally:
-            self._count("waiting", -1)
-        started = False
-        try:
-            if cancel.is_set():
-                if streamer is not None:
-                    streamer.end()  # generate never ran, so it cannot end the stream
-                return [Completion("", [], "cancelled", len(prompt_ids)) for _ in range(n)]
-            self._count("active", 1)
-            started = True
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
-            x = torch.tensor([prompt_ids], device=self.model.device)
-            kw = self._kwargs(sampling, self.limit(prompt_ids, sampling), cancel, n, scores)
-            with torch.inference_mode():
-                out = self.model.generate(x, attention_mask=torch.ones_like(x), streamer=streamer, **kw)
-            done = [self._completion(out, row, len(prompt_ids), sampling, cancel, kw["max_new_tokens"]) for row in range(n)]
-            self._count("cancelled", int(any(c.finish_reason == "cancelled" for c in done)))
-            return done
-        finally:
-            if started:
-                self._count("active", -1)
-            self.lock.release()
-
-    def _count(self, name: str, change: int) -> None:
-        with self._counts:
-            setattr(self, name, getattr(self, name) + change)
-
-    def _completion(self, out: Any, row: int, prompt_len: int, sampling: Sampling, cancel: threading.Event,
-                    max_new: int) -> Completion:
-        ids = out.sequences[row, prompt_len:].tolist()
-        ends = self.eos | {self.pad} if out.sequences.shape[0] > 1 else self.eos  # a batch pads the rows that ended
-        end = next((i for i, t in enumerate(ids) if t in ends), None)
-        text = self.tok.decode(ids[:end], skip_special_tokens=True)
-        cut = cut_at_stop(text, sampling.stop) if sampling.stop else None
+    def completion(self, ids: list[int], reason: str, job: Job) -> Completion:
+        """A row's reply: its text without special tokens, cut at its first stop string."""
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        cut = cut_at_stop(text, job.sampling.stop) if job.sampling.stop else None
         if cut is not None:
-            reason, ids, text = "stop", ids[:end], cut  # the row stopped at the token that completed the stop string
-        elif end is not None:
-            reason, ids = "stop", ids[: end + 1] if ids[end] in self.eos else ids[:end]
-        elif len(ids) >= max_new:
-            reason = "length"
-        else:
-            reason = "cancelled" if cancel.is_set() else "stop"
-        done = Completion(text, ids, reason, prompt_len)
-        if out.logits is not None:
-            self._score(done, out.logits, row, sampling)
-        return done
+            text, reason = cut, "stop"
+        return Completion(text, list(ids), reason, len(job.prompt_ids))
 
-    def _score(self, done: Completion, logits: Any, row: int, sampling: Sampling) -> None:
+    def score(self, done: Completion, logits: Any, row: int, sampling: Sampling) -> None:
         import torch
 
         chosen: list[TokenLogprob] = []
@@ -312,16 +261,25 @@ class Generator:
         done.mean_logprob = sum(c.logprob for c in chosen) / len(chosen) if chosen else -math.inf
         done.logprobs = chosen if sampling.logprobs else None
 
+    def job(self, prompt_ids: list[int], sampling: Sampling, *, rows: int = 1, scores: bool = False,
+            cancel: threading.Event | None = None, stream: bool = False) -> Job:
+        """Queue a generation (see ``batching``); ``job.done`` is set when its results are in."""
+        import queue
+
+        return self.batcher.submit(Job(prompt_ids, sampling, rows=rows, limit=self.limit(prompt_ids, sampling),
+                                       scores=scores, cancel=cancel or threading.Event(),
+                                       stream=queue.Queue() if stream else None))
+
     def complete(self, prompt_ids: list[int], sampling: Sampling, *, n: int = 1, best_of: int | None = None,
                  cancel: threading.Event | None = None) -> list[Completion]:
         """``n`` replies to the prompt; with ``best_of``, the ``n`` best of that many candidates."""
-        cancel = cancel or threading.Event()
         pool = max(best_of or n, n)
-        rows = self._run(prompt_ids, sampling, cancel, pool, sampling.logprobs or pool > n)
-        if pool > n:
-            rows = sorted(rows, key=lambda c: -(c.mean_logprob if c.mean_logprob is not None else -math.inf))[:n]
-        return rows
+        job = self.job(prompt_ids, sampling, rows=pool, scores=sampling.logprobs or pool > n, cancel=cancel)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        return best(job.results, n) if pool > n else job.results
 
     def stream(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event | None = None) -> Stream:
         """A reply as it comes: iterate for the text; ``.result`` holds the whole ``Completion`` after."""
-        return Stream(self, prompt_ids, sampling, cancel or threading.Event())
+        return Stream(self.job(prompt_ids, sampling, scores=sampling.logprobs, cancel=cancel, stream=True))

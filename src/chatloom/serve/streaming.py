@@ -1,7 +1,7 @@
-"""Streaming a reply: ``generate`` in a thread, its text read through transformers'
-``TextIteratorStreamer``, cut at stop strings, joined into pieces of at most every 20 ms.
+"""Streaming a reply: the text the worker thread queues for it as it generates (``batching``),
+cut at stop strings, joined into pieces of at most every 20 ms.
 
-    stream = Stream(gen, prompt_ids, Sampling(seed=1), cancel=threading.Event())
+    stream = gen.stream(prompt_ids, Sampling(seed=1))
     for piece in stream: print(piece, end="")   # the first piece at once, then what came each 20 ms
     stream.result                               # the whole Completion, once the loop ends
 """
@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .generation import Completion, Generator, Sampling
+    from .batching import Job
+    from .generation import Completion
 
 # A stream sends what came in this long as one piece: one server-sent event a token cost
 # tiny:llama 40% of its speed through the server (bench/serve.py), and a person sees no difference.
@@ -58,37 +58,26 @@ class StopCutter:
 
 
 class Stream:
-    """Iterates a reply's text while ``generate`` runs in a thread (transformers' ``TextIteratorStreamer``).
+    """Iterates a reply's text while the worker generates it (``batching``); ``.result`` holds the
+    whole ``Completion`` once the loop ends. Closing the iterator early (or setting the job's
+    ``cancel``) stops the reply at its next token."""
 
-    Closing the iterator early (or setting ``cancel``) stops the generation."""
-
-    def __init__(self, gen: Generator, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event):
-        from transformers import TextIteratorStreamer
-
-        self.gen, self.prompt_ids, self.sampling, self.cancel = gen, prompt_ids, sampling, cancel
+    def __init__(self, job: Job):
+        self.job = job
+        self.cancel = job.cancel
         self.result: Completion | None = None
-        self.error: BaseException | None = None
-        self.streamer = TextIteratorStreamer(gen.tok, skip_prompt=True, skip_special_tokens=True)
-        self.thread = threading.Thread(target=self._work, daemon=True, name="chatloom-generate")
-        self.thread.start()
-
-    def _work(self) -> None:
-        try:
-            [self.result] = self.gen._run(self.prompt_ids, self.sampling, self.cancel, 1, self.sampling.logprobs, self.streamer)
-        except BaseException as err:  # handed to the reader, which raises it
-            self.error = err
-            self.streamer.end()
 
     def _pieces(self) -> Iterator[str]:
-        """The streamer's text: the first piece at once, then what queued up in each ``INTERVAL``
+        """The job's text: the first piece at once, then what queued up in each ``INTERVAL``
         joined into one piece. A fast model's reader (a server writing an event a piece) then does
         a few dozen writes a second instead of one a token, and is not woken by every token; a slow
         model's tokens still go one by one."""
-        q, end = self.streamer.text_queue, self.streamer.stop_signal  # (the end signal is None)
+        q = self.job.stream
+        assert q is not None
         due = 0.0  # when the next piece may go: the first goes at once
         while True:
             piece = q.get()
-            if piece is end:
+            if piece is None:
                 return
             time.sleep(max(due - time.monotonic(), 0.0))
             parts, ended = [piece], False
@@ -97,7 +86,7 @@ class Stream:
                     more = q.get_nowait()
                 except queue.Empty:
                     break
-                if more is end:
+                if more is None:
                     ended = True
                 else:
                     parts.append(more)
@@ -107,7 +96,7 @@ class Stream:
             due = time.monotonic() + INTERVAL
 
     def __iter__(self) -> Iterator[str]:
-        cutter = StopCutter(self.sampling.stop)
+        cutter = StopCutter(self.job.sampling.stop)
         sent = ""
         try:
             for piece in self._pieces():
@@ -115,15 +104,13 @@ class Stream:
                 if out:
                     sent += out
                     yield out
-                if cutter.done:
-                    self.cancel.set()  # generate has stopped on the stop string too; this makes sure
-            self.thread.join()
-            if self.error is not None:
-                raise self.error
-            assert self.result is not None
+            self.job.done.wait()
+            if self.job.error is not None:
+                raise self.job.error
+            [self.result] = self.job.results
             rest = self.result.text[len(sent):] if self.result.text.startswith(sent) else cutter.flush()
             if rest:
                 yield rest
         finally:
-            if self.thread.is_alive():  # the reader left early: the generation stops at its next token (not waited
-                self.cancel.set()  # for here: a server's event loop may be the one closing this iterator)
+            if not self.job.done.is_set():  # the reader left early: the reply stops at its next token
+                self.cancel.set()
