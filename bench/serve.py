@@ -10,8 +10,9 @@ Measured, greedy (so that every run makes the same tokens):
    ``openai`` SDK, from the request to the last chunk) beside ``model.generate`` on the same prompt
    in this process, with no server (target: the server within 10%, a ratio of at least 0.90);
 2. eight streams at once: their aggregate tokens/s beside the same eight requests one after
-   another. The server generates one request at a time (no batching), so the target is only that
-   concurrency costs nothing (a ratio of about 1).
+   another. Requests that wait together run as one batch, so the target is a gain (1.5×; a
+   batch of 8 makes 5× the tokens of one row in `generate` alone on 2 cores, but the first
+   request runs alone and the others then wait for it).
 
 Each figure is the best of ``--repeat`` runs; the bare and served runs take turns. The server and
 this process each use every core, one at a time; the client (this process) shares the cores with
@@ -124,13 +125,14 @@ def main() -> int:
         print(f"{label:<52}{rate:>10.1f}")
     overhead = rows[1][1] / rows[0][1]
     together = rows[3][1] / rows[2][1]
-    print(f"server / bare: {overhead:.2f} (target >= 0.90); {args.streams} at once / one after another: {together:.2f}")
+    print(f"server / bare: {overhead:.2f} (target >= 0.90); {args.streams} at once / one after another: {together:.2f} "
+          "(target >= 1.5)")
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "serve.json").write_text(json.dumps({
         "model": args.model, "tokens": args.tokens, "streams": args.streams,
         "rates": {label: rate for label, rate in rows},
         "summary": [{"measure": "1 stream: server / bare generate", "ratio": overhead, "target": 0.90},
-                    {"measure": f"{args.streams} streams at once / one after another", "ratio": together, "target": 0.95}],
+                    {"measure": f"{args.streams} streams at once / one after another", "ratio": together, "target": 1.5}],
     }, indent=2))
     return 0
 

@@ -139,3 +139,51 @@ def test_a_stream_yields_while_generating(gen: Generator) -> None:
     assert unfinished[0] and sum(unfinished) > 2  # pieces came while the model was still generating
     [whole] = gen.complete(ids, Sampling(temperature=1, seed=2, max_tokens=300))
     assert "".join(pieces) == whole.text == stream.result.text
+
+
+def _busy(gen: Generator) -> object:
+    """A long job that keeps the worker busy, so that the jobs queued next wait together."""
+    return gen.job(gen.chat_prompt([{"role": "user", "content": "go"}], max_tokens=400).ids,
+                   Sampling(temperature=1, max_tokens=400))
+
+
+def test_waiting_requests_run_as_one_batch_with_the_same_replies(gen: Generator) -> None:
+    prompts = [gen.chat_prompt([{"role": "user", "content": "hi " * k}], max_tokens=12).ids for k in (1, 9, 30, 4)]
+    greedy = Sampling(temperature=0, max_tokens=12)
+    alone = [gen.complete(p, greedy)[0] for p in prompts]
+    busy = _busy(gen)
+    limits = [12, 5, 12, 8]
+    jobs = [gen.job(p, greedy.model_copy(update={"max_tokens": m})) for p, m in zip(prompts, limits)]
+    before = gen.batcher.batches
+    for job in jobs:
+        job.done.wait()
+    busy.done.wait()
+    while gen.active:  # (the batch's count is kept after its jobs are done)
+        threading.Event().wait(0.01)
+    assert gen.batcher.batches - before <= 2  # the busy job's batch, then the four waiting ones in one
+    for one, job, limit in zip(alone, jobs, limits):  # left padding changes nothing: the same greedy tokens
+        [res] = job.results
+        assert res.token_ids == one.token_ids[:limit] and res.finish_reason == "length"
+
+
+def test_a_batch_keeps_each_rows_stop_and_cancel(gen: Generator) -> None:
+    ids = gen.chat_prompt([{"role": "user", "content": "hi"}], max_tokens=40).ids
+    busy = _busy(gen)
+    sampling = Sampling(temperature=1, max_tokens=40)
+    left = threading.Event()
+    left.set()
+    gone = gen.job(ids, sampling, cancel=left)  # its client left before it started
+    streamed = gen.stream(ids, sampling.model_copy(update={"max_tokens": 300}))
+    stopped = gen.job(ids, sampling.model_copy(update={"stop": [" ", "e"]}))
+    plain = gen.job(ids, sampling)
+    pieces = iter(streamed)
+    next(pieces)
+    pieces.close()  # the reader leaves after its first piece: its row ends, the others go on
+    for job in (gone, stopped, plain, busy):
+        job.done.wait()
+    assert gone.results[0].finish_reason == "cancelled" and gone.results[0].token_ids == []
+    streamed.job.done.wait()
+    assert streamed.job.results[0].finish_reason == "cancelled" and len(streamed.job.results[0].token_ids) < 300
+    text = stopped.results[0].text
+    assert " " not in text and "e" not in text and stopped.results[0].finish_reason in ("stop", "length")
+    assert plain.results[0].finish_reason == "length" and len(plain.results[0].token_ids) == 40

@@ -189,3 +189,20 @@ def test_vllm_engine_is_a_clear_error_without_vllm(run) -> None:
     result = run("serve", "tiny:llama", "--engine", "vllm")
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: vllm is not installed (it needs a GPU machine and its own environment)"
+
+
+def test_concurrent_requests_get_the_replies_they_get_alone(client: OpenAI, server: Server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    prompts = [[{"role": "user", "content": "hi " * k}] for k in (1, 6, 15, 3)]
+
+    def ask(messages: list) -> str:
+        return client.chat.completions.create(model=MODEL, messages=messages, max_tokens=10, temperature=0).choices[0].message.content
+
+    alone = [ask(m) for m in prompts]
+    busy = client.chat.completions.create(model=MODEL, messages=HI, max_tokens=300, temperature=1, stream=True)
+    next(iter(busy))  # the worker is busy: the four below wait, and run together
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(ask, prompts))
+    busy.close()
+    assert together == alone

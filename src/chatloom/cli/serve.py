@@ -127,8 +127,9 @@ def serve(target: str, which: str, host: str, port: int, token: str | None, mode
 
     Routes: GET /v1/models, POST /v1/chat/completions and /v1/completions (streaming with
     "stream": true), GET /health. Any OpenAI client works with base_url http://HOST:PORT/v1.
-    Generation is one request at a time (the others wait); a client that disconnects stops its
-    generation. The token is never logged.
+    Requests that arrive while the model is busy wait, and then run together as one batch (up to
+    8 replies; those with a seed run alone). A client that disconnects stops its reply. The
+    token is never logged.
 
     \b
     Example usage:

@@ -11,8 +11,9 @@ ending with ``data: [DONE]``) and ``GET /health`` (the generations running and w
   unknown model or route.
 - With a token every request needs ``Authorization: Bearer TOKEN``; it is compared in constant
   time and never written to a log or an error.
-- One generation at a time: requests wait for the model's lock, in the order they take it (no
-  batching). A client that disconnects stops its generation at the next token, streaming or not.
+- One worker thread runs the model; requests that wait together (and sample alike) run as one
+  left-padded batch (``batching``). A client that disconnects stops its reply at the next token,
+  streaming or not; the other rows of its batch go on.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def create_app(gen: Generator, *, model_name: str, token: str | None) -> FastAPI
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model_name, "active_generations": gen.active, "waiting": gen.waiting,
-                "cancelled_generations": gen.cancelled}
+                "cancelled_generations": gen.cancelled, "batches": gen.batcher.batches}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
