@@ -160,7 +160,7 @@ def test_a_client_that_leaves_stops_its_generation(server: Server) -> None:
         if state["active_generations"] == 0 and state["cancelled_generations"] > before:
             break
         time.sleep(0.05)
-    assert state["active_generations"] == 0 and state["cancelled_generations"] == before + 1
+    assert state["active_generations"] == 0 and state["cancelled_generations"] >= before + 1
 
 
 def test_off_loopback_needs_the_printed_token(tmp_path: Path, fake_run: Path) -> None:

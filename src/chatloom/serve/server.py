@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request
@@ -42,6 +42,7 @@ from .schema import APIError, ChatRequest, CompletionRequest
 log = logging.getLogger("chatloom.serve")
 FIM = (("<fim_prefix>", "<fim_suffix>", "<fim_middle>"), ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
 _END = object()
+T = TypeVar("T")
 
 
 def create_app(gen: Generator, *, model_name: str, token: str | None) -> FastAPI:
@@ -166,8 +167,9 @@ def _sampling(req: ChatRequest | CompletionRequest) -> Sampling:
         raise APIError(400, f"{param}: {first['msg']}", param=param) from None
 
 
-async def _guarded(request: Request, cancel: threading.Event, work: Callable[[], list[Completion]]) -> list[Completion]:
-    """Run ``work`` in a thread; a client that disconnects meanwhile sets ``cancel``."""
+async def _guarded(request: Request, cancel: threading.Event, work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread; a client that disconnects meanwhile sets ``cancel`` (also while
+    its request still waits for the model: it then never starts)."""
     task = asyncio.ensure_future(run_in_threadpool(work))
     try:
         while True:
@@ -196,7 +198,7 @@ async def _pieces(gen: Generator, request: Request, prompt_ids: list[int], sampl
     it = iter(stream)
     try:
         while True:
-            piece = await run_in_threadpool(next, it, _END)
+            piece = await _guarded(request, cancel, lambda: next(it, _END))
             if piece is _END:
                 break
             if await request.is_disconnected():
