@@ -49,3 +49,32 @@ def test_loopback(host: str, loopback: bool) -> None:
 
 def test_url() -> None:
     assert url("::1", 8000) == "http://[::1]:8000/v1" and url("127.0.0.1", 80) == "http://127.0.0.1:80/v1"
+
+
+def test_a_port_in_use_is_one_line(run) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run("serve", "tiny:llama", "--port", str(port))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: ") and result.stderr.count("\n") == 1
+
+
+def test_an_empty_token_is_refused(run) -> None:
+    result = run("serve", "tiny:llama", "--host", "0.0.0.0", "--token", " ")
+    assert result.exit_code == 2 and result.stderr == "error: --token cannot be empty\n"
+
+
+def test_the_vllm_command_line(fake_run, tiny_folder, monkeypatch) -> None:
+    from chatloom.serve import vllm
+
+    monkeypatch.setattr(vllm, "available", lambda: True)  # vLLM is not installed here: only its command line is checked
+    full = vllm.command(fake_run / "best", model_name="my-run", host="127.0.0.1", port=8001)
+    assert full == ["vllm", "serve", str(fake_run / "best"), "--served-model-name", "my-run", "--host", "127.0.0.1",
+                    "--port", "8001"]
+    lora = vllm.command(fake_run / "final", model_name="my-run", host="0.0.0.0", port=8001)
+    assert lora[:3] == ["vllm", "serve", str(tiny_folder)]
+    assert lora[3:8] == ["--enable-lora", "--lora-modules", f"my-run={fake_run / 'final'}", "--max-lora-rank", "8"]

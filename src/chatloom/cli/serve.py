@@ -155,9 +155,10 @@ def serve(target: str, which: str, host: str, port: int, token: str | None, mode
     if engine == "vllm":
         _exec_vllm(target, run_folder, name, host, port, token, made)
         return
-    from ..serve.server import create_app
+    from ..serve.server import create_app, listen
     from ..serve.server import serve as run_server
 
+    sock = listen(host, port)
     app = create_app(_load(target, which), model_name=name, token=token)
 
     def started(url: str) -> None:
@@ -168,7 +169,7 @@ def serve(target: str, which: str, host: str, port: int, token: str | None, mode
             click.echo("requests need the token given ('Authorization: Bearer TOKEN')")
         sys.stdout.flush()
 
-    run_server(app, host=host, port=port, on_start=started)
+    run_server(app, sock, host=host, on_start=started)
 
 
 def _exec_vllm(target: str, run_folder: Path | None, name: str, host: str, port: int, token: str | None, made: bool) -> None:

@@ -1,7 +1,8 @@
 """An OpenAI-compatible HTTP server for one model (FastAPI + uvicorn).
 
+    sock = listen("127.0.0.1", 8000)
     app = create_app(Generator(*load("tiny:llama")), model_name="tiny:llama", token=None)
-    serve(app, host="127.0.0.1", port=8000, on_start=print)
+    serve(app, sock, host="127.0.0.1", on_start=print)
 
 Routes: ``GET /v1/models``, ``GET /v1/models/{id}``, ``POST /v1/chat/completions``,
 ``POST /v1/completions`` (``stream: true`` on both: server-sent events, ``data: {chunk}`` lines
@@ -272,19 +273,28 @@ def url(host: str, port: int) -> str:
     return f"http://{shown}:{port}/v1"
 
 
-def serve(app: FastAPI, *, host: str, port: int, on_start: Callable[[str], None]) -> None:
-    """Listen on ``host:port`` (port 0: a free one), call ``on_start(url)``, serve until Ctrl+C."""
-    import uvicorn
-
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (port 0: a free one); taken before the model loads, so
+    that a port in use fails at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as err:
+        raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
+        sock.listen(128)  # connections made before uvicorn starts wait in the backlog
     except OSError as err:
         sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
-    sock.listen(128)  # connections made before uvicorn starts wait in the backlog
+    return sock
+
+
+def serve(app: FastAPI, sock: socket.socket, *, host: str, on_start: Callable[[str], None]) -> None:
+    """Serve ``app`` on ``sock`` (from ``listen``): call ``on_start(url)``, then serve until Ctrl+C."""
+    import uvicorn
+
     on_start(url(host, sock.getsockname()[1]))
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     uvicorn.Server(config).run(sockets=[sock])
