@@ -136,12 +136,16 @@ class Batcher:
         self.pending: list[Job] = []
         self.cond = threading.Condition()
         self.running = 0  # jobs in the batch that runs now
+        self.current: list[Job] = []
+        self.closing = False
         self.cancelled = 0  # jobs ended by their cancel event, since the start
         self.batches = 0
         self._thread: threading.Thread | None = None
 
     def submit(self, job: Job) -> Job:
         with self.cond:
+            if self.closing:
+                job.cancel.set()
             self.pending.append(job)
             if self._thread is None:
                 # not a daemon: at exit the interpreter waits for the batch that runs (cancelled jobs end at
@@ -149,6 +153,14 @@ class Batcher:
                 self._thread = threading.Thread(target=self._loop, daemon=False, name="chatloom-generate")
                 self._thread.start()
         return job
+
+    def cancel_all(self) -> None:
+        """Stop every job, running or waiting, and those submitted from now on (the server is
+        shutting down)."""
+        with self.cond:
+            self.closing = True
+            for job in self.current + self.pending:
+                job.cancel.set()
 
     @property
     def waiting(self) -> int:
@@ -164,13 +176,13 @@ class Batcher:
                     self._thread = None
                     return
                 batch = self._take()
-                self.running = len(batch)
+                self.running, self.current = len(batch), batch
             try:
                 if batch:
                     self._run(batch)
             finally:
                 with self.cond:
-                    self.running = 0
+                    self.running, self.current = 0, []
 
     def _take(self) -> list[Job]:
         """The oldest live job and the waiting jobs that can join it (called under the lock)."""

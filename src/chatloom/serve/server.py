@@ -60,6 +60,7 @@ def create_app(gen: Generator, *, model_name: str, token: str | None) -> FastAPI
                            code="invalid_api_key")
 
     app = FastAPI(title="chatloom", dependencies=[Depends(authorize)], docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.generator = gen
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, err: APIError) -> JSONResponse:
@@ -292,9 +293,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(app: FastAPI, sock: socket.socket, *, host: str, on_start: Callable[[str], None]) -> None:
-    """Serve ``app`` on ``sock`` (from ``listen``): call ``on_start(url)``, then serve until Ctrl+C."""
+    """Serve ``app`` on ``sock`` (from ``listen``) until Ctrl+C; ``on_start(url)`` once it serves."""
     import uvicorn
 
-    on_start(url(host, sock.getsockname()[1]))
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:  # serving, with Ctrl+C handled: only now is the URL printed
+                on_start(url(host, sock.getsockname()[1]))
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            app.state.generator.batcher.cancel_all()  # streams end at their next token, not cut off after 2 s
+            await super().shutdown(sockets=sockets)
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
-    uvicorn.Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock])
