@@ -65,13 +65,15 @@ def start_server(*args: str, home: Path) -> Server:
     raise RuntimeError(f"chatloom serve did not start: {server.output()}")
 
 
-def stop_server(server: Server) -> None:
+def stop_server(server: Server) -> int | None:
+    """SIGTERM, as a service manager stops it; its exit code, or None when it had to be killed."""
     server.proc.terminate()
     try:
-        server.proc.wait(10)
+        return server.proc.wait(15)
     except subprocess.TimeoutExpired:
         server.proc.kill()
         server.proc.wait()
+        return None
 
 
 @pytest.fixture(scope="module")
