@@ -3,7 +3,7 @@
     session = ChatSession(Generator(*load("tiny:llama")), Sampling(temperature=0.7), system="be brief")
     for piece in session.say("hello"): print(piece, end="")   # streamed; the reply joins the history
     session.retry()                                           # the last reply again
-    run_repl(session, sys.stdin, write=print)                 # /reset /system /save /retry /quit
+    run_repl(session, sys.stdin, write=print, note=print)     # /reset /system /save /retry /quit
 
 The history is trimmed to the context at each turn (oldest whole turns first; the system prompt
 stays), and ``session.dropped`` says how many messages the last prompt left out. Ctrl+C during a
