@@ -254,6 +254,10 @@ def test_merge_folds_the_adapter_into_a_full_model(run, tokens: Path) -> None:
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     assert (Path("merged") / "chat_template.jinja").exists()
     assert run("train", "merge", "run", "-o", "merged").exit_code == 2  # never over a folder that holds something
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):  # an adapter saved without its tokenizer
+        Path("run/best", name).unlink(missing_ok=True)
+    _, tok = load("run", which="best")
+    assert tok.eos_token == "<|im_end|>"  # the base model's
 
 
 def test_models_that_cannot_be_had_offline_are_clear_errors(run, tokens: Path, tmp_path: Path) -> None:

@@ -197,19 +197,35 @@ def load(target: str, *, which: str = "best", dtype: str = "auto", device: str |
     folder = run_model_folder(target, which) or resolve(target)
     torch_dtype = {"auto": "auto", "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     adapter = folder / "adapter_config.json"
+    base_path = None
     if adapter.exists():
         import orjson
         from peft import PeftModel
 
         base_path = orjson.loads(adapter.read_bytes()).get("base_model_name_or_path")
         if not base_path or not Path(base_path, "config.json").exists():
-            raise UsageError(f"{folder}: the adapter's base model {base_path} is missing (merge it: `chatloom train merge`)")
+            base_path = _run_base(target, folder, base_path)
         base = transformers.AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype)
         model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)
-    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    has_tokenizer = any((folder / name).exists() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder) if has_tokenizer else base_path or str(folder))
     if device:
         model.to(device)
     model.eval()
     return model, tok
+
+
+def _run_base(target: str, folder: Path, named: str | None) -> str:
+    """An adapter's base model when the folder it names is gone (chatloom's cache was emptied):
+    the run's own ``model`` resolved again (a GGUF is converted again, a tiny model rebuilt)."""
+    run_yaml = Path(target) / "run.yaml"
+    if run_yaml.exists():
+        import yaml
+
+        spec = (yaml.safe_load(run_yaml.read_text(encoding="utf-8")) or {}).get("model")
+        if isinstance(spec, str):
+            return str(resolve(spec).resolve())
+    raise UsageError(f"{folder}: the adapter's base model {named} is missing; give the adapter's run folder, "
+                     "or put the base model back")
