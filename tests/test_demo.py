@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ def test_demo_steps(tmp_path):
     recipe_copy = tmp_path / "demo.yaml"  # the shipped recipe, its paths under this test's folder
     recipe_copy.write_text((REPO / "examples" / "demo.yaml").read_text().replace("demo-output/", "demo/"))
     for step in steps:
-        args = [str(recipe_copy) if a == "examples/demo.yaml" else a for a in step.split()]
+        args = [str(recipe_copy) if a == "examples/demo.yaml" else a for a in shlex.split(step)]  # as make's shell splits it
         result = subprocess.run([sys.executable, "-m", "chatloom", *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, (step, result.stderr)
     stats = subprocess.run([sys.executable, "-m", "chatloom", "stats", "-d", "demo/chitchat.db", "--json"], capture_output=True, text=True, cwd=tmp_path)
@@ -44,3 +45,6 @@ def test_demo_steps(tmp_path):
     assert (run / "best" / "adapter_model.safetensors").exists() and (run / "final" / "adapter_model.safetensors").exists()
     assert "tuned model" in (run / "report.html").read_text() and (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((run / "data.json").read_text())["tokenized_on_the_fly"]
+    chat = subprocess.run([sys.executable, "-m", "chatloom", "chat", "demo/run", "--prompt", "Hi!", "--max-tokens", "8", "--seed", "0",
+                           "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert json.loads(chat.stdout)["reply"].strip()  # the tuned model answers
