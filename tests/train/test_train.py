@@ -286,3 +286,16 @@ def test_a_hub_name_is_read_from_the_local_cache(tmp_path: Path, monkeypatch: py
     assert resolve("someone/tiny-chat") == snapshot
     model, tok = load("someone/tiny-chat")
     assert type(model).__name__ == "LlamaForCausalLM" and tok.eos_token == "<|im_end|>"
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_says_how_to_go_on(tokens: Path) -> None:
+    proc = subprocess.Popen(_train_cmd("stopped", tokens), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    marker = Path("stopped/checkpoints/checkpoint-3/chatloom-complete")
+    deadline = time.monotonic() + 240
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted: the last whole checkpoint is kept; `chatloom train --resume stopped` goes on from it"
+    assert marker.exists() and not Path("stopped/final").exists()

@@ -113,8 +113,13 @@ def train_run(config_file: str | None, resume_run: str | None, example: bool, as
     from ..train.run import train
 
     stages = (lambda s: err_console.print(f"[dim]{s}…[/dim]")) if err_console.is_terminal else None
-    with _bar() as update:
-        result = train(config, resume=resume_run is not None, progress=update, on_stage=stages)
+    try:
+        with _bar() as update:
+            result = train(config, resume=resume_run is not None, progress=update, on_stage=stages)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: the last whole checkpoint is kept; `chatloom train --resume {config.output}` goes on from it",
+                   err=True)
+        raise click.exceptions.Exit(130) from None
     figures = result.figures
     if as_json:
         print_json({"run": str(result.run), "steps": result.steps, "best_eval_loss": result.best_eval_loss,

@@ -84,8 +84,12 @@ def _load_model(config: TrainConfig, folder: Path) -> Any:
     if config.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     lora = config.lora
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+    import warnings
+
+    with warnings.catch_warnings():  # GPT-2's Conv1D: PEFT sets fan_in_fan_out itself, and says so
+        warnings.filterwarnings("ignore", message="fan_in_fan_out", category=UserWarning)
+        return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                target_modules=lora.target_modules, task_type="CAUSAL_LM"))
 
 
 def _save_model(model: Any, tokenizer: Any, dest: Path) -> None:
