@@ -23,7 +23,7 @@ from msgspec.structs import replace
 from ..errors import ChatloomError, ParamError, UsageError
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, get_template
-from .layout import Layout, Layouts, Run, expr
+from .layout import Joined, Layout, Layouts, Run, Slot
 from .tokenizer import Tokenizer
 
 EXAMPLES = 3  # conversation ids kept per reason in the report
@@ -415,16 +415,15 @@ class _Compiled:
 def _compile(layout: Layout, eos: int | None, eos_text: str | None) -> _Compiled:
     order: list[list[int] | None] = []
     flags: list[int] = []
-    exprs: list[str] = []
+    groups: list[list[str | Slot]] = []
     for run in layout.runs:
         flags.append(int(run.trained))
         if run.ids is not None:
             order.append(run.ids)
             continue
         order.append(None)
-        exprs.append(" + ".join(expr(p) for p in run.parts) or "''")
+        groups.append(run.parts)
     if eos is not None and not (layout.runs and layout.runs[-1].special and layout.runs[-1].ids == [eos]):
         order.append([eos])  # the document separator: not trained
         flags.append(0)
-    texts = eval(f"lambda m: [{', '.join(exprs)}]")  # literals are repr()'d: nothing from a chat is code
-    return _Compiled(texts, order, np.asarray(flags, dtype=np.uint8))
+    return _Compiled(Joined(groups), order, np.asarray(flags, dtype=np.uint8))
