@@ -121,15 +121,10 @@ class RawLines:
         self.path = str(path)
 
     def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
-        batch: list[tuple[int, bytes]] = []
+        from .parallel import batched
+
         with open(self.path, "rb") as fp:
-            for lineno, _, line in read_lines(fp):
-                batch.append((lineno, line))
-                if len(batch) == size:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+            yield from batched(((lineno, line) for lineno, _, line in read_lines(fp)), size)
 
     def __iter__(self) -> Iterator[Conversation]:
         return read_path(self.path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -87,7 +87,6 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         total = None
         large = os.path.getsize(input_path) >= LARGE_FILE
         ids = [ensure_id(c) for c in jsonl.read_path(input_path)] if val is not None else None
-        source_input: Iterable[Conversation] | jsonl.RawLines = jsonl.RawLines(input_path)  # the workers parse the lines
 
         def convs() -> Iterator[Conversation]:
             return jsonl.read_path(input_path)
@@ -100,7 +99,6 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         total = store.count()
         large = total >= LARGE_COUNT
         ids = store.ids(tag=tag) if val is not None else None
-        source_input = store.iter_conversations(tag=tag)  # a generator: nothing is read before tokenize
 
         def convs() -> Iterator[Conversation]:
             return store.iter_conversations(tag=tag)
@@ -112,7 +110,8 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         workers = (os.cpu_count() or 1) if large else 1
     try:
         with output_folder(out), progress_bar("tokenizing", total) as update:  # a failed run leaves no folder it made
-            meta = tokenize(source_input, out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
+            stream = jsonl.RawLines(input_path) if input_path is not None else convs()  # a file's lines: the workers parse them
+            meta = tokenize(stream, out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
                             max_tokens=max_tokens, truncate=truncate, workers=workers, progress=update,
                             extra_meta={"val": val, "seed": seed})
     except NothingKept as err:
