@@ -39,12 +39,10 @@ def _load(target: str, which: str) -> Any:
 
     if sys.stderr.isatty():
         click.echo(f"loading {target}…", err=True)
-    model, tok = load(target, which=which)
     import torch
 
-    if torch.cuda.is_available():  # a GPU when there is one (untested here: this box has none)
-        model.to("cuda")
-    return Generator(model, tok)
+    # a GPU when there is one (untested here: this box has none)
+    return Generator(*load(target, which=which, device="cuda" if torch.cuda.is_available() else None))
 
 
 @cli.command("chat")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..train.models import MODEL_HELP
 from . import cli, err_console, json_option, print_json
 
 
@@ -58,7 +59,7 @@ def _bar() -> Iterator[Callable[[dict[str, Any]], None]]:
 
 @train_group.command("run", cls=_Default, hidden=True)
 @click.argument("config_file", metavar="[CONFIG]", required=False, type=click.Path(dir_okay=False))
-@click.option("--model", help="tiny:gpt2, tiny:llama, smollm2, a .gguf file, a model folder, or a Hub name in the local cache.")
+@click.option("--model", help=MODEL_HELP)
 @click.option("--data", help="`chatloom tokenize` output, or a dataset / JSONL export / build output (tokenized on the fly).")
 @click.option("-o", "--output", help="The run folder.")
 @click.option("--method", type=click.Choice(["lora", "qlora", "full"]), help="lora (default), qlora (CUDA only) or full.")

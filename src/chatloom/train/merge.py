@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from ..errors import UsageError
-from .models import load, run_model_folder
+from .models import load, run_model_folder, save
 
 
 def merge(run: str | os.PathLike[str], *, which: str = "best", output: str | os.PathLike[str] | None = None) -> Path:
@@ -21,15 +20,5 @@ def merge(run: str | os.PathLike[str], *, which: str = "best", output: str | os.
     if dest.exists() and any(dest.iterdir()):
         raise UsageError(f"{dest}: exists and is not empty; choose another -o")
     model, tokenizer = load(str(run), which=which, dtype="fp32")  # an adapter is merged into its base here
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        if dest.exists():
-            dest.rmdir()
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    save(model, tokenizer, dest)
     return dest

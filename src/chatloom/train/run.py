@@ -18,7 +18,6 @@ train …`` runs it on several GPUs or nodes), with PEFT for LoRA. What chatloom
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from ..errors import UsageError
 from ..fileio import atomic_write
 from .config import TrainConfig, save_config
 from .data import Collator, Data, PackedRows, prepare
-from .models import quiet_transformers, resolve
+from .models import quiet_transformers, resolve, save
 
 COMPLETE = "chatloom-complete"  # written into a checkpoint folder once the Trainer has written it all
 
@@ -92,19 +91,6 @@ def _load_model(config: TrainConfig, folder: Path) -> Any:
                                                 target_modules=lora.target_modules, task_type="CAUSAL_LM"))
 
 
-def _save_model(model: Any, tokenizer: Any, dest: Path) -> None:
-    """Write ``dest`` whole or not at all: into a scratch folder, then swapped into place."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _complete_checkpoints(folder: Path) -> list[Path]:
     """Checkpoints written whole, oldest first; partial ones (a run killed while saving) removed."""
     found = []
@@ -131,7 +117,7 @@ def _read_metrics(path: Path, up_to: int | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _callback(run: Path, model_ref: list[Any], tokenizer: Any, config: TrainConfig, metrics: list[dict[str, Any]],
+def _callback(run: Path, model: Any, tokenizer: Any, config: TrainConfig, metrics: list[dict[str, Any]],
               progress: Callable[[dict[str, Any]], None] | None, main: bool) -> Any:
     from transformers import TrainerCallback
 
@@ -200,7 +186,7 @@ def _callback(run: Path, model_ref: list[Any], tokenizer: Any, config: TrainConf
             if self.best is None or loss < self.best:
                 self.best, self.since_best = loss, 0
                 if main:
-                    _save_model(model_ref[0], tokenizer, run / "best")
+                    save(model, tokenizer, run / "best")
                     (run / "best" / "chatloom-best.json").write_text(json.dumps({"step": state.global_step, "eval_loss": loss}))
             else:
                 self.since_best += 1
@@ -299,9 +285,8 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
         include_num_input_tokens_seen="all",  # exact: packed with no padding
         warmup_steps=int(config.warmup) if config.warmup >= 1 else config.warmup,  # < 1: a share of the steps
     )
-    model_ref = [model]
     main = args.process_index == 0
-    callback = _callback(run, model_ref, tokenizer, config, metrics, progress, main)
+    callback = _callback(run, model, tokenizer, config, metrics, progress, main)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=_Tagged(train_rows, "train"),
                                    eval_dataset=_Tagged(eval_rows, "val") if eval_rows is not None else None,
                                    data_collator=collator, callbacks=[callback])
@@ -325,7 +310,7 @@ def _finish(run: Path, config: TrainConfig, data: Data, model: Any, tokenizer: A
             train_rows: PackedRows, folder: Path, precision: str, stage: Callable[[str], None]) -> dict[str, Any]:
     """final/, best/ (when no evaluation wrote it), loss.png and report.html."""
     stage("writing final/ and best/")
-    _save_model(model, tokenizer, run / "final")
+    save(model, tokenizer, run / "final")
     if not (run / "best").exists():  # no validation split: the best known is the last
         shutil.copytree(run / "final", run / "best")
     from .report import write_report
