@@ -15,17 +15,19 @@ first token of each conversation is never a target. Every token computed is a re
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import hashlib
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import UsageError
-from ..fileio import cache_dir, output_folder
+from ..fileio import cache_dir, scratch_folder
 from ..tokens import TokenFile
 from ..tokens.reader import IGNORE
 
@@ -40,7 +42,6 @@ class Data:
     folder: Path
     meta: dict[str, Any]
     tokenized_here: bool = False  # tokenized on the fly (into the cache)
-    notes: list[str] = field(default_factory=list)
 
 
 def prepare(source: str, model_folder: Path, *, max_length: int, val: float, seed: int, progress: Any = None) -> Data:
@@ -72,9 +73,8 @@ def check_match(meta: dict[str, Any], model_folder: Path, where: str) -> None:
     ours = get_tokenizer(str(model_folder))
     theirs_name = str(meta.get("tokenizer"))
     redo = f"tokenize again with --tokenizer {model_folder}, or give the dataset as data (tokenized on the fly)"
-    if meta.get("vocab_size") != ours.vocab_size or meta.get("special_tokens", {}) != {
-            k: v for k, v in ours.special_tokens.items() if k in meta.get("special_tokens", {})} or \
-            set(meta.get("special_tokens", {})) - set(ours.special_tokens):
+    specials = meta.get("special_tokens", {})
+    if meta.get("vocab_size") != ours.vocab_size or any(ours.special_tokens.get(t) != i for t, i in specials.items()):
         raise UsageError(f"{where}: the tokens were made by tokenizer {theirs_name} ({meta.get('vocab_size'):,} tokens), "
                          f"not by the model's ({ours.vocab_size:,} tokens): {redo}")
     try:
@@ -100,7 +100,8 @@ def check_match(meta: dict[str, Any], model_folder: Path, where: str) -> None:
 # -- tokenized on the fly ------------------------------------------------------------------------
 
 
-def _digest_files(h: Any, paths: list[Path]) -> None:
+def digest_files(h: Any, paths: list[Path]) -> None:
+    """Feed each file's name and bytes to the hash ``h``, a megabyte at a time."""
     for p in paths:
         h.update(p.name.encode() + b"\0")
         with open(p, "rb") as fp:
@@ -117,7 +118,7 @@ def _tokenized(path: Path, model_folder: Path, *, max_length: int, val: float, s
 
     h = hashlib.sha256(b"chatloom-train-tokens-v1\0")
     tok_files = sorted(p for p in model_folder.iterdir() if p.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")))
-    _digest_files(h, tok_files)
+    digest_files(h, tok_files)
     h.update((folder_template(model_folder) or "chatml").encode() + b"\0")
     h.update(f"{max_length}:{val}:{seed}".encode())
     store = None
@@ -126,10 +127,10 @@ def _tokenized(path: Path, model_folder: Path, *, max_length: int, val: float, s
         files = [inner / "train.jsonl"] + ([inner / "val.jsonl"] if (inner / "val.jsonl").exists() else [])
         if not files[0].exists():
             raise UsageError(f"{path}: not token files (no meta.json), nor an export or build output (no train.jsonl)")
-        _digest_files(h, files)
+        digest_files(h, files)
     elif path.suffix in (".jsonl", ".json"):
         files = [path]
-        _digest_files(h, files)
+        digest_files(h, files)
     else:
         from ..store import Store
 
@@ -140,19 +141,21 @@ def _tokenized(path: Path, model_folder: Path, *, max_length: int, val: float, s
     folder = cache_dir("train-tokens") / h.hexdigest()[:24]
     template = str(model_folder) if folder_template(model_folder) is not None else None
     options = dict(tokenizer=str(model_folder), template=template, fix=True, max_tokens=max_length, truncate=True)
-    workers = 1
-    if not (folder / "meta.json").exists():
-        with output_folder(str(folder)):
+    if not folder.exists():  # the cache entry is made whole in a scratch folder, then moved into place
+        with scratch_folder(folder.parent, "train-tokens") as scratch:
+            made = scratch / "tokens"
             if store is not None:
                 val_ids = validation_ids(store.ids(), val, seed) if val else None
-                tokenize(store.iter_conversations(), folder, val_ids=val_ids, workers=workers, progress=progress, **options)
+                tokenize(store.iter_conversations(), made, val_ids=val_ids, progress=progress, **options)
             elif len(files) == 2:  # an export's own split
-                tokenize(jsonl.RawLines(files[0]), folder, workers=workers, progress=progress, **options)
-                _tokenize_val(files[1], folder, options)
+                tokenize(jsonl.RawLines(files[0]), made, progress=progress, **options)
+                _tokenize_val(files[1], made, options)
             else:
                 ids = [ensure_id(c) for c in jsonl.read_path(files[0])]
                 val_ids = validation_ids(ids, val, seed) if val else None
-                tokenize(jsonl.RawLines(files[0]), folder, val_ids=val_ids, workers=workers, progress=progress, **options)
+                tokenize(jsonl.RawLines(files[0]), made, val_ids=val_ids, progress=progress, **options)
+            with contextlib.suppress(OSError):  # another run made the same entry first: theirs stands
+                made.rename(folder)
     meta = _read_meta(folder)
     data = Data(TokenFile(folder / "train"), TokenFile(folder / "val") if (folder / "val.bin").exists() else None, folder, meta,
                 tokenized_here=True)
@@ -195,7 +198,6 @@ class PackedRows:
         order = fits[np.argsort(-lengths[fits], kind="stable")]
         rows: list[list[int]] = []
         room: list[int] = []  # free tokens of each row
-        import bisect
 
         free_sorted: list[tuple[int, int]] = []  # (free, row) for best fit: the fullest row it fits in
         for i in order.tolist():

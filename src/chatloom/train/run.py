@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import UsageError
 from ..fileio import atomic_write
 from .config import TrainConfig, save_config
-from .data import Collator, Data, PackedRows, prepare
+from .data import Collator, Data, PackedRows, digest_files, prepare
 from .models import quiet_transformers, resolve, save
 
 COMPLETE = "chatloom-complete"  # written into a checkpoint folder once the Trainer has written it all
@@ -367,11 +367,5 @@ def _tokens_digest(data: Data) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for tf in (data.train, data.val):
-        if tf is None:
-            continue
-        for ext in (".bin", ".loss"):
-            with open(tf.base.with_suffix(ext), "rb") as fp:
-                while chunk := fp.read(1 << 20):
-                    h.update(chunk)
+    digest_files(h, [tf.base.with_suffix(ext) for tf in (data.train, data.val) if tf is not None for ext in (".bin", ".loss")])
     return h.hexdigest()
