@@ -102,8 +102,8 @@ def _complete_checkpoints(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def _read_metrics(path: Path, up_to: int | None) -> list[dict[str, Any]]:
-    """The metrics logged so far (up to step ``up_to``: a resumed run logs the later steps again)."""
+def _read_metrics(path: Path, up_to: int) -> list[dict[str, Any]]:
+    """The metrics logged so far, up to step ``up_to`` (a resumed run logs the later steps again)."""
     if not path.exists():
         return []
     rows = []
@@ -112,9 +112,14 @@ def _read_metrics(path: Path, up_to: int | None) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             break  # the last line of a killed run may be cut short
-        if up_to is None or row.get("step", 0) <= up_to:
+        if row.get("step", 0) <= up_to:
             rows.append(row)
     return rows
+
+
+def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
+    with atomic_write(path) as fp:
+        fp.write("".join(json.dumps(m) + "\n" for m in metrics).encode())
 
 
 def _callback(run: Path, model: Any, tokenizer: Any, config: TrainConfig, metrics: list[dict[str, Any]],
@@ -170,8 +175,7 @@ def _callback(run: Path, model: Any, tokenizer: Any, config: TrainConfig, metric
                     if self.fp is None:
                         return
                     self.fp.close()
-                    with atomic_write(run / "metrics.jsonl") as fp:
-                        fp.write("".join(json.dumps(m) + "\n" for m in metrics).encode())
+                    _write_metrics(run / "metrics.jsonl", metrics)
                     self.fp = open(run / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
                     return
                 if self.pending is None or self.pending["step"] != step:
@@ -231,12 +235,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: Callable[[dict
     save_config(config, run / "run.yaml")
     checkpoints = _complete_checkpoints(run / "checkpoints") if resume else []
     last = checkpoints[-1] if checkpoints else None
-    if not resume:
-        for name in ("metrics.jsonl",):
-            (run / name).unlink(missing_ok=True)
-    metrics = _read_metrics(run / "metrics.jsonl", int(last.name.split("-")[1]) if last else 0)
-    with atomic_write(run / "metrics.jsonl") as fp:  # a resumed run logs the steps after its checkpoint again
-        fp.write("".join(json.dumps(m) + "\n" for m in metrics).encode())
+    # a resumed run logs the steps after its checkpoint again; a new one starts with none
+    metrics = _read_metrics(run / "metrics.jsonl", int(last.name.split("-")[1])) if last else []
+    _write_metrics(run / "metrics.jsonl", metrics)
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
     if tokenizer.pad_token_id is None:
