@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"sources", "store", "tokens", "formats", "importing", "reports"},
     "train": {"tokens", "formats", "store", "reports"},
     "serve": {"train", "tokens"},
-    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve"},
+    "generate": {"store", "tokens"},
+    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate"},
 }
 PUBLIC_API = "__init__"  # chatloom/__init__.py re-exports the library (never the CLI)
 

@@ -5,6 +5,7 @@ from .bulk import Batch, ImportCounts, make_batches
 from .check import CheckResult, SoundCheck
 from .db import DEFAULT_DATASET, dataset_path
 from .edit import Revision
+from .generation import GenRow, PlanCounts, PlannedRequest
 from .journal import ImportRun, fingerprint
 from .read import Entry, Summary, fts_query
 from .store import Store
@@ -14,8 +15,11 @@ __all__ = [
     "Batch",
     "CheckResult",
     "Entry",
+    "GenRow",
     "ImportCounts",
     "ImportRun",
+    "PlanCounts",
+    "PlannedRequest",
     "Revision",
     "SoundCheck",
     "Store",

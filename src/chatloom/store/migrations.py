@@ -114,6 +114,47 @@ def m002_revisions_know_their_import(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE revisions ADD COLUMN run INTEGER")
 
 
+@migration
+def m003_generation_journal(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        -- chatloom generate: a run (its kind and what it was asked: endpoint, model, parameters,
+        -- templates; never a key) and one row per request it makes.
+        CREATE TABLE gen_runs (
+            name       TEXT PRIMARY KEY,
+            kind       TEXT NOT NULL,
+            params     TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- One request: its key (deterministic from the input), the item (the conversation) it is
+        -- for, the order it was planned in, its body and hash, how it stands (pending, done,
+        -- failed, submitted: in a batch), the response, usage, error, the batch, and the
+        -- conversation its completion wrote (NULL: none, or not yet).
+        CREATE TABLE gen_requests (
+            run          TEXT NOT NULL REFERENCES gen_runs(name),
+            key          TEXT NOT NULL,
+            item         TEXT NOT NULL,
+            seq          INTEGER NOT NULL,
+            request_hash TEXT NOT NULL,
+            request      TEXT NOT NULL,
+            status       TEXT NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            response     TEXT,
+            usage        TEXT,
+            error        TEXT,
+            batch        TEXT,
+            conv         TEXT,
+            updated_at   TEXT NOT NULL,
+            PRIMARY KEY (run, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX gen_requests_item ON gen_requests(run, item);
+        """,
+    )
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

@@ -17,6 +17,7 @@ The parts, each a class in its own module, each standing on the ones it uses:
     bulk.py     Bulk        import_conversations, import_batches, undo_import, preview; make_batches, Batch
     stats.py    Stats       stats, token_counts
     check.py    Check       check, repair_fts, sqlite_problems, start_sound_check (SoundCheck)
+    generation.py Generations the generation journal: gen_run, gen_plan, gen_done, gen_fail, …
 
 Layout choices, each for the hot path:
 - a conversation's messages are one contiguous range of ``messages.pk`` (``msg_start``,
@@ -40,6 +41,7 @@ import inspect
 from .bulk import Bulk
 from .check import Check
 from .db import names_its_file
+from .generation import Generations
 from .stats import Stats
 
 
@@ -53,7 +55,7 @@ def _errors_name_the_file(cls: type) -> type:
 
 
 @_errors_name_the_file
-class Store(Bulk, Stats, Check):
+class Store(Bulk, Stats, Check, Generations):
     """A dataset: one SQLite file. Opening it migrates it; ``create=False`` refuses a missing file.
 
     :param path: the dataset file (default: ``$CHATLOOM_DATASET``, else ./chatloom.db)

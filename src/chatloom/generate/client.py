@@ -1,0 +1,190 @@
+"""Sending one chat request to an OpenAI-compatible endpoint, dependably: the ``openai`` SDK's
+async client (its own retries off: ours are journaled), request and token rate limits
+(``aiolimiter``), and retries with exponential backoff and full jitter on 429, 5xx, 408/409,
+timeouts and dropped connections, honouring ``Retry-After`` (``retry-after-ms`` first). A 429
+pauses every request, not only the one that met it: the limit is the endpoint's, not the
+request's.
+
+A request ends in an ``Outcome``: the response (as JSON) and its usage, or the error that ended
+it after ``max_attempts``; a refused key or an unknown model is ``Fatal``, since every other
+request would meet it too. Every error text goes through ``scrub``: a server may echo the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ChatloomError
+from .settings import Endpoint, scrub
+
+#: the chat completion parameters the SDK takes by name; anything else goes in ``extra_body``
+KNOWN = frozenset({
+    "model", "messages", "temperature", "max_tokens", "max_completion_tokens", "n", "tools", "tool_choice", "seed",
+    "top_p", "stop", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "response_format", "user",
+})  # fmt: skip
+RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+FATAL_STATUS = frozenset({401, 403, 404})
+LONGEST_WAIT = 300.0  # a Retry-After longer than this is cut to it
+
+
+class Fatal(ChatloomError):
+    """An error every request of the run would meet (a refused key, an unknown model)."""
+
+
+class BudgetReached(Exception):
+    """The run's token budget is spent: what is not sent stays pending."""
+
+
+@dataclass
+class Limits:
+    """How hard to press an endpoint."""
+
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 120.0
+    max_attempts: int = 6
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass
+class Outcome:
+    response: dict[str, Any] | None
+    usage: dict[str, Any] | None
+    attempts: int
+    error: str | None = None
+
+
+@dataclass
+class Counters:
+    """What the client has done so far (for the progress bar and the summary)."""
+
+    sent: int = 0
+    retried: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    waits: list[float] = field(default_factory=list)
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-ish estimate of a request's tokens for the token rate limit: its text's
+    characters / 4 per message plus 4, plus what it may answer (``max_tokens`` × ``n``)."""
+    prompt = sum(len(str(m.get("content") or "")) // 4 + 4 for m in body.get("messages", ()))
+    answer = (body.get("max_tokens") or body.get("max_completion_tokens") or 256) * (body.get("n") or 1)
+    return prompt + answer
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds a response asks to wait: ``retry-after-ms``, else ``retry-after`` (seconds or an
+    HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return None if when is None else max(0.0, when.timestamp() - time.time())
+
+
+class Client:
+    """One endpoint's async client, with its limits. ``close()`` when done."""
+
+    def __init__(self, endpoint: Endpoint, limits: Limits):
+        import openai
+        from aiolimiter import AsyncLimiter
+
+        self.endpoint = endpoint
+        self.limits = limits
+        key = endpoint.api_key()
+        self.secrets = [key] if key else []
+        # max_retries=0: the journal counts attempts and the retries wait on the shared pause
+        self.sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0, timeout=limits.timeout)
+        self.rpm = AsyncLimiter(limits.rpm, 60) if limits.rpm else None
+        self.tpm = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
+        self.counters = Counters()
+        self._pause_until = 0.0
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self.secrets)
+
+    async def _wait_turn(self, body: dict[str, Any]) -> None:
+        while (wait := self._pause_until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        if self.rpm is not None:
+            await self.rpm.acquire(1)
+        if self.tpm is not None:
+            await self.tpm.acquire(min(float(estimate_tokens(body)), self.tpm.max_rate))
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(max, base·2^(attempt-1))]."""
+        return random.uniform(0, min(self.limits.backoff_max, self.limits.backoff * 2 ** (attempt - 1)))
+
+    async def complete(self, body: dict[str, Any]) -> Outcome:
+        """Send ``body`` (a chat completion request) until it succeeds, fails for good or has
+        used ``max_attempts``."""
+        import openai
+
+        args = {k: v for k, v in body.items() if k in KNOWN}
+        extra = {k: v for k, v in body.items() if k not in KNOWN}
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._wait_turn(body)
+            self.counters.sent += 1
+            try:
+                resp = await self.sdk.chat.completions.create(**args, extra_body=extra or None)
+            except openai.APIStatusError as err:
+                status = err.status_code
+                text = self.scrub(f"HTTP {status}: {_message(err)}")
+                if status in FATAL_STATUS:
+                    raise Fatal(f"{self.endpoint.base_url}: {text}") from None
+                if status not in RETRY_STATUS or attempt >= self.limits.max_attempts:
+                    return Outcome(None, None, attempt, text)
+                asked = retry_after(err.response.headers)
+                wait = min(asked, LONGEST_WAIT) if asked is not None else self._backoff(attempt)
+                if status == 429:  # the endpoint's limit: everyone waits
+                    self._pause_until = max(self._pause_until, time.monotonic() + wait)
+            except openai.APIConnectionError as err:  # timeouts included
+                text = self.scrub(f"{type(err).__name__}: {err}")
+                if attempt >= self.limits.max_attempts:
+                    return Outcome(None, None, attempt, text)
+                wait = self._backoff(attempt)
+            else:
+                response = resp.model_dump(mode="json", exclude_none=True)
+                usage = response.get("usage")
+                if usage:
+                    self.counters.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+                    self.counters.completion_tokens += int(usage.get("completion_tokens") or 0)
+                return Outcome(response, usage, attempt)
+            self.counters.retried += 1
+            self.counters.waits.append(wait)
+            await asyncio.sleep(wait)
+
+
+def _message(err: Any) -> str:
+    body = getattr(err, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return str(getattr(err, "message", err))
