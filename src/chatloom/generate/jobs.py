@@ -259,23 +259,31 @@ class ReplyJob(Job):
         return history
 
     def items(self) -> list[Item]:
+        """One item per turn to write, keyed by the conversation, the turn and what is above it:
+        all of it to fill; to regenerate, all but the assistant turns (which this same run may be
+        regenerating: the item stays the same item when an earlier turn got its new text)."""
         out = []
         for conv in self.store.iter_conversations(ids=self.ids):
             targets = self._targets(conv)
             if not targets:
                 self.skipped += 1
             for index in targets:
-                history = digest_of([openai_message(m) for m in conv.messages[:index]])
-                key = digest_of("reply", conv.id, index, history, self.mode)
-                out.append(Item(key, f"{conv.id} #{index}", (conv.id, index, history, conv)))
+                above = [digest_of(openai_message(m)) for m in conv.messages[:index]]
+                kept = [d for d, m in zip(above, conv.messages, strict=False) if self.mode == "fill" or m.role != "assistant"]
+                key = digest_of("reply", conv.id, index, kept, self.mode)
+                out.append(Item(key, f"{conv.id} #{index}", (conv.id, index, above, conv)))
         return out
+
+    def _ours(self, m: Message) -> bool:
+        """An assistant turn this run wrote (an earlier turn of the same regenerate)."""
+        return m.role == "assistant" and (m.meta.get("generated") or {}).get("run") == self.run
 
     def planned(self, item: Item) -> PlannedRequest:
         _, index, _, conv = item.data
         return self.settings.planned(item.key, item.key, self._prompt(conv, index), conv.tools or None)
 
     def write(self, item: Item, planned: PlannedRequest) -> Write:
-        conv_id, index, history, _ = item.data
+        conv_id, index, above, _ = item.data
         s = self.settings
 
         def write(store: Store, response: dict[str, Any]) -> str:
@@ -283,7 +291,8 @@ class ReplyJob(Job):
             conv = entry.conversation
             if entry.deleted:
                 raise ItemFailed(f"{conv_id} was deleted since the request was made")
-            if digest_of([openai_message(m) for m in conv.messages[:index]]) != history:
+            if len(conv.messages) < index or any(digest_of(openai_message(m)) != d and not self._ours(m)
+                                                 for m, d in zip(conv.messages, above, strict=False)):  # fmt: skip
                 raise ItemFailed(f"{conv_id} changed above message {index} since the request was made; run again to ask anew")
             generated = s.generated(self.run, planned, response)
             old = conv.messages[index] if index < len(conv.messages) else None
@@ -319,10 +328,11 @@ def _norm(text: str) -> str:
 
 def stop_rule(lines: list[tuple[int, str]], text: str, turn: int, turns: int) -> tuple[bool, bool, str]:
     """(the conversation ends here, the new line is kept, why): a repeat (the same words as an
-    earlier line, or ≥ 90% alike one of the last four) ends it without the line; a goodbye from
-    the second line on ends it with the line; the planned number of turns ends it."""
+    earlier line, or, for a line of 40 characters or more, ≥ 90% alike one of the last four) ends
+    it without the line; a goodbye from the second line on ends it with the line; the planned
+    number of turns ends it."""
     norm = _norm(text)
-    if any(norm == _norm(t) for _, t in lines) or any(
+    if any(norm == _norm(t) for _, t in lines) or len(norm) >= 40 and any(
         difflib.SequenceMatcher(None, norm, _norm(t)).ratio() >= 0.9 for _, t in lines[-4:]
     ):
         return True, False, "repeat"
