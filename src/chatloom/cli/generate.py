@@ -618,10 +618,10 @@ def generate_collect(run: str, results: str | None, dataset: str, as_json: bool)
         out = collect(store, run, results=Path(results) if results else None)
     if as_json:
         print_json({"run": run, "done": out.done, "failed": out.failed, "waiting": out.waiting})
-        return
-    click.echo(f"run {run}: {out.done:,} collected, {out.failed:,} failed")
-    for batch, state in out.waiting.items():
-        click.echo(f"batch {batch} is {state}: collect again later")
+    else:
+        click.echo(f"run {run}: {out.done:,} collected, {out.failed:,} failed")
+        for batch, state in out.waiting.items():
+            click.echo(f"batch {batch} is {state}: collect again later")
     if out.failed:
         raise click.exceptions.Exit(1)
 
