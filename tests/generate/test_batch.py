@@ -38,7 +38,9 @@ def test_submit_poll_collect_and_retry_the_failed_lines(run, tmp_path: Path) -> 
         [path] = [Path(f) for f in sent["files"]]
         assert path == Path("out/qa-batch.batch.jsonl") and len(sent["batches"]) == 1
         lines = _lines(path)
-        assert [(x["method"], x["url"], x["body"]["model"]) for x in lines] == [("POST", "/v1/chat/completions", "stub-model")] * 4
+        assert [(x["method"], x["url"], x["body"]["model"]) for x in lines] == [
+            ("POST", "/v1/chat/completions", "stub-model")
+        ] * 4
         keys = _by_question(path)
         stub.batch_fail = lambda cid: True if cid == keys["question 1?"] else ("expired" if cid == keys["question 2?"] else False)
         status = json.loads(run("generate", "status", "qa-batch", "--json").stdout)
@@ -50,7 +52,12 @@ def test_submit_poll_collect_and_retry_the_failed_lines(run, tmp_path: Path) -> 
         first = run("generate", "collect", "qa-batch", "--json")
         assert first.exit_code == 0 and json.loads(first.stdout)["waiting"] == {sent["batches"][0]: "in_progress"}
         second = run("generate", "collect", "qa-batch", "--json")
-        assert second.exit_code == 1 and json.loads(second.stdout) | {"waiting": {}} == {"run": "qa-batch", "done": 2, "failed": 2, "waiting": {}}
+        assert second.exit_code == 1 and json.loads(second.stdout) | {"waiting": {}} == {
+            "run": "qa-batch",
+            "done": 2,
+            "failed": 2,
+            "waiting": {},
+        }
         status = json.loads(run("generate", "status", "qa-batch", "--json").stdout)
         errors = {f["key"]: f["error"] for f in status["failed"]}
         assert errors[keys["question 1?"]].startswith("HTTP 400")

@@ -431,7 +431,17 @@ def test_the_key_is_stored_0600_and_never_written_anywhere_else(run, tmp_path: P
 
 def test_keys_and_endpoints_commands(run, tmp_path: Path) -> None:
     assert run("keys", "list").stdout.startswith("no keys")
-    r = run("generate", "qa", str(questions(tmp_path / "q.txt", 1)), "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--key", "nope")
+    r = run(
+        "generate",
+        "qa",
+        str(questions(tmp_path / "q.txt", 1)),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "m",
+        "--key",
+        "nope",
+    )
     assert r.exit_code == 2 and "no key named nope" in r.stderr
     r = run("generate", "qa", "q.txt", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--key-env", "UNSET_VAR_X")
     assert r.exit_code == 2 and "$UNSET_VAR_X is not set" in r.stderr

@@ -33,11 +33,11 @@ def test_kill_9_at_random_points_then_again_every_item_is_done_exactly_once(tmp_
     rng = random.Random(7)
     with Stub(latency=0.05) as stub:
         args = ["generate", "qa", str(q), "--base-url", stub.base_url, "--model", "stub-model", "--concurrency", str(concurrency)]
-        for k in range(kills):
-            before = sum(_ok(stub).values())
-            proc = spawn(*args)
+        for _ in range(kills):
             # kill at a random number of answers into the run (the process start-up is not counted)
-            _wait_for(lambda b=before: sum(_ok(stub).values()) >= b + rng.randint(1, 6) or proc.poll() is not None)
+            target = sum(_ok(stub).values()) + rng.randint(1, 6)
+            proc = spawn(*args)
+            _wait_for(lambda p=proc, t=target: sum(_ok(stub).values()) >= t or p.poll() is not None)
             time.sleep(rng.uniform(0, 0.05))
             proc.kill()
             proc.wait()

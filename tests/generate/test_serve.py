@@ -34,7 +34,9 @@ def _ok(stub: Stub) -> Counter:
 def test_qa_against_chatloom_serve(run, tmp_path: Path, served: tuple[Server, str]) -> None:
     srv, model = served
     q = questions(tmp_path / "q.txt", 3)
-    assert run("endpoints", "add", "local", srv.base_url, "--model", model, "--max-tokens", "8", "--temperature", "1").exit_code == 0
+    assert (
+        run("endpoints", "add", "local", srv.base_url, "--model", model, "--max-tokens", "8", "--temperature", "1").exit_code == 0
+    )
     r = run("generate", "qa", str(q), "--endpoint", "local", "--system", "You are terse.", "--seed", "1", "--json")
     assert r.exit_code == 0, run("generate", "status", "--json").stdout + r.stdout
     with Store("chatloom.db") as store:
@@ -73,6 +75,7 @@ def test_the_server_dies_mid_run_and_comes_back(run, tmp_path: Path, served: tup
     srv, model = served
     q = questions(tmp_path / "q.txt", 12)
     with Stub(upstream=srv.base_url, latency=0.1) as proxy:
+
         def kill_and_revive() -> None:
             while sum(_ok(proxy).values()) < 4:
                 time.sleep(0.01)
@@ -98,7 +101,20 @@ def test_a_dead_server_fails_items_with_their_error_and_a_rerun_finishes(run, tm
     proxy = Stub(upstream=srv.base_url)
     proxy.start()
     proxy.stop()  # its port, with nobody listening
-    args = ["generate", "qa", str(q), "--base-url", proxy.base_url, "--model", model, "--max-tokens", "4", "--max-attempts", "2", "--json"]
+    args = [
+        "generate",
+        "qa",
+        str(q),
+        "--base-url",
+        proxy.base_url,
+        "--model",
+        model,
+        "--max-tokens",
+        "4",
+        "--max-attempts",
+        "2",
+        "--json",
+    ]
     r = run(*args)
     assert r.exit_code == 1
     status = run("generate", "status", "--json")

@@ -233,35 +233,94 @@ def generate() -> None:
 
 def generation_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options every generator shares: where to send, what to send, how hard, how far."""
-    for option in reversed([
-        dataset_option,
-        click.option("--endpoint", default=None, help="A saved endpoint ('chatloom endpoints add')."),
-        click.option("--base-url", default=None, envvar="OPENAI_BASE_URL", help="An endpoint's base URL, unsaved; also $OPENAI_BASE_URL."),
-        click.option("--model", default=None, help="The model (overrides the endpoint's)."),
-        click.option("--key", "key_name", default=None, help="The key's name in the key store (overrides the endpoint's)."),
-        click.option("--key-env", default=None, help="Read the key from this environment variable (default: the endpoint's key, else $OPENAI_API_KEY)."),
-        click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Overrides the endpoint's default."),
-        click.option("--max-tokens", type=click.IntRange(1), default=None, help="Longest reply; overrides the endpoint's default."),
-        click.option("--seed", type=int, default=None, help="Sent to the endpoint (those that honour it repeat their replies)."),
-        click.option("--extra-body", default=None, help="Extra request fields, as a JSON object (e.g. '{\"top_k\": 40}')."),
-        click.option("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
-                     help="A folder of prompt templates that override the shipped ones (same file names)."),
-        click.option("--add-tag", "tags", multiple=True, help="Another tag for what is written, besides 'generated' (repeatable)."),
-        click.option("--run", "run_name", default=None, help="The run's name (default: KIND-HASH of the command's settings)."),
-        click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="Requests in flight."),
-        click.option("--rpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many requests a minute."),
-        click.option("--tpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many tokens a minute (estimated)."),
-        click.option("--timeout", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True, help="Seconds a request may take."),
-        click.option("--max-attempts", type=click.IntRange(1), default=6, show_default=True,
-                     help="Tries of a request on 429, 5xx, timeouts and dropped connections before it is failed."),
-        click.option("--max-items", type=click.IntRange(0), default=None, help="Do at most this many items this time."),
-        click.option("--budget-tokens", type=click.IntRange(1), default=None, help="Stop sending once the run has used this many tokens."),
-        click.option("--retry-failed", is_flag=True, help="Send the run's failed requests again."),
-        click.option("--dry-run", is_flag=True, help="Print the first requests and the estimated tokens and cost; send nothing."),
-        click.option("--batch", is_flag=True, help="Write OpenAI Batch API files and submit them where the endpoint can; 'generate collect RUN' later."),
-        click.option("--batch-dir", type=click.Path(file_okay=False), default=".", show_default=True, help="Where --batch writes its files."),
-        json_option,
-    ]):
+    for option in reversed(
+        [
+            dataset_option,
+            click.option("--endpoint", default=None, help="A saved endpoint ('chatloom endpoints add')."),
+            click.option(
+                "--base-url",
+                default=None,
+                envvar="OPENAI_BASE_URL",
+                help="An endpoint's base URL, unsaved; also $OPENAI_BASE_URL.",
+            ),
+            click.option("--model", default=None, help="The model (overrides the endpoint's)."),
+            click.option("--key", "key_name", default=None, help="The key's name in the key store (overrides the endpoint's)."),
+            click.option(
+                "--key-env",
+                default=None,
+                help="Read the key from this environment variable (default: the endpoint's key, else $OPENAI_API_KEY).",
+            ),
+            click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Overrides the endpoint's default."),
+            click.option(
+                "--max-tokens", type=click.IntRange(1), default=None, help="Longest reply; overrides the endpoint's default."
+            ),
+            click.option(
+                "--seed", type=int, default=None, help="Sent to the endpoint (those that honour it repeat their replies)."
+            ),
+            click.option("--extra-body", default=None, help="Extra request fields, as a JSON object (e.g. '{\"top_k\": 40}')."),
+            click.option(
+                "--templates",
+                "templates_dir",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="A folder of prompt templates that override the shipped ones (same file names).",
+            ),
+            click.option(
+                "--add-tag", "tags", multiple=True, help="Another tag for what is written, besides 'generated' (repeatable)."
+            ),
+            click.option(
+                "--run", "run_name", default=None, help="The run's name (default: KIND-HASH of the command's settings)."
+            ),
+            click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="Requests in flight."),
+            click.option(
+                "--rpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many requests a minute."
+            ),
+            click.option(
+                "--tpm",
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="At most this many tokens a minute (estimated).",
+            ),
+            click.option(
+                "--timeout",
+                type=click.FloatRange(0, min_open=True),
+                default=120.0,
+                show_default=True,
+                help="Seconds a request may take.",
+            ),
+            click.option(
+                "--max-attempts",
+                type=click.IntRange(1),
+                default=6,
+                show_default=True,
+                help="Tries of a request on 429, 5xx, timeouts and dropped connections before it is failed.",
+            ),
+            click.option("--max-items", type=click.IntRange(0), default=None, help="Do at most this many items this time."),
+            click.option(
+                "--budget-tokens",
+                type=click.IntRange(1),
+                default=None,
+                help="Stop sending once the run has used this many tokens.",
+            ),
+            click.option("--retry-failed", is_flag=True, help="Send the run's failed requests again."),
+            click.option(
+                "--dry-run", is_flag=True, help="Print the first requests and the estimated tokens and cost; send nothing."
+            ),
+            click.option(
+                "--batch",
+                is_flag=True,
+                help="Write OpenAI Batch API files and submit them where the endpoint can; 'generate collect RUN' later.",
+            ),
+            click.option(
+                "--batch-dir",
+                type=click.Path(file_okay=False),
+                default=".",
+                show_default=True,
+                help="Where --batch writes its files.",
+            ),
+            json_option,
+        ]
+    ):
         fn = option(fn)
     return fn
 
@@ -304,7 +363,9 @@ def _execute(job: Any, store: Any, o: dict[str, Any]) -> None:
     if o["batch"]:
         _submit_batch(job, store, plan, Path(o["batch_dir"]), o["as_json"])
         return
-    limits = Limits(concurrency=o["concurrency"], rpm=o["rpm"], tpm=o["tpm"], timeout=o["timeout"], max_attempts=o["max_attempts"])
+    limits = Limits(
+        concurrency=o["concurrency"], rpm=o["rpm"], tpm=o["tpm"], timeout=o["timeout"], max_attempts=o["max_attempts"]
+    )
     with _progress(f"{plan.run}", len(plan.todo), o["as_json"]) as update:
         stats = asyncio.run(generate(store, job, plan, limits, budget_tokens=o["budget_tokens"], retry_failed=o["retry_failed"],
                                      on_update=update))  # fmt: skip
@@ -322,7 +383,9 @@ def _execute(job: Any, store: Any, o: dict[str, Any]) -> None:
                    f"{stats.requests:,} requests ({stats.retries:,} retried), {stats.tokens:,} tokens in {stats.seconds:.1f} s "
                    f"({rate:.1f} items/s)")  # fmt: skip
         if skipped:
-            click.echo(f"{skipped:,} conversations had nothing to {'fill' if getattr(job, 'mode', '') == 'fill' else 'regenerate'}")
+            click.echo(
+                f"{skipped:,} conversations had nothing to {'fill' if getattr(job, 'mode', '') == 'fill' else 'regenerate'}"
+            )
         if plan.counts.stale_done:
             click.echo(f"note: {plan.counts.stale_done:,} done requests were made with a different prompt (the input or a template "
                        "changed); they are kept — give another --run NAME to make them again")  # fmt: skip
@@ -411,11 +474,28 @@ def _submit_batch(job: Any, store: Any, plan: Any, folder: Path, as_json: bool) 
 
 @generate.command("qa")
 @click.argument("questions", type=click.Path(dir_okay=False))
-@click.option("--question", "question_field", default=None, help="The question's field (JSONL, CSV); default: question, prompt, instruction, …")
-@click.option("--answers", "answers_field", default=None, help="A field with short answers to rewrite into full replies in the persona's voice.")
+@click.option(
+    "--question",
+    "question_field",
+    default=None,
+    help="The question's field (JSONL, CSV); default: question, prompt, instruction, …",
+)
+@click.option(
+    "--answers",
+    "answers_field",
+    default=None,
+    help="A field with short answers to rewrite into full replies in the persona's voice.",
+)
 @click.option("--system", default=None, help="The persona's system prompt, or a file holding it.")
 @click.option("--no-system-in-data", is_flag=True, help="Do not keep the system prompt in the conversations written.")
-@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Replies per question (the rest kept as alternatives).")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Replies per question (the rest kept as alternatives).",
+)
 @generation_options
 def generate_qa(questions: str, question_field: str | None, answers_field: str | None, system: str | None, no_system_in_data: bool,
                 n: int, dataset: str, **o: Any) -> None:  # fmt: skip
@@ -445,11 +525,18 @@ def generate_qa(questions: str, question_field: str | None, answers_field: str |
 @click.option("--tag", "with_tag", default=None, help="The conversations with this tag.")
 @click.option("--search", default=None, help="The conversations a full-text search finds.")
 @click.option("--all", "every", is_flag=True, help="Every conversation of the dataset.")
-@click.option("--mode", type=click.Choice(["fill", "regenerate"]), default="fill", show_default=True,
-              help="fill: write the missing last assistant turn; regenerate: write chosen assistant turns anew (the old text stays in the history).")
+@click.option(
+    "--mode",
+    type=click.Choice(["fill", "regenerate"]),
+    default="fill",
+    show_default=True,
+    help="fill: write the missing last assistant turn; regenerate: write chosen assistant turns anew (the old text stays in the history).",
+)
 @click.option("--turns", default="last", show_default=True, help="regenerate: last, all, or message indexes (1,3).")
 @click.option("--system", default=None, help="A system prompt (or a file) sent in place of the conversation's own.")
-@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Replies per turn (the rest kept as alternatives).")
+@click.option(
+    "--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Replies per turn (the rest kept as alternatives)."
+)
 @generation_options
 def generate_reply(ids: str | None, with_tag: str | None, search: str | None, every: bool, mode: str, turns: str, system: str | None, n: int, dataset: str,
                    **o: Any) -> None:  # fmt: skip
@@ -505,12 +592,22 @@ def _turn_range(value: str) -> tuple[int, int]:
 
 
 @generate.command("selfchat")
-@click.option("--persona", "personas", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="A persona file (YAML: name, description, style, system); give two. The first opens.")
-@click.option("--topics", required=True, type=click.Path(dir_okay=False), help="Seed topics: one per line, or JSONL with 'topic'.")
+@click.option(
+    "--persona",
+    "personas",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A persona file (YAML: name, description, style, system); give two. The first opens.",
+)
+@click.option(
+    "--topics", required=True, type=click.Path(dir_okay=False), help="Seed topics: one per line, or JSONL with 'topic'."
+)
 @click.option("--turns", default="6..12", show_default=True, help="Lines per conversation: N or LO..HI (drawn per conversation).")
 @click.option("--per-topic", type=click.IntRange(1), default=1, show_default=True, help="Conversations per topic.")
-@click.option("--assistant", "assistant_name", default=None, help="The persona whose lines become the assistant's (default: the second).")
+@click.option(
+    "--assistant", "assistant_name", default=None, help="The persona whose lines become the assistant's (default: the second)."
+)
 @click.option("--no-system-in-data", is_flag=True, help="Do not keep the assistant persona's system prompt in the conversations.")
 @generation_options
 def generate_selfchat(personas: tuple[str, ...], topics: str, turns: str, per_topic: int, assistant_name: str | None,
@@ -571,7 +668,15 @@ def generate_status(run: str | None, dataset: str, as_json: bool) -> None:
                 return
             table = Table("run", "kind", "done", "pending", "submitted", "failed", "updated", box=None, header_style="bold")
             for r in runs:
-                table.add_row(r["run"], r["kind"], f"{r['done']:,}", f"{r['pending']:,}", f"{r['submitted']:,}", f"{r['failed']:,}", r["updated_at"])
+                table.add_row(
+                    r["run"],
+                    r["kind"],
+                    f"{r['done']:,}",
+                    f"{r['pending']:,}",
+                    f"{r['submitted']:,}",
+                    f"{r['failed']:,}",
+                    r["updated_at"],
+                )
             console.print(table)
             return
         st = status(store, run)
@@ -581,8 +686,12 @@ def generate_status(run: str | None, dataset: str, as_json: bool) -> None:
     ep = st["endpoint"]
     click.echo(f"run {run} ({st['kind']}): {ep.get('model')} at {ep.get('base_url')}")
     items, req = st["items"], st["requests"]
-    click.echo(f"items: {items['done']:,} done, {items['pending']:,} pending, {items['submitted']:,} in a batch, {items['failed']:,} failed")
-    click.echo(f"requests: {req['done']:,} done, {req['pending']:,} pending, {req['submitted']:,} submitted, {req['failed']:,} failed")
+    click.echo(
+        f"items: {items['done']:,} done, {items['pending']:,} pending, {items['submitted']:,} in a batch, {items['failed']:,} failed"
+    )
+    click.echo(
+        f"requests: {req['done']:,} done, {req['pending']:,} pending, {req['submitted']:,} submitted, {req['failed']:,} failed"
+    )
     usage = st["usage"]
     cost = f"; ≈ ${st['cost_usd']:,.4f}" if st["cost_usd"] is not None else ""
     click.echo(f"tokens: {usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} reply{cost}")
@@ -597,8 +706,13 @@ def generate_status(run: str | None, dataset: str, as_json: bool) -> None:
 
 @generate.command("collect")
 @click.argument("run")
-@click.option("--file", "results", type=click.Path(dir_okay=False), default=None,
-              help="Read the results from this file (e.g. vllm run-batch's output) instead of the endpoint's batches.")
+@click.option(
+    "--file",
+    "results",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the results from this file (e.g. vllm run-batch's output) instead of the endpoint's batches.",
+)
 @dataset_option
 @json_option
 def generate_collect(run: str, results: str | None, dataset: str, as_json: bool) -> None:

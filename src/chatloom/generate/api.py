@@ -153,7 +153,9 @@ def status(store: Store, run: str) -> dict[str, Any]:
             items[r.item] = state
     usage = store.gen_usage(run)
     price = price_of_params(params)
-    cost = None if price is None else (usage["prompt_tokens"] * price["input"] + usage["completion_tokens"] * price["output"]) / 1e6
+    cost = (
+        None if price is None else (usage["prompt_tokens"] * price["input"] + usage["completion_tokens"] * price["output"]) / 1e6
+    )
     return {
         "run": run, "kind": kind, "endpoint": params.get("endpoint", {}), "parameters": params.get("parameters", {}),
         "requests": store.gen_counts(run),

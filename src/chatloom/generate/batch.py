@@ -94,7 +94,9 @@ def submit(store: Store, job: Job, run: str, files: list[Path]) -> list[str] | N
     except openai.APIStatusError as err:
         if err.status_code in (404, 405) and not ids:
             return None
-        raise ChatloomError(scrub(f"{job.settings.endpoint.base_url}: batch submit failed: HTTP {err.status_code}: {err.message}", secrets)) from None
+        raise ChatloomError(
+            scrub(f"{job.settings.endpoint.base_url}: batch submit failed: HTTP {err.status_code}: {err.message}", secrets)
+        ) from None
     except openai.APIConnectionError as err:
         raise ChatloomError(scrub(f"{job.settings.endpoint.base_url}: batch submit failed: {err}", secrets)) from None
     finally:
@@ -108,7 +110,11 @@ def _existing(client: Any, run: str, digest: str) -> str | None:
     try:
         for batch in client.batches.list(limit=100):
             meta = batch.metadata or {}
-            if meta.get("chatloom_run") == run and meta.get("chatloom_file") == digest and batch.status not in ("failed", "cancelled", "expired"):
+            if (
+                meta.get("chatloom_run") == run
+                and meta.get("chatloom_file") == digest
+                and batch.status not in ("failed", "cancelled", "expired")
+            ):
                 return str(batch.id)
     except Exception:  # noqa: BLE001 - listing is a courtesy: an endpoint without it just gets a new batch
         return None
@@ -193,8 +199,9 @@ def collect(store: Store, run: str, *, results: Path | None = None) -> Collected
             planned = PlannedRequest(row.key, row.item, row.request_hash, row.request)
             write = job.write(item, planned)
             try:
-                store.gen_done(run, row.key, body, body.get("usage"), attempts=row.attempts + 1,
-                               write=lambda s, w=write, b=body: w(s, b))  # type: ignore[misc]
+                store.gen_done(
+                    run, row.key, body, body.get("usage"), attempts=row.attempts + 1, write=lambda s, w=write, b=body: w(s, b)
+                )  # type: ignore[misc]
                 out.done += 1
             except ItemFailed as err:
                 store.gen_fail(run, row.key, str(err), attempts=row.attempts + 1, response=body)

@@ -155,7 +155,7 @@ def read_topics(path: Path) -> list[str]:
                 raise ChatloomError(f"{path}:{n}: not JSON ({err.msg})") from None
             line = record if isinstance(record, str) else (record.get("topic") if isinstance(record, dict) else None)
             if not isinstance(line, str) or not line.strip():
-                raise ChatloomError(f"{path}:{n}: a topic (a string, or an object with \"topic\") is expected")
+                raise ChatloomError(f'{path}:{n}: a topic (a string, or an object with "topic") is expected')
         topics.append(line.strip())
     if not topics:
         raise ChatloomError(f"{path}: no topics in it")

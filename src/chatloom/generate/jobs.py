@@ -86,7 +86,9 @@ class Settings:
         body.update(p.get("extra_body", {}))
         return body
 
-    def planned(self, key: str, item: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> PlannedRequest:
+    def planned(
+        self, key: str, item: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> PlannedRequest:
         body = self.body(messages, tools)
         return PlannedRequest(key, item, digest_of(body), body)
 
@@ -161,7 +163,15 @@ class QAJob(Job):
 
     kind = "qa"
 
-    def __init__(self, settings: Settings, questions: list[Question], path: Path, run: str = "", *, fields: dict[str, str | None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        questions: list[Question],
+        path: Path,
+        run: str = "",
+        *,
+        fields: dict[str, str | None] | None = None,
+    ):
         super().__init__(settings, run)
         self.questions = questions
         self.path = path
@@ -332,8 +342,10 @@ def stop_rule(lines: list[tuple[int, str]], text: str, turn: int, turns: int) ->
     it without the line; a goodbye from the second line on ends it with the line; the planned
     number of turns ends it."""
     norm = _norm(text)
-    if any(norm == _norm(t) for _, t in lines) or len(norm) >= 40 and any(
-        difflib.SequenceMatcher(None, norm, _norm(t)).ratio() >= 0.9 for _, t in lines[-4:]
+    if (
+        any(norm == _norm(t) for _, t in lines)
+        or len(norm) >= 40
+        and any(difflib.SequenceMatcher(None, norm, _norm(t)).ratio() >= 0.9 for _, t in lines[-4:])
     ):
         return True, False, "repeat"
     if turn >= 1 and GOODBYE.search(text):
@@ -426,7 +438,9 @@ class SelfChatJob(Job):
             final = [*lines, (turn % 2, text)] if keep else lines
             names = [p.name for p in self.personas]
             messages = [Message(role="system", content=self.system(self.assistant, topic))] if s.keep_system else []
-            messages += [Message(role="assistant" if who == self.assistant else "user", content=t, name=names[who]) for who, t in final]
+            messages += [
+                Message(role="assistant" if who == self.assistant else "user", content=t, name=names[who]) for who, t in final
+            ]
             meta = {"generated": s.generated(self.run, planned, response),
                     "selfchat": {"topic": topic, "personas": names, "assistant": names[self.assistant], "turns": turns,
                                  "lines": len(final), "ended": why}}  # fmt: skip

@@ -224,4 +224,3 @@ async def run_job(job: Job, items: Sequence[Item], ctx: Context, concurrency: in
         if ctx.client is not None:
             await ctx.client.close()
     return ctx.stats
-
