@@ -3,7 +3,7 @@ where library errors become one line on stderr and exit code 2.
 
 Commands live in one module per group — ``data`` (import, export), ``browse`` (ls, show, stats,
 formats), ``edit`` (tag, rm, history, undo, settings, check), ``tokens`` (tokenize, inspect),
-``pipeline`` (build), ``serve`` (chat, serve), ``train``, ``generate`` (keys, endpoints, generate) — and stay thin: they parse arguments into the library's typed options, call
+``pipeline`` (build), ``serve`` (chat, serve), ``train``, ``keys`` (keys, endpoints), ``generate`` — and stay thin: they parse arguments into the library's typed options, call
 one library function, and print; the library's errors become one line here (``ParamError``s name
 the flag the user typed).
 """
@@ -176,8 +176,8 @@ def cli(debug: bool) -> None:
 
 
 from ..plugins import load_plugins  # noqa: E402
-from . import browse, data, edit, generate, pipeline, serve, tokens, train  # noqa: E402  (commands register themselves on `cli`)
+from . import browse, data, edit, generate, keys, pipeline, serve, tokens, train  # noqa: E402  (commands register themselves on `cli`)
 
 load_plugins().hook.register_commands(cli=cli)
 
-__all__ = ["browse", "cli", "data", "edit", "generate", "pipeline", "serve", "tokens", "train"]
+__all__ = ["browse", "cli", "data", "edit", "generate", "keys", "pipeline", "serve", "tokens", "train"]
