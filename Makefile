@@ -26,6 +26,7 @@ demo: venv
 	$(BIN)/chatloom build examples/demo.yaml -o $(DEMO)/build
 	$(BIN)/chatloom train --model smollm2 --data $(DEMO)/build -o $(DEMO)/run --max-steps 8 --eval-every 4 --eval-limit 24 --max-length 256 --batch-size 2 --samples 2
 	$(BIN)/chatloom chat $(DEMO)/run --prompt "Hi! How was your weekend?" --max-tokens 40 --seed 0
+	$(BIN)/chatloom generate qa examples/questions.txt -d $(DEMO)/chitchat.db --serve $(DEMO)/run --max-tokens 40 --temperature 0.7 --seed 0 --add-tag demo
 	@echo
 	@echo "dataset:   $(DEMO)/chitchat.db   (try: $(BIN)/chatloom ls -d $(DEMO)/chitchat.db --search pizza)"
 	@echo "histogram: $(DEMO)/tokens.png"
@@ -34,6 +35,7 @@ demo: venv
 	@echo "tokens:    $(DEMO)/tokens/{train,val}.{bin,idx,loss} + meta.json   (try: $(BIN)/chatloom inspect -d $(DEMO)/chitchat.db chitchat:a07edb12-6b91-4138-b11e-02421888d699)"
 	@echo "model:     $(DEMO)/run/{best,final}: SmolLM2-135M-Instruct + LoRA, 8 steps; report: $(DEMO)/run/report.html, curves: $(DEMO)/run/loss.png"
 	@echo "           (try: $(BIN)/chatloom chat $(DEMO)/run, or $(BIN)/chatloom serve $(DEMO)/run and any OpenAI client at http://127.0.0.1:8000/v1)"
+	@echo "generated: 3 answers by the tuned model, served for the command, in $(DEMO)/chitchat.db   (try: $(BIN)/chatloom ls -d $(DEMO)/chitchat.db --tag demo; $(BIN)/chatloom generate status -d $(DEMO)/chitchat.db)"
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -19,12 +19,13 @@ def test_demo_steps(tmp_path):
     recipe_copy = tmp_path / "demo.yaml"  # the shipped recipe, its paths under this test's folder
     recipe_copy.write_text((REPO / "examples" / "demo.yaml").read_text().replace("demo-output/", "demo/"))
     for step in steps:
-        args = [str(recipe_copy) if a == "examples/demo.yaml" else a for a in shlex.split(step)]  # as make's shell splits it
+        shipped = {"examples/demo.yaml": str(recipe_copy), "examples/questions.txt": str(REPO / "examples" / "questions.txt")}
+        args = [shipped.get(a, a) for a in shlex.split(step)]  # as make's shell splits it
         result = subprocess.run([sys.executable, "-m", "chatloom", *args], capture_output=True, text=True, cwd=tmp_path)
         assert result.returncode == 0, (step, result.stderr)
     stats = subprocess.run([sys.executable, "-m", "chatloom", "stats", "-d", "demo/chitchat.db", "--json"], capture_output=True, text=True, cwd=tmp_path)
     data = json.loads(stats.stdout)
-    assert data["conversations"] == 7168 and data["tokens"]["total"] > 1_000_000
+    assert data["conversations"] == 7168 + 3 and data["tokens"]["total"] > 1_000_000  # chitchat + the 3 generated answers
     assert (tmp_path / "demo" / "tokens.png").read_bytes()[:4] == b"\x89PNG"
     train = (tmp_path / "demo" / "export" / "train.jsonl").read_text().splitlines()
     val = (tmp_path / "demo" / "export" / "val.jsonl").read_text().splitlines()
@@ -48,3 +49,10 @@ def test_demo_steps(tmp_path):
     chat = subprocess.run([sys.executable, "-m", "chatloom", "chat", "demo/run", "--prompt", "Hi!", "--max-tokens", "8", "--seed", "0",
                            "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert json.loads(chat.stdout)["reply"].strip()  # the tuned model answers
+    # the tuned model, served for one command, answered the demo's questions into the dataset
+    listed = json.loads(subprocess.run([sys.executable, "-m", "chatloom", "ls", "-d", "demo/chitchat.db", "--tag", "demo", "--json"],
+                                       capture_output=True, text=True, cwd=tmp_path).stdout)  # fmt: skip
+    assert len(listed) == 3
+    status = json.loads(subprocess.run([sys.executable, "-m", "chatloom", "generate", "status", "-d", "demo/chitchat.db", "--json"],
+                                       capture_output=True, text=True, cwd=tmp_path).stdout)  # fmt: skip
+    assert [(r["kind"], r["done"], r["failed"]) for r in status] == [("qa", 3, 0)]

@@ -4,6 +4,7 @@ dies mid-run and comes back."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -126,3 +127,19 @@ def test_a_dead_server_fails_items_with_their_error_and_a_rerun_finishes(run, tm
         r = run(*args, "--retry-failed")
         assert r.exit_code == 0
         assert _ok(proxy) == Counter({f"question {i}?": 1 for i in range(4)})
+
+
+def test_serve_flag_serves_a_model_for_the_command_and_the_same_command_resumes(run, tmp_path: Path) -> None:
+    q = questions(tmp_path / "q.txt", 2)
+    args = ["generate", "qa", str(q), "--serve", "tiny:llama", "--max-tokens", "6", "--temperature", "1", "--seed", "3", "--json"]
+    first = run(*args)
+    assert first.exit_code == 0, first.stderr
+    out = json.loads(first.stdout)
+    assert out["done"] == 2
+    again = json.loads(run(*args).stdout)  # a new server on a new port: the same run, nothing sent
+    assert again["run"] == out["run"] and again["requests"] == 0 and again["done_before"] == 2
+    with Store("chatloom.db") as store:
+        [conv, _] = list(store.iter_conversations())
+    assert conv.meta["generated"]["endpoint"] == "serve:tiny:llama"
+    bad = run("generate", "qa", str(q), "--serve", str(tmp_path / "no-such-run"))
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --serve ") and "did not start" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from ..errors import UsageError
+from ..errors import ChatloomError, UsageError
 from . import cli, console, dataset_option, err_console, json_option, print_json
 from .keys import json_object
 
@@ -44,6 +45,13 @@ def generation_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         [
             dataset_option,
             click.option("--endpoint", default=None, help="A saved endpoint ('chatloom endpoints add')."),
+            click.option(
+                "--serve",
+                "serve_target",
+                default=None,
+                metavar="RUN|MODEL",
+                help="Start 'chatloom serve RUN|MODEL' on a free loopback port for this command, and stop it after.",
+            ),
             click.option(
                 "--base-url",
                 default=None,
@@ -132,10 +140,54 @@ def generation_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+class _served:
+    """``chatloom serve TARGET --port 0`` in a subprocess for the length of a run: its base URL and
+    model name once it listens; stopped (SIGTERM) when the run ends, however it ends."""
+
+    def __init__(self, target: str | None):
+        self.target = target
+        self.proc: Any = None
+
+    def __enter__(self) -> tuple[str, str] | None:
+        import re
+        import subprocess
+        import threading
+
+        if self.target is None:
+            return None
+        self.proc = subprocess.Popen([sys.executable, "-m", "chatloom", "serve", self.target, "--port", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        err: list[str] = []
+        threading.Thread(target=lambda: err.extend(self.proc.stderr), daemon=True).start()
+        for line in self.proc.stdout:
+            found = re.search(r"serving (\S+) at (http://\S+/v1)", line)
+            if found:
+                threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+                return found.group(2), found.group(1)
+        self.proc.wait()
+        last = "".join(err).strip().splitlines()[-1:] or [f"exit {self.proc.returncode}"]
+        raise ChatloomError(f"--serve {self.target}: the server did not start: {last[0].removeprefix('error: ')}")
+
+    def __exit__(self, *exc: object) -> None:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def _settings(o: dict[str, Any], *, system: str | None = None, keep_system: bool = True, n: int = 1) -> Any:
     from ..generate.jobs import Settings
     from ..generate.settings import Endpoint, get_endpoint
 
+    if o["serve_target"]:  # the server lives as long as the command (click closes it after)
+        url, model = click.get_current_context().with_resource(_served(o["serve_target"]))
+        o = {**o, "base_url": url, "model": o["model"] or model, "endpoint": None, "served_as": f"serve:{o['serve_target']}"}
     if o["endpoint"]:
         ep = get_endpoint(o["endpoint"])
         if o["base_url"] and o["base_url"] != os.environ.get("OPENAI_BASE_URL"):
@@ -143,7 +195,7 @@ def _settings(o: dict[str, Any], *, system: str | None = None, keep_system: bool
     elif o["base_url"]:
         if not o["model"]:
             raise UsageError("--base-url needs --model (or save both: 'chatloom endpoints add NAME URL --model MODEL')")
-        ep = Endpoint(o["base_url"].rstrip("/"), o["model"])
+        ep = Endpoint(o["base_url"].rstrip("/"), o["model"], name=o.get("served_as"))
     else:
         raise UsageError("say where to send: --endpoint NAME, or --base-url URL --model MODEL")
     if o["model"]:
@@ -314,14 +366,15 @@ def generate_qa(questions: str, question_field: str | None, answers_field: str |
         chatloom generate qa questions.txt --endpoint local --system persona.txt
         chatloom generate qa squad.jsonl --answers answer --endpoint openai --dry-run
         chatloom generate qa q.csv --base-url http://127.0.0.1:8000/v1 --model my-run --concurrency 16
+        chatloom generate qa questions.txt --serve runs/my-run --max-tokens 60   # serves the run for this command
     """
     from ..generate.inputs import read_questions, read_text_or_file
     from ..generate.jobs import QAJob
     from ..store import Store
 
     path = Path(questions)
-    settings = _settings(o, system=read_text_or_file(system), keep_system=not no_system_in_data, n=n)
     qs = read_questions(path, question=question_field, answers=answers_field)
+    settings = _settings(o, system=read_text_or_file(system), keep_system=not no_system_in_data, n=n)
     job = QAJob(settings, qs, path, fields={"question": question_field, "answers": answers_field})
     with Store(dataset, create=True) as store:
         _execute(job, store, o)

@@ -6,7 +6,7 @@ done, and say where it stands.
     stats = asyncio.run(generate(store, job, plan, Limits(concurrency=8)))
     status(store, plan.run)                          # counts, usage, the failed requests
 
-The run's name is ``KIND-HASH`` of what the command asks (the endpoint, the model, the
+The run's name is ``KIND-HASH`` of what the command asks (the endpoint's name or URL, the model, the
 parameters, the templates, the input's name: not its contents), so the same command run again
 finds its journal and sends only what is not done; an input that grew adds only its new items.
 """
@@ -41,7 +41,8 @@ class Plan:
 def run_name(job: Job) -> str:
     s = job.settings
     ep = s.endpoint
-    return f"{job.kind}-" + digest_of(job.kind, ep.base_url, ep.model, s.parameters(), s.system, s.keep_system,
+    # a saved endpoint by its name (its URL may move; 'serve:RUN' is a fresh port each time)
+    return f"{job.kind}-" + digest_of(job.kind, ep.name or ep.base_url, ep.model, s.parameters(), s.system, s.keep_system,
                                       sorted(s.tags), job.identity())[:8]  # fmt: skip
 
 
