@@ -33,6 +33,8 @@ chat completions from 0, across restarts) and answers None (normal) or one of:
 - ``"429"``: rate limited, with ``Retry-After`` (whole seconds, rounded up) and ``retry-after-ms``
   from ``retry_after``; ``"quota"``: 429 ``insufficient_quota`` without them;
 - ``"500"``, ``"503"`` or any other status code: an error in OpenAI's shape;
+- ``"429-garbled"``: rate limited with ``Retry-After: soon`` (neither seconds nor a date);
+- ``"html"``: status 200 with an HTML page (a proxy's error page), not a completion;
 - ``"drop"``: the connection is closed without a response;
 - ``"slow"``: the answer comes after ``slow_seconds`` more (for client timeouts).
 
@@ -317,6 +319,7 @@ class Stub:
     :param model: the id ``/v1/models`` lists
     :param reply: ``reply(body) -> str | dict``; the default echoes the last user message
     :param api_key: when set, every request needs ``Authorization: Bearer <api_key>`` (else 401)
+    :param echo_key: the 401's message quotes the key it refused (as some servers do)
     :param strict_model: answer 404 ``model_not_found`` to a chat completion for another model
     :param latency: seconds before answering each chat completion
     :param fault: ``fault(n, body) -> kind | None``, asked for each chat completion
@@ -340,6 +343,7 @@ class Stub:
         model: str = "stub-model",
         reply: Reply | None = None,
         api_key: str | None = None,
+        echo_key: bool = False,
         strict_model: bool = False,
         latency: float = 0.0,
         fault: Fault | None = None,
@@ -356,6 +360,7 @@ class Stub:
         self.model = model
         self.reply = reply or (lambda body: f"echo: {last_user(body) or ''}")
         self.api_key = api_key
+        self.echo_key = echo_key
         self.strict_model = strict_model
         self.latency = latency
         self.fault = fault
@@ -514,7 +519,10 @@ class Stub:
         self, method: str, path: str, headers: dict[str, str], body: Any, raw: bytes, entry: Request, stopped: threading.Event
     ) -> _Answer:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
-            return _error(401, "Incorrect API key provided.", code="invalid_api_key")
+            presented = (headers.get("authorization") or "").removeprefix("Bearer ")
+            # echo_key: quote the refused key back, as some servers do (a client must not repeat it)
+            message = f"Incorrect API key provided: {presented}." if self.echo_key else "Incorrect API key provided."
+            return _error(401, message, code="invalid_api_key")
         parts = path.split("/")[1:]  # "", "v1", ...
         if parts[:1] != ["v1"]:
             return _not_found()
@@ -568,6 +576,10 @@ class Stub:
                 seconds = self.retry_after
                 retry = {"Retry-After": str(math.ceil(seconds)), "retry-after-ms": str(round(seconds * 1000))}
                 return _json(429, _error_body(429), {"x-request-id": _id("req_"), **retry})
+            elif kind == "429-garbled":  # a Retry-After that is neither seconds nor a date
+                return _json(429, _error_body(429), {"Retry-After": "soon"})
+            elif kind == "html":  # a proxy's error page, with status 200
+                return _Answer(200, b"<html><body>502 Bad Gateway</body></html>", {"Content-Type": "text/html"})
             elif kind == "quota":
                 message = "You exceeded your current quota, please check your plan and billing details."
                 return _error(429, message, type="insufficient_quota", code="insufficient_quota")

@@ -161,7 +161,7 @@ def test_dry_run_sends_nothing_and_prices_what_is_left(run, tmp_path: Path) -> N
     assert est["first_requests"][0]["messages"] == [{"role": "user", "content": "question 0?"}]
     text = run("generate", "qa", str(q), "--endpoint", "priced", "--dry-run").stdout
     assert "question 0?" in text and "cost ≤ $" in text and "nothing was sent" in text
-    assert not any(c for c in conversations())
+    assert not Path("chatloom.db").exists()  # a dry run writes nothing, not even a new dataset
 
 
 def test_max_items_and_the_token_budget_stop_early_and_leave_the_rest_pending(run, tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_bad_input_is_one_line_naming_file_and_line_and_nothing_is_written(run, 
     result = run("generate", "qa", str(bad), "--base-url", "http://127.0.0.1:9/v1", "--model", "m")
     assert result.exit_code == 2 and result.stderr.startswith(f"error: {bad}:2: not JSON (") and result.stderr.count("\n") == 1
     assert not Path("chatloom.db").exists()
-    result = run("generate", "qa", str(bad), "--base-url", "http://127.0.0.1:9/v1")
+    result = run("generate", "qa", str(questions(tmp_path / "q.txt", 1)), "--base-url", "http://127.0.0.1:9/v1")
     assert result.exit_code == 2 and "--model" in result.stderr
 
 
@@ -365,7 +365,9 @@ def test_selfchat_ends_on_goodbye_and_on_repeats(run, tmp_path: Path) -> None:
     assert bye.meta["selfchat"]["ended"] == "goodbye" and bye.messages[-1].content == "Lovely chat, goodbye!"
     rep = convs["repeats"]
     assert rep.meta["selfchat"]["ended"] == "repeat"
-    assert [m.content for m in rep.messages].count("Same thing again.") == 1  # the repeat itself is not kept
+    # Ada's "Same thing again.", then Bob's repeat of it: the repeat is dropped, and so is Ada's line
+    # that would have ended the conversation on the user's side
+    assert [(m.name, m.content) for m in rep.messages] == [("Ada", "Opening words, part 1."), ("Bob", "Opening words, part 2.")]
     assert all(m.role != "system" for c in convs.values() for m in c.messages)
 
 
@@ -402,7 +404,7 @@ def test_the_key_is_stored_0600_and_never_written_anywhere_else(run, tmp_path: P
     q = questions(tmp_path / "q.txt", 3)
     outputs = []
     # a server that echoes the key it refuses (some do): the error must not carry it
-    with Stub(api_key=KEY, reply=lambda body: f"echo: {last_user(body)}") as stub:
+    with Stub(api_key=KEY, echo_key=True, batch_polls=0, reply=lambda body: f"echo: {last_user(body)}") as stub:
         run("endpoints", "add", "s", stub.base_url, "--model", "stub-model", "--key", "stub")
         for args in (["generate", "qa", str(q), "--endpoint", "s"], ["generate", "qa", str(q), "--endpoint", "s", "--batch", "--run", "b"],
                      ["generate", "status", "--json"], ["generate", "collect", "b"], ["generate", "collect", "b"],
@@ -411,12 +413,23 @@ def test_the_key_is_stored_0600_and_never_written_anywhere_else(run, tmp_path: P
             outputs.append(r.stdout + r.stderr)
         sent = stub.requests_for(path="/v1/chat/completions", outcome="ok")  # (batch lines carry no headers)
         assert sent and all({k.lower(): v for k, v in r.headers.items()}["authorization"] == f"Bearer {KEY}" for r in sent)
-        # a refused key: the server's message quotes the wrong key; ours says neither
+        # a refused key: the server's message quotes the wrong key; ours does not, here or in collect
         run("keys", "set", "wrong", input="sk-wrong-" + KEY[9:] + "\n")
         r = run("generate", "qa", str(q), "--endpoint", "s", "--key", "wrong", "--run", "w")
-        assert r.exit_code == 2
+        assert r.exit_code == 2 and "HTTP 401: Incorrect API key provided: ***." in r.stderr
         outputs.append(r.stdout + r.stderr)
-    assert len(conversations()) == 6  # three answered at once, three through the batch
+        run("generate", "qa", str(questions(tmp_path / "q2.txt", 2, "other")), "--endpoint", "s", "--batch", "--run", "b2")
+        run("keys", "set", "stub", input="sk-wrong-" + KEY[9:] + "\n")  # the run's key, changed (a rotated key, say)
+        r = run("generate", "collect", "b2")
+        assert r.exit_code == 2 and "401" in r.stderr and "***" in r.stderr and len(r.stderr.splitlines()) == 1
+        outputs.append(r.stdout + r.stderr)
+        r = run("generate", "qa", str(q), "--endpoint", "s", "--key", KEY, "--run", "typed")  # the key typed for its name
+        assert r.exit_code == 2 and "sk-t…" in r.stderr and "name" in r.stderr
+        outputs.append(r.stdout + r.stderr)
+        r = run("endpoints", "add", "t", stub.base_url, "--model", "m", "--key", KEY)
+        assert r.exit_code == 2 and not (tmp_path / "home" / "endpoints.yaml").read_text().count(KEY)
+        outputs.append(r.stdout + r.stderr)
+    assert len(conversations()) == 6  # three answered at once, three through the batch (b2 waits)
     wrong = "sk-wrong-" + KEY[9:]
     for text in outputs:
         assert KEY not in text and wrong not in text and KEY[-12:] not in text

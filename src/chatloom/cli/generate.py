@@ -41,101 +41,39 @@ def generate() -> None:
 
 def generation_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The options every generator shares: where to send, what to send, how hard, how far."""
-    for option in reversed(
-        [
-            dataset_option,
-            click.option("--endpoint", default=None, help="A saved endpoint ('chatloom endpoints add')."),
-            click.option(
-                "--serve",
-                "serve_target",
-                default=None,
-                metavar="RUN|MODEL",
-                help="Start 'chatloom serve RUN|MODEL' on a free loopback port for this command, and stop it after.",
-            ),
-            click.option(
-                "--base-url",
-                default=None,
-                envvar="OPENAI_BASE_URL",
-                help="An endpoint's base URL, unsaved; also $OPENAI_BASE_URL.",
-            ),
-            click.option("--model", default=None, help="The model (overrides the endpoint's)."),
-            click.option("--key", "key_name", default=None, help="The key's name in the key store (overrides the endpoint's)."),
-            click.option(
-                "--key-env",
-                default=None,
-                help="Read the key from this environment variable (default: the endpoint's key, else $OPENAI_API_KEY).",
-            ),
-            click.option("--temperature", type=click.FloatRange(0, 2), default=None, help="Overrides the endpoint's default."),
-            click.option(
-                "--max-tokens", type=click.IntRange(1), default=None, help="Longest reply; overrides the endpoint's default."
-            ),
-            click.option(
-                "--seed", type=int, default=None, help="Sent to the endpoint (those that honour it repeat their replies)."
-            ),
-            click.option("--extra-body", default=None, help="Extra request fields, as a JSON object (e.g. '{\"top_k\": 40}')."),
-            click.option(
-                "--templates",
-                "templates_dir",
-                type=click.Path(file_okay=False),
-                default=None,
-                help="A folder of prompt templates that override the shipped ones (same file names).",
-            ),
-            click.option(
-                "--add-tag", "tags", multiple=True, help="Another tag for what is written, besides 'generated' (repeatable)."
-            ),
-            click.option(
-                "--run", "run_name", default=None, help="The run's name (default: KIND-HASH of the command's settings)."
-            ),
-            click.option("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="Requests in flight."),
-            click.option(
-                "--rpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many requests a minute."
-            ),
-            click.option(
-                "--tpm",
-                type=click.FloatRange(0, min_open=True),
-                default=None,
-                help="At most this many tokens a minute (estimated).",
-            ),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(0, min_open=True),
-                default=120.0,
-                show_default=True,
-                help="Seconds a request may take.",
-            ),
-            click.option(
-                "--max-attempts",
-                type=click.IntRange(1),
-                default=6,
-                show_default=True,
-                help="Tries of a request on 429, 5xx, timeouts and dropped connections before it is failed.",
-            ),
-            click.option("--max-items", type=click.IntRange(0), default=None, help="Do at most this many items this time."),
-            click.option(
-                "--budget-tokens",
-                type=click.IntRange(1),
-                default=None,
-                help="Stop sending once the run has used this many tokens.",
-            ),
-            click.option("--retry-failed", is_flag=True, help="Send the run's failed requests again."),
-            click.option(
-                "--dry-run", is_flag=True, help="Print the first requests and the estimated tokens and cost; send nothing."
-            ),
-            click.option(
-                "--batch",
-                is_flag=True,
-                help="Write OpenAI Batch API files and submit them where the endpoint can; 'generate collect RUN' later.",
-            ),
-            click.option(
-                "--batch-dir",
-                type=click.Path(file_okay=False),
-                default=".",
-                show_default=True,
-                help="Where --batch writes its files.",
-            ),
-            json_option,
-        ]
-    ):
+    o = click.option
+    for option in reversed([
+        dataset_option,
+        o("--endpoint", default=None, help="A saved endpoint ('chatloom endpoints add')."),
+        o("--serve", "serve_target", default=None, metavar="RUN|MODEL",
+          help="Start 'chatloom serve RUN|MODEL' on a free loopback port for this command, and stop it after."),
+        o("--base-url", default=None, envvar="OPENAI_BASE_URL", help="An endpoint's base URL, unsaved; also $OPENAI_BASE_URL."),
+        o("--model", default=None, help="The model (overrides the endpoint's)."),
+        o("--key", "key_name", default=None, help="The key's name in the key store (overrides the endpoint's)."),
+        o("--key-env", default=None, help="Read the key from this environment variable (default: the endpoint's key, else $OPENAI_API_KEY)."),
+        o("--temperature", type=click.FloatRange(0, 2), default=None, help="Overrides the endpoint's default."),
+        o("--max-tokens", type=click.IntRange(1), default=None, help="Longest reply; overrides the endpoint's default."),
+        o("--seed", type=int, default=None, help="Sent to the endpoint (those that honour it repeat their replies)."),
+        o("--extra-body", default=None, help="Extra request fields, as a JSON object (e.g. '{\"top_k\": 40}')."),
+        o("--templates", "templates_dir", type=click.Path(file_okay=False), default=None,
+          help="A folder of prompt templates that override the shipped ones (same file names)."),
+        o("--add-tag", "tags", multiple=True, help="Another tag for what is written, besides 'generated' (repeatable)."),
+        o("--run", "run_name", default=None, help="The run's name (default: KIND-HASH of the command's settings)."),
+        o("--concurrency", type=click.IntRange(1, 1024), default=8, show_default=True, help="Requests in flight."),
+        o("--rpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many requests a minute."),
+        o("--tpm", type=click.FloatRange(0, min_open=True), default=None, help="At most this many tokens a minute (estimated)."),
+        o("--timeout", type=click.FloatRange(0, min_open=True), default=120.0, show_default=True, help="Seconds a request may take."),
+        o("--max-attempts", type=click.IntRange(1), default=6, show_default=True,
+          help="Tries of a request on 429, 5xx, timeouts and dropped connections before it is failed."),
+        o("--max-items", type=click.IntRange(0), default=None, help="Do at most this many items this time."),
+        o("--budget-tokens", type=click.IntRange(1), default=None,
+          help="Stop sending once the run has used this many tokens (the requests in flight may pass it)."),
+        o("--retry-failed", is_flag=True, help="Send the run's failed requests again."),
+        o("--dry-run", is_flag=True, help="Print the first requests and the estimated tokens and cost; send and write nothing."),
+        o("--batch", is_flag=True, help="Write OpenAI Batch API files and submit them where the endpoint can; 'generate collect RUN' later."),
+        o("--batch-dir", type=click.Path(file_okay=False), default=".", show_default=True, help="Where --batch writes its files."),
+        json_option,
+    ]):  # fmt: skip
         fn = option(fn)
     return fn
 
@@ -209,12 +147,22 @@ def _settings(o: dict[str, Any], *, system: str | None = None, keep_system: bool
                     system, keep_system, tuple(o["tags"]))  # fmt: skip
 
 
+def _open(dataset: str, dry_run: bool) -> Any:
+    """The dataset to write into (made when new); for a dry run, one that does not exist yet is
+    not made: an empty one in memory stands in."""
+    from ..store import Store
+
+    if dry_run and not Path(dataset).exists():
+        return Store(":memory:", create=True)
+    return Store(dataset, create=True)
+
+
 def _execute(job: Any, store: Any, o: dict[str, Any]) -> None:
     """Plan the run, then a dry run, a batch, or the requests; print how it went."""
     from ..generate.api import estimate, generate, prepare
     from ..generate.client import Limits
 
-    plan = prepare(store, job, run=o["run_name"], retry_failed=o["retry_failed"], max_items=o["max_items"])
+    plan = prepare(store, job, run=o["run_name"], retry_failed=o["retry_failed"], max_items=o["max_items"], dry_run=o["dry_run"])
     skipped = getattr(job, "skipped", 0)
     if o["dry_run"]:
         _print_estimate(estimate(job, plan), plan, o["as_json"])
@@ -241,6 +189,8 @@ def _execute(job: Any, store: Any, o: dict[str, Any]) -> None:
         click.echo(f"run {plan.run}: {stats.done:,} done now ({plan.done:,} before), {stats.failed:,} failed, {stats.left:,} left; "
                    f"{stats.requests:,} requests ({stats.retries:,} retried), {stats.tokens:,} tokens in {stats.seconds:.1f} s "
                    f"({rate:.1f} items/s)")  # fmt: skip
+        if getattr(job, "missing", 0):
+            click.echo(f"{job.missing:,} conversations are no longer in the dataset (deleted since): left out")
         if skipped:
             click.echo(
                 f"{skipped:,} conversations had nothing to {'fill' if getattr(job, 'mode', '') == 'fill' else 'regenerate'}"
@@ -370,13 +320,12 @@ def generate_qa(questions: str, question_field: str | None, answers_field: str |
     """
     from ..generate.inputs import read_questions, read_text_or_file
     from ..generate.jobs import QAJob
-    from ..store import Store
 
     path = Path(questions)
     qs = read_questions(path, question=question_field, answers=answers_field)
     settings = _settings(o, system=read_text_or_file(system), keep_system=not no_system_in_data, n=n)
     job = QAJob(settings, qs, path, fields={"question": question_field, "answers": answers_field})
-    with Store(dataset, create=True) as store:
+    with _open(dataset, o["dry_run"]) as store:
         _execute(job, store, o)
 
 
@@ -483,7 +432,6 @@ def generate_selfchat(personas: tuple[str, ...], topics: str, turns: str, per_to
     """
     from ..generate.inputs import read_persona, read_topics
     from ..generate.jobs import SelfChatJob
-    from ..store import Store
 
     if len(personas) != 2:
         raise UsageError(f"give two --persona files, not {len(personas)}")
@@ -497,7 +445,7 @@ def generate_selfchat(personas: tuple[str, ...], topics: str, turns: str, per_to
     settings = _settings(o, keep_system=not no_system_in_data)
     job = SelfChatJob(settings, pair, read_topics(Path(topics)), turns=_turn_range(turns), per_topic=per_topic, assistant=assistant,
                       seed=o["seed"] or 0, topics_file=Path(topics).name)  # fmt: skip
-    with Store(dataset, create=True) as store:
+    with _open(dataset, o["dry_run"]) as store:
         _execute(job, store, o)
 
 

@@ -74,27 +74,36 @@ def rebuild(store: Store, run: str) -> Job:
     return job
 
 
-def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: bool = False, max_items: int | None = None) -> Plan:
+def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: bool = False, max_items: int | None = None,
+            dry_run: bool = False) -> Plan:  # fmt: skip
     """Make (or find) the run, add the requests it lacks to the journal, and pick the items to do:
-    not done, not in a batch, not failed unless ``retry_failed``; the first ``max_items``."""
+    not done, not in a batch, not failed unless ``retry_failed``; the first ``max_items``. With
+    ``dry_run`` nothing is written: the journal is only read."""
     name = run or run_name(job)
     job.run = name
-    store.gen_run(name, job.kind, run_params(job))
-    items = job.items()
+    known = any(r["run"] == name for r in store.gen_runs())
+    if not dry_run:
+        store.gen_run(name, job.kind, run_params(job))
+    items: list[Item] = []
+    keys: set[str] = set()
+    for item in job.items():  # one item per key (an input line given twice is keyed apart by the job)
+        if item.key not in keys:
+            keys.add(item.key)
+            items.append(item)
     counts = PlanCounts()
-    if job.batchable:  # one request per item: all of them planned now
+    if job.batchable and not dry_run:  # one request per item: all of them planned now
         counts = store.gen_plan(name, (job.planned(item) for item in items))
     by_item: dict[str, list[Any]] = {}
-    for row in store.gen_rows(name):
+    for row in store.gen_rows(name) if known or not dry_run else []:
         by_item.setdefault(row.item, []).append(row)
     plan = Plan(name, items, [], counts=counts)
     for item in items:
-        rows = by_item.get(item.key, [])
-        if any(r.conv is not None for r in rows):
+        state = item_state(by_item.get(item.key, []))
+        if state == "done":
             plan.done += 1
-        elif any(r.status == "submitted" for r in rows):
+        elif state == "submitted":
             plan.in_batch += 1
-        elif any(r.status == "failed" for r in rows) and not retry_failed:
+        elif state == "failed" and not retry_failed:
             plan.failed += 1
         else:
             plan.todo.append(item)
@@ -103,13 +112,24 @@ def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: boo
     return plan
 
 
+def item_state(rows: list[Any]) -> str:
+    """An item's state from its requests' rows: done once one of them wrote its conversation,
+    else failed if one failed, else submitted if one is in a batch, else pending."""
+    if any(r.conv is not None for r in rows):
+        return "done"
+    for state in ("failed", "submitted"):
+        if any(r.status == state for r in rows):
+            return state
+    return "pending"
+
+
 async def generate(store: Store, job: Job, plan: Plan, limits: Limits, *, budget_tokens: int | None = None, retry_failed: bool = False,
                    on_update: Any = None) -> Stats:  # fmt: skip
     """Run ``plan.todo``; the stats of this run (done, failed, requests, tokens, why it stopped)."""
     stats = Stats(total=len(plan.todo), left=len(plan.todo))
-    client = Client(job.settings.endpoint, limits) if plan.todo else None
-    ctx = Context(store, plan.run, client, stats, budget_tokens=budget_tokens, retry_failed=retry_failed,
+    ctx = Context(store, plan.run, None, stats, budget_tokens=budget_tokens, retry_failed=retry_failed,
                   on_update=on_update or (lambda s: None))  # fmt: skip
+    client = ctx.client = Client(job.settings.endpoint, limits, stop=ctx.stop) if plan.todo else None
     stats = await run_job(job, plan.todo, ctx, limits.concurrency)
     if client is not None:
         stats.retries = client.counters.retried
@@ -146,12 +166,10 @@ def status(store: Store, run: str) -> dict[str, Any]:
     pending requests with their errors."""
     kind, params = store.gen_run_info(run)
     rows = store.gen_rows(run)
-    items: dict[str, str] = {}
+    by_item: dict[str, list[Any]] = {}
     for r in rows:
-        state = "done" if r.conv is not None else r.status
-        prev = items.get(r.item)
-        if prev != "done" and (prev is None or state in ("done", "failed")):
-            items[r.item] = state
+        by_item.setdefault(r.item, []).append(r)
+    items = {item: item_state(rs) for item, rs in by_item.items()}
     usage = store.gen_usage(run)
     price = price_of_params(params)
     cost = (

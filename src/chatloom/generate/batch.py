@@ -110,11 +110,10 @@ def _existing(client: Any, run: str, digest: str) -> str | None:
     try:
         for batch in client.batches.list(limit=100):
             meta = batch.metadata or {}
-            if (
-                meta.get("chatloom_run") == run
-                and meta.get("chatloom_file") == digest
-                and batch.status not in ("failed", "cancelled", "expired")
-            ):
+            # only one still under way: a finished one's lines were (or will be) collected, and a
+            # retry of its failed lines can make a file of the same bytes
+            under_way = batch.status not in (*TERMINAL, "cancelling")
+            if meta.get("chatloom_run") == run and meta.get("chatloom_file") == digest and under_way:
                 return str(batch.id)
     except Exception:  # noqa: BLE001 - listing is a courtesy: an endpoint without it just gets a new batch
         return None
@@ -128,27 +127,38 @@ class Collected:
     waiting: dict[str, str] = field(default_factory=dict)  # batch id → its status
 
 
-def _lines(text: bytes) -> dict[str, dict[str, Any]]:
-    out = {}
+def _ok(line: dict[str, Any]) -> bool:
+    response = line.get("response")
+    return isinstance(response, dict) and response.get("status_code") == 200
+
+
+def _lines(text: bytes, into: dict[str, dict[str, Any]]) -> None:
+    """The result lines of ``text`` by custom_id, into ``into``; where an id comes twice (an
+    output and an error file), the answered line wins."""
     for raw in text.splitlines():
         if raw.strip():
             line = orjson.loads(raw)
-            out[str(line.get("custom_id"))] = line
-    return out
+            if not isinstance(line, dict):
+                raise orjson.JSONDecodeError("a JSON object per line is expected", raw.decode(errors="replace"), 0)
+            key = str(line.get("custom_id"))
+            if key not in into or not _ok(into[key]):
+                into[key] = line
 
 
 def collect(store: Store, run: str, *, results: Path | None = None) -> Collected:
     """Fetch the results of run ``run``'s batches (or read ``results``, e.g. ``vllm run-batch``'s
     output) into the journal: each line's completion is written as the run writes it; a failed
     line, or one a finished batch lacks, is ``failed`` with why."""
+    import openai
+
     job = rebuild(store, run)
     items = {i.key: i for i in job.items()}
     out = Collected()
     lines: dict[str, dict[str, Any]] = {}
-    finished: dict[str, str] = {}  # batch → terminal status
+    finished: dict[str, str] = {}  # batch → why its missing lines are missing
     if results is not None:
         try:
-            lines = _lines(results.read_bytes())
+            _lines(results.read_bytes(), lines)
         except OSError as err:
             raise ChatloomError(f"{results}: {err.strerror}") from None
         except orjson.JSONDecodeError as err:
@@ -156,24 +166,40 @@ def collect(store: Store, run: str, *, results: Path | None = None) -> Collected
         rows = [r for r in store.gen_rows(run) if r.status != "done" and r.key in lines]
     else:
         rows = store.gen_rows(run, status="submitted")
+        if not rows:
+            raise ChatloomError(f"run {run} has no batch waiting: 'chatloom generate … --batch' submits one")
         client = _client(job.settings.endpoint)
+        secrets = [k for k in [job.settings.endpoint.api_key()] if k]
         try:
             for batch_id in sorted({r.batch for r in rows if r.batch}):
                 batch = client.batches.retrieve(batch_id)
                 if batch.status not in TERMINAL:
                     out.waiting[batch_id] = batch.status
                     continue
-                finished[batch_id] = batch.status
+                errors = (
+                    [f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in (batch.errors.data or [])]
+                    if batch.errors
+                    else []
+                )
+                finished[batch_id] = f"the batch {batch.status}" + (f": {'; '.join(errors)}" if errors else "")
                 for file_id in (batch.output_file_id, batch.error_file_id):
                     if file_id:
-                        lines.update(_lines(client.files.content(file_id).read()))
+                        _lines(client.files.content(file_id).read(), lines)
+        except openai.APIError as err:
+            raise ChatloomError(
+                scrub(f"{job.settings.endpoint.base_url}: collecting run {run}: {type(err).__name__}: {err}", secrets)
+            ) from None
+        except orjson.JSONDecodeError as err:
+            raise ChatloomError(
+                f"{job.settings.endpoint.base_url}: a result file of run {run} is not JSONL ({err.msg})"
+            ) from None
         finally:
             client.close()
         rows = [r for r in rows if r.batch in finished]
     for row in rows:
         line = lines.get(row.key)
         if line is None:
-            store.gen_fail(run, row.key, f"missing from batch {row.batch}'s results (the batch {finished.get(row.batch, 'ended')})",
+            store.gen_fail(run, row.key, f"missing from batch {row.batch}'s results ({finished.get(row.batch, 'the batch ended')})",
                            attempts=row.attempts + 1)  # fmt: skip
             out.failed += 1
             continue

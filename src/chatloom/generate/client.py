@@ -55,10 +55,14 @@ class Limits:
 
 @dataclass
 class Outcome:
+    """How a request ended: a response, an error (after ``attempts``), or neither (``stopped``:
+    the run stopped between attempts; the request stays pending)."""
+
     response: dict[str, Any] | None
     usage: dict[str, Any] | None
     attempts: int
     error: str | None = None
+    stopped: bool = False
 
 
 @dataclass
@@ -97,14 +101,20 @@ def retry_after(headers: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return None if when is None else max(0.0, when.timestamp() - time.time())
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):  # neither seconds nor a date: not an answer
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class Client:
     """One endpoint's async client, with its limits. ``close()`` when done."""
 
-    def __init__(self, endpoint: Endpoint, limits: Limits):
+    def __init__(self, endpoint: Endpoint, limits: Limits, stop: asyncio.Event | None = None):
         import openai
         from aiolimiter import AsyncLimiter
 
@@ -118,6 +128,17 @@ class Client:
         self.tpm = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
         self.counters = Counters()
         self._pause_until = 0.0
+        self.stop = stop or asyncio.Event()  # set: no new attempt starts (Ctrl+C)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless the run stops first; False when it stopped."""
+        if seconds <= 0:
+            return not self.stop.is_set()
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
 
     async def close(self) -> None:
         await self.sdk.close()
@@ -125,13 +146,16 @@ class Client:
     def scrub(self, text: str) -> str:
         return scrub(text, self.secrets)
 
-    async def _wait_turn(self, body: dict[str, Any]) -> None:
+    async def _wait_turn(self, body: dict[str, Any]) -> bool:
+        """Wait for the shared pause (a 429) and the rate limits; False when the run stopped."""
         while (wait := self._pause_until - time.monotonic()) > 0:
-            await asyncio.sleep(wait)
+            if not await self._sleep(wait):
+                return False
         if self.rpm is not None:
             await self.rpm.acquire(1)
         if self.tpm is not None:
             await self.tpm.acquire(min(float(estimate_tokens(body)), self.tpm.max_rate))
+        return not self.stop.is_set()
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(max, base·2^(attempt-1))]."""
@@ -146,8 +170,9 @@ class Client:
         extra = {k: v for k, v in body.items() if k not in KNOWN}
         attempt = 0
         while True:
+            if not await self._wait_turn(body):
+                return Outcome(None, None, attempt, stopped=True)
             attempt += 1
-            await self._wait_turn(body)
             self.counters.sent += 1
             try:
                 resp = await self.sdk.chat.completions.create(**args, extra_body=extra or None)
@@ -167,7 +192,11 @@ class Client:
                 if attempt >= self.limits.max_attempts:
                     return Outcome(None, None, attempt, text)
                 wait = self._backoff(attempt)
+            except openai.APIError as err:  # a 200 whose body is no chat completion (a proxy's page)
+                return Outcome(None, None, attempt, self.scrub(f"{type(err).__name__}: {err}"))
             else:
+                if not hasattr(resp, "model_dump") or not isinstance(getattr(resp, "choices", None), list):
+                    return Outcome(None, None, attempt, "the server's answer is not a chat completion")
                 response = resp.model_dump(mode="json", exclude_none=True)
                 usage = response.get("usage")
                 if usage:
@@ -176,7 +205,8 @@ class Client:
                 return Outcome(response, usage, attempt)
             self.counters.retried += 1
             self.counters.waits.append(wait)
-            await asyncio.sleep(wait)
+            if not await self._sleep(wait):
+                return Outcome(None, None, attempt, stopped=True)
 
 
 def _message(err: Any) -> str:

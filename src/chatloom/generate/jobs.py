@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import UsageError
 from ..model import Conversation, Message
 from ..store import PlannedRequest, Store
 from .inputs import Persona, Question, Templates
@@ -28,6 +29,8 @@ from .runner import Context, Item, ItemFailed, Write, choice_text
 from .settings import Endpoint
 
 TAG = "generated"
+#: request fields chatloom sets itself: an extra body may not
+RESERVED = frozenset({"model", "messages", "stream", "n", "tools"})
 
 
 def digest_of(*parts: Any) -> str:
@@ -54,6 +57,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.templates = Templates(Path(self.templates_dir) if self.templates_dir else None)
+        ours = sorted(RESERVED & {*self.endpoint.extra_body, *self.extra_body})
+        if ours:
+            raise UsageError(
+                f"extra body fields {', '.join(ours)}: chatloom sets these itself (--model, --n; replies are not streamed)"
+            )
 
     def record(self) -> dict[str, Any]:
         """What a run records of its settings (``from_record`` makes them again): never a key."""
@@ -231,11 +239,12 @@ class ReplyJob(Job):
                  selection: dict[str, Any] | None = None):  # fmt: skip
         super().__init__(settings, run)
         self.store = store
-        self.ids = ids
+        self.ids = list(dict.fromkeys(ids))  # an id given twice is one conversation
         self.mode = mode
         self.turns = turns
         self.selection = selection or {}
         self.skipped = 0
+        self.missing = 0
 
     def identity(self) -> dict[str, Any]:
         return {"mode": self.mode, "turns": self.turns, **self.selection}
@@ -273,7 +282,9 @@ class ReplyJob(Job):
         all of it to fill; to regenerate, all but the assistant turns (which this same run may be
         regenerating: the item stays the same item when an earlier turn got its new text)."""
         out = []
-        for conv in self.store.iter_conversations(ids=self.ids):
+        found = 0
+        for conv in self.store.iter_conversations(ids=self.ids, skip_missing=True):  # one deleted since: not an item
+            found += 1
             targets = self._targets(conv)
             if not targets:
                 self.skipped += 1
@@ -282,6 +293,7 @@ class ReplyJob(Job):
                 kept = [d for d, m in zip(above, conv.messages, strict=False) if self.mode == "fill" or m.role != "assistant"]
                 key = digest_of("reply", conv.id, index, kept, self.mode)
                 out.append(Item(key, f"{conv.id} #{index}", (conv.id, index, above, conv)))
+        self.missing = len(self.ids) - found
         return out
 
     def _ours(self, m: Message) -> bool:
@@ -308,6 +320,8 @@ class ReplyJob(Job):
             old = conv.messages[index] if index < len(conv.messages) else None
             if old is not None and old.role != "assistant":
                 raise ItemFailed(f"{conv_id}: message {index} is no longer an assistant message")
+            if self.mode == "fill" and old is not None and (old.content.strip() or old.tool_calls):
+                raise ItemFailed(f"{conv_id}: message {index} was written since the request was made; it is kept")
             new = s.reply(response, name=old.name if old else None, meta={**(old.meta if old else {}), "generated": generated})
             messages = list(conv.messages)
             if old is None:
@@ -380,9 +394,11 @@ class SelfChatJob(Job):
 
     def items(self) -> list[Item]:
         out = []
+        seen: Counter[str] = Counter()
         for topic in self.topics:
+            seen[topic] += 1  # a topic listed twice is twice the conversations
             for k in range(self.per_topic):
-                key = digest_of("selfchat", topic, k, [p.as_dict() for p in self.personas], self.seed)
+                key = digest_of("selfchat", topic, k, seen[topic], [p.as_dict() for p in self.personas], self.seed)
                 turns = random.Random(key).randint(*self.turns)
                 out.append(Item(key, topic[:80], (topic, turns)))
         return out
@@ -435,7 +451,11 @@ class SelfChatJob(Job):
             end, keep, why = stop_rule(lines, text, turn, turns)
             if not end:
                 return None
-            final = [*lines, (turn % 2, text)] if keep else lines
+            final = [*lines, (turn % 2, text)] if keep else list(lines)
+            while final and final[-1][0] != self.assistant:  # training data ends on a reply, not on the user's line
+                final.pop()
+            if not final:
+                raise ItemFailed(f"the conversation ended ({why}) before {self.personas[self.assistant].name} said anything")
             names = [p.name for p in self.personas]
             messages = [Message(role="system", content=self.system(self.assistant, topic))] if s.keep_system else []
             messages += [

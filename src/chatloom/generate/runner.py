@@ -117,6 +117,8 @@ class Context:
             raise BudgetReached
         assert self.client is not None
         outcome = await self.client.complete(planned.request)
+        if outcome.stopped:
+            raise Stopped
         self.stats.requests += 1
         if outcome.response is None:
             store.gen_fail(self.run, planned.key, outcome.error or "failed", attempts=outcome.attempts)

@@ -65,6 +65,10 @@ def _write_keys(keys: dict[str, str]) -> None:
 def set_key(name: str, key: str) -> Path:
     """Store ``key`` under ``name`` (mode 0600); returns the file."""
     _check_name(name, "key")
+    if shown_name(name) != name:
+        raise UsageError(
+            f"key name {shown_name(name)}: that looks like a key; name it (e.g. 'openai') and type the key at the prompt"
+        )
     key = key.strip()
     if not key:
         raise UsageError("the key is empty")
@@ -94,9 +98,22 @@ def keys_file_mode() -> int | None:
         return None
 
 
+def shown_name(name: str) -> str:
+    """A key's name as messages show it: one that looks like a key itself (typed where its name
+    belongs) is cut to its head, so that no message carries a key."""
+    if len(name) > 24 or name.lower().startswith(("sk-", "sk_", "hf_", "key-", "bearer")):
+        return name[:4] + "…"
+    return name
+
+
 def get_key(name: str) -> str:
     keys = _read_keys()
     if name not in keys:
+        shown = shown_name(name)
+        if shown != name:
+            raise ChatloomError(
+                f"no key named {shown} in the key store: give the key's *name* ('chatloom keys set NAME' stores the key)"
+            )
         raise ChatloomError(f"no key named {name}; set it with 'chatloom keys set {name}'")
     return keys[name]
 
@@ -122,6 +139,12 @@ class Endpoint:
     def public(self) -> dict[str, Any]:
         """What a run records of it: everything but the name's lookups are kept; a key never is."""
         return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+    def __post_init__(self) -> None:
+        if self.key is not None and shown_name(self.key) != self.key:
+            raise UsageError(
+                f"--key {shown_name(self.key)}: that looks like a key; give its name in the key store ('chatloom keys set NAME')"
+            )
 
     def api_key(self) -> str | None:
         """The key: ``key_env``'s variable, else the key store's ``key``, else $OPENAI_API_KEY."""
@@ -170,8 +193,12 @@ def endpoints() -> dict[str, Endpoint]:
 
 
 def add_endpoint(ep: Endpoint) -> None:
+    """Save ``ep`` under its name. Its key must be a name in the key store (a key typed in its
+    place is refused, not written into endpoints.yaml)."""
     assert ep.name
     _check_name(ep.name, "endpoint")
+    if ep.key is not None:
+        get_key(ep.key)
     data = _read_yaml(_endpoints_path())
     data[ep.name] = {k: v for k, v in ep.public().items() if k != "name"}
     _write_yaml(_endpoints_path(), data)
@@ -223,4 +250,4 @@ def scrub(text: str, secrets: list[str]) -> str:
 
 def _check_name(name: str, what: str) -> None:
     if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise UsageError(f"{what} name {name!r}: use letters, digits, '-', '_' and '.'")
+        raise UsageError(f"{what} name {shown_name(name)!r}: use letters, digits, '-', '_' and '.'")

@@ -103,9 +103,11 @@ class Read(StoreBase):
         """Whether the dataset holds no conversation at all, not even a deleted one (a tombstone)."""
         return self.db.execute("SELECT 1 FROM conversations LIMIT 1").fetchone() is None
 
-    def iter_conversations(self, *, tag: str | None = None, ids: Iterable[str] | None = None) -> Iterator[Conversation]:
+    def iter_conversations(self, *, tag: str | None = None, ids: Iterable[str] | None = None,
+                           skip_missing: bool = False) -> Iterator[Conversation]:  # fmt: skip
         """Stream live conversations in storage order, with flat memory, on a connection of its own
-        (a consistent snapshot even while others write)."""
+        (a consistent snapshot even while others write). ``ids``: those, in that order; one that
+        is not there (or deleted) is a ``NotFoundError``, or left out with ``skip_missing``."""
         db = connect(self.path)
         try:
             db.execute("BEGIN")
@@ -115,6 +117,8 @@ class Read(StoreBase):
                         f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ? AND deleted = 0", (conv_id,)
                     ).fetchone()
                     if found is None:
+                        if skip_missing:
+                            continue
                         raise NotFoundError(f"{conv_id}: no such conversation in {self.path}")
                     row = ConvRow._make(found)
                     yield to_conversation(row, self._messages(row, db))
