@@ -5,7 +5,7 @@ from .bulk import Batch, ImportCounts, make_batches
 from .check import CheckResult, SoundCheck
 from .db import DEFAULT_DATASET, dataset_path
 from .edit import Revision
-from .generation import GenRow, PlanCounts, PlannedRequest
+from .generation import Completion, GenRow, PlanCounts, PlannedRequest
 from .journal import ImportRun, fingerprint
 from .read import Entry, Summary, fts_query
 from .store import Store
@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_DATASET",
     "Batch",
     "CheckResult",
+    "Completion",
     "Entry",
     "GenRow",
     "ImportCounts",

@@ -64,6 +64,17 @@ class GenRow:
 
 
 @dataclass
+class Completion:
+    """A request's answer, to be recorded with what it writes (``gen_done_many``)."""
+
+    key: str
+    response: dict[str, Any]
+    usage: dict[str, Any] | None
+    attempts: int
+    write: Callable[[Generations], str | None] | None = None
+
+
+@dataclass
 class PlanCounts:
     """What planning found: rows added, rows already done (not sent again), and done rows whose
     request is no longer what this run would send (a template or the input changed)."""
@@ -178,6 +189,22 @@ class Generations(Edit):
                 (attempts, _json(response), _json(usage), conv, now(), run, key),
             )
             return conv
+
+    def gen_done_many(self, run: str, completions: Sequence[Completion]) -> list[str | None | ChatloomError]:
+        """Several ``gen_done`` in one transaction (one commit for all: the journal's cost at many
+        requests in flight), each in a savepoint of its own: one whose write raises a
+        ``ChatloomError`` is taken back alone, and its error is returned in its place."""
+        out: list[str | None | ChatloomError] = []
+        with self._write():
+            for c in completions:
+                self.db.execute("SAVEPOINT gen_done")
+                try:
+                    out.append(self.gen_done(run, c.key, c.response, c.usage, attempts=c.attempts, write=c.write))
+                except ChatloomError as err:
+                    self.db.execute("ROLLBACK TO gen_done")
+                    out.append(err)
+                self.db.execute("RELEASE gen_done")
+        return out
 
     def gen_fail(self, run: str, key: str, error: str, *, attempts: int, response: dict[str, Any] | None = None) -> None:
         """Record request ``key`` failed with ``error`` (what the server or the check said)."""

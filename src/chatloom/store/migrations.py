@@ -150,7 +150,7 @@ def m003_generation_journal(db: sqlite3.Connection) -> None:
             updated_at   TEXT NOT NULL,
             PRIMARY KEY (run, key)
         ) WITHOUT ROWID;
-        CREATE INDEX gen_requests_item ON gen_requests(run, item);
+        CREATE INDEX gen_requests_item ON gen_requests(run, item, seq);
         """,
     )
 
