@@ -59,7 +59,7 @@ REPLY = (
     "A lighthouse keeper's day starts before dawn: the lamp is trimmed, the lens cleaned of salt, the log written up "
     "with the wind, the sea and the ships that passed. Most of the work is patience and small repairs."
 )
-JOURNAL_METHODS = ("gen_row", "gen_plan", "gen_done", "gen_fail", "gen_rows", "gen_usage")
+JOURNAL_METHODS = ("gen_row", "gen_plan", "gen_done", "gen_done_many", "gen_fail", "gen_rows", "gen_usage")
 TARGET_IDEAL, TARGET_JOURNAL, TARGET_UP_TO = 0.90, 0.05, 32
 
 
@@ -231,6 +231,18 @@ def step_chatloom(base_url: str, questions: str, items: str, concurrency: str, d
     originals = {name: getattr(Store, name) for name in JOURNAL_METHODS}
     for name, fn in originals.items():
         setattr(Store, name, timed(name, fn))
+    # the conversations themselves (Store.put, inside gen_done's transaction): the run's output,
+    # which any way of generating writes somewhere; timed apart from the journal's bookkeeping
+    put, writes = Store.put, [0.0]
+
+    def timed_put(*args, **kwargs):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return put(*args, **kwargs)
+        finally:
+            writes[0] += time.perf_counter() - t
+
+    Store.put = timed_put  # type: ignore[method-assign]
     cpu, busy = time.process_time(), machine_busy()
     t = time.perf_counter()
     stats = asyncio.run(generate(store, job, plan, Limits(concurrency=c, timeout=60)))
@@ -238,10 +250,12 @@ def step_chatloom(base_url: str, questions: str, items: str, concurrency: str, d
     cpu, busy = time.process_time() - cpu, machine_busy() - busy
     for name, fn in originals.items():  # the checks below are not the run's
         setattr(Store, name, fn)
+    Store.put = put  # type: ignore[method-assign]
     counts = store.db.execute("SELECT status, count(*) FROM gen_requests GROUP BY status").fetchall()
     return {"seconds": seconds, "cpu_seconds": cpu, "machine_busy_seconds": busy, "items": n, "done": stats.done, "failed": stats.failed, "requests": stats.requests,
             "retries": stats.retries, "stopped": stats.stopped, "conversations": store.count(), "journal": dict(counts),
-            "journal_seconds": sum(spent.values()), "journal_by_method": spent, "journal_calls": calls}  # fmt: skip
+            "store_seconds": sum(spent.values()), "writes_seconds": writes[0],
+            "journal_seconds": sum(spent.values()) - writes[0], "journal_by_method": spent, "journal_calls": calls}  # fmt: skip
 
 
 def step_threads(base_url: str, questions: str, items: str, concurrency: str) -> dict:
@@ -334,6 +348,7 @@ def main() -> int:
                 row["threads_of_ideal"] = row["threads"]["items_per_s"] / ideal
                 row["chatloom_vs_threads"] = row["chatloom"]["items_per_s"] / row["threads"]["items_per_s"]
                 row["journal_share"] = ours["journal_seconds"] / ours["seconds"]
+                row["writes_share"] = ours["writes_seconds"] / ours["seconds"]
                 rows.append(row)
                 print(f"c={c}: chatloom {row['chatloom']['items_per_s']:.1f}/s, threads {row['threads']['items_per_s']:.1f}/s "
                       f"(ideal {ideal:.1f}/s)", file=sys.stderr, flush=True)  # fmt: skip
@@ -343,14 +358,16 @@ def main() -> int:
     print(f"{latency * 1000:.0f} ms a reply, {os.cpu_count()} cores shared by the server, the client and this process; "
           f"{opts.items:,} items a run, {opts.items_c1:,} at concurrency 1 (rates compare across counts)")  # fmt: skip
     print(f"{'conc':>4}{'items':>7}{'ideal/s':>9}{'chatloom/s':>12}{'of ideal':>10}{'threads/s':>11}{'of ideal':>10}"
-          f"{'vs threads':>12}{'journal':>9}{'held':>6}{'CPU ms/item':>13}{'others':>11}{'RSS':>8}")  # fmt: skip
+          f"{'vs threads':>12}{'journal':>9}{'writes':>8}{'held':>6}{'CPU ms/item':>13}{'others':>11}{'RSS':>8}")  # fmt: skip
     for r in rows:
         ours, theirs = r["chatloom"], r["threads"]
         cpu = f"{ours['cpu_seconds'] / r['items'] * 1e3:.2f}/{theirs['cpu_seconds'] / r['items'] * 1e3:.2f}"
         others = f"{ours['others_cores']:.2f}/{theirs['others_cores']:.2f}"
         print(f"{r['concurrency']:>4}{r['items']:>7,}{r['ideal_items_per_s']:>9.1f}{ours['items_per_s']:>12.1f}{r['chatloom_of_ideal']:>10.1%}"
-              f"{theirs['items_per_s']:>11.1f}{r['threads_of_ideal']:>10.1%}{r['chatloom_vs_threads']:>11.2f}×{r['journal_share']:>9.1%}"
+              f"{theirs['items_per_s']:>11.1f}{r['threads_of_ideal']:>10.1%}{r['chatloom_vs_threads']:>11.2f}×{r['journal_share']:>9.1%}{r['writes_share']:>8.1%}"
               f"{ours['server_max_in_flight']:>6}{cpu:>13}{others:>11}{ours['peak_rss_mib']:>5.0f} MiB")  # fmt: skip
+    print("journal: the journal's bookkeeping (its rows, the commits); writes: the conversations themselves (Store.put, in "
+          "the same transactions); both as shares of chatloom's run")
     print("held: the most requests the server held at once during chatloom's run; CPU ms/item: chatloom/threads client "
           "process (the server's in the JSON); others: cores other processes took meanwhile, chatloom/threads run "
           "(above 0.2 the machine was busy: run again, or --repeat 3); RSS: chatloom's step process")  # fmt: skip

@@ -503,3 +503,26 @@ def test_a_completion_and_its_conversation_are_one_transaction(tmp_path: Path) -
     assert store.gen_done("r", "k", {}, None, attempts=1, write=lambda s: pytest.fail("written twice")) == "c"
     assert store.gen_usage("r")["total_tokens"] == 3
     assert orjson.loads(json.dumps(store.gen_runs()))[0]["done"] == 1
+
+
+def test_completions_committed_together_are_each_taken_back_alone(tmp_path: Path) -> None:
+    from chatloom.errors import ChatloomError
+    from chatloom.store import Completion
+
+    store = Store(tmp_path / "d.db", create=True)
+    store.gen_run("r", "qa", {})
+    store.gen_plan("r", [PlannedRequest(k, k, "h", {"model": "m", "messages": []}) for k in "abc"])
+
+    def writes(k: str):  # type: ignore[no-untyped-def]
+        def write(s: Store) -> str:
+            s.put(Conversation(id=k, messages=[Message(role="user", content=k)]))
+            if k == "b":
+                raise ChatloomError("b changed meanwhile")
+            return k
+
+        return write
+
+    results = store.gen_done_many("r", [Completion(k, {"choices": []}, None, 1, writes(k)) for k in "abc"])
+    assert results[0] == "a" and results[2] == "c" and isinstance(results[1], ChatloomError)
+    assert sorted(c.id for c in store.iter_conversations()) == ["a", "c"]  # b's conversation taken back with its row
+    assert [store.gen_row("r", k).status for k in "abc"] == ["done", "pending", "done"]
