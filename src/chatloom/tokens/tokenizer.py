@@ -67,18 +67,54 @@ def _seed_tiktoken_cache(name: str) -> Path:
     return folder
 
 
+def _constructor(name: str) -> dict[str, Any]:
+    """tiktoken's arguments for encoding ``name``, its files read from our seeded cache."""
+    import tiktoken_ext.openai_public as public
+
+    folder = _seed_tiktoken_cache(name)
+    with _env_lock:
+        old = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+        try:
+            return public.ENCODING_CONSTRUCTORS[name]()  # type: ignore[no-any-return]
+        finally:
+            if old is None:
+                del os.environ["TIKTOKEN_CACHE_DIR"]
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = old
+
+
+def _gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's BPE ranks. tiktoken builds them from the data-gym files (vocab.bpe, encoder.json)
+    on every load, a third of a second per process; the first load writes them in tiktoken's own
+    format (a line per token) beside them, which later loads read in a tenth of that. The file is
+    rebuilt when it does not read back whole."""
+    import base64
+
+    cached = cache_dir("tiktoken") / "gpt2.ranks.tiktoken"
+    try:
+        ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in cached.read_bytes().splitlines())}
+        if len(ranks) == 50256 and sorted(ranks.values()) == list(range(50256)):
+            return ranks
+    except (OSError, ValueError):
+        pass
+    ranks = _constructor("gpt2")["mergeable_ranks"]
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ranks.items()))
+    os.replace(tmp, cached)
+    return ranks  # type: ignore[no-any-return]
+
+
 @functools.cache
 def _tiktoken_encoding(name: str) -> Any:
     import tiktoken
 
-    if name == "gpt2-chatml":
-        base = _tiktoken_encoding("gpt2")
-        return tiktoken.Encoding(
-            name="gpt2-chatml",
-            pat_str=base._pat_str,
-            mergeable_ranks=base._mergeable_ranks,
-            special_tokens={**base._special_tokens, IM_START: 50257, IM_END: 50258},
-        )
+    if name in ("gpt2", "gpt2-chatml"):  # one encoding built, not gpt2's and then gpt2-chatml's
+        from tiktoken_ext.openai_public import r50k_pat_str
+
+        specials = {ENDOFTEXT: 50256} | ({IM_START: 50257, IM_END: 50258} if name == "gpt2-chatml" else {})
+        return tiktoken.Encoding(name=name, pat_str=r50k_pat_str, mergeable_ranks=_gpt2_ranks(), special_tokens=specials,
+                                 explicit_n_vocab=50257 if name == "gpt2" else None)  # fmt: skip
     folder = _seed_tiktoken_cache(name)
     with _env_lock:
         old = os.environ.get("TIKTOKEN_CACHE_DIR")

@@ -34,11 +34,15 @@ class Builtin:
     end: str | None = None  # the end-of-turn token; None: the tokenizer's eos
     bos: str = "<s>"  # the model family's bos and eos: what a text export renders without a tokenizer
     eos: str = "</s>"
+    # renders each message's role and content as they are, joined with text of its own (no filter,
+    # no test of a content): a layout's text is then its render, and tokenize need not render each
+    # conversation to check it (tests/tokens check this by rendering, over generated chats)
+    verbatim: bool = False
 
 
 BUILTINS: dict[str, Builtin] = {
     "chatml": Builtin("ChatML: <|im_start|>ROLE … <|im_end|> (OpenAI, Qwen, Hermes; gpt2-chatml)", ("<|im_start|>", "<|im_end|>"), "<|im_end|>",
-                      "<|endoftext|>", "<|im_end|>"),
+                      "<|endoftext|>", "<|im_end|>", verbatim=True),
     "llama-3": Builtin("Llama 3 / 3.1 instruct headers, <|eot_id|>", ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
                        "<|eot_id|>", "<|begin_of_text|>", "<|eot_id|>"),
     "mistral": Builtin("Mistral instruct v0.1: [INST] … [/INST], user/assistant only", ()),
@@ -119,6 +123,7 @@ class ChatTemplate:
     needs: tuple[str, ...] = ()
     end: str | None = None
     origin: str | None = None  # the file it was read from, where that is not its name
+    verbatim: bool = False  # a built-in known to render contents as they are (``Builtin.verbatim``)
 
     def __post_init__(self) -> None:
         import jinja2
@@ -223,7 +228,7 @@ def get_template(name: str | None = None, tokens: Mapping[str, str] | None = Non
     if name in BUILTINS:
         b = BUILTINS[name]
         family = {"bos_token": b.bos, "eos_token": b.eos}
-        return ChatTemplate(name, builtin_source(name), dict(family if tokens is None else tokens), b.needs, b.end)
+        return ChatTemplate(name, builtin_source(name), dict(family if tokens is None else tokens), b.needs, b.end, verbatim=b.verbatim)
     tokens = dict(tokens or {})
     path = Path(name)
     if path.is_dir():
