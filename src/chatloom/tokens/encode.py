@@ -23,7 +23,8 @@ from msgspec.structs import replace
 from ..errors import ChatloomError, ParamError, UsageError
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, get_template
-from .layout import Joined, Layout, Layouts, Run, Slot
+from .joined import Joined, Slot
+from .layout import Layout, Layouts, Run
 from .tokenizer import Tokenizer
 
 EXAMPLES = 3  # conversation ids kept per reason in the report

@@ -34,6 +34,7 @@ import orjson
 
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, message_dicts
+from .joined import Joined, Slot
 from .tokenizer import Tokenizer
 
 PAD = "\u2002\u2003"  # around each content sentinel: a template that strips content strips these too
@@ -73,15 +74,6 @@ def _lcp(a: str, b: str) -> int:
     return lo
 
 
-@dataclass(frozen=True)
-class Slot:
-    """A message's content (or name) in the rendered text; ``strip`` is how the template strips it."""
-
-    msg: int
-    kind: str  # "c" content, "n" name
-    strip: str  # "", "l", "r" or "lr"
-
-
 @dataclass
 class Run:
     """Text pieces with one loss flag; ``ids`` when the run is all template text (tokenized once)."""
@@ -119,47 +111,6 @@ def shape(conv: Conversation) -> tuple[Any, ...]:
                orjson.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id) for m in conv.messages),
         orjson.dumps(conv.tools) if conv.tools else None,
     )
-
-
-_STRIP: dict[str, Any] = {"": str, "l": str.lstrip, "r": str.rstrip, "lr": str.strip}
-COMPILE_AFTER = 2  # calls a Joined answers by walking its parts before it compiles them (a one-off shape never does)
-
-
-def value(part: str | Slot, m: Sequence[Message]) -> str:
-    """What ``expr(part)`` evaluates to over the messages ``m``."""
-    if isinstance(part, str):
-        return part
-    text = m[part.msg].content if part.kind == "c" else (m[part.msg].name or "")
-    return _STRIP[part.strip](text)  # type: ignore[no-any-return]
-
-
-class Joined:
-    """``m → [''.join(parts) for parts in groups]`` over the messages ``m``. The first calls walk the
-    parts; from the ``COMPILE_AFTER + 1``-th, one generated function does it (compiling costs about
-    a millisecond a hundred parts, which a shape seen once or twice would never earn back). Both
-    give the same strings."""
-
-    def __init__(self, groups: list[list[str | Slot]]):
-        self.groups = groups
-        self.calls = 0
-        self.fn: Any = None
-
-    def __call__(self, m: Sequence[Message]) -> list[str]:
-        if self.fn is None:
-            self.calls += 1
-            if self.calls <= COMPILE_AFTER:
-                return ["".join([value(p, m) for p in group]) for group in self.groups]
-            exprs = [" + ".join(expr(p) for p in group) or "''" for group in self.groups]
-            self.fn = eval(f"lambda m: [{', '.join(exprs)}]")  # literals are repr()'d: nothing from a chat is code
-        return self.fn(m)  # type: ignore[no-any-return]
-
-
-def expr(part: str | Slot) -> str:
-    """A run's part as a Python expression over ``m`` (the messages): a literal, or a content."""
-    if isinstance(part, str):
-        return repr(part)
-    value = f"m[{part.msg}].content" if part.kind == "c" else f"(m[{part.msg}].name or '')"
-    return value + {"": "", "l": ".lstrip()", "r": ".rstrip()", "lr": ".strip()"}[part.strip]
 
 
 @dataclass
