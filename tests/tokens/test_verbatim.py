@@ -52,3 +52,43 @@ def test_the_gpt2_encodings_are_tiktokens_own() -> None:
         assert enc.encode("<|endoftext|>", allowed_special="all") == [50256]
     assert _tiktoken_encoding("gpt2-chatml").encode("<|im_start|><|im_end|>", allowed_special="all") == [50257, 50258]
     assert _tiktoken_encoding("gpt2").n_vocab == reference.n_vocab == 50257
+
+
+def _generic(template):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(template, verbatim=False)  # the same template, framed by rendering every prefix
+
+
+SHAPE = st.lists(st.builds(lambda role, empty, train: Message(role=role, content="" if empty else "x y", train=train),
+                           st.sampled_from(["system", "user", "assistant", "tool"]), st.booleans(), st.sampled_from([None, True, False])),
+                 min_size=1, max_size=9)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(SHAPE, min_size=1, max_size=4))
+def test_a_verbatim_templates_frames_grow_by_one_message_as_rendering_every_prefix_would(shapes: list[list[Message]]) -> None:
+    """The layouts built by growing each prefix by its new message's render equal those built by
+    rendering every prefix, for shapes met in any order (a longer one built on a shorter's frame)."""
+    tok = get_tokenizer("gpt2-chatml")
+    template = get_template("chatml", tok.template_tokens)
+    fast, slow = Layouts(template, tok), Layouts(_generic(template), tok)
+    for messages in shapes:
+        conv = Conversation(messages=messages)
+        a, b = fast.get(conv), slow.get(conv)
+        assert (a.runs, a.missing_end, a.left_out, a.full, a.starts) == (b.runs, b.missing_end, b.left_out, b.full, b.starts)
+
+
+def test_chitchat_tokenizes_the_same_both_ways(chitchat_path) -> None:  # type: ignore[no-untyped-def]
+    """Real conversations (chitchat's, up to 564 messages) through the whole encoder, both ways."""
+    from chatloom.sources import Reader, get_source
+    from chatloom.tokens.encode import Encoder
+
+    source = get_source("chitchat")
+    convs = [c for c in source.read(chitchat_path, Reader(str(chitchat_path))) if any(m.role == "assistant" for m in c.messages)][:1500]
+    tok = get_tokenizer("gpt2-chatml")
+    template = get_template("chatml", tok.template_tokens)
+    fast = Encoder(tok, template).encode_arrays(convs)
+    slow = Encoder(tok, _generic(template)).encode_arrays(convs)
+    assert fast.tokens.tobytes() == slow.tokens.tobytes() and fast.loss.tobytes() == slow.loss.tobytes()
+    assert fast.lengths.tolist() == slow.lengths.tolist() and fast.kept == slow.kept

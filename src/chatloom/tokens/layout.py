@@ -123,6 +123,22 @@ class _Frame:
     begins: dict[int, int]
     slots: list[re.Match[str]] = field(default_factory=list)
     ok: bool = True  # False: the template refused this prefix (the frame carries the last good one)
+    _slot_starts: list[int] | None = None
+    _content: dict[int, re.Match[str]] | None = None
+
+    def slot_starts(self) -> list[int]:
+        if self._slot_starts is None:
+            self._slot_starts = [m.start() for m in self.slots]
+        return self._slot_starts
+
+    def content_slots(self) -> dict[int, re.Match[str]]:
+        """Message → the first slot of its content."""
+        if self._content is None:
+            self._content = {}
+            for m in self.slots:
+                if m.group("c") is not None:
+                    self._content.setdefault(int(m.group("c")), m)
+        return self._content
 
 
 class Layouts:
@@ -287,7 +303,7 @@ class Layouts:
         with ``<|user|>``: their common ``<`` is no boundary)."""
         full = frame.full
         pos = _lcp(rendered, full)
-        starts = [m.start() for m in frame.slots]
+        starts = frame.slot_starts()
         moved = True
         while moved:
             moved = False
@@ -324,6 +340,8 @@ class Layouts:
 
     def _extend(self, prev: _Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any, last: bool) -> _Frame:
         j = len(msgs)
+        if self.template.verbatim and prev.ok:
+            return self._extend_local(prev, conv, msgs, tools)
         full = self.template.render(msgs, tools) if last else self._render(msgs, tools)
         if full is None:  # the template refuses this prefix (not the whole): carry the last good frame
             return _Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
@@ -344,6 +362,25 @@ class Layouts:
                 frame.starts[k] = self._place(rendered, frame, k) if rendered is not None else None
         return frame
 
+    def _extend_local(self, prev: _Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> _Frame:
+        """``_extend`` for a ``verbatim`` built-in, which renders each message alone: the prefix
+        render grows by the new message's own render (and its generation prompt is the prefix's
+        plus the template's own), so a step renders one message, not the whole prefix. Every cut is
+        placed as ``_extend`` places it; a property test holds the two to the same layouts."""
+        j, at = len(msgs), len(prev.full)
+        full = prev.full + self.template.render(msgs[-1:], tools)
+        new = list(_SLOT.finditer(full, at))
+        frame = _Frame(full, list(prev.starts), dict(prev.begins), prev.slots + new)
+        frame._slot_starts = prev.slot_starts() + [m.start() for m in new]
+        frame._content = dict(prev.content_slots())
+        for m in new:
+            if m.group("c") is not None:
+                frame._content.setdefault(int(m.group("c")), m)
+        frame.starts.append(self._place(prev.full, frame, j - 1))
+        if conv.messages[j - 1].role == "assistant":
+            frame.begins[j - 1] = self._place(prev.full + self.template.render([], tools, add_generation_prompt=True), frame, j - 1)
+        return frame
+
     def _place(self, rendered: str, frame: _Frame, k: int) -> int:
         """Where the render of the first ``k`` messages (with or without the generation prompt)
         ends in the frame. Where the two part before the end of message k-1's text (Mistral v3
@@ -354,7 +391,7 @@ class Layouts:
         if k == 0:
             return pos
         mark = f"\ue000{k - 1}c\ue001"
-        ours = next((m for m in frame.slots if m.group("c") == str(k - 1)), None)
+        ours = frame.content_slots().get(k - 1)
         if ours is None or pos >= ours.end():
             return pos
         at = rendered.rfind(mark)

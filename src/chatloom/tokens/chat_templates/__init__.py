@@ -34,9 +34,10 @@ class Builtin:
     end: str | None = None  # the end-of-turn token; None: the tokenizer's eos
     bos: str = "<s>"  # the model family's bos and eos: what a text export renders without a tokenizer
     eos: str = "</s>"
-    # renders each message's role and content as they are, joined with text of its own (no filter,
-    # no test of a content): a layout's text is then its render, and tokenize need not render each
-    # conversation to check it (tests/tokens check this by rendering, over generated chats)
+    # renders each message alone, its role and content as they are, joined with text of its own (no
+    # filter, no test of a content or of its place): a layout's text is then its render, so tokenize
+    # need not render each conversation to check it, and a prefix's render is the shorter prefix's
+    # plus the new message's (tests/tokens/test_verbatim.py checks both by rendering)
     verbatim: bool = False
 
 
