@@ -121,3 +121,25 @@ def test_batched_and_prefetch() -> None:
     assert next(it) == 1
     with pytest.raises(KeyError, match="producer"):
         next(it)
+
+
+def test_workers_started_from_a_script_do_not_run_the_script_again(tmp_path) -> None:
+    """A spawned worker runs its parent's __main__ script before anything else, unless it is
+    hidden while the workers start (the chatloom console script would import the whole CLI in
+    each). A script that says so when it runs shows whether the workers ran it."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "main_script.py"
+    marker = tmp_path / "runs.txt"
+    script.write_text(
+        "import os\n"
+        f"open({str(marker)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+        "from chatloom.parallel import ordered_map, process_pool\n"
+        "if __name__ == '__main__':\n"
+        "    with process_pool(2, context='spawn') as pool:\n"
+        "        print(list(ordered_map(abs, [-1, -2, -3], pool)))\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[1, 2, 3]"
+    assert len(marker.read_text().split()) == 1  # the parent only

@@ -3,7 +3,6 @@ OpenAI-compatible endpoint; the keys and endpoints it uses are ``keys.py``'s."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Callable
@@ -159,6 +158,8 @@ def _open(dataset: str, dry_run: bool) -> Any:
 
 def _execute(job: Any, store: Any, o: dict[str, Any]) -> None:
     """Plan the run, then a dry run, a batch, or the requests; print how it went."""
+    import asyncio
+
     from ..generate.api import estimate, generate, prepare
     from ..generate.client import Limits
 
