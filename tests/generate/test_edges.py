@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -170,3 +171,38 @@ def test_status_of_a_selfchat_stopped_half_way_is_not_done(run, tmp_path: Path) 
     assert status["items"] == {"done": 0, "pending": 0, "submitted": 0, "failed": 1}
     assert status["requests"]["done"] == 2 and status["requests"]["failed"] == 1
     assert Counter(last_user(r.body) is not None for r in stub.requests) == Counter({True: 3})
+
+
+def _first_then_sigint(tmp_path: Path, *limit: str) -> tuple[int, str, Stub]:  # type: ignore[type-arg]
+    """Run qa on 4 questions with a rate limit, wait until the first answer and a little more,
+    then Ctrl+C: (exit code, stderr, the stub)."""
+    q = questions(tmp_path / "q.txt", 4)
+    with Stub() as stub:
+        proc = spawn("generate", "qa", str(q), "--base-url", stub.base_url, "--model", "stub-model", "--concurrency", "4", *limit)
+        deadline = time.monotonic() + 60
+        while not stub.completed() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # a limit that let the others through would have sent them by now
+        sent = len(stub.requests_for(path="/v1/chat/completions"))
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)  # the wait for the limit's next turn ends at once
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert sent == 1, sent
+    return proc.returncode, err, stub
+
+
+def test_the_request_rate_limit_holds_the_next_request_and_ctrl_c_ends_its_wait(tmp_path: Path) -> None:
+    code, err, _ = _first_then_sigint(tmp_path, "--rpm", "1")
+    assert code == 130 and "Traceback" not in err
+    with Store("chatloom.db") as store:
+        [r] = store.gen_runs()
+        assert r["done"] == 1 and r["pending"] == 3
+
+
+def test_the_token_rate_limit_holds_a_request_that_would_pass_it(tmp_path: Path) -> None:
+    # each request is estimated at its prompt plus 50 reply tokens: the second does not fit in 80 a minute
+    code, err, _ = _first_then_sigint(tmp_path, "--tpm", "80", "--max-tokens", "50")
+    assert code == 130 and "Traceback" not in err

@@ -153,11 +153,26 @@ class Client:
         while (wait := self._pause_until - time.monotonic()) > 0:
             if not await self._sleep(wait):
                 return False
-        if self.rpm is not None:
-            await self.rpm.acquire(1)
-        if self.tpm is not None:
-            await self.tpm.acquire(min(float(estimate_tokens(body)), self.tpm.max_rate))
+        if self.rpm is not None and not await self._unless_stopped(self.rpm.acquire(1)):
+            return False
+        if self.tpm is not None and not await self._unless_stopped(self.tpm.acquire(min(float(estimate_tokens(body)), self.tpm.max_rate))):
+            return False
         return not self.stop.is_set()
+
+    async def _unless_stopped(self, waiting: Any) -> bool:
+        """Await ``waiting`` (a rate limit's turn, up to a minute) unless the run stops first:
+        False then, and the turn is not taken."""
+        turn = asyncio.ensure_future(waiting)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({turn, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if turn.done():
+            return True
+        turn.cancel()
+        await asyncio.gather(turn, return_exceptions=True)
+        return False
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter: uniform in [0, min(max, base·2^(attempt-1))]."""
