@@ -81,7 +81,6 @@ def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: boo
     ``dry_run`` nothing is written: the journal is only read."""
     name = run or run_name(job)
     job.run = name
-    known = any(r["run"] == name for r in store.gen_runs())
     if not dry_run:
         store.gen_run(name, job.kind, run_params(job))
     items: list[Item] = []
@@ -93,12 +92,10 @@ def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: boo
     counts = PlanCounts()
     if job.batchable and not dry_run:  # one request per item: all of them planned now
         counts = store.gen_plan(name, (job.planned(item) for item in items))
-    by_item: dict[str, list[Any]] = {}
-    for row in store.gen_rows(name) if known or not dry_run else []:
-        by_item.setdefault(row.item, []).append(row)
+    states = store.gen_item_states(name)
     plan = Plan(name, items, [], counts=counts)
     for item in items:
-        state = item_state(by_item.get(item.key, []))
+        state = states.get(item.key, "pending")
         if state == "done":
             plan.done += 1
         elif state == "submitted":
@@ -112,27 +109,16 @@ def prepare(store: Store, job: Job, *, run: str | None = None, retry_failed: boo
     return plan
 
 
-def item_state(rows: list[Any]) -> str:
-    """An item's state from its requests' rows: done once one of them wrote its conversation,
-    else failed if one failed, else submitted if one is in a batch, else pending."""
-    if any(r.conv is not None for r in rows):
-        return "done"
-    for state in ("failed", "submitted"):
-        if any(r.status == state for r in rows):
-            return state
-    return "pending"
-
-
 async def generate(store: Store, job: Job, plan: Plan, limits: Limits, *, budget_tokens: int | None = None, retry_failed: bool = False,
                    on_update: Any = None) -> Stats:  # fmt: skip
     """Run ``plan.todo``; the stats of this run (done, failed, requests, tokens, why it stopped)."""
-    stats = Stats(total=len(plan.todo), left=len(plan.todo))
+    stats = Stats(left=len(plan.todo))
     ctx = Context(store, plan.run, None, stats, budget_tokens=budget_tokens, retry_failed=retry_failed,
                   on_update=on_update or (lambda s: None))  # fmt: skip
     client = ctx.client = Client(job.settings.endpoint, limits, stop=ctx.stop) if plan.todo else None
     stats = await run_job(job, plan.todo, ctx, limits.concurrency)
     if client is not None:
-        stats.retries = client.counters.retried
+        stats.retries = client.retried
     return stats
 
 
@@ -144,11 +130,13 @@ def estimate(job: Job, plan: Plan, *, show: int = 3) -> dict[str, Any]:
     tok = get_tokenizer("o200k_base")
     s = job.settings
     max_tokens = s.parameters().get("max_tokens") or 256
-    firsts = [job.planned(item) for item in plan.todo[:show]]
+    firsts: list[dict[str, Any]] = []
     prompt = output = 0
     requests = 0
     for item in plan.todo:
         first = job.planned(item)
+        if len(firsts) < show:
+            firsts.append(first.request)
         counted = sum(c + 4 for c in tok.count_batch([str(m.get("content") or "") for m in first.request["messages"]]))
         turns = item.data[1] if job.kind == "selfchat" else 1
         # a self-chat's later lines see the earlier ones: each adds at most max_tokens to the next prompts
@@ -158,7 +146,7 @@ def estimate(job: Job, plan: Plan, *, show: int = 3) -> dict[str, Any]:
     price = price_of(s.endpoint)
     cost = None if price is None else (prompt * price["input"] + output * price["output"]) / 1e6
     return {"run": plan.run, "items": len(plan.todo), "requests": requests, "prompt_tokens": prompt, "max_output_tokens": output,
-            "price_per_million": price, "max_cost_usd": cost, "first_requests": [p.request for p in firsts]}  # fmt: skip
+            "price_per_million": price, "max_cost_usd": cost, "first_requests": firsts}  # fmt: skip
 
 
 def status(store: Store, run: str) -> dict[str, Any]:
@@ -166,10 +154,7 @@ def status(store: Store, run: str) -> dict[str, Any]:
     pending requests with their errors."""
     kind, params = store.gen_run_info(run)
     rows = store.gen_rows(run)
-    by_item: dict[str, list[Any]] = {}
-    for r in rows:
-        by_item.setdefault(r.item, []).append(r)
-    items = {item: item_state(rs) for item, rs in by_item.items()}
+    items = store.gen_item_states(run)
     usage = store.gen_usage(run)
     price = price_of_params(params)
     cost = (

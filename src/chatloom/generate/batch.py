@@ -60,10 +60,12 @@ def write_files(job: Job, plan: Plan, folder: Path) -> list[Path]:
     return paths
 
 
-def _client(endpoint: Endpoint) -> Any:
+def _client(endpoint: Endpoint) -> tuple[Any, list[str]]:
+    """A (synchronous) client of the endpoint, and the secrets its errors must not show."""
     import openai
 
-    return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key() or "none", max_retries=2, timeout=120)
+    key = endpoint.api_key()
+    return openai.OpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=2, timeout=120), [key] if key else []
 
 
 def _keys(path: Path) -> list[str]:
@@ -76,8 +78,7 @@ def submit(store: Store, job: Job, run: str, files: list[Path]) -> list[str] | N
     None when the endpoint has no batch API (404/405): the files are there to run elsewhere."""
     import openai
 
-    client = _client(job.settings.endpoint)
-    secrets = [k for k in [job.settings.endpoint.api_key()] if k]
+    client, secrets = _client(job.settings.endpoint)
     ids = []
     try:
         for path in files:
@@ -168,8 +169,7 @@ def collect(store: Store, run: str, *, results: Path | None = None) -> Collected
         rows = store.gen_rows(run, status="submitted")
         if not rows:
             raise ChatloomError(f"run {run} has no batch waiting: 'chatloom generate … --batch' submits one")
-        client = _client(job.settings.endpoint)
-        secrets = [k for k in [job.settings.endpoint.api_key()] if k]
+        client, secrets = _client(job.settings.endpoint)
         try:
             for batch_id in sorted({r.batch for r in rows if r.batch}):
                 batch = client.batches.retrieve(batch_id)

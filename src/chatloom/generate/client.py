@@ -16,7 +16,7 @@ import asyncio
 import email.utils
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,17 +65,6 @@ class Outcome:
     attempts: int
     error: str | None = None
     stopped: bool = False
-
-
-@dataclass
-class Counters:
-    """What the client has done so far (for the progress bar and the summary)."""
-
-    sent: int = 0
-    retried: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    waits: list[float] = field(default_factory=list)
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:
@@ -128,7 +117,7 @@ class Client:
         self.sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=key or "none", max_retries=0, timeout=limits.timeout)
         self.rpm = AsyncLimiter(limits.rpm, 60) if limits.rpm else None
         self.tpm = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
-        self.counters = Counters()
+        self.retried = 0  # attempts that were tried again (the run's summary)
         self._pause_until = 0.0
         self.stop = stop or asyncio.Event()  # set: no new attempt starts (Ctrl+C)
 
@@ -190,7 +179,6 @@ class Client:
             if not await self._wait_turn(body):
                 return Outcome(None, None, attempt, stopped=True)
             attempt += 1
-            self.counters.sent += 1
             try:
                 # the raw response: its JSON as the server sent it, without building the SDK's
                 # pydantic objects and dumping them back (a third of the client's time per request)
@@ -220,13 +208,8 @@ class Client:
                     response = None
                 if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
                     return Outcome(None, None, attempt, "the server's answer is not a chat completion")
-                usage = response.get("usage")
-                if usage:
-                    self.counters.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-                    self.counters.completion_tokens += int(usage.get("completion_tokens") or 0)
-                return Outcome(response, usage, attempt)
-            self.counters.retried += 1
-            self.counters.waits.append(wait)
+                return Outcome(response, response.get("usage"), attempt)
+            self.retried += 1
             if not await self._sleep(wait):
                 return Outcome(None, None, attempt, stopped=True)
 

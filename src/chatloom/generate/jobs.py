@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import UsageError
+from ..jsonl import bare_messages
 from ..model import Conversation, Message
 from ..store import PlannedRequest, Store
 from .inputs import Persona, Question, Templates
@@ -119,17 +120,6 @@ class Settings:
         return Message(role="assistant", content=text.strip() if not calls else text, name=name, tool_calls=calls, meta=extra)
 
 
-def openai_message(m: Message) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": m.role, "content": m.content}
-    if m.name:
-        out["name"] = m.name
-    if m.tool_calls:
-        out["tool_calls"] = m.tool_calls
-    if m.tool_call_id:
-        out["tool_call_id"] = m.tool_call_id
-    return out
-
-
 class Job:
     """A generator: its items, and how one item is made (one request by default)."""
 
@@ -196,7 +186,7 @@ class QAJob(Job):
         out = []
         for q in self.questions:
             seen[(q.question, q.answer)] += 1  # the same question twice is two items
-            out.append(Item(digest_of("qa", q.question, q.answer, seen[(q.question, q.answer)]), q.question[:80], q))
+            out.append(Item(digest_of("qa", q.question, q.answer, seen[(q.question, q.answer)]), q))
         return out
 
     def _system(self) -> list[dict[str, Any]]:
@@ -270,7 +260,7 @@ class ReplyJob(Job):
         return [i for i in assistant if i in wanted]
 
     def _prompt(self, conv: Conversation, index: int) -> list[dict[str, Any]]:
-        history = [openai_message(m) for m in conv.messages[:index]]
+        history = bare_messages(conv.messages[:index])
         if self.settings.system:
             if history and history[0]["role"] == "system":
                 history = history[1:]
@@ -289,10 +279,10 @@ class ReplyJob(Job):
             if not targets:
                 self.skipped += 1
             for index in targets:
-                above = [digest_of(openai_message(m)) for m in conv.messages[:index]]
+                above = [digest_of(m) for m in bare_messages(conv.messages[:index])]
                 kept = [d for d, m in zip(above, conv.messages, strict=False) if self.mode == "fill" or m.role != "assistant"]
                 key = digest_of("reply", conv.id, index, kept, self.mode)
-                out.append(Item(key, f"{conv.id} #{index}", (conv.id, index, above, conv)))
+                out.append(Item(key, (conv.id, index, above, conv)))
         self.missing = len(self.ids) - found
         return out
 
@@ -313,8 +303,9 @@ class ReplyJob(Job):
             conv = entry.conversation
             if entry.deleted:
                 raise ItemFailed(f"{conv_id} was deleted since the request was made")
-            if len(conv.messages) < index or any(digest_of(openai_message(m)) != d and not self._ours(m)
-                                                 for m, d in zip(conv.messages, above, strict=False)):  # fmt: skip
+            now = bare_messages(conv.messages[:index])
+            if len(now) < index or any(digest_of(d) != was and not self._ours(m)
+                                       for m, d, was in zip(conv.messages, now, above, strict=False)):  # fmt: skip
                 raise ItemFailed(f"{conv_id} changed above message {index} since the request was made; run again to ask anew")
             generated = s.generated(self.run, planned, response)
             old = conv.messages[index] if index < len(conv.messages) else None
@@ -400,7 +391,7 @@ class SelfChatJob(Job):
             for k in range(self.per_topic):
                 key = digest_of("selfchat", topic, k, seen[topic], [p.as_dict() for p in self.personas], self.seed)
                 turns = random.Random(key).randint(*self.turns)
-                out.append(Item(key, topic[:80], (topic, turns)))
+                out.append(Item(key, (topic, turns)))
         return out
 
     def system(self, speaker: int, topic: str) -> str:

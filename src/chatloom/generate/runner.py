@@ -9,9 +9,9 @@ through ``Context.call``. ``call`` is where the journal and the endpoint meet:
 - a request that failed for good is recorded ``failed`` with its error, and the item stops there;
 - an empty reply (no text, no tool call) is a failure, never an empty result.
 
-Stopping: ``stop()`` (the first Ctrl+C) lets the requests in flight finish and starts no more;
-``cancel`` (the second) cancels them, their rows staying ``pending``. ``kill -9`` leaves the
-same: a request is done with its conversation or pending without one.
+Stopping (``install_stop``): the first Ctrl+C sets ``Context.stop``, so the requests in flight
+finish and no more start; the second cancels them, their rows staying ``pending``. ``kill -9``
+leaves the same: a request is done with its conversation or pending without one.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ..errors import ChatloomError
 from ..store import Completion, PlannedRequest, Store
-from .client import BudgetReached, Client, Fatal
+from .client import BudgetReached, Client
 
 #: ``write(store, response)``: what a completion writes, in its transaction; the conversation's id
 Write = Callable[[Store, dict[str, Any]], str | None]
@@ -41,10 +41,10 @@ class ItemFailed(ChatloomError):
 
 @dataclass
 class Item:
-    """One conversation to make or change: its key (deterministic from the input) and a label."""
+    """One conversation to make or change: its key (deterministic from the input) and what the
+    job makes it from."""
 
     key: str
-    label: str
     data: Any = None
 
 
@@ -58,7 +58,6 @@ class Job(Protocol):
 class Stats:
     """What a run has done so far (the progress bar's fields and the summary)."""
 
-    total: int = 0
     done: int = 0
     failed: int = 0
     left: int = 0
@@ -268,8 +267,6 @@ async def run_job(job: Job, items: Sequence[Item], ctx: Context, concurrency: in
         await run_items(job, items, ctx, concurrency)
     except asyncio.CancelledError:
         ctx.stats.stopped = "interrupted"
-    except Fatal:
-        raise
     finally:
         remove()
         await ctx.committer.close()  # what was answered is recorded, however the run ends

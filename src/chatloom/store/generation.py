@@ -154,18 +154,25 @@ class Generations(Edit):
             self.db.execute("UPDATE gen_runs SET updated_at = ? WHERE name = ?", (at, run))
         return counts
 
-    def gen_rows(self, run: str, *, status: str | None = None, item: str | None = None, keys: Iterable[str] | None = None) -> list[GenRow]:
-        """Run ``run``'s rows in planning order, of one status, one item or some keys if asked."""
+    def gen_rows(self, run: str, *, status: str | None = None) -> list[GenRow]:
+        """Run ``run``'s rows in planning order, of one status if asked."""
         sql, args = f"SELECT {_COLUMNS} FROM gen_requests WHERE run = ?", [run]
         if status is not None:
             sql, args = sql + " AND status = ?", [*args, status]
-        if item is not None:
-            sql, args = sql + " AND item = ?", [*args, item]
-        rows = [_row(r) for r in self.db.execute(sql + " ORDER BY seq", args)]
-        if keys is not None:
-            wanted = set(keys)
-            rows = [r for r in rows if r.key in wanted]
-        return rows
+        return [_row(r) for r in self.db.execute(sql + " ORDER BY seq", args)]
+
+    def gen_item_states(self, run: str) -> dict[str, str]:
+        """Each item of run ``run`` and how it stands, from its requests' rows: ``done`` once one
+        of them wrote its conversation, else ``failed`` if one failed, else ``submitted`` if one
+        is in a batch, else ``pending``. Counted in SQL: no request or response is read."""
+        states = {}
+        for item, done, failed, submitted in self.db.execute(
+            "SELECT item, max(conv IS NOT NULL), max(status = 'failed'), max(status = 'submitted') "
+            "FROM gen_requests WHERE run = ? GROUP BY item",
+            (run,),
+        ):
+            states[item] = "done" if done else "failed" if failed else "submitted" if submitted else "pending"
+        return states
 
     def gen_row(self, run: str, key: str) -> GenRow | None:
         found = self.db.execute(f"SELECT {_COLUMNS} FROM gen_requests WHERE run = ? AND key = ?", (run, key)).fetchone()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..fileio import cache_dir
+from ..fileio import atomic_write, cache_dir
 from ..hookspecs import hookimpl
 
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
@@ -60,10 +60,8 @@ def _seed_tiktoken_cache(name: str) -> Path:
         if target.exists():
             continue
         src = _package_file(module, relative)
-        data = gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes()
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        with atomic_write(target) as f:
+            f.write(gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes())
     return folder
 
 
@@ -99,9 +97,8 @@ def _gpt2_ranks() -> dict[bytes, int]:
     except (OSError, ValueError):
         pass
     ranks = _constructor("gpt2")["mergeable_ranks"]
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ranks.items()))
-    os.replace(tmp, cached)
+    with atomic_write(cached) as f:
+        f.write(b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ranks.items()))
     return ranks  # type: ignore[no-any-return]
 
 
@@ -115,17 +112,7 @@ def _tiktoken_encoding(name: str) -> Any:
         specials = {ENDOFTEXT: 50256} | ({IM_START: 50257, IM_END: 50258} if name == "gpt2-chatml" else {})
         return tiktoken.Encoding(name=name, pat_str=r50k_pat_str, mergeable_ranks=_gpt2_ranks(), special_tokens=specials,
                                  explicit_n_vocab=50257 if name == "gpt2" else None)  # fmt: skip
-    folder = _seed_tiktoken_cache(name)
-    with _env_lock:
-        old = os.environ.get("TIKTOKEN_CACHE_DIR")
-        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
-        try:
-            return tiktoken.get_encoding(name)
-        finally:
-            if old is None:
-                del os.environ["TIKTOKEN_CACHE_DIR"]
-            else:
-                os.environ["TIKTOKEN_CACHE_DIR"] = old
+    return tiktoken.Encoding(**_constructor(name))  # what tiktoken.get_encoding(name) builds
 
 
 class Tokenizer:
