@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"tokens", "formats", "store", "reports"},
     "serve": {"train", "tokens"},
     "generate": {"store", "tokens"},
-    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate"},
+    "studio": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "generate", "serve"},
+    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate", "studio"},
 }
 PUBLIC_API = "__init__"  # chatloom/__init__.py re-exports the library (never the CLI)
 

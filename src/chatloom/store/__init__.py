@@ -6,6 +6,7 @@ from .check import CheckResult, SoundCheck
 from .db import DEFAULT_DATASET, dataset_path
 from .edit import Revision
 from .generation import Completion, GenRow, PlanCounts, PlannedRequest
+from .listing import Facets, ListQuery, ListRow
 from .journal import ImportRun, fingerprint
 from .read import Entry, Summary, fts_query
 from .store import Store
@@ -16,9 +17,12 @@ __all__ = [
     "CheckResult",
     "Completion",
     "Entry",
+    "Facets",
     "GenRow",
     "ImportCounts",
     "ImportRun",
+    "ListQuery",
+    "ListRow",
     "PlanCounts",
     "PlannedRequest",
     "Revision",

@@ -20,6 +20,7 @@ import inspect
 import os
 import sqlite3
 import stat
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,21 @@ def names_its_file(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
+#: The dataset files this process has open, by (device, inode), with how many ``Store``s each.
+#: POSIX record locks belong to a process and a file: closing *any* descriptor of the file drops
+#: all of them, SQLite's too. SQLite keeps its own descriptors open for that reason, but a plain
+#: ``open(path).close()`` (``_looks`` reading the header) dropped the shared lock every WAL
+#: connection holds; another process closing its last connection then took the file for its own,
+#: checkpointed and deleted the WAL under this one, whose later commits no one else saw. A file
+#: in here is not read again.
+_LIVE: dict[tuple[int, int], int] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _live_key(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_dev, st.st_ino)
+
+
 def _looks(path: Path, create: bool) -> bool:
     """Refuse (``StoreError``) what must not be opened as a dataset, reading only; True when the
     file is to become a new dataset (a new path, a zero-byte file, an SQLite file with nothing in
@@ -111,6 +127,8 @@ def _looks(path: Path, create: bool) -> bool:
         if create:
             return True  # a zero-byte file becomes a dataset (as SQLite itself treats it), for import only
         raise StoreError(f"{path}: empty file, not a chatloom dataset; 'chatloom import -d {path} FILE' makes it one")
+    if _live_key(st) in _LIVE:
+        return False  # open here already (a dataset), and reading it now would drop this process's locks (see _LIVE)
     try:
         with open(path, "rb") as f:
             header = f.read(100)
@@ -219,9 +237,29 @@ class StoreBase:
                 raise StoreError(f"{self.path}: cannot create the dataset: {err.strerror}") from None
         self.db = open_dataset(self.path, create=create)
         self._depth = 0  # how many ``_write`` blocks are open
+        self._live: tuple[int, int] | None = None
+        if str(self.path) != ":memory:":
+            with _LIVE_LOCK:
+                self._live = _live_key(self.path.stat())
+                _LIVE[self._live] = _LIVE.get(self._live, 0) + 1
+
+    def reset(self) -> None:
+        """End a transaction that a caller stopped in the middle of (a request that failed
+        mid-read keeps its snapshot otherwise); nothing it wrote is kept."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self._depth = 0
 
     def close(self) -> None:
         self.db.close()
+        if self._live is not None:
+            with _LIVE_LOCK:
+                left = _LIVE.get(self._live, 1) - 1
+                if left:
+                    _LIVE[self._live] = left
+                else:
+                    _LIVE.pop(self._live, None)
+            self._live = None
 
     def __enter__(self) -> Self:
         return self

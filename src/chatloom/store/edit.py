@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from ..errors import ChatloomError, ConflictError, StoreError
+from ..errors import ChatloomError, ConflictError, NotFoundError, StoreError
 from ..model import Conversation, digest, ensure_id
 from .read import Read
 from .rows import (
@@ -211,6 +211,48 @@ class Edit(Read):
                 new = self._replace(pk, conv, digest(conv), op="undo", at=at)
             self.db.execute("UPDATE revisions SET undone = 1 WHERE conv = ? AND revision = ?", (pk, revision))
             return revision, new
+
+    def state_at(self, conv_id: str, revision: int) -> Conversation | None:
+        """The conversation as it was after ``revision`` (None: it did not exist, or was deleted)."""
+        with self._reading():
+            row = self._row(conv_id)
+            if not 1 <= revision <= row.revision:
+                raise NotFoundError(f"{conv_id}: no revision {revision} (the latest is {row.revision})")
+            if revision == row.revision:
+                return None if row.deleted else to_conversation(row, self._messages(row))
+            (prev,) = self.db.execute("SELECT prev FROM revisions WHERE conv = ? AND revision = ?", (row.pk, revision + 1)).fetchone()
+        return None if prev is None else msgspec.json.decode(prev, type=Conversation)
+
+    def restore(self, conv_id: str, revision: int, *, base_revision: int | None = None) -> int:
+        """Bring back the state after ``revision`` as a new revision (op ``restore``); returns it.
+        ``base_revision`` as in ``put``."""
+        state = self.state_at(conv_id, revision)
+        at = now()
+        with self._write():
+            row = self._row(conv_id)
+            if base_revision is not None and base_revision != row.revision:
+                raise ConflictError(conv_id, base_revision, row.revision)
+            if state is None:
+                if row.deleted:
+                    return row.revision
+                snapshot = self._snapshot(row.pk)
+                self._tombstone(row.pk)
+                return self._new_revision(row.pk, "restore", at, None, snapshot)
+            return self._replace(row.pk, state, digest(state), op="restore", at=at)
+
+    def set_language(self, ids: Iterable[str], language: str | None) -> int:
+        """Set the language of live conversations; returns how many changed (each a revision)."""
+        at, n = now(), 0
+        with self._write():
+            for conv_id in ids:
+                row = self._row(conv_id)
+                if row.deleted or row.language == language:
+                    continue
+                conv = to_conversation(row, self._messages(row))
+                conv.language = language
+                self._replace(row.pk, conv, digest(conv), op="edit", at=at)
+                n += 1
+        return n
 
     # -- settings ---------------------------------------------------------------------------
 

@@ -155,6 +155,21 @@ def m003_generation_journal(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_listing_indexes(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        -- The studio's list pages by keyset in each of its sorts (updated, messages, title, tokens):
+        -- a page is a range scan of one of these, never a sort of the whole table.
+        CREATE INDEX conversations_modified ON conversations(modified_at);
+        CREATE INDEX conversations_messages ON conversations(n_messages);
+        CREATE INDEX conversations_title ON conversations(ifnull(title, ''));
+        CREATE INDEX token_counts_tokens ON token_counts(tokenizer, tokens);
+        """,
+    )
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

@@ -16,6 +16,7 @@ The parts, each a class in its own module, each standing on the ones it uses:
     journal.py  Journal     the import journal: journal_begin, journal_end; ImportRun, fingerprint
     bulk.py     Bulk        import_conversations, import_batches, undo_import, preview; make_batches, Batch
     stats.py    Stats       stats, token_counts
+    listing.py  Listing     page (keyset pages, filters, sorts, search), matching_ids, facets, page_tokens
     check.py    Check       check, repair_fts, sqlite_problems, start_sound_check (SoundCheck)
     generation.py Generations the generation journal: gen_run, gen_plan, gen_done, gen_fail, …
 
@@ -42,7 +43,7 @@ from .bulk import Bulk
 from .check import Check
 from .db import names_its_file
 from .generation import Generations
-from .stats import Stats
+from .listing import Listing
 
 
 def _errors_name_the_file(cls: type) -> type:
@@ -55,7 +56,7 @@ def _errors_name_the_file(cls: type) -> type:
 
 
 @_errors_name_the_file
-class Store(Bulk, Stats, Check, Generations):
+class Store(Bulk, Listing, Check, Generations):
     """A dataset: one SQLite file. Opening it migrates it; ``create=False`` refuses a missing file.
 
     :param path: the dataset file (default: ``$CHATLOOM_DATASET``, else ./chatloom.db)

@@ -1,0 +1,168 @@
+"""The studio's web app: ``create_app(dataset, ...)`` → a FastAPI app serving the pages
+(``pages.py``), the JSON API (``api.py``), the LLM assist (``assist.py``) and the static files.
+
+Every request, static files included, passes ``Guard`` first (a pure ASGI middleware, so
+streams are not buffered):
+
+- **Host**: only the names the server was started for (no DNS rebinding onto a loopback studio);
+- **token** (when the studio is not on loopback, or one was given): ``Authorization: Bearer T``,
+  or the cookie a ``?token=T`` link sets; compared in constant time, never logged;
+- **CSRF**: a write (POST, PUT, PATCH, DELETE) from a browser carries ``X-CSRF-Token``, the
+  value each page holds in ``<meta name=csrf>``; a cross-site page cannot read it. A write
+  with a bearer token needs none (a browser never adds that header on its own).
+
+The store is read and written through a small pool of connections (``Pool``), each a ``Store``
+of its own: SQLite in WAL mode lets the readers run beside the one writer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import queue
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from ..store import Store
+
+HERE = Path(__file__).parent
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+TOKEN_COOKIE = "chatloom_token"
+
+
+class Pool:
+    """``size`` open ``Store``s of one dataset, lent one request at a time."""
+
+    def __init__(self, path: str | Path, size: int = 4):
+        self.path = Path(path)
+        self._free: queue.Queue[Store] = queue.Queue()
+        for _ in range(size):
+            self._free.put(Store(self.path))
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        s = self._free.get()
+        try:
+            yield s
+        finally:
+            if s.db.in_transaction:  # a request that failed mid-read: end its snapshot
+                s.db.execute("ROLLBACK")
+            self._free.put(s)
+
+    def close(self) -> None:
+        while not self._free.empty():
+            self._free.get_nowait().close()
+
+
+@dataclass
+class Config:
+    """What a studio serves and how; ``endpoint``: the LLM assist's (see ``assist.endpoint``)."""
+
+    dataset: Path
+    token: str | None = None
+    hosts: set[str] = field(default_factory=set)  # the Host names accepted ("" + port added)
+    endpoint: dict[str, Any] = field(default_factory=dict)  # from the command line: wins over the dataset's settings
+    upload_limit: int = 512 << 20
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+
+class Guard:
+    """The checks every request passes (see the module docstring)."""
+
+    def __init__(self, app: Any, config: Config):
+        self.app, self.config = app, config
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        cfg = self.config
+        host = headers.get("host", "")
+        if cfg.hosts and host not in cfg.hosts:
+            return await _plain(send, 421, "this studio does not answer to that host name")
+        bearer = headers.get("authorization", "")
+        by_bearer = False
+        if cfg.token is not None:
+            given = bearer[7:] if bearer.lower().startswith("bearer ") else None
+            cookie = _cookies(headers.get("cookie", "")).get(TOKEN_COOKIE)
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            if given is not None and hmac.compare_digest(given.encode(), cfg.token.encode()):
+                by_bearer = True
+            elif cookie is not None and hmac.compare_digest(cookie.encode(), cfg.token.encode()):
+                pass
+            elif scope["method"] == "GET" and "token" in query and hmac.compare_digest(query["token"].encode(), cfg.token.encode()):
+                rest = urlencode({k: v for k, v in query.items() if k != "token"})
+                target = scope["path"] + ("?" + rest if rest else "")
+                cookie_header = f"{TOKEN_COOKIE}={cfg.token}; Path=/; HttpOnly; SameSite=Strict"
+                return await _plain(send, 303, "signed in", [(b"location", target.encode()), (b"set-cookie", cookie_header.encode())])
+            else:
+                return await _plain(send, 401, "this studio needs its token: open the link it printed, "
+                                    "or send Authorization: Bearer TOKEN", [(b"www-authenticate", b"Bearer")])  # fmt: skip
+        if scope["method"] in UNSAFE and not by_bearer:
+            sent = headers.get("x-csrf-token", "")
+            if not hmac.compare_digest(sent.encode(), cfg.csrf.encode()):
+                return await _plain(send, 403, "missing or wrong X-CSRF-Token (reload the page)")
+
+        async def send_with_headers(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = [*message.get("headers", []),
+                                      *((k, v) for k, v in _SECURITY if k not in have)]  # fmt: skip
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+def _cookies(header: str) -> dict[str, str]:
+    out = {}
+    for part in header.split(";"):
+        name, eq, value = part.strip().partition("=")
+        if eq:
+            out[name] = value
+    return out
+
+
+async def _plain(send: Any, status: int, text: str, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                            (b"x-content-type-options", b"nosniff"), *headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+#: every page: no framing by other sites, no inline scripts, nothing loaded from elsewhere
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_SECURITY = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+
+def create_app(config: Config, *, pool_size: int = 4) -> Any:
+    """The studio's FastAPI app over ``config.dataset`` (opened, and migrated, here)."""
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
+
+    from . import api, assist, pages
+    from .tasks import Tasks
+
+    pool = Pool(config.dataset, size=pool_size)
+    app = FastAPI(title="chatloom studio", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.config = config
+    app.state.pool = pool
+    app.state.tasks = Tasks(config.dataset)
+    app.state.lock = threading.Lock()
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.include_router(assist.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    return Guard(app, config), app
