@@ -6,8 +6,8 @@ from .check import CheckResult, SoundCheck
 from .db import DEFAULT_DATASET, dataset_path
 from .edit import Revision
 from .generation import Completion, GenRow, PlanCounts, PlannedRequest
-from .listing import Facets, ListQuery, ListRow
 from .journal import ImportRun, fingerprint
+from .listing import Facets, ListQuery, ListRow
 from .read import Entry, Summary, fts_query
 from .store import Store
 
