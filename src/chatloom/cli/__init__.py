@@ -180,4 +180,4 @@ from . import browse, data, edit, generate, keys, pipeline, serve, studio, token
 
 load_plugins().hook.register_commands(cli=cli)
 
-__all__ = ["browse", "cli", "data", "edit", "generate", "keys", "pipeline", "serve", "tokens", "train"]
+__all__ = ["browse", "cli", "data", "edit", "generate", "keys", "pipeline", "serve", "studio", "tokens", "train"]

@@ -59,9 +59,9 @@ def studio(dataset: str, host: str, port: int, token: str | None, open_browser: 
     elif base_url:
         endpoint = {"base_url": base_url, "model": model, **({"key": key_name} if key_name else {}), **({"key_env": key_env} if key_env else {})}
     if endpoint:
-        from ..studio.assist import checked_endpoint
-
         from fastapi import HTTPException
+
+        from ..studio.assist import checked_endpoint
 
         try:
             endpoint = checked_endpoint(endpoint)

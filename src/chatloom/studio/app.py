@@ -50,8 +50,7 @@ class Pool:
         try:
             yield s
         finally:
-            if s.db.in_transaction:  # a request that failed mid-read: end its snapshot
-                s.db.execute("ROLLBACK")
+            s.reset()  # a request that failed mid-read: its snapshot ends here
             self._free.put(s)
 
     def close(self) -> None:

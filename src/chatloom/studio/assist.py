@@ -104,7 +104,6 @@ def stop(gen_id: str) -> Any:
 @router.post("/api/chats/{conv_id:path}/generate")
 async def generate(conv_id: str, request: Request) -> Any:
     from ..generate.settings import scrub
-
     from .api import _encoder, _if_match
 
     base = _if_match(request)
