@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := demo-output
 
-.PHONY: venv demo test bench docs lint clean
+.PHONY: venv demo test bench docs lint clean chromium
 
 venv: $(STAMP)
 
@@ -37,7 +37,23 @@ demo: venv
 	@echo "           (try: $(BIN)/chatloom chat $(DEMO)/run, or $(BIN)/chatloom serve $(DEMO)/run and any OpenAI client at http://127.0.0.1:8000/v1)"
 	@echo "generated: 3 answers by the tuned model, served for the command, in $(DEMO)/chitchat.db   (try: $(BIN)/chatloom ls -d $(DEMO)/chitchat.db --tag demo; $(BIN)/chatloom generate status -d $(DEMO)/chitchat.db)"
 
-test: venv
+# The studio's browser tests drive Debian's chromium; installed here when missing (as root, or
+# with sudo), else they are skipped with a message that says how.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the studio's browser tests (apt-get install -y chromium)"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null)) || \
+	    echo "warning: apt-get install chromium failed: the studio's browser tests will be skipped"; \
+	  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	    echo "warning: sudo apt-get install chromium failed: the studio's browser tests will be skipped"; \
+	  else \
+	    echo "warning: chromium is not installed and apt-get cannot run here: the studio's browser tests will be skipped (install chromium, or set CHATLOOM_CHROMIUM to a Chromium binary)"; \
+	  fi; }
+
+test: venv chromium
 	$(BIN)/python -m pytest -q
 
 bench: venv
