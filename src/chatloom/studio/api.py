@@ -18,7 +18,7 @@ silently. Each accepted write is a revision (history, restore, undo).
     POST   /api/tokens                         token counts of an unsaved chat
     POST   /api/bulk                           tag, untag, delete, set language: ids or a whole query
     POST   /api/import?name=FILE&format=F      the request body is the file (size-limited); a task
-    GET    /api/export?format=F&tag=T          a file of the dataset (or of a query)
+    GET    /api/export?format=F&tag=T          a file of what a query finds (or of the chats id=A&id=B)
     GET    /api/tasks/ID                       a background task's progress
     PUT    /api/settings                       the dataset's settings the studio edits
     GET    /api/duplicates                     exact and near duplicates (a task)
@@ -457,9 +457,11 @@ def export_file(request: Request) -> Any:
         raise HTTPException(400, f"unknown format {fmt!r}: one of {', '.join(sorted(known))}")
     folder = Path(tempfile.mkdtemp(prefix="chatloom-export-"))
     out = folder / f"export.{fmt}.jsonl"
-    with _pool(request).store() as store:
-        q = list_query(request.query_params, counting(store).cache_key)
-        ids = [i for batch in store.matching_ids(q) for i in batch]
+    ids = request.query_params.getlist("id")  # a selection; else everything the query finds
+    if not ids:
+        with _pool(request).store() as store:
+            q = list_query(request.query_params, counting(store).cache_key)
+            ids = [i for batch in store.matching_ids(q) for i in batch]
     path = request.app.state.config.dataset
 
     def read() -> Any:

@@ -50,13 +50,15 @@ document.getElementById('bulk-apply').addEventListener('click', async () => {
   const whole = document.getElementById('whole-query').checked;
   const out = document.getElementById('bulk-result');
   const query = Object.fromEntries(new URLSearchParams(document.getElementById('bulk').dataset.query));
+  const ids = selected();
   if (action === 'export') {
     const params = new URLSearchParams(whole ? query : {});
-    if (!whole) { out.textContent = 'export: tick "everything this list finds", or use Import / export'; return; }
+    if (!whole && !ids.length) { out.textContent = 'select chats first (x, or the boxes)'; return; }
+    if (!whole) ids.forEach((id) => params.append('id', id));
+    if (value) params.set('format', value);
     location.href = `/api/export?${params}`;
     return;
   }
-  const ids = selected();
   if (!whole && !ids.length) { out.textContent = 'select chats first (x, or the boxes)'; return; }
   if (action === 'delete' && !confirm(whole ? 'Delete every chat this query finds? (each can be undone)' : `Delete ${ids.length} chats?`)) return;
   out.textContent = 'working…';
