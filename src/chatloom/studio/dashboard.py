@@ -43,8 +43,8 @@ def histogram(counts: Sequence[int], *, limit: int | None = None, bins: int = 40
 
 
 def find_duplicates(store: Store, task: Any, *, threshold: float = 0.8, shown: int = 200) -> dict[str, Any]:
-    """Exact duplicates (same normalized turns, as ``exact_dedup``) and near ones (MinHash + LSH,
-    as ``near_dedup``): each group's ids, the first one kept as the build keeps it."""
+    """Exact duplicates (same normalized turns, as ``exact_dedup``) and near ones among the rest
+    (MinHash + LSH, as ``near_dedup``): each group's ids, the first one kept as the build keeps it."""
     from ..pipeline.filters import minhash
     from ..pipeline.filters.dedup import conversation_text, normalize
 
@@ -55,8 +55,9 @@ def find_duplicates(store: Store, task: Any, *, threshold: float = 0.8, shown: i
     for i, conv in enumerate(store.iter_conversations()):
         key = hashlib.blake2b("\x00".join(f"{m.role}\x01{normalize(m.content)}" for m in conv.messages).encode(), digest_size=16).digest()
         exact.setdefault(key, []).append(conv.id or "")
-        ids.append(conv.id or "")
-        texts.append(conversation_text(conv))
+        if len(exact[key]) == 1:  # an exact copy is not counted again as a near one (the build runs exact first)
+            ids.append(conv.id or "")
+            texts.append(conversation_text(conv))
         task.done = i + 1
     exact_groups = [g for g in exact.values() if len(g) > 1]
     keepers = minhash.near_duplicates(texts, threshold=threshold, ngram=5, permutations=128, seed=0, transitive=False)
