@@ -27,6 +27,7 @@ silently. Each accepted write is a revision (history, restore, undo).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import uuid
@@ -123,7 +124,7 @@ def _if_match(request: Request) -> int:
 
 
 def _conflict(store: Store, conv_id: str) -> JSONResponse:
-    e = store.entry(conv_id)
+    e = _found(store.entry, conv_id)
     theirs = None if e.deleted else msgspec.to_builtins(e.conversation)
     return JSONResponse({"error": "conflict: someone saved this chat since you opened it", "revision": e.revision,
                          "conversation": theirs, "deleted": e.deleted}, status_code=412, headers=_etag(e.revision))  # fmt: skip
@@ -266,7 +267,7 @@ async def save_chat(conv_id: str, request: Request) -> Any:
         try:
             revision = store.put(conv, base_revision=base)
         except ConflictError:
-            return _conflict(store, conv_id)
+            return _conflict(store, conv_id)  # 404 when it is not there at all
     return JSONResponse({"revision": revision}, headers=_etag(revision))
 
 
@@ -286,7 +287,9 @@ def _found(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except NotFoundError as err:
-        raise HTTPException(404, str(err)) from None
+        store = getattr(fn, "__self__", None)
+        text = str(err) if store is None else str(err).replace(str(store.path), store.path.name)  # no server paths to the page
+        raise HTTPException(404, text) from None
 
 
 # -- token counts ---------------------------------------------------------------------------
@@ -425,17 +428,33 @@ async def import_file(request: Request) -> Any:
 
                 return advance
 
-            results = import_paths(store, [str(path)], options, fmt=fmt, tags=tags, on_file=on_file)
-            files = [r.to_dict() for r in results]
+            try:
+                results = import_paths(store, [str(path)], options, fmt=fmt, tags=tags, on_file=on_file)
+            except ChatloomError as err:
+                raise ChatloomError(_unplaced(str(err), folder)) from None
+            files = [_unplaced(r.to_dict(), folder) for r in results]
             for f in files:
                 f["file"] = name
+            task.done = task.total or 0
             return {"files": files, "conversations": results.conversations,
-                    "skipped": [str(e) for e in results.skipped]}  # fmt: skip
+                    "skipped": [_unplaced(str(e), folder) for e in results.skipped]}  # fmt: skip
         finally:
             _remove(folder)
 
     task = request.app.state.tasks.start("import", work)
     return JSONResponse({"task": task.id, "bytes": size}, status_code=202)
+
+
+def _unplaced(value: Any, folder: Path) -> Any:
+    """``value`` with the upload's temporary folder taken out of every text (messages name the
+    file as the page named it, never a path on the server)."""
+    if isinstance(value, str):
+        return value.replace(f"{folder}{os.sep}", "").replace(str(folder), "")
+    if isinstance(value, dict):
+        return {k: _unplaced(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unplaced(v, folder) for v in value]
+    return value
 
 
 def _remove(folder: Path) -> None:

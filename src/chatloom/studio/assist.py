@@ -24,6 +24,7 @@ are kept in ``meta.alternatives``.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -41,18 +42,29 @@ from ..model import Message
 
 router = APIRouter()
 _running: dict[str, asyncio.Event] = {}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_KEYLIKE = re.compile(r"(?i)(?<![A-Za-z0-9])(sk|hf|rk|pk|key|api|gsk|xai)[-_][A-Za-z0-9_-]{16,}|bearer\s+\S{8,}")
 _ENDPOINT_KEYS = {"name", "base_url", "model", "key", "key_env", "temperature", "max_tokens", "extra_body"}
 
 
 def checked_endpoint(value: Any) -> dict[str, Any]:
     """An endpoint setting as the settings page sends it: known fields only, a key's name (never a key)."""
-    from ..generate.settings import Endpoint
+    from ..generate.settings import Endpoint, shown_name
 
     if not isinstance(value, dict) or not set(value) <= _ENDPOINT_KEYS:
         raise HTTPException(400, f"endpoint: only {', '.join(sorted(_ENDPOINT_KEYS))}")
     value = {k: v for k, v in value.items() if v not in (None, "", {})}
     if "name" not in value and not ("base_url" in value and "model" in value):
         raise HTTPException(400, "endpoint: a saved endpoint's name, or a base URL and a model")
+    # a key typed into any field (its name, the variable's name, the model, the URL, the extra
+    # body) is refused before it could be saved, shown or sent back
+    for field in ("name", "key", "key_env"):
+        if field in value and (not isinstance(value[field], str) or shown_name(value[field]) != value[field]):
+            raise HTTPException(400, f"endpoint: {field}: that looks like a key; give the key's name ('chatloom keys set NAME')")
+    if "key_env" in value and not _ENV_NAME.fullmatch(value["key_env"]):
+        raise HTTPException(400, "endpoint: key_env: the name of an environment variable (letters, digits, '_')")
+    if _KEYLIKE.search(orjson.dumps(value).decode()):
+        raise HTTPException(400, "endpoint: one of its fields holds what looks like a key; keys go in the key store ('chatloom keys set NAME')")
     try:
         Endpoint(**{"base_url": "", "model": "", **{k: v for k, v in value.items() if k != "name"}})
     except (ChatloomError, TypeError) as err:

@@ -36,10 +36,8 @@ def _marked(snippet: str | None) -> list[tuple[bool, str]]:
 
 def _page(request: Request, name: str, **context: Any) -> HTMLResponse:
     cfg = request.app.state.config
-    with request.app.state.pool.store() as store:
-        dataset_name = cfg.dataset.name
-        count = store.count()
-    return templates.TemplateResponse(request, name, {"csrf": cfg.csrf, "dataset": dataset_name, "count": count, **context})
+    count = request.app.state.count.get()
+    return templates.TemplateResponse(request, name, {"csrf": cfg.csrf, "dataset": cfg.dataset.name, "count": count, **context})
 
 
 @router.get("/", response_class=HTMLResponse)
