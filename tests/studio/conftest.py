@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.serve.conftest import _pump
+from tests.serve.conftest import _pump, stop_server
 
 URL = re.compile(r"at (http://\S+/)")
 CSRF = re.compile(r'<meta name="csrf" content="([^"]+)">')
@@ -74,12 +74,7 @@ def start_studio(dataset: Path, *args: str, home: Path) -> Studio:
 
 
 def stop_studio(studio: Studio) -> None:
-    studio.proc.terminate()
-    try:
-        studio.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        studio.proc.kill()
-        studio.proc.wait()
+    stop_server(studio)  # type: ignore[arg-type]  (SIGTERM, then kill: a Server's way, by its proc)
 
 
 @pytest.fixture(scope="module")

@@ -105,5 +105,7 @@ def run(app: Any, sock: socket.socket, on_start: Any) -> None:
             if self.started:
                 on_start()
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    # keep-alive past uvicorn's 5 s: a browser's or a client's idle connection is not closed just
+    # as it sends its next request (a client then sees a dropped connection)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, timeout_keep_alive=65)
     Server(config).run(sockets=[sock])

@@ -172,26 +172,16 @@ class Listing(Stats):
             if value is not None:
                 where.append(f"{column} IS ?" if value == "" else f"{column} = ?")
                 args.append(None if value == "" else value)
-        if q.min_messages is not None:
-            where.append("c.n_messages >= ?")
-            args.append(q.min_messages)
-        if q.max_messages is not None:
-            where.append("c.n_messages <= ?")
-            args.append(q.max_messages)
+        tokens = q.sort == "tokens" or q.min_tokens is not None or q.max_tokens is not None
+        for term, value in (("c.n_messages >= ?", q.min_messages), ("c.n_messages <= ?", q.max_messages),
+                            ("c.modified_at >= ?", q.edited_since), ("t.tokens >= ?", q.min_tokens), ("t.tokens <= ?", q.max_tokens)):
+            if value is not None:
+                where.append(term)
+                args.append(value)
         if q.has_tools is not None:
             where.append("c.tools IS NOT NULL" if q.has_tools else "c.tools IS NULL")
-        if q.edited_since is not None:
-            where.append("c.modified_at >= ?")
-            args.append(q.edited_since)
         if q.generated is not None:
             where.append(("" if q.generated else "NOT ") + "EXISTS (SELECT 1 FROM tags WHERE tag = 'generated' AND conv = c.pk)")
-        tokens = q.sort == "tokens" or q.min_tokens is not None or q.max_tokens is not None
-        if q.min_tokens is not None:
-            where.append("t.tokens >= ?")
-            args.append(q.min_tokens)
-        if q.max_tokens is not None:
-            where.append("t.tokens <= ?")
-            args.append(q.max_tokens)
         return where, args, tokens
 
     def page(self, q: ListQuery, *, after: str | None = None, limit: int = 50) -> tuple[list[ListRow], str | None]:
