@@ -28,7 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"train", "tokens"},
     "generate": {"store", "tokens"},
     "studio": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "generate", "serve"},
-    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate", "studio"},
+    "sync": {"sources", "store", "formats", "importing", "reports"},
+    "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate", "studio", "sync"},
 }
 PUBLIC_API = "__init__"  # chatloom/__init__.py re-exports the library (never the CLI)
 

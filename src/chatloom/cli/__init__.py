@@ -176,8 +176,8 @@ def cli(debug: bool) -> None:
 
 
 from ..plugins import load_plugins  # noqa: E402
-from . import browse, data, edit, generate, keys, pipeline, serve, studio, tokens, train  # noqa: E402  (commands register themselves on `cli`)
+from . import browse, data, edit, generate, keys, pipeline, serve, studio, sync, tokens, train  # noqa: E402  (commands register themselves on `cli`)
 
 load_plugins().hook.register_commands(cli=cli)
 
-__all__ = ["browse", "cli", "data", "edit", "generate", "keys", "pipeline", "serve", "studio", "tokens", "train"]
+__all__ = ["browse", "cli", "data", "edit", "generate", "keys", "pipeline", "serve", "studio", "sync", "tokens", "train"]

@@ -170,6 +170,40 @@ def m004_listing_indexes(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_sync(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        -- chatloom remote: where a dataset syncs to (a key's *name* in options, never a key).
+        CREATE TABLE sync_remotes (
+            name    TEXT PRIMARY KEY,
+            url     TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}'
+        );
+        -- Per remote, the state each conversation had on both sides at the last sync: the base
+        -- of the three-way merge (a state: store/sync.py).
+        CREATE TABLE sync_base (
+            remote TEXT NOT NULL,
+            id     TEXT NOT NULL,
+            state  TEXT NOT NULL,
+            PRIMARY KEY (remote, id)
+        ) WITHOUT ROWID;
+        -- A conversation both sides changed: ours stays the dataset's, theirs is kept here
+        -- (NULL: they deleted it) until 'chatloom resolve'.
+        CREATE TABLE sync_conflicts (
+            id           TEXT PRIMARY KEY,
+            remote       TEXT NOT NULL,
+            theirs       TEXT,
+            theirs_state TEXT NOT NULL,
+            base_state   TEXT,
+            at           TEXT NOT NULL
+        );
+        """,
+    )
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

@@ -16,6 +16,7 @@ The parts, each a class in its own module, each standing on the ones it uses:
     journal.py  Journal     the import journal: journal_begin, journal_end; ImportRun, fingerprint
     bulk.py     Bulk        import_conversations, import_batches, undo_import, preview; make_batches, Batch
     stats.py    Stats       stats, token_counts
+    sync.py     Sync        states (diff and sync), sync_base, conflicts, remotes
     listing.py  Listing     page (keyset pages, filters, sorts, search), matching_ids, facets, page_tokens
     check.py    Check       check, repair_fts, sqlite_problems, start_sound_check (SoundCheck)
     generation.py Generations the generation journal: gen_run, gen_plan, gen_done, gen_fail, …
@@ -44,6 +45,7 @@ from .check import Check
 from .db import names_its_file
 from .generation import Generations
 from .listing import Listing
+from .sync import Sync
 
 
 def _errors_name_the_file(cls: type) -> type:
@@ -56,7 +58,7 @@ def _errors_name_the_file(cls: type) -> type:
 
 
 @_errors_name_the_file
-class Store(Bulk, Listing, Check, Generations):
+class Store(Bulk, Listing, Sync, Check, Generations):
     """A dataset: one SQLite file. Opening it migrates it; ``create=False`` refuses a missing file.
 
     :param path: the dataset file (default: ``$CHATLOOM_DATASET``, else ./chatloom.db)

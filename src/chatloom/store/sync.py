@@ -1,0 +1,143 @@
+"""What diff and sync read and keep in a dataset: every conversation's *state* in id order
+(``states``), and per remote the states both sides had at the last sync (``sync_base``), the
+conflicts a sync found (``conflicts``) and their resolution.
+
+A state is a short hash of what a person changes: the digest (the messages: roles, names,
+contents, tool calls) and the metadata (title, language, tags, tool schemas, meta), or
+``DELETED`` for a tombstone. Two datasets hold the same conversation when its states are equal.
+It is read from the conversation rows alone (no message is read): two datasets of a million
+conversations compare in seconds. A message's own ``train`` flag or ``meta`` is not in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from ..model import Conversation, digest
+from .edit import Edit
+from .rows import dumps, now
+
+DELETED = "deleted"
+
+
+def state_of(dg: str, title: str | None, language: str | None, tags: str | None, tools: str | None, meta: str | None) -> str:
+    """A conversation's state from its stored columns (tags, tools, meta as stored: JSON text)."""
+    h = hashlib.blake2b(digest_size=12)
+    for part in (dg, title or "", language or "", tags or "[]", tools or "", meta or ""):
+        h.update(part.encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def conversation_state(conv: Conversation) -> str:
+    """The state of a conversation that is not stored (read from a file, or a remote's)."""
+    return state_of(digest(conv), conv.title, conv.language, orjson.dumps(conv.tags).decode(), dumps(conv.tools), dumps(conv.meta))
+
+
+@dataclass
+class Conflict:
+    """A conversation both sides changed since the last sync: ours is the dataset's, theirs kept here."""
+
+    id: str
+    remote: str
+    theirs: Conversation | None  # None: they deleted it
+    theirs_state: str
+    base_state: str | None
+    at: str
+
+
+class Sync(Edit):
+    """The sync API of ``Store``."""
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        """(id, state) of every conversation, tombstones included (state ``DELETED``), by id;
+        one snapshot, on a connection of its own, streaming."""
+        from .db import connect
+
+        db = connect(self.path)
+        try:
+            db.execute("BEGIN")
+            for conv_id, deleted, dg, title, language, tags, tools, meta in db.execute(
+                "SELECT id, deleted, digest, title, language, tags, tools, meta FROM conversations ORDER BY id"
+            ):
+                yield conv_id, DELETED if deleted else state_of(dg, title, language, tags, tools, meta)
+        finally:
+            db.close()
+
+    def state(self, conv_id: str) -> str | None:
+        """One conversation's state (None: the dataset never had it)."""
+        row = self.db.execute(
+            "SELECT deleted, digest, title, language, tags, tools, meta FROM conversations WHERE id = ?", (conv_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return DELETED if row[0] else state_of(*row[1:])
+
+    def revision_marks(self, conv_id: str) -> list[tuple[int, str, str, str | None]]:
+        """(revision, op, at, digest) of each change: two copies of one file share a prefix."""
+        return self.db.execute(
+            "SELECT r.revision, r.op, r.at, r.digest FROM revisions r JOIN conversations c ON c.pk = r.conv "
+            "WHERE c.id = ? ORDER BY r.revision", (conv_id,)).fetchall()  # fmt: skip
+
+    # -- the base: what both sides held at the last sync, per remote ---------------------------
+
+    def sync_base(self, remote: str) -> dict[str, str]:
+        return dict(self.db.execute("SELECT id, state FROM sync_base WHERE remote = ?", (remote,)))
+
+    def set_sync_base(self, remote: str, states: Iterable[tuple[str, str]]) -> None:
+        """Record (id, state) pairs as both sides' agreed state (one transaction)."""
+        with self._write():
+            self.db.executemany("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
+                                [(remote, i, s) for i, s in states])  # fmt: skip
+
+    # -- conflicts --------------------------------------------------------------------------
+
+    def add_conflict(self, conv_id: str, remote: str, theirs: Conversation | None, theirs_state: str, base_state: str | None) -> None:
+        with self._write():
+            self.db.execute(
+                "INSERT OR REPLACE INTO sync_conflicts (id, remote, theirs, theirs_state, base_state, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (conv_id, remote, None if theirs is None else msgspec.json.encode(theirs).decode(), theirs_state, base_state, now()),
+            )
+
+    def conflicts(self, remote: str | None = None) -> list[Conflict]:
+        sql = "SELECT id, remote, theirs, theirs_state, base_state, at FROM sync_conflicts"
+        rows = self.db.execute(sql + (" WHERE remote = ?" if remote else "") + " ORDER BY id", (remote,) if remote else ())
+        return [Conflict(i, r, None if t is None else msgspec.json.decode(t, type=Conversation), ts, bs, at) for i, r, t, ts, bs, at in rows]
+
+    def conflict(self, conv_id: str) -> Conflict | None:
+        found = [c for c in self.conflicts() if c.id == conv_id]
+        return found[0] if found else None
+
+    def drop_conflict(self, conv_id: str, *, base: str | None = None) -> None:
+        """The conflict is resolved; ``base``: the state both sides are to be taken as having
+        agreed on (theirs), so that the next sync moves the resolution to them."""
+        with self._write():
+            row = self.db.execute("SELECT remote, theirs_state FROM sync_conflicts WHERE id = ?", (conv_id,)).fetchone()
+            self.db.execute("DELETE FROM sync_conflicts WHERE id = ?", (conv_id,))
+            if row is not None:
+                self.db.execute("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
+                                (row[0], conv_id, base if base is not None else row[1]))  # fmt: skip
+
+    # -- remotes ----------------------------------------------------------------------------
+
+    def remotes(self) -> dict[str, dict[str, Any]]:
+        return {name: {"url": url, "kind": kind, **orjson.loads(options)}
+                for name, url, kind, options in self.db.execute("SELECT name, url, kind, options FROM sync_remotes ORDER BY name")}  # fmt: skip
+
+    def add_remote(self, name: str, url: str, kind: str, options: dict[str, Any]) -> None:
+        with self._write():
+            self.db.execute("INSERT INTO sync_remotes (name, url, kind, options) VALUES (?, ?, ?, ?)",
+                            (name, url, kind, orjson.dumps(options).decode()))  # fmt: skip
+
+    def remove_remote(self, name: str) -> bool:
+        with self._write():
+            gone = self.db.execute("DELETE FROM sync_remotes WHERE name = ?", (name,)).rowcount
+            self.db.execute("DELETE FROM sync_base WHERE remote = ?", (name,))
+            self.db.execute("DELETE FROM sync_conflicts WHERE remote = ?", (name,))
+        return bool(gone)

@@ -1,0 +1,169 @@
+"""``chatloom sync A B``: a three-way merge of two datasets, conversation by conversation, with
+the states both had at their last sync as the base (kept in both, under the other's name).
+
+For each conversation, with base b, ours a (A) and theirs t (B):
+- a == t: nothing to do;
+- only one side moved from b: its version goes to the other (a deletion is a tombstone, and
+  travels as one);
+- both moved, differently: a **conflict**. Both versions are kept: A's stays A's, and B's is
+  held beside it in A (``chatloom conflicts``) until ``chatloom resolve ID --ours|--theirs|--edit``
+  settles it; the next sync carries the resolution to B. B keeps its version meanwhile.
+- No base (the first sync): a conversation on one side only is copied; one on both sides with
+  different states is a conflict.
+
+Each conversation moves in its own transaction on each side, and the base is recorded as it
+goes: a sync stopped at any point (Ctrl+C, kill -9) and run again finishes the rest, with nothing
+applied twice (putting a state a side already holds changes nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import ConflictError, UsageError
+from ..store.sync import DELETED, conversation_state
+from .sides import DatasetSide, Side, merge_join
+
+
+@dataclass
+class SyncResult:
+    to_b: list[str] = field(default_factory=list)  # A's version written to B
+    to_a: list[str] = field(default_factory=list)  # B's version written to A
+    deleted_in_a: list[str] = field(default_factory=list)
+    deleted_in_b: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    same: int = 0
+    dry_run: bool = False
+
+    def counts(self) -> dict[str, int]:
+        return {"to_b": len(self.to_b), "to_a": len(self.to_a), "deleted_in_a": len(self.deleted_in_a),
+                "deleted_in_b": len(self.deleted_in_b), "conflicts": len(self.conflicts), "same": self.same}  # fmt: skip
+
+
+def _live(s: str | None) -> bool:
+    return s is not None and s != DELETED
+
+
+def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], None] | None = None) -> SyncResult:
+    """Merge A and B both ways (see the module docstring); ``dry_run``: say what would move, write nothing."""
+    if not (isinstance(a, DatasetSide) and isinstance(b, DatasetSide)):
+        raise UsageError("sync needs two datasets (an export file can be diffed, or imported)")
+    out = SyncResult(dry_run=dry_run)
+    base_a = a.store.sync_base(b.name)
+    base_b = b.store.sync_base(a.name)
+    open_a = {c.id for c in a.store.conflicts(b.name)}  # A has not resolved these yet
+    open_b = {c.id for c in b.store.conflicts(a.name)}  # B has not (a sync run from B's side found them)
+    agreed: list[tuple[str, str]] = []
+
+    def settle(conv_id: str, state: str) -> None:
+        agreed.append((conv_id, state))
+        if len(agreed) >= 500:
+            flush()
+
+    def flush() -> None:
+        if not dry_run and agreed:
+            a.store.set_sync_base(b.name, agreed)
+            b.store.set_sync_base(a.name, agreed)
+        agreed.clear()
+
+    for n, (conv_id, sa, sb) in enumerate(merge_join(a.states(), b.states())):
+        if progress is not None and n % 1000 == 0:
+            progress(n)
+        base = base_a.get(conv_id, base_b.get(conv_id))
+        if sa == sb or (not _live(sa) and not _live(sb)):
+            out.same += 1
+            if not dry_run:
+                for side, pending in ((a, open_a), (b, open_b)):
+                    if conv_id in pending:  # both hold the same now: nothing is in conflict any more
+                        side.store.drop_conflict(conv_id, base=sa or DELETED)
+            if sa is not None and sb is not None and base != sa:
+                settle(conv_id, sa)
+            continue
+        if conv_id in open_a:
+            out.conflicts.append(conv_id)  # waits for 'chatloom resolve' here
+            continue
+        if base is None and sa is not None and sb is not None:
+            base = _common_state(a, b, conv_id)  # two copies of one file: their shared history
+        if base is None:  # never synced: what only one side has goes over; two versions conflict
+            a_moved, b_moved = sa is not None, sb is not None
+        else:
+            a_moved, b_moved = sa != base, sb != base
+        if conv_id in open_b and a_moved:  # A resolved it (its base is B's version): A's goes over
+            b_moved = False
+        if a_moved and not b_moved:
+            if _carry(a, b, conv_id, sa, sb, out.to_b, out.deleted_in_b, dry_run):
+                if not dry_run and conv_id in open_b:
+                    b.store.drop_conflict(conv_id, base=sa or DELETED)
+                settle(conv_id, sa or DELETED)
+        elif b_moved and not a_moved:
+            if _carry(b, a, conv_id, sb, sa, out.to_a, out.deleted_in_a, dry_run):
+                settle(conv_id, sb or DELETED)
+        else:
+            out.conflicts.append(conv_id)
+            if not dry_run:  # ours stays; theirs is kept beside it until it is resolved
+                a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
+    flush()
+    return out
+
+
+def _common_state(a: DatasetSide, b: DatasetSide, conv_id: str) -> str | None:
+    """The state both had before they went apart, when their histories share a beginning (a file
+    copied, then edited on both): the state after the last revision they have in common."""
+    common = 0
+    for x, y in zip(a.store.revision_marks(conv_id), b.store.revision_marks(conv_id)):
+        if x != y:
+            break
+        common = x[0]
+    if not common:
+        return None
+    state = a.store.state_at(conv_id, common)
+    return DELETED if state is None else conversation_state(state)
+
+
+def _carry(src: DatasetSide, dst: DatasetSide, conv_id: str, state: str | None, expected: str | None, written: list[str],
+           deleted: list[str], dry_run: bool) -> bool:  # fmt: skip
+    """``src``'s version of one conversation (or its deletion) to ``dst``, in one transaction there,
+    only over the version of it that was compared (``expected``): one saved there meanwhile is
+    left for the next sync, never overwritten. True when it was carried."""
+    if dry_run:
+        if _live(state) or _live(expected):
+            (written if _live(state) else deleted).append(conv_id)
+        return True
+    found = dst.store.state(conv_id)
+    if found != expected:
+        return False  # it moved since: the next sync sees it
+    revision = dst.store.entry(conv_id).revision if found is not None else 0
+    try:
+        if _live(state):
+            conv = src.get(conv_id)
+            if conv is None or conversation_state(conv) != state:  # what was compared is what is sent
+                return False
+            dst.store.put(conv, base_revision=revision, op="sync")
+            written.append(conv_id)
+        elif _live(found):
+            dst.store.delete([conv_id])
+            deleted.append(conv_id)
+    except ConflictError:
+        return False  # saved there in the meantime: the next sync sees it
+    return True
+
+
+def resolve(side: DatasetSide, conv_id: str, how: str, edited: object | None = None) -> str:
+    """Settle a conflict on this side: ``ours`` keeps this side's version, ``theirs`` takes the
+    other's, ``edit`` saves ``edited`` (a conversation). The next sync carries it over."""
+    c = side.store.conflict(conv_id)
+    if c is None:
+        raise UsageError(f"{conv_id}: no conflict to resolve ('chatloom conflicts' lists them)")
+    if how == "theirs":
+        if c.theirs is None:
+            if side.store.state(conv_id) not in (None, DELETED):
+                side.store.delete([conv_id])
+        else:
+            side.store.put(c.theirs, op="resolve")
+    elif how == "edit":
+        side.store.put(edited, op="resolve")  # type: ignore[arg-type]
+    elif how != "ours":
+        raise UsageError(f"resolve: --ours, --theirs or --edit, not {how!r}")
+    side.store.drop_conflict(conv_id)  # the base becomes theirs: the next sync sends ours (or agrees)
+    return side.store.state(conv_id) or DELETED
