@@ -84,7 +84,10 @@ def _print_diff(a: str, b: str, counts: dict[str, int], result: Any, details: di
                 line.append(t["content"][:300], style="red")
             else:
                 line.append(f"~ [{t['at'] + 1}→{t['to'] + 1}] {'/'.join(dict.fromkeys(t['role']))}: ", style="yellow")
+                plain = not console.is_terminal  # no colors: git's --word-diff=plain marks
                 for op, text in t["words"]:
+                    if plain and op != "=":
+                        text = f"[-{text}-]" if op == "-" else f"{{+{text}+}}"
                     line.append(text, style={"=": "", "-": "red strike", "+": "green underline"}[op])
             console.print(line)
     more = len(result.changed) - len(details)
