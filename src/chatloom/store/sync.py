@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -38,6 +39,11 @@ def state_of(dg: str, title: str | None, language: str | None, tags: str | None,
 def conversation_state(conv: Conversation) -> str:
     """The state of a conversation that is not stored (read from a file, or a remote's)."""
     return state_of(digest(conv), conv.title, conv.language, orjson.dumps(conv.tags).decode(), dumps(conv.tools), dumps(conv.meta))
+
+
+def _row_state(row: tuple[Any, ...]) -> str:
+    deleted, dg, title, language, tags, tools, meta = row
+    return DELETED if deleted else state_of(dg, title, language, tags, tools, meta)
 
 
 @dataclass
@@ -67,6 +73,32 @@ class Sync(Edit):
                 "SELECT id, deleted, digest, title, language, tags, tools, meta FROM conversations ORDER BY id"
             ):
                 yield conv_id, DELETED if deleted else state_of(dg, title, language, tags, tools, meta)
+        finally:
+            db.close()
+
+    def differing(self, other: str | Path) -> Iterator[tuple[str, str | None, str | None]]:
+        """(id, state here, state in ``other``) for each conversation whose row differs between
+        this dataset and the dataset file ``other``, in id order: one join of the two tables,
+        run inside SQLite (the other file attached; only read), no row that is the same comes to
+        Python. None: that side never had it."""
+        from .db import connect
+
+        db = connect(self.path)
+        try:
+            db.execute("ATTACH DATABASE ? AS other", (str(Path(other).resolve()),))  # read here, never written
+            cols = ("deleted", "digest", "title", "language", "tags", "tools", "meta")
+            same = " AND ".join(f"a.{c} IS b.{c}" for c in cols)
+            pick = ", ".join([*(f"a.{c}" for c in cols), *(f"b.{c}" for c in cols)])
+            db.execute("BEGIN")
+            for row in db.execute(
+                f"SELECT coalesce(a.id, b.id) AS id, a.id IS NOT NULL, b.id IS NOT NULL, {pick} "
+                f"FROM main.conversations a FULL JOIN other.conversations b ON a.id = b.id WHERE NOT ({same}) ORDER BY 1"
+            ):
+                conv_id, in_a, in_b = row[:3]
+                here = _row_state(row[3:10]) if in_a else None
+                there = _row_state(row[10:17]) if in_b else None
+                if here != there:
+                    yield conv_id, here, there
         finally:
             db.close()
 
