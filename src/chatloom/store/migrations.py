@@ -204,6 +204,13 @@ def m005_sync(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m006_tombstone_index(db: sqlite3.Connection) -> None:
+    # The tombstones: how many conversations are live is the table's count less theirs (counting
+    # a million rows' deleted flags took 0.3-1.2 s; tombstones are few).
+    db.execute("CREATE INDEX conversations_tombstones ON conversations(pk) WHERE deleted = 1")
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

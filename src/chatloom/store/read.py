@@ -97,7 +97,8 @@ class Read(StoreBase):
 
     def count(self) -> int:
         """How many live conversations the dataset holds."""
-        return self.db.execute("SELECT count(*) FROM conversations WHERE deleted = 0").fetchone()[0]
+        return self.db.execute(
+            "SELECT (SELECT count(*) FROM conversations) - (SELECT count(*) FROM conversations WHERE deleted = 1)").fetchone()[0]
 
     def is_empty(self) -> bool:
         """Whether the dataset holds no conversation at all, not even a deleted one (a tombstone)."""

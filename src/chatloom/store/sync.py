@@ -78,29 +78,57 @@ class Sync(Edit):
 
     def differing(self, other: str | Path) -> Iterator[tuple[str, str | None, str | None]]:
         """(id, state here, state in ``other``) for each conversation whose row differs between
-        this dataset and the dataset file ``other``, in id order: one join of the two tables,
-        run inside SQLite (the other file attached; only read), no row that is the same comes to
-        Python. None: that side never had it."""
+        this dataset and the dataset file ``other``, in id order (None: that side never had it).
+
+        The other file is attached and compared inside SQLite; no row that is the same comes to
+        Python. Rows are paired by pk first (a walk of both tables in pk order, as sqldiff does:
+        copies of one file, and datasets synced from one, mostly share their pks), and the rows
+        whose pk holds another id there are paired by id; the other table is walked again only
+        when it holds rows that no pairing found."""
         from .db import connect
 
         db = connect(self.path)
+        cols = ("deleted", "digest", "title", "language", "tags", "tools", "meta")
+        pick_a, pick_b = ", ".join(f"a.{c}" for c in cols), ", ".join(f"b.{c}" for c in cols)
+        same = " AND ".join(f"a.{c} IS b.{c}" for c in cols)
+        out: list[tuple[str, str | None, str | None]] = []
         try:
             db.execute("ATTACH DATABASE ? AS other", (str(Path(other).resolve()),))  # read here, never written
-            cols = ("deleted", "digest", "title", "language", "tags", "tools", "meta")
-            same = " AND ".join(f"a.{c} IS b.{c}" for c in cols)
-            pick = ", ".join([*(f"a.{c}" for c in cols), *(f"b.{c}" for c in cols)])
             db.execute("BEGIN")
+            unaligned: dict[str, tuple[Any, ...]] = {}
             for row in db.execute(
-                f"SELECT coalesce(a.id, b.id) AS id, a.id IS NOT NULL, b.id IS NOT NULL, {pick} "
-                f"FROM main.conversations a FULL JOIN other.conversations b ON a.id = b.id WHERE NOT ({same}) ORDER BY 1"
+                f"SELECT a.id, b.id, {pick_a}, {pick_b} FROM main.conversations a LEFT JOIN other.conversations b ON b.pk = a.pk "
+                f"WHERE b.id IS NOT a.id OR NOT ({same})"
             ):
-                conv_id, in_a, in_b = row[:3]
-                here = _row_state(row[3:10]) if in_a else None
-                there = _row_state(row[10:17]) if in_b else None
-                if here != there:
-                    yield conv_id, here, there
+                if row[1] == row[0]:
+                    out.append((row[0], _row_state(row[2:9]), _row_state(row[9:16])))
+                else:
+                    unaligned[row[0]] = row[2:9]
+            paired = 0
+            for i in range(0, len(unaligned), 50_000):  # by id, in chunks
+                chunk = list(unaligned)[i : i + 50_000]
+                for conv_id, *theirs in db.execute(
+                    f"SELECT b.id, {pick_b} FROM other.conversations b WHERE b.id IN (SELECT value FROM json_each(?))",
+                    (orjson.dumps(chunk).decode(),),
+                ):
+                    paired += 1
+                    out.append((conv_id, _row_state(unaligned.pop(conv_id)), _row_state(tuple(theirs))))
+            out += [(conv_id, _row_state(mine), None) for conv_id, mine in unaligned.items()]
+            (n_here,) = db.execute("SELECT count(*) FROM main.conversations").fetchone()
+            (n_there,) = db.execute("SELECT count(*) FROM other.conversations").fetchone()
+            reached = n_here - len(unaligned)  # the rows there that the pk and the id pairings reached
+            if n_there > reached:  # rows there no pairing reached: those not here at all
+                for conv_id, *theirs in db.execute(
+                    f"SELECT b.id, {pick_b} FROM other.conversations b LEFT JOIN main.conversations a ON a.pk = b.pk "
+                    f"WHERE a.id IS NOT b.id AND NOT EXISTS (SELECT 1 FROM main.conversations x WHERE x.id = b.id)"
+                ):
+                    out.append((conv_id, None, _row_state(tuple(theirs))))
         finally:
             db.close()
+        out.sort()
+        for conv_id, here, there in out:
+            if here != there:
+                yield conv_id, here, there
 
     def state(self, conv_id: str) -> str | None:
         """One conversation's state (None: the dataset never had it)."""
