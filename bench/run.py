@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["import", "import_exports", "tokenize_files", "dedup", "train", "serve", "generate", "studio"]
+BENCHMARKS = ["import", "import_exports", "tokenize_files", "dedup", "train", "serve", "generate", "studio", "sync"]
 
 
 def main() -> int:
