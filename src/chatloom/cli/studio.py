@@ -109,3 +109,22 @@ def run(app: Any, sock: socket.socket, on_start: Any) -> None:
     # as it sends its next request (a client then sees a dropped connection)
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2, timeout_keep_alive=65)
     Server(config).run(sockets=[sock])
+
+
+@cli.command("serve-dataset")
+@dataset_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any but loopback needs a token (one is made when --token is not given).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: a free port.")
+@click.option("--token", envvar="CHATLOOM_STUDIO_TOKEN", default=None, help="Needed by every request ('Authorization: Bearer').")
+@click.pass_context
+def serve_dataset(ctx: click.Context, dataset: str, host: str, port: int, token: str | None) -> None:
+    """Serve a dataset as a sync remote (the studio's server, for other machines' 'chatloom sync').
+
+    \b
+    Example usage:
+        chatloom serve-dataset -d chats.db --host 0.0.0.0           # prints a new token
+        chatloom remote add server http://SERVER:8765 --key server -d laptop.db   # on the laptop
+    """
+    ctx.invoke(studio, dataset=dataset, host=host, port=port, token=token, open_browser=False, endpoint_name=None, base_url=None,
+               model=None, key_name=None, key_env=None, upload_limit=512)

@@ -1,4 +1,4 @@
-"""Datasets that move: ``diff``, ``sync``, ``conflicts``, ``resolve``."""
+"""Datasets that move: ``diff``, ``sync``, ``pull``, ``push``, ``remote``, ``conflicts``, ``resolve``."""
 
 from __future__ import annotations
 
@@ -96,24 +96,29 @@ def _print_diff(a: str, b: str, counts: dict[str, int], result: Any, details: di
 
 
 @cli.command("sync")
+@dataset_option
 @click.argument("a")
-@click.argument("b")
+@click.argument("b", required=False)
 @click.option("--dry-run", is_flag=True, help="Say what would move; write nothing.")
 @json_option
-def sync_cmd(a: str, b: str, dry_run: bool, as_json: bool) -> None:
-    """Merge two datasets both ways, conversation by conversation.
+def sync_cmd(dataset: str, a: str, b: str | None, dry_run: bool, as_json: bool) -> None:
+    """Merge two datasets both ways, or a dataset with a remote, conversation by conversation.
 
-    The base is what both held at their last sync (kept in each): a change on one side goes to the
-    other, a deletion travels as a tombstone, and a change on both sides is a conflict: A keeps
-    its version and holds B's beside it ('chatloom conflicts', 'chatloom resolve'). Run again
-    after an interruption, it finishes the rest. Exit code 1 when conflicts are open.
+    The base is what both held at their last sync: a change on one side goes to the other, a
+    deletion travels as a tombstone, and a change on both sides is a conflict: this side keeps
+    its version and holds the other's beside it ('chatloom conflicts', 'chatloom resolve'). Run
+    again after an interruption, it finishes the rest. Exit code 1 when conflicts are open.
 
     \b
     Example usage:
         chatloom sync laptop.db /mnt/server/chats.db --dry-run
         chatloom sync laptop.db /mnt/server/chats.db
+        chatloom sync -d laptop.db server                # a remote ('chatloom remote add')
         chatloom diff laptop.db /mnt/server/chats.db     # says nothing after a clean sync
     """
+    if b is None:
+        _with_remote(dataset, a, pull=True, push=True, dry_run=dry_run, as_json=as_json)
+        return
     from ..sync.merge import sync
     from ..sync.sides import read_sides
 
@@ -123,9 +128,13 @@ def sync_cmd(a: str, b: str, dry_run: bool, as_json: bool) -> None:
     finally:
         sa.close()
         sb.close()
+    _report_sync(a, b, result, dry_run, as_json)
+
+
+def _report_sync(a: str, b: str, result: Any, dry_run: bool, as_json: bool, extra: dict[str, Any] | None = None) -> None:
     counts = result.counts()
     if as_json:
-        print_json({"a": a, "b": b, "dry_run": dry_run, **counts, "conflict_ids": result.conflicts})
+        print_json({"a": a, "b": b, "dry_run": dry_run, **counts, "conflict_ids": result.conflicts, **(extra or {})})
     else:
         verb = "would move" if dry_run else "moved"
         console.print(f"{verb}: {counts['to_b']:,} to {b}, {counts['to_a']:,} to {a}; deleted: {counts['deleted_in_b']:,} in {b}, "
@@ -136,6 +145,130 @@ def sync_cmd(a: str, b: str, dry_run: bool, as_json: bool) -> None:
             console.print(f"resolve each with 'chatloom resolve -d {a} ID --ours|--theirs|--edit'")
     if result.conflicts:
         raise SystemExit(1)
+
+
+def _with_remote(dataset: str, name: str, *, pull: bool, push: bool, dry_run: bool, as_json: bool) -> None:
+    import os
+
+    from ..store import Store
+    from ..sync.remote import Remote, sync_remote
+
+    with Store(dataset) as store:
+        remotes = store.remotes()
+        if name not in remotes:
+            known = ", ".join(remotes) or "none yet"
+            raise UsageError(f"{name}: no such remote ({known}); add one with 'chatloom remote add {name} URL'")
+        info = remotes[name]
+        token = os.environ.get("CHATLOOM_REMOTE_TOKEN")
+        if info.get("key"):
+            from ..generate.settings import get_key
+
+            token = get_key(info["key"])
+        remote = Remote(info["url"], token)
+        try:
+            result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
+        finally:
+            remote.close()
+    _report_sync(dataset, name, result, dry_run, as_json, {"bytes_sent": remote.sent, "bytes_received": remote.received})
+
+
+@cli.command("pull")
+@dataset_option
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Say what would come; write nothing.")
+@json_option
+def pull_cmd(dataset: str, name: str, dry_run: bool, as_json: bool) -> None:
+    """Take a remote's changes (conflicts are kept, as by sync).
+
+    \b
+    Example usage:
+        chatloom pull -d laptop.db server
+    """
+    _with_remote(dataset, name, pull=True, push=False, dry_run=dry_run, as_json=as_json)
+
+
+@cli.command("push")
+@dataset_option
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Say what would go; write nothing.")
+@json_option
+def push_cmd(dataset: str, name: str, dry_run: bool, as_json: bool) -> None:
+    """Give a remote this dataset's changes; a conversation changed there too is a conflict, never
+    overwritten.
+
+    \b
+    Example usage:
+        chatloom push -d laptop.db server
+    """
+    _with_remote(dataset, name, pull=False, push=True, dry_run=dry_run, as_json=as_json)
+
+
+@cli.group("remote")
+def remote_group() -> None:
+    """The remotes a dataset syncs with: chatloom servers ('chatloom serve-dataset', 'chatloom studio').
+
+    \b
+    Example usage:
+        chatloom remote add server http://10.0.0.5:8765 --key server-token -d laptop.db
+        chatloom remote ls -d laptop.db
+    """
+
+
+@remote_group.command("add")
+@dataset_option
+@click.argument("name")
+@click.argument("url")
+@click.option("--key", "key_name", default=None, help="The token's name in the key store ('chatloom keys set NAME').")
+def remote_add(dataset: str, name: str, url: str, key_name: str | None) -> None:
+    """Add a remote: a chatloom server's URL (its token is kept in the key store, by name).
+
+    \b
+    Example usage:
+        chatloom remote add server http://127.0.0.1:8765 -d laptop.db
+    """
+    from ..generate.settings import shown_name
+    from ..store import Store
+
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"{url}: a remote is a chatloom server's http(s) URL")
+    if key_name is not None and shown_name(key_name) != key_name:
+        raise UsageError(f"--key {shown_name(key_name)}: that looks like a token; give its name in the key store ('chatloom keys set NAME')")
+    with Store(dataset) as store:
+        if name in store.remotes():
+            raise UsageError(f"{name}: a remote of that name exists ('chatloom remote rm {name}' first)")
+        store.add_remote(name, url, "chatloom", {"key": key_name} if key_name else {})
+    click.echo(f"remote {name}: {url}")
+
+
+@remote_group.command("ls")
+@dataset_option
+@json_option
+def remote_ls(dataset: str, as_json: bool) -> None:
+    """The remotes, with what was seen of them at the last sync."""
+    from ..store import Store
+
+    with Store(dataset) as store:
+        remotes = store.remotes()
+        bases = {name: len(store.sync_base(name)) for name in remotes}
+    if as_json:
+        print_json([{"name": n, **{k: v for k, v in r.items() if k != "key"}, "key": r.get("key"), "synced": bases[n]}
+                    for n, r in remotes.items()])  # fmt: skip
+        return
+    for n, r in remotes.items():
+        click.echo(f"{n}\t{r['url']}\t{bases[n]:,} conversations synced" + (f"\tkey: {r['key']}" if r.get("key") else ""))
+
+
+@remote_group.command("rm")
+@dataset_option
+@click.argument("name")
+def remote_rm(dataset: str, name: str) -> None:
+    """Forget a remote (its base and its open conflicts go with it)."""
+    from ..store import Store
+
+    with Store(dataset) as store:
+        if not store.remove_remote(name):
+            raise UsageError(f"{name}: no such remote")
+    click.echo(f"removed remote {name}")
 
 
 @cli.command("conflicts")

@@ -211,6 +211,15 @@ def m006_tombstone_index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX conversations_tombstones ON conversations(pk) WHERE deleted = 1")
 
 
+@migration
+def m007_sync_applied(db: sqlite3.Connection) -> None:
+    # A dataset served as a remote: every change a client pushed, by the id the client made for
+    # it, with what came of it: a push retried or resumed is answered from here, never applied twice.
+    db.execute(
+        "CREATE TABLE sync_applied (change TEXT PRIMARY KEY, id TEXT NOT NULL, applied INTEGER NOT NULL, state TEXT, at TEXT NOT NULL)"
+    )
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

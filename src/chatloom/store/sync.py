@@ -14,17 +14,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import orjson
 
+from ..errors import ChatloomError
 from ..model import Conversation, digest
 from .edit import Edit
 from .rows import dumps, now
 
 DELETED = "deleted"
+#: seconds of the changes feed read again at each sync (see ``Sync.changes``)
+OVERLAP = 10
 
 
 def state_of(dg: str, title: str | None, language: str | None, tags: str | None, tools: str | None, meta: str | None) -> str:
@@ -145,6 +149,59 @@ class Sync(Edit):
             "SELECT r.revision, r.op, r.at, r.digest FROM revisions r JOIN conversations c ON c.pk = r.conv "
             "WHERE c.id = ? ORDER BY r.revision", (conv_id,)).fetchall()  # fmt: skip
 
+    # -- a dataset served as a remote: its changes feed, and changes pushed to it ---------------
+
+    def changes(self, after: str | None = None, limit: int = 5000, *, since: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        """A page of the changes feed: (id, state) of the conversations changed after the cursor
+        ``after`` (a page's end), or from ``since`` (an earlier sync's mark, read again from
+        ``OVERLAP`` seconds before it: a write that committed late with an earlier time is not
+        missed), or from the beginning; in the order they were last changed; and the cursor of
+        the page's end (the same cursor when nothing follows). Cursors are opaque to clients."""
+        where, args = "", []
+        try:
+            if after:
+                at, pk = after.rsplit("|", 1)
+                where, args = "WHERE (modified_at, pk) > (?, ?)", [at, int(pk)]
+            elif since:
+                at = since.rsplit("|", 1)[0]
+                start = datetime.fromisoformat(at.replace("Z", "+00:00")) - timedelta(seconds=OVERLAP)
+                where, args = "WHERE modified_at >= ?", [start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"]
+        except ValueError:
+            raise ChatloomError(f"not a changes cursor: {(after or since or '')[:40]!r}") from None
+        rows = self.db.execute(
+            f"SELECT id, deleted, digest, title, language, tags, tools, meta, modified_at, pk FROM conversations {where} "
+            "ORDER BY modified_at, pk LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
+        if not rows:
+            return [], after
+        return [(r[0], _row_state(r[1:8])) for r in rows], f"{rows[-1][8]}|{rows[-1][9]}"
+
+    def changes_mark(self) -> str | None:
+        """The cursor of the feed's end now: what a sync has seen of this side."""
+        row = self.db.execute("SELECT modified_at, pk FROM conversations ORDER BY modified_at DESC, pk DESC LIMIT 1").fetchone()
+        return None if row is None else f"{row[0]}|{row[1]}"
+
+    def apply_change(self, change: str, conv_id: str, expected: str | None, conv: Conversation | None) -> tuple[bool, str | None]:
+        """Apply one pushed change (``conv``, or None: delete) when the conversation is still in
+        the state the client based it on (``expected``), in one transaction with its record: the
+        same change id again is answered from the record, never applied twice. Returns (applied,
+        the conversation's state now)."""
+        with self._write():
+            done = self.db.execute("SELECT applied, state FROM sync_applied WHERE change = ?", (change,)).fetchone()
+            if done is not None:
+                return bool(done[0]), self.state(conv_id)
+            now_state = self.state(conv_id)
+            applied = now_state == expected
+            if applied:
+                if conv is not None:
+                    conv.id = conv_id
+                    self.put(conv, op="sync")
+                elif now_state not in (None, DELETED):
+                    self.delete([conv_id])
+                now_state = self.state(conv_id)
+            self.db.execute("INSERT INTO sync_applied (change, id, applied, state, at) VALUES (?, ?, ?, ?, ?)",
+                            (change, conv_id, int(applied), now_state, now()))  # fmt: skip
+            return applied, now_state
+
     # -- the base: what both sides held at the last sync, per remote ---------------------------
 
     def sync_base(self, remote: str) -> dict[str, str]:
@@ -194,6 +251,13 @@ class Sync(Edit):
         with self._write():
             self.db.execute("INSERT INTO sync_remotes (name, url, kind, options) VALUES (?, ?, ?, ?)",
                             (name, url, kind, orjson.dumps(options).decode()))  # fmt: skip
+
+    def set_remote_marks(self, name: str, **marks: str | None) -> None:
+        """Keep, in a remote's options, how far a sync has seen each side's changes feed."""
+        with self._write():
+            (options,) = self.db.execute("SELECT options FROM sync_remotes WHERE name = ?", (name,)).fetchone()
+            self.db.execute("UPDATE sync_remotes SET options = ? WHERE name = ?",
+                            (orjson.dumps({**orjson.loads(options), **marks}).decode(), name))  # fmt: skip
 
     def remove_remote(self, name: str) -> bool:
         with self._write():
