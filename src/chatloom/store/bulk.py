@@ -295,7 +295,8 @@ class Bulk(Edit, Journal):
                     dg, at = before if before is not None and before[0] is not None else (digest(conv), now())
                     self._overwrite(pk, conv, dg, at)
                     self.db.execute("DELETE FROM revisions WHERE conv = ? AND revision >= ?", (pk, first))
-                    self.db.execute("UPDATE conversations SET revision = ?, modified_at = ? WHERE pk = ?", (first - 1, at, pk))
+                    self.db.execute("UPDATE conversations SET revision = ?, modified_at = ?, seq = ? WHERE pk = ?",
+                                    (first - 1, at, self._next_seq(), pk))  # fmt: skip
                 taken += 1
             self._journal_update(run.pk, ImportCounts(), "failed")
             self.db.execute("UPDATE imports SET bad = ? WHERE pk = ?", (bad, run.pk))
@@ -369,6 +370,10 @@ class Bulk(Edit, Journal):
                 conv.tags = list(dict.fromkeys([*loads(old.tags, []), *conv.tags]))
                 changed.append((old.pk, conv, dg))
         db.executemany(INSERT_CONVERSATION, conv_rows)
+        if conv_rows:  # their change numbers, in pk order (the pks are contiguous)
+            first_pk = conv_rows[0].pk
+            db.execute("UPDATE conversations SET seq = ? + pk - ? WHERE pk >= ? AND pk < ?",
+                       (self._next_seq(len(conv_rows)), first_pk, first_pk, first_pk + len(conv_rows)))  # fmt: skip
         self._insert_messages(msg_rows, first_msg)
         before_index()
         self._index_messages(first_msg, next_msg)

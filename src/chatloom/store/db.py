@@ -237,6 +237,7 @@ class StoreBase:
                 raise StoreError(f"{self.path}: cannot create the dataset: {err.strerror}") from None
         self.db = open_dataset(self.path, create=create)
         self._depth = 0  # how many ``_write`` blocks are open
+        self._seq: int | None = None  # the last change number given in this write transaction
         self._live: tuple[int, int] | None = None
         if str(self.path) != ":memory:":
             with _LIVE_LOCK:
@@ -282,6 +283,7 @@ class StoreBase:
         except sqlite3.Error as err:
             raise store_error(self.path, err, "cannot write: ") from None
         self._depth = 1
+        self._seq = None
         try:
             yield self.db
             self.db.execute("COMMIT")
@@ -303,6 +305,15 @@ class StoreBase:
             yield self.db
         finally:
             self.db.execute("COMMIT")  # it wrote nothing: this only ends the snapshot
+
+    def _next_seq(self, n: int = 1) -> int:
+        """The first of ``n`` change numbers for conversations written in this transaction (the
+        changes feed's order: see migration 8)."""
+        if self._seq is None:
+            self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM conversations").fetchone()[0]
+        first = self._seq + 1
+        self._seq += n
+        return first
 
     def _max_pk(self, table: str) -> int:
         return self.db.execute(f"SELECT coalesce(max(pk), 0) FROM {table}").fetchone()[0]

@@ -87,7 +87,8 @@ class Edit(Read):
     def _new_revision(self, pk: int, op: str, at: str, dg: str | None, prev: str | None, run: int | None = None) -> int:
         (current,) = self.db.execute("SELECT revision FROM conversations WHERE pk = ?", (pk,)).fetchone()
         self.db.execute(INSERT_REVISION, (pk, current + 1, op, at, dg, prev, run))
-        self.db.execute("UPDATE conversations SET revision = ?, modified_at = ? WHERE pk = ?", (current + 1, at, pk))
+        self.db.execute("UPDATE conversations SET revision = ?, modified_at = ?, seq = ? WHERE pk = ?",
+                        (current + 1, at, self._next_seq(), pk))  # fmt: skip
         return current + 1
 
     def _replace(self, pk: int, conv: Conversation, dg: str, *, op: str, at: str, run: int | None = None) -> int:
@@ -129,6 +130,7 @@ class Edit(Read):
                 pk = self._max_pk("conversations") + 1
                 start = self._max_pk("messages") + 1
                 self.db.execute(INSERT_CONVERSATION, conv_row(pk, conv, dg, 1, at, start))
+                self.db.execute("UPDATE conversations SET seq = ? WHERE pk = ?", (self._next_seq(), pk))
                 self._insert_messages(message_rows(conv, pk), start)
                 self._index_messages(start, start + len(conv.messages))
                 self.db.executemany("INSERT INTO tags VALUES (?, ?)", [(t, pk) for t in conv.tags])

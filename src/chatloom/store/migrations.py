@@ -220,6 +220,19 @@ def m007_sync_applied(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_change_sequence(db: sqlite3.Connection) -> None:
+    # The changes feed's order: every write of a conversation gives it the dataset's next number,
+    # inside the write transaction (writers take turns), so numbers follow commits, as a clock
+    # read before waiting for the lock did not. Rows written before this are 0: a first sync
+    # reads them all.
+    db.execute("ALTER TABLE conversations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX conversations_seq ON conversations(seq)")
+    # A conflict resolved here stays listed (resolved = 1) until the next sync has carried the
+    # resolution: resolving writes nothing to the conversation when ours is kept, so no feed has it.
+    db.execute("ALTER TABLE sync_conflicts ADD COLUMN resolved INTEGER NOT NULL DEFAULT 0")
+
+
 def _script(db: sqlite3.Connection, sql: str) -> None:
     """Run several statements inside the caller's transaction (executescript would commit it)."""
     statement = ""

@@ -43,6 +43,7 @@ class ConvRow(NamedTuple):
     modified_at: str
     msg_start: int
     n_messages: int
+    seq: int  # the change number of its last write (the changes feed's order: migration 8)
 
 
 class Existing(NamedTuple):
@@ -107,7 +108,7 @@ def conv_row(pk: int, conv: Conversation, dg: str, revision: int, modified_at: s
     return _new_tuple(ConvRow, (
         pk, conv.id, dg, revision, 0, conv.title, conv.language, orjson.dumps(conv.tags).decode(),
         dumps(conv.tools), dumps(conv.source), dumps(conv.meta), conv.created_at, conv.updated_at,
-        modified_at, msg_start, len(conv.messages),
+        modified_at, msg_start, len(conv.messages), 0,
     ))  # fmt: skip
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,6 @@ from .edit import Edit
 from .rows import dumps, now
 
 DELETED = "deleted"
-#: seconds of the changes feed read again at each sync (see ``Sync.changes``)
-OVERLAP = 10
 
 
 def state_of(dg: str, title: str | None, language: str | None, tags: str | None, tools: str | None, meta: str | None) -> str:
@@ -151,34 +148,28 @@ class Sync(Edit):
 
     # -- a dataset served as a remote: its changes feed, and changes pushed to it ---------------
 
-    def changes(self, after: str | None = None, limit: int = 5000, *, since: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
-        """A page of the changes feed: (id, state) of the conversations changed after the cursor
-        ``after`` (a page's end), or from ``since`` (an earlier sync's mark, read again from
-        ``OVERLAP`` seconds before it: a write that committed late with an earlier time is not
-        missed), or from the beginning; in the order they were last changed; and the cursor of
-        the page's end (the same cursor when nothing follows). Cursors are opaque to clients."""
-        where, args = "", []
-        try:
-            if after:
-                at, pk = after.rsplit("|", 1)
-                where, args = "WHERE (modified_at, pk) > (?, ?)", [at, int(pk)]
-            elif since:
-                at = since.rsplit("|", 1)[0]
-                start = datetime.fromisoformat(at.replace("Z", "+00:00")) - timedelta(seconds=OVERLAP)
-                where, args = "WHERE modified_at >= ?", [start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"]
-        except ValueError:
-            raise ChatloomError(f"not a changes cursor: {(after or since or '')[:40]!r}") from None
+    def changes(self, after: str | None = None, limit: int = 5000) -> tuple[list[tuple[str, str]], str | None]:
+        """A page of the changes feed: (id, state) of the conversations written after the cursor
+        (None: all), in the order of their last write (each write's change number: migration 8),
+        and the cursor of the page's end (the same cursor when nothing follows). A cursor is the
+        last change number seen; rows from before migration 8 are all 0 and page by pk."""
+        seq, pk = 0, 0
+        if after:
+            try:
+                seq, pk = (int(x) for x in after.split(".", 1))
+            except ValueError:
+                raise ChatloomError(f"not a changes cursor: {after[:40]!r}") from None
         rows = self.db.execute(
-            f"SELECT id, deleted, digest, title, language, tags, tools, meta, modified_at, pk FROM conversations {where} "
-            "ORDER BY modified_at, pk LIMIT ?", (*args, limit)).fetchall()  # fmt: skip
+            "SELECT id, deleted, digest, title, language, tags, tools, meta, seq, pk FROM conversations "
+            "WHERE (seq, pk) > (?, ?) ORDER BY seq, pk LIMIT ?", (seq, pk, limit)).fetchall()  # fmt: skip
         if not rows:
             return [], after
-        return [(r[0], _row_state(r[1:8])) for r in rows], f"{rows[-1][8]}|{rows[-1][9]}"
+        return [(r[0], _row_state(r[1:8])) for r in rows], f"{rows[-1][8]}.{rows[-1][9]}"
 
     def changes_mark(self) -> str | None:
         """The cursor of the feed's end now: what a sync has seen of this side."""
-        row = self.db.execute("SELECT modified_at, pk FROM conversations ORDER BY modified_at DESC, pk DESC LIMIT 1").fetchone()
-        return None if row is None else f"{row[0]}|{row[1]}"
+        row = self.db.execute("SELECT seq, pk FROM conversations ORDER BY seq DESC, pk DESC LIMIT 1").fetchone()
+        return None if row is None else f"{row[0]}.{row[1]}"
 
     def apply_change(self, change: str, conv_id: str, expected: str | None, conv: Conversation | None) -> tuple[bool, str | None]:
         """Apply one pushed change (``conv``, or None: delete) when the conversation is still in
@@ -223,23 +214,35 @@ class Sync(Edit):
             )
 
     def conflicts(self, remote: str | None = None) -> list[Conflict]:
-        sql = "SELECT id, remote, theirs, theirs_state, base_state, at FROM sync_conflicts"
-        rows = self.db.execute(sql + (" WHERE remote = ?" if remote else "") + " ORDER BY id", (remote,) if remote else ())
+        sql = "SELECT id, remote, theirs, theirs_state, base_state, at FROM sync_conflicts WHERE resolved = 0"
+        rows = self.db.execute(sql + (" AND remote = ?" if remote else "") + " ORDER BY id", (remote,) if remote else ())
         return [Conflict(i, r, None if t is None else msgspec.json.decode(t, type=Conversation), ts, bs, at) for i, r, t, ts, bs, at in rows]
 
     def conflict(self, conv_id: str) -> Conflict | None:
         found = [c for c in self.conflicts() if c.id == conv_id]
         return found[0] if found else None
 
-    def drop_conflict(self, conv_id: str, *, base: str | None = None) -> None:
-        """The conflict is resolved; ``base``: the state both sides are to be taken as having
-        agreed on (theirs), so that the next sync moves the resolution to them."""
+    def drop_conflict(self, conv_id: str, *, base: str | None = None, resolved: bool = False) -> None:
+        """The conflict is over; ``base``: the state both sides are to be taken as having agreed
+        on (theirs, by default), so that the next sync moves the resolution to them. ``resolved``:
+        resolved here, and kept (marked) until a sync has looked at it again."""
         with self._write():
             row = self.db.execute("SELECT remote, theirs_state FROM sync_conflicts WHERE id = ?", (conv_id,)).fetchone()
-            self.db.execute("DELETE FROM sync_conflicts WHERE id = ?", (conv_id,))
+            if resolved:
+                self.db.execute("UPDATE sync_conflicts SET resolved = 1 WHERE id = ?", (conv_id,))
+            else:
+                self.db.execute("DELETE FROM sync_conflicts WHERE id = ?", (conv_id,))
             if row is not None:
                 self.db.execute("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
                                 (row[0], conv_id, base if base is not None else row[1]))  # fmt: skip
+
+    def resolved_conflicts(self, remote: str) -> list[str]:
+        """The conflicts resolved here since the last sync with ``remote``."""
+        return [i for (i,) in self.db.execute("SELECT id FROM sync_conflicts WHERE remote = ? AND resolved = 1", (remote,))]
+
+    def forget_resolved(self, remote: str, ids: Iterable[str]) -> None:
+        with self._write():
+            self.db.executemany("DELETE FROM sync_conflicts WHERE remote = ? AND id = ? AND resolved = 1", [(remote, i) for i in ids])
 
     # -- remotes ----------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 routes ``chatloom sync/pull/push`` talk to, behind the same guard as every route (a token off
 loopback; a client sends it as ``Authorization: Bearer``, so needs no CSRF header).
 
-    GET  /api/sync/changes?after=CURSOR | since=MARK   a page of the changes feed: [[id, state]], next
+    GET  /api/sync/changes?after=CURSOR                 a page of the changes feed: [[id, state]], next
     GET  /api/sync/mark                                 the feed's end now
     POST /api/sync/get        {"ids": [...]}            {"conversations": {id: conversation | null}}
     POST /api/sync/apply      {"changes": [{"change", "id", "expected", "conversation" | null}]}
@@ -47,7 +47,7 @@ def changes(request: Request) -> Any:
     limit = min(int(q.get("limit", "5000") or 5000), 20_000)
     with _pool(request).store() as store:
         try:
-            rows, cursor = store.changes(q.get("after") or None, limit, since=q.get("since") or None)
+            rows, cursor = store.changes(q.get("after") or None, limit)
         except ChatloomError as err:
             raise HTTPException(400, str(err)) from None
     return JSONResponse({"changes": rows, "next": cursor, "more": len(rows) == limit})

@@ -52,7 +52,7 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
     out = SyncResult(dry_run=dry_run)
     base_a = a.store.sync_base(b.name)
     base_b = b.store.sync_base(a.name)
-    open_a = {c.id for c in a.store.conflicts(b.name)}  # A has not resolved these yet
+    open_a = {c.id: c.theirs_state for c in a.store.conflicts(b.name)}  # A has not resolved these yet
     open_b = {c.id for c in b.store.conflicts(a.name)}  # B has not (a sync run from B's side found them)
     agreed: list[tuple[str, str]] = []
 
@@ -80,21 +80,19 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
             if sa is not None and sb is not None and base != sa:
                 settle(conv_id, sa)
             continue
-        if conv_id in open_a:
-            out.conflicts.append(conv_id)  # waits for 'chatloom resolve' here
+        if conv_id in open_a or conv_id in open_b:  # waits for 'chatloom resolve' on the side that holds it
+            out.conflicts.append(conv_id)
+            if not dry_run and conv_id in open_a and open_a[conv_id] != (sb or DELETED):  # theirs as it is now
+                a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
             continue
         if base is None and sa is not None and sb is not None:
             base = _common_state(a, b, conv_id)  # two copies of one file: their shared history
-        if base is None:  # never synced: what only one side has goes over; two versions conflict
-            a_moved, b_moved = sa is not None, sb is not None
+        if base is None:  # never synced: what only one side has live goes over; two versions conflict
+            a_moved, b_moved = _live(sa), _live(sb)
         else:
             a_moved, b_moved = sa != base, sb != base
-        if conv_id in open_b and a_moved:  # A resolved it (its base is B's version): A's goes over
-            b_moved = False
         if a_moved and not b_moved:
             if _carry(a, b, conv_id, sa, sb, out.to_b, out.deleted_in_b, dry_run):
-                if not dry_run and conv_id in open_b:
-                    b.store.drop_conflict(conv_id, base=sa or DELETED)
                 settle(conv_id, sa or DELETED)
         elif b_moved and not a_moved:
             if _carry(b, a, conv_id, sb, sa, out.to_a, out.deleted_in_a, dry_run):
@@ -104,21 +102,28 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
             if not dry_run:  # ours stays; theirs is kept beside it until it is resolved
                 a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
     flush()
+    if not dry_run:
+        a.store.forget_resolved(b.name, a.store.resolved_conflicts(b.name))
     return out
 
 
 def _common_state(a: DatasetSide, b: DatasetSide, conv_id: str) -> str | None:
     """The state both had before they went apart, when their histories share a beginning (a file
-    copied, then edited on both): the state after the last revision they have in common."""
-    common = 0
-    for x, y in zip(a.store.revision_marks(conv_id), b.store.revision_marks(conv_id)):
+    copied, then edited on both): the state after the last revision they have in common, the same
+    on both sides (revisions alike in number, kind, time and digest can still differ in their
+    metadata: two copies retitled in the same millisecond)."""
+    marks_a, marks_b = a.store.revision_marks(conv_id), b.store.revision_marks(conv_id)
+    shared = []
+    for x, y in zip(marks_a, marks_b):
         if x != y:
             break
-        common = x[0]
-    if not common:
-        return None
-    state = a.store.state_at(conv_id, common)
-    return DELETED if state is None else conversation_state(state)
+        shared.append(x[0])
+    for revision in reversed(shared):
+        sa, sb = a.store.state_at(conv_id, revision), b.store.state_at(conv_id, revision)
+        state_a = DELETED if sa is None else conversation_state(sa)
+        if state_a == (DELETED if sb is None else conversation_state(sb)):
+            return state_a
+    return None
 
 
 def _carry(src: DatasetSide, dst: DatasetSide, conv_id: str, state: str | None, expected: str | None, written: list[str],
@@ -165,5 +170,5 @@ def resolve(side: DatasetSide, conv_id: str, how: str, edited: object | None = N
         side.store.put(edited, op="resolve")  # type: ignore[arg-type]
     elif how != "ours":
         raise UsageError(f"resolve: --ours, --theirs or --edit, not {how!r}")
-    side.store.drop_conflict(conv_id)  # the base becomes theirs: the next sync sends ours (or agrees)
+    side.store.drop_conflict(conv_id, resolved=True)  # the base becomes theirs: the next sync sends ours (or agrees)
     return side.store.state(conv_id) or DELETED

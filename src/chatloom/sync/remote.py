@@ -2,7 +2,9 @@
 here against the one it serves, by changes feeds, not by listing everything.
 
 Each side says what changed since the last sync: this dataset by its own changes feed from the
-mark kept for the remote, the server by its feed from the remote's mark. Only those conversations
+mark kept for the remote, the server by its feed from the remote's mark. A feed is ordered by
+change numbers given inside each write transaction (migration 8): a write that waited for the
+lock is numbered after the one it waited for, so no change is skipped. Only those conversations
 are compared (three-way, with the base kept here per remote), and only those that move cross the
 wire: a pull fetches the conversations to take, a push sends the ones to give, each change with
 an id made here from what it is (so a push retried or resumed after ``kill -9`` is answered from
@@ -63,13 +65,13 @@ class Remote:
     def changes(self, since: str | None) -> tuple[dict[str, str], str | None]:
         """Every (id, state) changed after ``since`` (None: all), and the feed's end."""
         out: dict[str, str] = {}
-        params: dict[str, Any] = {"since": since} if since else {}
+        cursor = since
         while True:
-            page = self._call("GET", "api/sync/changes", params=params)
+            page = self._call("GET", "api/sync/changes", params={"after": cursor} if cursor else {})
             out.update((i, s) for i, s in page["changes"])
+            cursor = page["next"]
             if not page["more"]:
-                return out, page["next"]
-            params = {"after": page["next"]}
+                return out, cursor
 
     def get(self, ids: list[str]) -> dict[str, Conversation | None]:
         found: dict[str, Conversation | None] = {}
@@ -104,13 +106,12 @@ class _Plan:
 
 
 def _local_changes(store: Store, since: str | None) -> Iterator[tuple[str, str]]:
-    after: str | None = None
+    after = since
     while True:
-        rows, cursor = store.changes(after, 5000, since=None if after else since)
+        rows, after = store.changes(after, 5000)
         yield from rows
         if len(rows) < 5000:
             return
-        after = cursor
 
 
 def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, push: bool = True, dry_run: bool = False) -> SyncResult:
@@ -118,12 +119,13 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
     way only; ``dry_run``: say what would move, write nothing anywhere."""
     info = store.remotes()[name]
     base = store.sync_base(name)
-    open_here = {c.id for c in store.conflicts(name)}
+    open_here = {c.id: c.theirs_state for c in store.conflicts(name)}
     local_mark = store.changes_mark()  # taken first: what changes here during the sync is seen next time
     mine = dict(_local_changes(store, info.get("local_mark")))
     theirs, remote_mark = remote.changes(info.get("remote_mark"))
+    resolved = store.resolved_conflicts(name)  # resolving may have written nothing: no feed has them
     plan = _Plan([], [], [], [], 0)
-    for conv_id in sorted(set(mine) | set(theirs)):
+    for conv_id in sorted(set(mine) | set(theirs) | set(resolved)):
         sa = store.state(conv_id)
         sb = theirs[conv_id] if conv_id in theirs else base.get(conv_id)
         b = base.get(conv_id)
@@ -135,7 +137,7 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         if conv_id in open_here:
             plan.conflicts.append((conv_id, sa, sb))
             continue
-        a_moved, b_moved = (sa is not None, sb is not None) if b is None else (sa != b, sb != b)
+        a_moved, b_moved = (_live(sa), _live(sb)) if b is None else (sa != b, sb != b)
         if a_moved and not b_moved:
             plan.push.append((conv_id, sa, sb))
         elif b_moved and not a_moved:
@@ -160,10 +162,11 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         got = remote.get([i for i, _, _ in plan.conflicts])
         for conv_id, _, sb in plan.conflicts:
             out.conflicts.append(conv_id)
-            if conv_id not in open_here:  # ours stays; theirs is kept beside it until it is resolved
+            if open_here.get(conv_id) != (sb or DELETED):  # ours stays; theirs (as it is now) beside it until resolved
                 store.add_conflict(conv_id, name, got.get(conv_id), sb or DELETED, base.get(conv_id))
     if pull and push:  # a one-way run leaves the other way's changes to be seen again
         store.set_remote_marks(name, local_mark=local_mark, remote_mark=remote_mark)
+        store.forget_resolved(name, resolved)
     return out
 
 
