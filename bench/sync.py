@@ -16,7 +16,11 @@ Timed, each the best of ``--repeat`` runs, end to end as a user runs them:
   of sqldiff would run.
 Target: chatloom's diff at least as fast as sqldiff on the conversations table.
 
-Not measured yet: push and pull of the 1% over loopback (the chatloom server remote is not built).
+Then push and pull over loopback (``--sync-size``, default 50,000: each run copies the dataset
+twice): a laptop's copy and a server's copy (``chatloom serve-dataset``), a first ``chatloom sync``
+(both changes feeds read whole), then 1% edited on the laptop and ``chatloom push``, 1% edited on
+the server and ``chatloom pull``: their time, and the bytes that crossed (request and response
+bodies) beside the size of the changed conversations as JSON. Target: within 2×.
 """
 
 from __future__ import annotations
@@ -93,11 +97,74 @@ def _edit(path: str) -> None:
     print(len(convs))
 
 
+def _edit_some(path: Path, every: int, mark: str) -> int:
+    """Edit every ``every``-th live conversation of ``path`` (one import); the edited ones' size as JSON."""
+    import msgspec
+
+    from chatloom.store import Store
+
+    with Store(path) as store:
+        ids = store.ids()[every // 2 :: every]
+        convs = []
+        for conv in store.iter_conversations(ids=ids):
+            conv.messages[-1].content += f" ({mark})"
+            convs.append(conv)
+        store.import_conversations(convs)
+    return sum(len(msgspec.json.encode(c)) for c in convs), len(convs)
+
+
+def _push_pull(size: int) -> list[dict]:
+    import re
+
+    from studio import dataset
+
+    src = OUT / f"studio-{size}.db"
+    dataset(src, size)
+    work = OUT / "sync-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    laptop, server_db = work / "laptop.db", work / "server.db"
+    for dst in (laptop, server_db):
+        shutil.copyfile(src, dst)
+    server = subprocess.Popen([sys.executable, "-m", "chatloom", "serve-dataset", "-d", str(server_db), "--port", "0"], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        url = re.search(r"at (http://\S+/)", server.stdout.readline()).group(1)  # type: ignore[union-attr]
+        cli = [sys.executable, "-m", "chatloom"]
+        subprocess.run([*cli, "remote", "add", "server", url, "-d", str(laptop)], env=_env(), check=True, capture_output=True)
+        rows = []
+
+        def timed(what: str, argv: list[str], changed: int | None = None, n: int | None = None) -> None:
+            t = time.perf_counter()
+            proc = subprocess.run(argv, env=_env(), capture_output=True, text=True)
+            seconds = time.perf_counter() - t
+            if proc.returncode != 0:
+                raise SystemExit(f"{' '.join(argv[2:])} failed: {proc.stderr[-400:]}")
+            d = json.loads(proc.stdout)
+            wire = d["bytes_sent"] + d["bytes_received"]
+            rows.append({"what": what, "seconds": seconds, "moved": d["to_a"] + d["to_b"], "bytes_sent": d["bytes_sent"],
+                         "bytes_received": d["bytes_received"], "changed_bytes": changed, "changed": n,
+                         "wire_ratio": None if not changed else wire / changed})  # fmt: skip
+
+        timed("first sync (both feeds whole)", [*cli, "sync", "-d", str(laptop), "server", "--json"])
+        changed, n = _edit_some(laptop, 100, "laptop")
+        timed(f"push of 1% ({n:,} edited on the laptop)", [*cli, "push", "-d", str(laptop), "server", "--json"], changed, n)
+        changed, n = _edit_some(server_db, 100, "server")
+        timed(f"pull of 1% ({n:,} edited on the server)", [*cli, "pull", "-d", str(laptop), "server", "--json"], changed, n)
+        timed("sync with nothing to move", [*cli, "sync", "-d", str(laptop), "server", "--json"])
+        return rows
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="50,000 conversations")
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sync-size", type=int, default=50_000, help="conversations for push and pull (copied twice a run)")
     ap.add_argument("--edit", default=None, help=argparse.SUPPRESS)
     opts = ap.parse_args()
     if opts.edit:
@@ -127,9 +194,18 @@ def main() -> int:
         print(f"  {r['what']:<44}{r['seconds']:>9.2f} s")
     print(f"chatloom diff: {table / ours:.2f}× sqldiff's speed on the conversations table (target ≥ 1), "
           f"{whole / ours:.2f}× on the whole file")
-    result = {"size": size, "edited": edited, "rows": rows,
+    moves = _push_pull(opts.sync_size)
+    print(f"\npush and pull over loopback, {opts.sync_size:,} conversations a side (chatloom serve-dataset on 127.0.0.1)")
+    print(f"  {'':<44}{'seconds':>9}{'moved':>8}{'sent':>12}{'received':>12}{'changed, as JSON':>18}{'wire/changed':>14}")
+    for r in moves:
+        ratio = "" if r["wire_ratio"] is None else f"{r['wire_ratio']:.2f}×"
+        changed = "" if r["changed_bytes"] is None else f"{r['changed_bytes']:,}"
+        print(f"  {r['what']:<44}{r['seconds']:>9.2f}{r['moved']:>8,}{r['bytes_sent']:>12,}{r['bytes_received']:>12,}{changed:>18}{ratio:>14}")
+    ratios = [r["wire_ratio"] for r in moves if r["wire_ratio"] is not None]
+    result = {"size": size, "edited": edited, "rows": rows, "push_pull": moves,
               "summary": [{"measure": "diff vs sqldiff (conversations table)", "ratio": table / ours, "target": 1.0},
-                          {"measure": "diff vs sqldiff (every table)", "ratio": whole / ours, "target": 1.0}]}  # fmt: skip
+                          {"measure": "diff vs sqldiff (every table)", "ratio": whole / ours, "target": 1.0},
+                          {"measure": "changed size / bytes on the wire (worst)", "ratio": 1 / max(ratios), "target": 0.5}]}  # fmt: skip
     (OUT / "sync.json").write_text(json.dumps(result, indent=2))
     return 0
 
