@@ -25,17 +25,9 @@ from chatloom.sync.remote import Remote, change_id
 from chatloom.sync.sides import DatasetSide
 from tests.conftest import REPO
 from tests.studio.conftest import Studio, start_studio, stop_studio
+from tests.sync.conftest import edit
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def chitchat(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from chatloom.importing.run import import_paths
-
-    path = tmp_path_factory.mktemp("remote") / "chitchat.db"
-    import_paths(path, ["package"], fmt="chitchat")
-    return path
 
 
 @pytest.fixture
@@ -47,13 +39,6 @@ def pair(chitchat: Path, tmp_path: Path) -> Iterator[tuple[Path, Studio]]:
     server = start_studio(there, home=tmp_path / "server-home")
     yield here, server
     stop_studio(server)
-
-
-def _edit(path: Path, conv_id: str, suffix: str) -> None:
-    with Store(path) as s:
-        c = s.get(conv_id)
-        c.messages[0].content += suffix
-        s.put(c)
 
 
 def _diff_is_empty(run, a: Path, b: Path) -> bool:
@@ -70,11 +55,11 @@ def test_sync_with_a_server_both_ways(run, pair: tuple[Path, Studio]) -> None:
     with Store(here) as s:
         ids = s.ids()
     for i in range(4):
-        _edit(here, ids[i], " (laptop)")
+        edit(here, ids[i], " (laptop)")
     for i in range(4, 7):
-        _edit(server.dataset, ids[i], " (server)")
-    _edit(here, ids[7], " L")
-    _edit(server.dataset, ids[7], " S")
+        edit(server.dataset, ids[i], " (server)")
+    edit(here, ids[7], " L")
+    edit(server.dataset, ids[7], " S")
     with Store(here) as s:
         s.delete([ids[8]])
         s.put(Conversation(id="laptop:new", messages=[Message(role="user", content="written on the laptop")]))
@@ -102,8 +87,8 @@ def test_pull_and_push_one_way(run, pair: tuple[Path, Studio]) -> None:
     run("sync", "-d", str(here), "server")
     with Store(here) as s:
         a, b = s.ids()[:2]
-    _edit(here, a, " mine")
-    _edit(server.dataset, b, " theirs")
+    edit(here, a, " mine")
+    edit(server.dataset, b, " theirs")
     dry = json.loads(run("push", "-d", str(here), "server", "--dry-run", "--json").stdout)
     assert dry["to_b"] == 1 and dry["to_a"] == 0
     assert json.loads(run("pull", "-d", str(here), "server", "--json").stdout)["to_a"] == 1

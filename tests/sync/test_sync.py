@@ -17,15 +17,7 @@ import pytest
 from chatloom.model import Conversation, Message
 from chatloom.store import Store
 from chatloom.sync.diff import message_diff, word_diff
-
-
-@pytest.fixture(scope="module")
-def chitchat(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from chatloom.importing.run import import_paths
-
-    path = tmp_path_factory.mktemp("sync") / "chitchat.db"
-    import_paths(path, ["package"], fmt="chitchat")
-    return path
+from tests.sync.conftest import edit
 
 
 def _copies(chitchat: Path, tmp_path: Path) -> tuple[Path, Path]:
@@ -37,13 +29,6 @@ def _copies(chitchat: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 def _flat(text: str) -> str:
     return " ".join(text.split())  # the terminal's wrapping undone
-
-
-def _edit(path: Path, conv_id: str, suffix: str) -> None:
-    with Store(path) as s:
-        c = s.get(conv_id)
-        c.messages[0].content += suffix
-        s.put(c)
 
 
 def test_diff_names_what_changed_turn_by_turn(run, chitchat: Path, tmp_path: Path) -> None:
@@ -117,11 +102,11 @@ def test_sync_both_ways_then_diff_says_nothing(run, chitchat: Path, tmp_path: Pa
     with Store(a) as s:
         ids = s.ids()
     for i in range(0, 5):
-        _edit(a, ids[i], " (edited in A)")
+        edit(a, ids[i], " (edited in A)")
     for i in range(5, 9):
-        _edit(b, ids[i], " (edited in B)")
-    _edit(a, ids[9], " A!")
-    _edit(b, ids[9], " B!")  # both: a conflict
+        edit(b, ids[i], " (edited in B)")
+    edit(a, ids[9], " A!")
+    edit(b, ids[9], " B!")  # both: a conflict
     with Store(a) as s:
         s.delete([ids[10]])
         s.tag([ids[11]], add=["keep"])
@@ -153,13 +138,13 @@ def test_sync_both_ways_then_diff_says_nothing(run, chitchat: Path, tmp_path: Pa
     assert json.loads(run("sync", str(a), str(b), "--json").stdout)["to_a"] == 0
 
 
-def test_resolve_with_ours_and_with_an_edit(run, chitchat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_with_ours_and_with_anedit(run, chitchat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = _copies(chitchat, tmp_path)
     with Store(a) as s:
         x, y = s.ids()[:2]
     for path, mark in ((a, " A"), (b, " B")):
-        _edit(path, x, mark)
-        _edit(path, y, mark)
+        edit(path, x, mark)
+        edit(path, y, mark)
     assert run("sync", str(a), str(b)).exit_code == 1
     assert run("resolve", "-d", str(a), x, "--ours").exit_code == 0
     # --edit: $EDITOR gets both versions; this one keeps 'theirs' with a word added
