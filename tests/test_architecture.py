@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"tokens", "formats", "store", "reports"},
     "serve": {"train", "tokens"},
     "generate": {"store", "tokens"},
-    "studio": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "generate", "serve"},
+    "studio": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "generate", "serve", "sync"},
     "sync": {"sources", "store", "formats", "importing", "reports"},
     "cli": {"sources", "store", "tokens", "formats", "importing", "reports", "pipeline", "train", "serve", "generate", "studio", "sync"},
 }

@@ -201,7 +201,7 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
 
-    from . import api, assist, pages, syncapi
+    from . import api, assist, conflicts, pages, syncapi
     from .tasks import Tasks
 
     pool = Pool(config.dataset, size=pool_size)
@@ -215,5 +215,6 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
     app.include_router(api.router)
     app.include_router(assist.router)
     app.include_router(syncapi.router)
+    app.include_router(conflicts.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return Guard(app, config), app
