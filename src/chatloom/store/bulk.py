@@ -278,6 +278,11 @@ class Bulk(Edit, Journal):
             changed = self.db.execute(
                 "SELECT conv, min(revision), max(revision) FROM revisions WHERE run = ? GROUP BY conv", (run.pk,)
             ).fetchall()
+            # the change numbers given so far stay given, even those of rows removed here (the
+            # changes feed's cursors are past them: a number given again would be skipped)
+            self.db.execute("INSERT OR REPLACE INTO settings (key, value) SELECT 'seq_floor', "
+                            "max(coalesce(max(seq), 0), coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'seq_floor'), 0)) "
+                            "FROM conversations")  # fmt: skip
             for pk, first, last in changed:
                 (current,) = self.db.execute("SELECT revision FROM conversations WHERE pk = ?", (pk,)).fetchone()
                 if current != last:

@@ -106,6 +106,21 @@ def _live_key(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
+def is_dataset_file(path: Path) -> bool:
+    """Whether ``path`` is an SQLite file, read without dropping this process's locks on it (a
+    file open here already is one)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    if _live_key(st) in _LIVE:
+        return True
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    with open(path, "rb") as f:
+        return f.read(16) == _MAGIC[:16]
+
+
 def _looks(path: Path, create: bool) -> bool:
     """Refuse (``StoreError``) what must not be opened as a dataset, reading only; True when the
     file is to become a new dataset (a new path, a zero-byte file, an SQLite file with nothing in
@@ -309,8 +324,10 @@ class StoreBase:
     def _next_seq(self, n: int = 1) -> int:
         """The first of ``n`` change numbers for conversations written in this transaction (the
         changes feed's order: see migration 8)."""
-        if self._seq is None:
-            self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM conversations").fetchone()[0]
+        if self._seq is None:  # the highest given, even by a row since removed (undo_import keeps it as seq_floor)
+            self._seq = self.db.execute(
+                "SELECT max((SELECT coalesce(max(seq), 0) FROM conversations), "
+                "coalesce((SELECT CAST(value AS INTEGER) FROM settings WHERE key = 'seq_floor'), 0))").fetchone()[0]
         first = self._seq + 1
         self._seq += n
         return first

@@ -146,6 +146,35 @@ class Sync(Edit):
             "SELECT r.revision, r.op, r.at, r.digest FROM revisions r JOIN conversations c ON c.pk = r.conv "
             "WHERE c.id = ? ORDER BY r.revision", (conv_id,)).fetchall()  # fmt: skip
 
+    def replace_if(self, conv_id: str, expected: str | None, conv: Conversation | None, *, op: str = "sync") -> bool:
+        """Write ``conv`` (None: delete it) only while the conversation is in the state
+        ``expected`` (None: absent), the look and the write in one transaction: a save that came
+        in between is never overwritten. True when it was written (or nothing was to be done)."""
+        with self._write():
+            if self.state(conv_id) != expected:
+                return False
+            if conv is not None:
+                conv.id = conv_id
+                self.put(conv, op=op)
+            elif expected not in (None, DELETED):
+                self.delete([conv_id])
+            return True
+
+    def states_of(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """The states of these conversations now (None: never here)."""
+        return {i: self.state(i) for i in ids}
+
+    def dataset_uid(self) -> str:
+        """This dataset's own id (made on first use, kept in its settings): what names it to a
+        remote, whatever its path."""
+        uid = self.get_setting("dataset_uid")
+        if uid is None:
+            import uuid
+
+            uid = uuid.uuid4().hex
+            self.set_setting("dataset_uid", uid)
+        return str(uid)
+
     # -- a dataset served as a remote: its changes feed, and changes pushed to it ---------------
 
     def changes(self, after: str | None = None, limit: int = 5000) -> tuple[list[tuple[str, str]], str | None]:
@@ -177,9 +206,10 @@ class Sync(Edit):
         same change id again is answered from the record, never applied twice. Returns (applied,
         the conversation's state now)."""
         with self._write():
-            done = self.db.execute("SELECT applied, state FROM sync_applied WHERE change = ?", (change,)).fetchone()
-            if done is not None:
-                return bool(done[0]), self.state(conv_id)
+            done = self.db.execute("SELECT applied FROM sync_applied WHERE change = ?", (change,)).fetchone()
+            if done is not None and done[0]:  # applied before: a retry is answered, not applied again
+                return True, self.state(conv_id)
+            # (one refused before is looked at again: the conversation may be back in the state it expects)
             now_state = self.state(conv_id)
             applied = now_state == expected
             if applied:
@@ -189,7 +219,7 @@ class Sync(Edit):
                 elif now_state not in (None, DELETED):
                     self.delete([conv_id])
                 now_state = self.state(conv_id)
-            self.db.execute("INSERT INTO sync_applied (change, id, applied, state, at) VALUES (?, ?, ?, ?, ?)",
+            self.db.execute("INSERT OR REPLACE INTO sync_applied (change, id, applied, state, at) VALUES (?, ?, ?, ?, ?)",
                             (change, conv_id, int(applied), now_state, now()))  # fmt: skip
             return applied, now_state
 

@@ -5,6 +5,7 @@ loopback; a client sends it as ``Authorization: Bearer``, so needs no CSRF heade
     GET  /api/sync/changes?after=CURSOR                 a page of the changes feed: [[id, state]], next
     GET  /api/sync/mark                                 the feed's end now
     POST /api/sync/get        {"ids": [...]}            {"conversations": {id: conversation | null}}
+    POST /api/sync/states     {"ids": [...]}            {"states": {id: state | null}}
     POST /api/sync/apply      {"changes": [{"change", "id", "expected", "conversation" | null}]}
                                                         [{"change", "applied", "state"}]
 
@@ -74,6 +75,16 @@ async def get(request: Request) -> Any:
             except ChatloomError:
                 out[conv_id] = None
     return JSONResponse({"conversations": out})
+
+
+@router.post("/api/sync/states")
+async def states(request: Request) -> Any:
+    try:
+        body = msgspec.json.decode(await request.body(), type=Ids)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise HTTPException(400, str(err)) from None
+    with _pool(request).store() as store:
+        return JSONResponse({"states": store.states_of(body.ids[:5000])})
 
 
 @router.post("/api/sync/apply")

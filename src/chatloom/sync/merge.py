@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import ConflictError, UsageError
+from ..errors import UsageError
 from ..store.sync import DELETED, conversation_state
 from .sides import DatasetSide, Side, merge_join
 
@@ -54,6 +54,7 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
     base_b = b.store.sync_base(a.name)
     open_a = {c.id: c.theirs_state for c in a.store.conflicts(b.name)}  # A has not resolved these yet
     open_b = {c.id for c in b.store.conflicts(a.name)}  # B has not (a sync run from B's side found them)
+    resolved_a, resolved_b = set(a.store.resolved_conflicts(b.name)), set(b.store.resolved_conflicts(a.name))
     agreed: list[tuple[str, str]] = []
 
     def settle(conv_id: str, state: str) -> None:
@@ -70,7 +71,8 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
     for n, (conv_id, sa, sb) in enumerate(merge_join(a.states(), b.states())):
         if progress is not None and n % 1000 == 0:
             progress(n)
-        base = base_a.get(conv_id, base_b.get(conv_id))
+        # the base: A's, unless B resolved a conflict over it since (a resolution moves its side's base)
+        base = base_b.get(conv_id) if conv_id in resolved_b and conv_id not in resolved_a else base_a.get(conv_id, base_b.get(conv_id))
         if sa == sb or (not _live(sa) and not _live(sb)):
             out.same += 1
             if not dry_run:
@@ -103,7 +105,8 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
                 a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
     flush()
     if not dry_run:
-        a.store.forget_resolved(b.name, a.store.resolved_conflicts(b.name))
+        a.store.forget_resolved(b.name, resolved_a)
+        b.store.forget_resolved(a.name, resolved_b)
     return out
 
 
@@ -135,22 +138,17 @@ def _carry(src: DatasetSide, dst: DatasetSide, conv_id: str, state: str | None, 
         if _live(state) or _live(expected):
             (written if _live(state) else deleted).append(conv_id)
         return True
-    found = dst.store.state(conv_id)
-    if found != expected:
-        return False  # it moved since: the next sync sees it
-    revision = dst.store.entry(conv_id).revision if found is not None else 0
-    try:
-        if _live(state):
-            conv = src.get(conv_id)
-            if conv is None or conversation_state(conv) != state:  # what was compared is what is sent
-                return False
-            dst.store.put(conv, base_revision=revision, op="sync")
-            written.append(conv_id)
-        elif _live(found):
-            dst.store.delete([conv_id])
-            deleted.append(conv_id)
-    except ConflictError:
+    conv = None
+    if _live(state):
+        conv = src.get(conv_id)
+        if conv is None or conversation_state(conv) != state:  # what was compared is what is sent
+            return False
+    if not dst.store.replace_if(conv_id, expected, conv):  # look and write in one transaction there
         return False  # saved there in the meantime: the next sync sees it
+    if _live(state):
+        written.append(conv_id)
+    elif _live(expected):
+        deleted.append(conv_id)
     return True
 
 

@@ -80,6 +80,12 @@ class Remote:
             found.update((k, None if v is None else msgspec.convert(v, Conversation)) for k, v in got.items())
         return found
 
+    def states(self, ids: list[str]) -> dict[str, str | None]:
+        found: dict[str, str | None] = {}
+        for i in range(0, len(ids), 5000):
+            found.update(self._call("POST", "api/sync/states", json={"ids": ids[i : i + 5000]})["states"])
+        return found
+
     def apply(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         for i in range(0, len(changes), BATCH):
@@ -91,9 +97,11 @@ class Remote:
         self.http.close()
 
 
-def change_id(remote: str, conv_id: str, expected: str | None, state: str) -> str:
-    """The id of one push: what it is, so that the same push again has the same id."""
-    return hashlib.blake2b(f"{remote}\x00{conv_id}\x00{expected}\x00{state}".encode(), digest_size=16).hexdigest()
+def change_id(dataset: str, conv_id: str, revision: int, expected: str | None) -> str:
+    """The id of one push: this dataset's own id, the conversation, the revision pushed and the
+    state it is based on. The same push again (a retry, a resumed run) has the same id; the same
+    edit made again later is another revision, so another change."""
+    return hashlib.blake2b(f"{dataset}\x00{conv_id}\x00{revision}\x00{expected}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -119,15 +127,19 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
     way only; ``dry_run``: say what would move, write nothing anywhere."""
     info = store.remotes()[name]
     base = store.sync_base(name)
-    open_here = {c.id: c.theirs_state for c in store.conflicts(name)}
+    open_here = {c.id: c.theirs_state for c in store.conflicts(name)}  # looked at again by every sync
     local_mark = store.changes_mark()  # taken first: what changes here during the sync is seen next time
     mine = dict(_local_changes(store, info.get("local_mark")))
     theirs, remote_mark = remote.changes(info.get("remote_mark"))
     resolved = store.resolved_conflicts(name)  # resolving may have written nothing: no feed has them
+    candidates = set(mine) | set(theirs) | set(resolved) | set(open_here)
+    # what the server's feed did not name is asked of the server, not taken to be the base: a
+    # conflict or a skipped pull leaves the base behind the server's state
+    theirs.update(remote.states(sorted(candidates - set(theirs))))
     plan = _Plan([], [], [], [], 0)
-    for conv_id in sorted(set(mine) | set(theirs) | set(resolved)):
+    for conv_id in sorted(candidates):
         sa = store.state(conv_id)
-        sb = theirs[conv_id] if conv_id in theirs else base.get(conv_id)
+        sb = theirs.get(conv_id)
         b = base.get(conv_id)
         if sa == sb or (not _live(sa) and not _live(sb)):
             plan.same += 1
@@ -145,6 +157,7 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         else:
             plan.conflicts.append((conv_id, sa, sb))
     out = SyncResult(dry_run=dry_run, same=plan.same)
+    complete = True  # everything planned was done: the marks may move
     if dry_run:
         out.to_a = [i for i, s, _ in plan.pull if pull and _live(s)]
         out.deleted_in_a = [i for i, s, o in plan.pull if pull and not _live(s) and _live(o)]
@@ -155,59 +168,61 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
     if plan.settle:
         store.set_sync_base(name, plan.settle)
     if pull:
-        _pull(store, name, remote, plan.pull, out)
+        complete &= _pull(store, name, remote, plan.pull, out)
     if push:
-        _push(store, name, remote, plan.push, out)
+        complete &= _push(store, name, remote, plan.push, out)
     if plan.conflicts:
         got = remote.get([i for i, _, _ in plan.conflicts])
         for conv_id, _, sb in plan.conflicts:
             out.conflicts.append(conv_id)
             if open_here.get(conv_id) != (sb or DELETED):  # ours stays; theirs (as it is now) beside it until resolved
                 store.add_conflict(conv_id, name, got.get(conv_id), sb or DELETED, base.get(conv_id))
-    if pull and push:  # a one-way run leaves the other way's changes to be seen again
+    if pull and push and complete:  # a one-way run, or one that skipped something, is read again next time
         store.set_remote_marks(name, local_mark=local_mark, remote_mark=remote_mark)
         store.forget_resolved(name, resolved)
     return out
 
 
-def _pull(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | None, str | None]], out: SyncResult) -> None:
+def _pull(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | None, str | None]], out: SyncResult) -> bool:
+    """Take theirs for each (id, theirs, ours); False when any was left for the next sync."""
+    done = True
     got = remote.get([i for i, s, _ in todo if _live(s)])
     for conv_id, state, expected in todo:
-        if store.state(conv_id) != expected:
-            continue  # saved here meanwhile: the next sync sees it
+        conv = got.get(conv_id) if _live(state) else None
+        if _live(state) and (conv is None or conversation_state(conv) != state):
+            done = False  # it moved there since its state was read: the next sync sees it
+            continue
+        if not store.replace_if(conv_id, expected, conv):  # look and write in one transaction here
+            done = False  # saved here meanwhile: the next sync sees it
+            continue
         if _live(state):
-            conv = got.get(conv_id)
-            if conv is None or conversation_state(conv) != state:
-                continue  # it moved there since the feed was read: the next sync sees it
-            revision = store.entry(conv_id).revision if expected is not None else 0
-            try:
-                store.put(conv, base_revision=revision, op="sync")
-            except ChatloomError:
-                continue
             out.to_a.append(conv_id)
         elif _live(expected):
-            store.delete([conv_id])
             out.deleted_in_a.append(conv_id)
         store.set_sync_base(name, [(conv_id, state or DELETED)])
+    return done
 
 
-def _push(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | None, str | None]], out: SyncResult) -> None:
+def _push(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | None, str | None]], out: SyncResult) -> bool:
+    """Give ours for each (id, ours, theirs); False when any was not applied there."""
+    done = True
+    uid = store.dataset_uid()
     changes, states = [], {}
     for conv_id, state, expected in todo:
-        conv = None
-        if _live(state):
-            e = store.entry(conv_id)
-            conv = e.conversation
-            if conversation_state(conv) != state:
-                continue  # saved here meanwhile: the next sync sees it
-        changes.append({"change": change_id(name, conv_id, expected, state or DELETED), "id": conv_id, "expected": expected,
+        e = store.entry(conv_id)
+        conv = None if e.deleted else e.conversation
+        if (DELETED if conv is None else conversation_state(conv)) != (state or DELETED):
+            done = False  # saved here meanwhile: the next sync sees it
+            continue
+        change = change_id(uid, conv_id, e.revision, expected)
+        changes.append({"change": change, "id": conv_id, "expected": expected,
                         "conversation": None if conv is None else msgspec.to_builtins(conv)})  # fmt: skip
-        states[conv_id] = (state, expected)
-    by_change = {c["change"]: c["id"] for c in changes}
+        states[change] = (conv_id, state)
     for r in remote.apply(changes):
-        if not r["applied"]:
-            continue  # it moved there: it comes back with the next pull, or as a conflict
-        conv_id = by_change[r["change"]]
-        state, expected = states[conv_id]
+        conv_id, state = states[r["change"]]
+        if not r["applied"] or r["state"] != (state or DELETED):
+            done = False  # it moved there: it comes back with the next pull, or as a conflict
+            continue
         (out.to_b if _live(state) else out.deleted_in_b).append(conv_id)
         store.set_sync_base(name, [(conv_id, state or DELETED)])
+    return done

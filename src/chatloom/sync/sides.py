@@ -100,10 +100,9 @@ def open_side(target: str, fmt: str = "auto") -> Side:
 
 
 def _is_sqlite(path: Path) -> bool:
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:  # before any Store has it open: no lock of ours to lose
-        return f.read(16) == b"SQLite format 3\x00"
+    from ..store.db import is_dataset_file
+
+    return is_dataset_file(path)  # a file open here already is not read again (its locks would go)
 
 
 def merge_join(a: Iterator[tuple[str, str]], b: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str | None, str | None]]:
