@@ -45,7 +45,9 @@ MUST_FAIL = {
     "schema": set(COMMANDS),
     "message-tree": set(COMMANDS),
     "messages": {"import", "check", "stats", "export", "tokenize"},
-    "conversations": {"import", "check", "ls", "stats", "export", "tokenize"},
+    # ls reads its page, and counts by the table's b-tree and the tombstones' index (migration 6):
+    # a damaged page in the middle of the table is met by what reads every row
+    "conversations": {"import", "check", "stats", "export", "tokenize"},
     "id-index": {"import", "check"},
     "fts-index": {"import", "check"},
     "history": {"import", "check"},

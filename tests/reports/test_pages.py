@@ -98,7 +98,7 @@ def test_the_environment_escapes_and_is_strict() -> None:
     assert {"base.html", "build_report.html", "inspect.html"} <= set(names)
     for name in names:
         env.get_template(name)  # every template parses
-        assert name in ("base.html", "build_report.html", "inspect.html", "train_report.html") or name.startswith("_"), name
+        assert name in ("base.html", "build_report.html", "inspect.html", "train_report.html", "diff.html") or name.startswith("_"), name
     with pytest.raises(jinja2.UndefinedError, match="seed"):
         render_build_report({k: v for k, v in _report().items() if k != "seed"}, [1], [1], "gpt2-chatml", {})
     with pytest.raises(jinja2.UndefinedError, match="title"):

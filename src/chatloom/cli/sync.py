@@ -49,9 +49,9 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, as_j
         sb.close()
     counts = {"added": len(result.added), "removed": len(result.removed), "changed": len(result.changed), "same": result.same}
     if html_path:
-        from ..reports.pages import render
+        from ..reports.pages import render_diff
 
-        Path(html_path).write_text(render("diff.html", a=a, b=b, counts=counts, result=result, details=details), encoding="utf-8")
+        Path(html_path).write_text(render_diff(a, b, counts, result, details), encoding="utf-8")
     if as_json:
         print_json({"a": a, "b": b, **counts, **({} if stat else {"added_ids": result.added, "removed_ids": result.removed,
                                                                   "changed_ids": result.changed, "changes": details})})  # fmt: skip

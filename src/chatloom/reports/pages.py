@@ -69,6 +69,11 @@ def render_build_report(report: Mapping[str, Any], before: Sequence[int], after:
                   before=token_summary(before), after=token_summary(after))
 
 
+def render_diff(a: str, b: str, counts: Mapping[str, int], result: Any, details: Mapping[str, Any]) -> str:
+    """``chatloom diff --html``: what was added, removed and changed, turn by turn, words marked."""
+    return render("diff.html", a=a, b=b, counts=counts, result=result, details=details)
+
+
 def render_inspect(tokens: Sequence[InspectToken], title: str) -> str:
     """``chatloom inspect --html``: every token with its id under it, colored by the loss mask."""
     return render("inspect.html", tokens=tokens, title=title)
