@@ -42,7 +42,15 @@ def conversation_state(conv: Conversation) -> str:
     return state_of(digest(conv), conv.title, conv.language, orjson.dumps(conv.tags).decode(), dumps(conv.tools), dumps(conv.meta))
 
 
+#: the columns a state is made of, in the order ``_row_state`` reads them
+_STATE_COLUMNS = ("deleted", "digest", "title", "language", "tags", "tools", "meta")
+_STATE = ", ".join(_STATE_COLUMNS)
+#: ids looked up at once when ``differing`` pairs rows by id
+_ID_CHUNK = 50_000
+
+
 def _row_state(row: tuple[Any, ...]) -> str:
+    """The state of the ``_STATE_COLUMNS`` of one row."""
     deleted, dg, title, language, tags, tools, meta = row
     return DELETED if deleted else state_of(dg, title, language, tags, tools, meta)
 
@@ -70,10 +78,8 @@ class Sync(Edit):
         db = connect(self.path)
         try:
             db.execute("BEGIN")
-            for conv_id, deleted, dg, title, language, tags, tools, meta in db.execute(
-                "SELECT id, deleted, digest, title, language, tags, tools, meta FROM conversations ORDER BY id"
-            ):
-                yield conv_id, DELETED if deleted else state_of(dg, title, language, tags, tools, meta)
+            for conv_id, *row in db.execute(f"SELECT id, {_STATE} FROM conversations ORDER BY id"):
+                yield conv_id, _row_state(tuple(row))
         finally:
             db.close()
 
@@ -89,9 +95,8 @@ class Sync(Edit):
         from .db import connect
 
         db = connect(self.path)
-        cols = ("deleted", "digest", "title", "language", "tags", "tools", "meta")
-        pick_a, pick_b = ", ".join(f"a.{c}" for c in cols), ", ".join(f"b.{c}" for c in cols)
-        same = " AND ".join(f"a.{c} IS b.{c}" for c in cols)
+        pick_a, pick_b = ", ".join(f"a.{c}" for c in _STATE_COLUMNS), ", ".join(f"b.{c}" for c in _STATE_COLUMNS)
+        same = " AND ".join(f"a.{c} IS b.{c}" for c in _STATE_COLUMNS)
         out: list[tuple[str, str | None, str | None]] = []
         try:
             db.execute("ATTACH DATABASE ? AS other", (str(Path(other).resolve()),))  # read here, never written
@@ -105,14 +110,12 @@ class Sync(Edit):
                     out.append((row[0], _row_state(row[2:9]), _row_state(row[9:16])))
                 else:
                     unaligned[row[0]] = row[2:9]
-            paired = 0
-            for i in range(0, len(unaligned), 50_000):  # by id, in chunks
-                chunk = list(unaligned)[i : i + 50_000]
+            ids = list(unaligned)  # taken once: the pairing below takes ids out of unaligned
+            for i in range(0, len(ids), _ID_CHUNK):  # by id, in chunks
                 for conv_id, *theirs in db.execute(
                     f"SELECT b.id, {pick_b} FROM other.conversations b WHERE b.id IN (SELECT value FROM json_each(?))",
-                    (orjson.dumps(chunk).decode(),),
+                    (orjson.dumps(ids[i : i + _ID_CHUNK]).decode(),),
                 ):
-                    paired += 1
                     out.append((conv_id, _row_state(unaligned.pop(conv_id)), _row_state(tuple(theirs))))
             out += [(conv_id, _row_state(mine), None) for conv_id, mine in unaligned.items()]
             (n_here,) = db.execute("SELECT count(*) FROM main.conversations").fetchone()
@@ -133,12 +136,8 @@ class Sync(Edit):
 
     def state(self, conv_id: str) -> str | None:
         """One conversation's state (None: the dataset never had it)."""
-        row = self.db.execute(
-            "SELECT deleted, digest, title, language, tags, tools, meta FROM conversations WHERE id = ?", (conv_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        return DELETED if row[0] else state_of(*row[1:])
+        row = self.db.execute(f"SELECT {_STATE} FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        return None if row is None else _row_state(row)
 
     def revision_marks(self, conv_id: str) -> list[tuple[int, str, str, str | None]]:
         """(revision, op, at, digest) of each change: two copies of one file share a prefix."""
@@ -189,8 +188,8 @@ class Sync(Edit):
             except ValueError:
                 raise ChatloomError(f"not a changes cursor: {after[:40]!r}") from None
         rows = self.db.execute(
-            "SELECT id, deleted, digest, title, language, tags, tools, meta, seq, pk FROM conversations "
-            "WHERE (seq, pk) > (?, ?) ORDER BY seq, pk LIMIT ?", (seq, pk, limit)).fetchall()  # fmt: skip
+            f"SELECT id, {_STATE}, seq, pk FROM conversations WHERE (seq, pk) > (?, ?) ORDER BY seq, pk LIMIT ?",
+            (seq, pk, limit)).fetchall()  # fmt: skip
         if not rows:
             return [], after
         return [(r[0], _row_state(r[1:8])) for r in rows], f"{rows[-1][8]}.{rows[-1][9]}"
@@ -210,15 +209,8 @@ class Sync(Edit):
             if done is not None and done[0]:  # applied before: a retry is answered, not applied again
                 return True, self.state(conv_id)
             # (one refused before is looked at again: the conversation may be back in the state it expects)
+            applied = self.replace_if(conv_id, expected, conv)  # joins this transaction
             now_state = self.state(conv_id)
-            applied = now_state == expected
-            if applied:
-                if conv is not None:
-                    conv.id = conv_id
-                    self.put(conv, op="sync")
-                elif now_state not in (None, DELETED):
-                    self.delete([conv_id])
-                now_state = self.state(conv_id)
             self.db.execute("INSERT OR REPLACE INTO sync_applied (change, id, applied, state, at) VALUES (?, ?, ?, ?, ?)",
                             (change, conv_id, int(applied), now_state, now()))  # fmt: skip
             return applied, now_state
@@ -243,13 +235,19 @@ class Sync(Edit):
                 (conv_id, remote, None if theirs is None else msgspec.json.encode(theirs).decode(), theirs_state, base_state, now()),
             )
 
-    def conflicts(self, remote: str | None = None) -> list[Conflict]:
-        sql = "SELECT id, remote, theirs, theirs_state, base_state, at FROM sync_conflicts WHERE resolved = 0"
-        rows = self.db.execute(sql + (" AND remote = ?" if remote else "") + " ORDER BY id", (remote,) if remote else ())
+    def conflicts(self, remote: str | None = None, *, conv_id: str | None = None) -> list[Conflict]:
+        """The open conflicts (with ``remote``; of one conversation), by id."""
+        where, args = ["resolved = 0"], []
+        for column, value in (("remote", remote), ("id", conv_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        rows = self.db.execute(f"SELECT id, remote, theirs, theirs_state, base_state, at FROM sync_conflicts "
+                               f"WHERE {' AND '.join(where)} ORDER BY id", args)  # fmt: skip
         return [Conflict(i, r, None if t is None else msgspec.json.decode(t, type=Conversation), ts, bs, at) for i, r, t, ts, bs, at in rows]
 
     def conflict(self, conv_id: str) -> Conflict | None:
-        found = [c for c in self.conflicts() if c.id == conv_id]
+        found = self.conflicts(conv_id=conv_id)
         return found[0] if found else None
 
     def drop_conflict(self, conv_id: str, *, base: str | None = None, resolved: bool = False) -> None:
