@@ -45,6 +45,17 @@ def _live(s: str | None) -> bool:
     return s is not None and s != DELETED
 
 
+def same(sa: str | None, sb: str | None) -> bool:
+    """Both sides hold the same: one state, or nothing live on either."""
+    return sa == sb or (not _live(sa) and not _live(sb))
+
+
+def moved(sa: str | None, sb: str | None, base: str | None) -> tuple[bool, bool]:
+    """Which side changed since the base; with no base (never synced), which side has it live.
+    One side: its version goes over; both: a conflict."""
+    return (_live(sa), _live(sb)) if base is None else (sa != base, sb != base)
+
+
 def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], None] | None = None) -> SyncResult:
     """Merge A and B both ways (see the module docstring); ``dry_run``: say what would move, write nothing."""
     if not (isinstance(a, DatasetSide) and isinstance(b, DatasetSide)):
@@ -73,7 +84,7 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
             progress(n)
         # the base: A's, unless B resolved a conflict over it since (a resolution moves its side's base)
         base = base_b.get(conv_id) if conv_id in resolved_b and conv_id not in resolved_a else base_a.get(conv_id, base_b.get(conv_id))
-        if sa == sb or (not _live(sa) and not _live(sb)):
+        if same(sa, sb):
             out.same += 1
             if not dry_run:
                 for side, pending in ((a, open_a), (b, open_b)):
@@ -89,10 +100,7 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
             continue
         if base is None and sa is not None and sb is not None:
             base = _common_state(a, b, conv_id)  # two copies of one file: their shared history
-        if base is None:  # never synced: what only one side has live goes over; two versions conflict
-            a_moved, b_moved = _live(sa), _live(sb)
-        else:
-            a_moved, b_moved = sa != base, sb != base
+        a_moved, b_moved = moved(sa, sb, base)
         if a_moved and not b_moved:
             if _carry(a, b, conv_id, sa, sb, out.to_b, out.deleted_in_b, dry_run):
                 settle(conv_id, sa or DELETED)

@@ -27,7 +27,7 @@ from ..errors import ChatloomError
 from ..model import Conversation
 from ..store import Store
 from ..store.sync import DELETED, conversation_state
-from .merge import SyncResult, _live
+from .merge import SyncResult, _live, moved, same
 
 BATCH = 200
 
@@ -141,7 +141,7 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         sa = store.state(conv_id)
         sb = theirs.get(conv_id)
         b = base.get(conv_id)
-        if sa == sb or (not _live(sa) and not _live(sb)):
+        if same(sa, sb):
             plan.same += 1
             if sa is not None and sb is not None and b != sa:
                 plan.settle.append((conv_id, sa))
@@ -149,7 +149,7 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         if conv_id in open_here:
             plan.conflicts.append((conv_id, sa, sb))
             continue
-        a_moved, b_moved = (_live(sa), _live(sb)) if b is None else (sa != b, sb != b)
+        a_moved, b_moved = moved(sa, sb, b)
         if a_moved and not b_moved:
             plan.push.append((conv_id, sa, sb))
         elif b_moved and not a_moved:

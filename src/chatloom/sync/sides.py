@@ -1,8 +1,8 @@
 """The two sides of a diff or a sync: a dataset (read and written through ``Store``) or an export
 file of any format chatloom reads (read-only; its conversations are held in memory).
 
-A side gives its conversations' states in id order (``states``), the conversations themselves
-(``get``), and, when it can be written, takes conversations and deletions (``put``, ``delete``).
+A side gives its conversations' states in id order (``states``) and the conversations themselves
+(``get``); a dataset's is written through its ``store`` (``Store.replace_if``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import ChatloomError, UsageError
 from ..model import Conversation, ensure_id
 from ..store import Store
+from ..store.db import is_dataset_file
 from ..store.sync import conversation_state
 
 
@@ -21,7 +22,6 @@ class Side:
     """One side: ``name`` is how messages and the sync base name it."""
 
     name: str
-    writable: bool = False
 
     def states(self) -> Iterator[tuple[str, str]]:
         raise NotImplementedError
@@ -29,19 +29,11 @@ class Side:
     def get(self, conv_id: str) -> Conversation | None:
         raise NotImplementedError
 
-    def put(self, conv: Conversation) -> None:
-        raise UsageError(f"{self.name}: cannot be written (an export file); sync with a dataset")
-
-    def delete(self, conv_id: str) -> None:
-        raise UsageError(f"{self.name}: cannot be written (an export file); sync with a dataset")
-
     def close(self) -> None:
         pass
 
 
 class DatasetSide(Side):
-    writable = True
-
     def __init__(self, path: str | Path):
         self.store = Store(path)
         self.name = str(Path(path).resolve())
@@ -52,12 +44,6 @@ class DatasetSide(Side):
     def get(self, conv_id: str) -> Conversation | None:
         e = self.store.entry(conv_id)
         return None if e.deleted else e.conversation
-
-    def put(self, conv: Conversation) -> None:
-        self.store.put(conv, op="sync")
-
-    def delete(self, conv_id: str) -> None:
-        self.store.delete([conv_id])
 
     def close(self) -> None:
         self.store.close()
@@ -91,18 +77,12 @@ def open_side(target: str, fmt: str = "auto") -> Side:
     path = Path(target)
     if not path.exists():
         raise UsageError(f"{target}: no such dataset or file")
-    if _is_sqlite(path):
+    if is_dataset_file(path):  # read without dropping the locks of a file open here already
         return DatasetSide(path)
     try:
         return FileSide(path, fmt)
     except sqlite3.Error as err:
         raise ChatloomError(f"{target}: {err}") from None
-
-
-def _is_sqlite(path: Path) -> bool:
-    from ..store.db import is_dataset_file
-
-    return is_dataset_file(path)  # a file open here already is not read again (its locks would go)
 
 
 def merge_join(a: Iterator[tuple[str, str]], b: Iterator[tuple[str, str]]) -> Iterator[tuple[str, str | None, str | None]]:
