@@ -169,3 +169,17 @@ def test_change_numbers_never_go_back_after_an_import_is_taken_back(tmp_path: Pa
         s.put(c)
         rows, _ = s.changes(mark)
     assert [i for i, _ in rows] == ["x"]  # numbered past z's number: the client's cursor still sees it
+
+
+def test_a_conflict_both_sides_settled_alike_is_dropped_by_the_next_remote_sync(run, served: tuple[Path, Studio]) -> None:
+    laptop, server = served
+    _sync(run, laptop)
+    write(laptop, "x", "L")
+    write(server.dataset, "x", "S")
+    assert _sync(run, laptop)["conflict_ids"] == ["x"]
+    write(laptop, "x", "agreed")  # both write the same text, by hand, without resolve
+    write(server.dataset, "x", "agreed")
+    assert _sync(run, laptop)["conflict_ids"] == []
+    with Store(laptop) as s:
+        assert s.conflicts() == []
+    assert _sync(run, laptop)["to_a"] == _sync(run, laptop)["to_b"] == 0

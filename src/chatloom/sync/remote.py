@@ -111,6 +111,7 @@ class _Plan:
     conflicts: list[tuple[str, str | None, str | None]]
     settle: list[tuple[str, str]]
     same: int
+    agreed: list[tuple[str, str]]  # open conflicts whose two sides hold the same now: (id, state)
 
 
 def _local_changes(store: Store, since: str | None) -> Iterator[tuple[str, str]]:
@@ -136,13 +137,15 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
     # what the server's feed did not name is asked of the server, not taken to be the base: a
     # conflict or a skipped pull leaves the base behind the server's state
     theirs.update(remote.states(sorted(candidates - set(theirs))))
-    plan = _Plan([], [], [], [], 0)
+    plan = _Plan([], [], [], [], 0, [])
     for conv_id in sorted(candidates):
         sa = store.state(conv_id)
         sb = theirs.get(conv_id)
         b = base.get(conv_id)
         if same(sa, sb):
             plan.same += 1
+            if conv_id in open_here:  # nothing is in conflict any more (as merge.sync drops it)
+                plan.agreed.append((conv_id, sa or DELETED))
             if sa is not None and sb is not None and b != sa:
                 plan.settle.append((conv_id, sa))
             continue
@@ -167,6 +170,8 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
         return out
     if plan.settle:
         store.set_sync_base(name, plan.settle)
+    for conv_id, state in plan.agreed:
+        store.drop_conflict(conv_id, base=state)
     if pull:
         complete &= _pull(store, name, remote, plan.pull, out)
     if push:
