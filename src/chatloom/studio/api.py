@@ -31,21 +31,25 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.responses import JSONResponse as _StdJSON
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import ChatloomError, ConflictError, NotFoundError
 from ..model import Conversation
 from ..store import ListQuery, Store
 
 router = APIRouter()
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class JSONResponse(_StdJSON):
@@ -181,6 +185,26 @@ def _pool(request: Request) -> Any:
     return request.app.state.pool
 
 
+async def decoded(request: Request, kind: type[T]) -> T:
+    """The request's JSON body as ``kind``; 400 when it is not that."""
+    try:
+        return msgspec.json.decode(await request.body(), type=kind)
+    except msgspec.DecodeError as err:  # a ValidationError is one too
+        raise HTTPException(400, str(err)) from None
+
+
+async def in_store(request: Request, work: Callable[[Store], R]) -> R:
+    """``work(store)`` with a pooled store, in the thread pool: a route that reads its body
+    asynchronously never holds the event loop (and every stream on it) while it waits for a free
+    store, for SQLite's write lock, or for a tokenizer."""
+
+    def run() -> R:
+        with _pool(request).store() as store:
+            return work(store)
+
+    return await run_in_threadpool(run)
+
+
 # -- conversations ---------------------------------------------------------------------------
 
 
@@ -197,11 +221,14 @@ async def create_chat(request: Request) -> Any:
     conv = (await _conversation(request)) if body.strip() else Conversation(messages=[])
     conv.id = conv.id or f"studio:{uuid.uuid4().hex[:12]}"
     validate(conv)
-    with _pool(request).store() as store:
+
+    def create(store: Store) -> int:
         try:
-            revision = store.put(conv, base_revision=0)
+            return store.put(conv, base_revision=0)
         except ConflictError:
             raise HTTPException(409, f"{conv.id}: a conversation with this id exists") from None
+
+    revision = await in_store(request, create)
     return JSONResponse({"id": conv.id, "revision": revision}, status_code=201, headers=_etag(revision))
 
 
@@ -274,12 +301,15 @@ async def save_chat(conv_id: str, request: Request) -> Any:
         raise HTTPException(400, f"the body's id {conv.id!r} is not {conv_id!r}")
     conv.id = conv_id
     validate(conv)
-    with _pool(request).store() as store:
+
+    def save(store: Store) -> Any:
         try:
             revision = store.put(conv, base_revision=base)
         except ConflictError:
             return _conflict(store, conv_id)  # 404 when it is not there at all
-    return JSONResponse({"revision": revision}, headers=_etag(revision))
+        return JSONResponse({"revision": revision}, headers=_etag(revision))
+
+    return await in_store(request, save)
 
 
 @router.delete("/api/chats/{conv_id:path}")
@@ -310,23 +340,26 @@ def _found(fn: Any, *args: Any, **kwargs: Any) -> Any:
 async def tokens(request: Request) -> Any:
     """Per message, its content's tokens; in all, the chat as the dataset's template renders it."""
     conv = await _conversation(request)
-    with _pool(request).store() as store:
+
+    def count(store: Store) -> dict[str, Any]:
         tokenizer = store.get_setting("tokenizer") or DEFAULT_TOKENIZER
         template = store.get_setting("template")
-    try:
-        enc = _encoder(tokenizer, template)
-    except ChatloomError as err:
-        raise HTTPException(400, f"settings: {err}") from None
-    per = enc.tokenizer.count_batch([m.content for m in conv.messages]) if conv.messages else []
-    total, error = None, None
-    if conv.messages:
         try:
-            total = len(enc.tokens(conv)[0])
+            enc = _encoder(tokenizer, template)
         except ChatloomError as err:
-            error = str(err)
-    else:
-        total = 0
-    return {"messages": per, "total": total, "error": error, "tokenizer": enc.tokenizer.name, "template": enc.template.name}
+            raise HTTPException(400, f"settings: {err}") from None
+        per = enc.tokenizer.count_batch([m.content for m in conv.messages]) if conv.messages else []
+        total, error = None, None
+        if conv.messages:
+            try:
+                total = len(enc.tokens(conv)[0])
+            except ChatloomError as err:
+                error = str(err)
+        else:
+            total = 0
+        return {"messages": per, "total": total, "error": error, "tokenizer": enc.tokenizer.name, "template": enc.template.name}
+
+    return await in_store(request, count)
 
 
 # -- actions over many ----------------------------------------------------------------------
@@ -353,25 +386,25 @@ def _apply(store: Store, action: str, value: str | None, ids: list[str]) -> int:
 
 @router.post("/api/bulk")
 async def bulk(request: Request) -> Any:
-    try:
-        b = msgspec.json.decode(await request.body(), type=Bulk)
-    except msgspec.DecodeError as err:
-        raise HTTPException(400, str(err)) from None
+    b = await decoded(request, Bulk)
     if b.action in ("tag", "untag") and not (b.value or "").strip():
         raise HTTPException(400, f"{b.action}: which tag?")
     if b.action not in ("tag", "untag", "delete", "language"):
         raise HTTPException(400, f"unknown action {b.action!r}: tag, untag, delete or language")
     if b.ids is not None:
-        with _pool(request).store() as store:
+        ids = b.ids
+
+        def apply(store: Store) -> int:
             try:
-                changed = _apply(store, b.action, b.value, b.ids)
+                return _apply(store, b.action, b.value, ids)
             except NotFoundError as err:
                 raise HTTPException(404, str(err)) from None
-        return {"changed": changed, "matched": len(b.ids)}
+
+        return {"changed": await in_store(request, apply), "matched": len(ids)}
     if b.query is None:
         raise HTTPException(400, "give ids or a query")
-    with _pool(request).store() as store:
-        q = list_query(b.query, counting(store).cache_key)
+    query = b.query
+    q = await in_store(request, lambda store: list_query(query, counting(store).cache_key))
 
     def work(store: Store, task: Any) -> dict[str, Any]:
         changed = matched = 0
@@ -527,22 +560,28 @@ async def put_settings(request: Request) -> Any:
     if not isinstance(body, dict) or not set(body) <= EDITABLE:
         raise HTTPException(400, f"settings: only {', '.join(sorted(EDITABLE))}")
     if body.get("tokenizer") or body.get("template"):
-        with _pool(request).store() as store:
+
+        def check(store: Store) -> None:
             tokenizer = body.get("tokenizer") or store.get_setting("tokenizer") or DEFAULT_TOKENIZER
             template = body.get("template", store.get_setting("template"))
-        try:
-            _encoder(tokenizer, template or None)
-        except ChatloomError as err:
-            raise HTTPException(400, f"tokenizer/template: {err}") from None
+            try:
+                _encoder(tokenizer, template or None)
+            except ChatloomError as err:
+                raise HTTPException(400, f"tokenizer/template: {err}") from None
+
+        await in_store(request, check)
     endpoint = body.get("endpoint")
     if endpoint:
         from .assist import checked_endpoint
 
         body["endpoint"] = checked_endpoint(endpoint)
-    with _pool(request).store() as store:
+
+    def save(store: Store) -> dict[str, Any]:
         for key, value in body.items():
             store.set_setting(key, value if value not in ("", [], {}) else None)
         return {k: store.get_setting(k) for k in sorted(EDITABLE)}
+
+    return await in_store(request, save)
 
 
 @router.post("/api/duplicates")

@@ -116,13 +116,10 @@ def stop(gen_id: str) -> Any:
 @router.post("/api/chats/{conv_id:path}/generate")
 async def generate(conv_id: str, request: Request) -> Any:
     from ..generate.settings import scrub
-    from .api import _encoder, _if_match
+    from .api import _encoder, _if_match, decoded
 
     base = _if_match(request)
-    try:
-        ask = msgspec.json.decode(await request.body(), type=Ask)
-    except msgspec.DecodeError as err:
-        raise HTTPException(400, str(err)) from None
+    ask = await decoded(request, Ask)
     if ask.mode not in ("reply", "continue") or not 1 <= ask.n <= 8:
         raise HTTPException(400, "mode: reply or continue; n: 1 to 8")
     pool = request.app.state.pool

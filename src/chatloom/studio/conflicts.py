@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import ChatloomError
 from .api import JSONResponse, _pool
@@ -47,13 +48,17 @@ async def resolve(conv_id: str, request: Request) -> Any:
         raise HTTPException(400, 'give {"how": "ours" | "theirs"}') from None
     if how not in ("ours", "theirs"):
         raise HTTPException(400, "how: ours or theirs (an edit is made in the editor, then 'ours')")
-    side = DatasetSide(request.app.state.config.dataset)
-    try:
-        state = settle(side, conv_id, how)
-    except ChatloomError as err:
-        raise HTTPException(404, str(err)) from None
-    finally:
-        side.close()
+
+    def settle_here() -> str:  # in the thread pool: it opens the dataset and writes
+        side = DatasetSide(request.app.state.config.dataset)
+        try:
+            return settle(side, conv_id, how)
+        except ChatloomError as err:
+            raise HTTPException(404, str(err)) from None
+        finally:
+            side.close()
+
+    state = await run_in_threadpool(settle_here)
     return JSONResponse({"id": conv_id, "resolved": how, "state": state})
 
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from ..errors import ChatloomError
 from ..model import Conversation
-from .api import JSONResponse, _pool
+from .api import JSONResponse, _pool, decoded, in_store
 
 router = APIRouter()
 
@@ -62,40 +62,36 @@ def mark(request: Request) -> Any:
 
 @router.post("/api/sync/get")
 async def get(request: Request) -> Any:
-    try:
-        body = msgspec.json.decode(await request.body(), type=Ids)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise HTTPException(400, str(err)) from None
-    out: dict[str, Any] = {}
-    with _pool(request).store() as store:
+    body = await decoded(request, Ids)
+
+    def read(store: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for conv_id in body.ids[:1000]:
             try:
                 e = store.entry(conv_id)
                 out[conv_id] = None if e.deleted else msgspec.to_builtins(e.conversation)
             except ChatloomError:
                 out[conv_id] = None
-    return JSONResponse({"conversations": out})
+        return out
+
+    return JSONResponse({"conversations": await in_store(request, read)})
 
 
 @router.post("/api/sync/states")
 async def states(request: Request) -> Any:
-    try:
-        body = msgspec.json.decode(await request.body(), type=Ids)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise HTTPException(400, str(err)) from None
-    with _pool(request).store() as store:
-        return JSONResponse({"states": store.states_of(body.ids[:5000])})
+    body = await decoded(request, Ids)
+    return JSONResponse({"states": await in_store(request, lambda store: store.states_of(body.ids[:5000]))})
 
 
 @router.post("/api/sync/apply")
 async def apply(request: Request) -> Any:
-    try:
-        body = msgspec.json.decode(await request.body(), type=Apply)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
-        raise HTTPException(400, str(err)) from None
-    results = []
-    with _pool(request).store() as store:
+    body = await decoded(request, Apply)
+
+    def write(store: Any) -> list[dict[str, Any]]:
+        results = []
         for c in body.changes[:1000]:
             applied, state = store.apply_change(c.change, c.id, c.expected, c.conversation)
             results.append({"change": c.change, "applied": applied, "state": state})
-    return JSONResponse({"results": results})
+        return results
+
+    return JSONResponse({"results": await in_store(request, write)})
