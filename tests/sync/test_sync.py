@@ -202,3 +202,14 @@ def test_the_join_inside_sqlite_finds_what_a_walk_of_both_finds(tmp_path: Path, 
     assert list(b.differing(a.path)) == [(i, y, x) for i, x, y in walked]
     a.close()
     b.close()
+
+
+def test_diff_says_which_records_of_a_file_it_skipped(run, tmp_path: Path) -> None:
+    a = tmp_path / "a.db"
+    with Store(a, create=True) as s:
+        s.put(Conversation(id="x:1", messages=[Message(role="user", content="hi")]))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x:1", "messages": [{"role": "user", "content": "hi"}]}\n{"messages": [oops\n')
+    r = run("diff", str(a), str(bad), "--stat", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["same"] == 1
+    assert f"{bad}: 1 bad records skipped" in r.stderr and f"{bad}:2: not valid JSON" in r.stderr

@@ -40,6 +40,10 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, as_j
     from ..sync.sides import read_sides
 
     sa, sb = read_sides([a, b])
+    for side in (sa, sb):  # what a file's reading skipped, said as an import says it
+        for reader in getattr(side, "skipped", []):
+            click.echo(f"warning: {reader.file}: {reader.bad_count:,} bad records skipped, not compared; "
+                       f"first: {reader.examples[0]}", err=True)  # fmt: skip
     try:
         result = diff(sa, sb)
         shown = result.changed if limit == 0 else result.changed[:limit]

@@ -59,10 +59,14 @@ class FileSide(Side):
 
         self.name = str(Path(path).resolve())
         self.convs: dict[str, Conversation] = {}
+        self.skipped: list[Reader] = []  # the readers of files with bad records (skipped, as an import skips them)
         with plan([str(path)], fmt, None) as files:
             for file, source, _detected in files:
-                for conv in source.read(file, Reader(file)):
+                reader = Reader(str(file))
+                for conv in source.read(file, reader):
                     self.convs[ensure_id(conv)] = conv
+                if reader.bad_count:
+                    self.skipped.append(reader)
 
     def states(self) -> Iterator[tuple[str, str]]:
         for conv_id in sorted(self.convs):
