@@ -213,3 +213,20 @@ def test_diff_says_which_records_of_a_file_it_skipped(run, tmp_path: Path) -> No
     r = run("diff", str(a), str(bad), "--stat", "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["same"] == 1
     assert f"{bad}: 1 bad records skipped" in r.stderr and f"{bad}:2: not valid JSON" in r.stderr
+
+
+def test_diff_a_dataset_with_the_chat_export_it_was_imported_from(run, tmp_path: Path) -> None:
+    """langchain's WhatsApp iOS fixture (shared/fixtures/real, read in place): a chat export needs
+    --me, as an import does; with it, the dataset made from the file and the file are the same."""
+    from tests.conftest import FIXTURES
+
+    export = FIXTURES / "whatsapp_ios_langchain.txt"
+    dataset = tmp_path / "wa.db"
+    r = run("diff", str(dataset.with_name("none.db")), str(export))
+    assert r.exit_code == 2
+    assert run("import", "-d", str(dataset), str(export), "--me", "Dr. Feather").exit_code == 0
+    r = run("diff", str(dataset), str(export), "--stat")
+    assert r.exit_code == 2 and "Pass --me 'Dr. Feather'" in _flat(r.stderr)
+    r = run("diff", str(dataset), str(export), "--me", "Dr. Feather", "--json")
+    d = json.loads(r.stdout)
+    assert r.exit_code == 0 and (d["added"], d["removed"], d["changed"], d["same"]) == (0, 0, 0, 1)

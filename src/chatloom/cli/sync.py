@@ -22,8 +22,9 @@ ROLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yell
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Write the diff as an HTML page.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(0),
               help="Show the turns of at most N changed conversations (0: all).")
+@click.option("--me", multiple=True, help="A chat export's side: your name in it (as for import).")
 @json_option
-def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, as_json: bool) -> None:
+def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, me: tuple[str, ...], as_json: bool) -> None:
     """What B added, removed and changed against A (datasets or export files).
 
     Conversations are compared by id and state (their messages' digest and their metadata), from
@@ -35,11 +36,13 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, as_j
         chatloom diff chats.db export/train.jsonl
         chatloom diff before.db after.db --json > changes.json
         chatloom diff before.db after.db --html diff.html
+        chatloom diff chats.db WhatsApp-Chat.txt --me Ana
     """
+    from ..sources.options import ImportOptions
     from ..sync.diff import diff, message_diff
     from ..sync.sides import read_sides
 
-    sa, sb = read_sides([a, b])
+    sa, sb = read_sides([a, b], ImportOptions(me=me) if me else None)
     for side in (sa, sb):  # what a file's reading skipped, said as an import says it
         for reader in getattr(side, "skipped", []):
             click.echo(f"warning: {reader.file}: {reader.bad_count:,} bad records skipped, not compared; "

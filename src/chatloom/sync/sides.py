@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import ChatloomError, UsageError
 from ..model import Conversation, ensure_id
+from ..sources.options import ImportOptions
 from ..store import Store
 from ..store.db import is_dataset_file
 from ..store.sync import conversation_state
@@ -53,14 +54,16 @@ class FileSide(Side):
     """An export file: read once, its conversations by id (an id the file lacks is made from the
     digest, as an import makes it)."""
 
-    def __init__(self, path: str | Path, fmt: str = "auto"):
+    def __init__(self, path: str | Path, fmt: str = "auto", options: ImportOptions | None = None):
         from ..importing.files import plan
+        from ..importing.run import check_me
         from ..sources.base import Reader
 
         self.name = str(Path(path).resolve())
         self.convs: dict[str, Conversation] = {}
         self.skipped: list[Reader] = []  # the readers of files with bad records (skipped, as an import skips them)
-        with plan([str(path)], fmt, None) as files:
+        with plan([str(path)], fmt, options) as files:
+            check_me(files)  # a chat export read without 'me' lists its speakers and asks, as an import does
             for file, source, _detected in files:
                 reader = Reader(str(file))
                 for conv in source.read(file, reader):
@@ -76,7 +79,7 @@ class FileSide(Side):
         return self.convs.get(conv_id)
 
 
-def open_side(target: str, fmt: str = "auto") -> Side:
+def open_side(target: str, fmt: str = "auto", options: ImportOptions | None = None) -> Side:
     """A dataset (an SQLite file that is a chatloom dataset) or an export file."""
     path = Path(target)
     if not path.exists():
@@ -84,7 +87,7 @@ def open_side(target: str, fmt: str = "auto") -> Side:
     if is_dataset_file(path):  # read without dropping the locks of a file open here already
         return DatasetSide(path)
     try:
-        return FileSide(path, fmt)
+        return FileSide(path, fmt, options)
     except sqlite3.Error as err:
         raise ChatloomError(f"{target}: {err}") from None
 
@@ -104,11 +107,11 @@ def merge_join(a: Iterator[tuple[str, str]], b: Iterator[tuple[str, str]]) -> It
             x, y = next(a, None), next(b, None)
 
 
-def read_sides(targets: Sequence[str]) -> list[Side]:
+def read_sides(targets: Sequence[str], options: ImportOptions | None = None) -> list[Side]:
     sides: list[Side] = []
     try:
         for t in targets:
-            sides.append(open_side(t))
+            sides.append(open_side(t, options=options))
     except BaseException:
         for s in sides:
             s.close()
