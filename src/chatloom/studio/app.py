@@ -201,7 +201,7 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
     from fastapi import FastAPI
     from fastapi.staticfiles import StaticFiles
 
-    from . import api, assist, conflicts, pages, syncapi
+    from . import api, assist, conflicts, files, pages, syncapi
     from .tasks import Tasks
 
     pool = Pool(config.dataset, size=pool_size)
@@ -213,6 +213,7 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
 
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(files.router)
     app.include_router(assist.router)
     app.include_router(syncapi.router)
     app.include_router(conflicts.router)
