@@ -155,28 +155,26 @@ def _report_sync(a: str, b: str, result: Any, dry_run: bool, as_json: bool, extr
 
 
 def _with_remote(dataset: str, name: str, *, pull: bool, push: bool, dry_run: bool, as_json: bool) -> None:
-    import os
-
     from ..store import Store
-    from ..sync.remote import Remote, sync_remote
+    from ..sync.remotes import environment_secret, info_of, run
 
     with Store(dataset) as store:
-        remotes = store.remotes()
-        if name not in remotes:
-            known = ", ".join(remotes) or "none yet"
-            raise UsageError(f"{name}: no such remote ({known}); add one with 'chatloom remote add {name} URL'")
-        info = remotes[name]
-        token = os.environ.get("CHATLOOM_REMOTE_TOKEN")
-        if info.get("key"):
+        info = info_of(store, name)
+        if info.get("key"):  # the key store's, by the name kept in the config; else the environment's
             from ..generate.settings import get_key
 
             token = get_key(info["key"])
-        remote = Remote(info["url"], token)
-        try:
-            result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
-        finally:
-            remote.close()
-    _report_sync(dataset, name, result, dry_run, as_json, {"bytes_sent": remote.sent, "bytes_received": remote.received})
+        else:
+            token = environment_secret(info)
+        result, extra = run(store, name, token, pull=pull, push=push, dry_run=dry_run)
+    if not as_json:
+        if extra.get("duplicates_kept"):
+            console.print(f"{extra['duplicates_kept']:,} rows are exact copies of an earlier row: all kept (kajitool's download dropped them)")
+        if extra.get("missing_history"):
+            console.print(f"{extra['missing_history']:,} rows name a History message no row has: kept without it")
+        for conv_id, why in list(extra.get("not_sent", {}).items())[:20]:
+            console.print(Text(f"  not sent: {conv_id}: {why}", style="yellow"))
+    _report_sync(dataset, name, result, dry_run, as_json, extra)
 
 
 @cli.command("pull")
@@ -212,7 +210,8 @@ def push_cmd(dataset: str, name: str, dry_run: bool, as_json: bool) -> None:
 
 @cli.group("remote")
 def remote_group() -> None:
-    """The remotes a dataset syncs with: chatloom servers ('chatloom serve-dataset', 'chatloom studio').
+    """The remotes a dataset syncs with: chatloom servers ('chatloom serve-dataset', 'chatloom studio'),
+    Kajiwoto datasets, Hugging Face Hub datasets.
 
     \b
     Example usage:
@@ -225,25 +224,43 @@ def remote_group() -> None:
 @dataset_option
 @click.argument("name")
 @click.argument("url")
-@click.option("--key", "key_name", default=None, help="The token's name in the key store ('chatloom keys set NAME').")
-def remote_add(dataset: str, name: str, url: str, key_name: str | None) -> None:
-    """Add a remote: a chatloom server's URL (its token is kept in the key store, by name).
+@click.option("--key", "key_name", default=None, help="The secret's name in the key store ('chatloom keys set NAME'): a server's "
+              "token, a Kajiwoto session token (a password with --user), a Hub token.")
+@click.option("--endpoint", default=None, help="Kajiwoto's GraphQL URL, or the Hub's (default: the public one).")
+@click.option("--user", default=None, help="Kajiwoto: log in with this user name and the --key's password (default: the key is a session token).")
+@click.option("--api", type=click.Choice(["auto", "v1", "v2"]), default=None,
+              help="Kajiwoto: kajitool's API (v1: aiTrainedList, trainDataset), the newer SDK's (v2: datasetLines, addToDataset), or ask.")
+@click.option("--throttle", type=click.FloatRange(0), default=None, help="Kajiwoto: seconds between requests (default 2, as kajitool).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "jsonl"]), default=None, help="Hub: the shards' format (default parquet).")
+@click.option("--shard-size", type=click.IntRange(1), default=None, help="Hub: conversations per shard.")
+def remote_add(dataset: str, name: str, url: str, key_name: str | None, endpoint: str | None, user: str | None, api: str | None,
+               throttle: float | None, fmt: str | None, shard_size: int | None) -> None:  # fmt: skip
+    """Add a remote: a chatloom server's URL, kajiwoto://DATASET_ID or hf://datasets/OWNER/NAME
+    (its secret stays in the key store, kept here by name only). The dataset is made when it does
+    not exist yet: 'chatloom pull NAME' then fills it.
 
     \b
     Example usage:
         chatloom remote add server http://127.0.0.1:8765 -d laptop.db
+        chatloom remote add kaji kajiwoto://AbC12 --key kaji-session -d kaji.db
+        chatloom remote add hub hf://datasets/me/chats --key hf -d laptop.db
     """
     from ..generate.settings import shown_name
     from ..store import Store
+    from ..sync.remotes import OPTIONS, kind_of
 
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"{url}: a remote is a chatloom server's http(s) URL")
+    kind = kind_of(url)
     if key_name is not None and shown_name(key_name) != key_name:
         raise UsageError(f"--key {shown_name(key_name)}: that looks like a token; give its name in the key store ('chatloom keys set NAME')")
-    with Store(dataset) as store:
+    given = {"endpoint": endpoint, "user": user, "api": api, "throttle": throttle, "format": fmt, "shard_size": shard_size}
+    wrong = [k for k, v in given.items() if v is not None and k not in OPTIONS[kind]]
+    if wrong:
+        raise UsageError(f"--{wrong[0].replace('_', '-')}: not an option of a {kind} remote")
+    options = {k: v for k, v in given.items() if v is not None} | ({"key": key_name} if key_name else {})
+    with Store(dataset, create=True) as store:  # a new dataset to pull a remote into
         if name in store.remotes():
             raise UsageError(f"{name}: a remote of that name exists ('chatloom remote rm {name}' first)")
-        store.add_remote(name, url, "chatloom", {"key": key_name} if key_name else {})
+        store.add_remote(name, url, kind, options)
     click.echo(f"remote {name}: {url}")
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..model import Conversation, Message
 from .base import Reader, Source, csv_rows, read_text
@@ -27,6 +28,30 @@ def placeholders(text: str) -> str:
 
 def split_list(value: str) -> list[str]:
     return [] if value in ("", "EMPTY") else value.split(";")
+
+
+def conversations(rows: list[tuple[int, list[str]]], bad: Callable[[int, str], None],
+                  source: Callable[[int, list[str]], dict[str, Any]], *, keep: bool = False) -> Iterator[Conversation]:
+    """One conversation per (locator, row) of the 10 columns: the earlier pairs its History names
+    (each that message and the first reply to it among ``rows``), then its own pair; a row whose
+    History names a message no row has is ``bad`` (and skipped, unless ``keep``: then it keeps the
+    pairs that were found). Kajiwoto's remote builds its rows with this too."""
+    replies: dict[str, str] = {}
+    for _, row in rows:
+        replies.setdefault(row[1], row[2])
+    for n, row in rows:
+        messages = []
+        for earlier in split_list(row[8]):
+            if earlier not in replies:
+                bad(n, f"History names '{earlier}', which no row of this file has as its user message")
+                if keep:
+                    continue
+                break
+            messages += [Message(role="user", content=placeholders(earlier)), Message(role="assistant", content=placeholders(replies[earlier]))]
+        else:
+            messages += [Message(role="user", content=placeholders(row[1])), Message(role="assistant", content=placeholders(row[2]))]
+            yield Conversation(id=f"kajiwoto:{row[0]}" if row[0] else None, messages=messages, source=source(n, row),
+                               meta={"kajiwoto": dict(zip(COLUMNS, row))})  # fmt: skip
 
 
 class KajiwotoSource(Source):
@@ -54,22 +79,5 @@ class KajiwotoSource(Source):
                 reader.bad(n, f"Deleted (column 8): expected true or false, got '{row[7][:40]}'")
                 continue
             rows.append((n, row))
-        replies: dict[str, str] = {}
-        for _, row in rows:
-            replies.setdefault(row[1], row[2])
-        for n, row in rows:
-            messages = []
-            for earlier in split_list(row[8]):
-                if earlier not in replies:
-                    reader.bad(n, f"History names '{earlier}', which no row of this file has as its user message")
-                    break
-                messages += [Message(role="user", content=placeholders(earlier)), Message(role="assistant", content=placeholders(replies[earlier]))]
-            else:
-                messages += [Message(role="user", content=placeholders(row[1])), Message(role="assistant", content=placeholders(row[2]))]
-                yield Conversation(
-                    id=f"kajiwoto:{row[0]}" if row[0] else None,
-                    messages=messages,
-                    source={"format": self.name, "file": path.name, "locator": f"line {n}"},
-                    meta={"kajiwoto": dict(zip(COLUMNS, row))},
-                )
+        yield from conversations(rows, reader.bad, lambda n, row: {"format": self.name, "file": path.name, "locator": f"line {n}"})
         reader.advance(size)

@@ -215,6 +215,14 @@ class Sync(Edit):
                             (change, conv_id, int(applied), now_state, now()))  # fmt: skip
             return applied, now_state
 
+    def linked(self, key: str) -> dict[str, str]:
+        """``meta[key]["id"]`` → conversation id, over the live conversations that carry one (a
+        platform's own row id: how a remote that names rows its own way finds them here)."""
+        path = f'$."{key}".id'
+        rows = self.db.execute("SELECT json_extract(meta, ?), id FROM conversations "
+                               "WHERE deleted = 0 AND meta IS NOT NULL AND json_extract(meta, ?) != ''", (path, path))  # fmt: skip
+        return {str(r): i for r, i in rows}
+
     # -- the base: what both sides held at the last sync, per remote ---------------------------
 
     def sync_base(self, remote: str) -> dict[str, str]:

@@ -134,6 +134,8 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
     theirs, remote_mark = remote.changes(info.get("remote_mark"))
     resolved = store.resolved_conflicts(name)  # resolving may have written nothing: no feed has them
     candidates = set(mine) | set(theirs) | set(resolved) | set(open_here)
+    if getattr(remote, "whole", False):  # a remote read whole (the Hub, Kajiwoto): what it lacks was deleted there
+        candidates |= set(base)
     # what the server's feed did not name is asked of the server, not taken to be the base: a
     # conflict or a skipped pull leaves the base behind the server's state
     theirs.update(remote.states(sorted(candidates - set(theirs))))
