@@ -147,9 +147,10 @@ def test_edits_kept_here_new_chats_sent_changes_there_pulled(run, kaji: Server, 
         s.put(Conversation(id="long", messages=[Message(role="user", content=f"t{i}") if i % 2 == 0 else Message(role="assistant", content="r")
                                                 for i in range(6)]))  # fmt: skip
     rows[5]["message"] = "changed on Kajiwoto"  # an edit on the site
+    removed = rows.pop(6)  # and a row deleted there
     r = run("sync", "-d", str(db), "kaji", "--json")
     d = json.loads(r.stdout)
-    assert d["to_a"] == 1 and d["to_b"] == 2 and d["linked"] == 2
+    assert d["to_a"] == 1 and d["to_b"] == 2 and d["linked"] == 2 and d["deleted_in_a"] == 1
     assert set(d["not_sent"]) == {f"kajiwoto:{rows[0]['id']}", f"kajiwoto:{rows[1]['id']}", "long"}
     added = rows[-2:]
     assert [(a["userMessage"], a["history"]) for a in added] == [("New one?", []), ("And then?", ["Hi!"])]
@@ -158,11 +159,12 @@ def test_edits_kept_here_new_chats_sent_changes_there_pulled(run, kaji: Server, 
         assert s.get(f"kajiwoto:{rows[5]['id']}").messages[-1].content == "changed on Kajiwoto"
         assert s.get(f"kajiwoto:{rows[0]['id']}").messages[-1].content == "edited here"  # kept, not overwritten
         assert s.entry(f"kajiwoto:{rows[1]['id']}").deleted
+        assert s.entry(f"kajiwoto:{removed['id']}").deleted
         assert s.get(f"kajiwoto:{rows[2]['id']}").title == "a title Kajiwoto has no place for"
         assert s.get("new-2").meta["kajiwoto"]["id"] == added[1]["id"]
         assert not s.conflicts()
     d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
-    assert d["to_b"] == d["to_a"] == d["linked"] == 0 and len(rows) == 27  # nothing sent twice
+    assert d["to_b"] == d["to_a"] == d["linked"] == 0 and len(rows) == 26  # nothing sent twice
 
 
 def test_throttling_a_429_and_a_503_are_waited_out(run, tmp_path: Path) -> None:
