@@ -101,6 +101,13 @@ def test_pull_pages_keeps_duplicates_and_writes_kajitools_csv_back(run, kaji: Se
     d2 = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
     assert (d2["to_a"], d2["to_b"], d2["same"]) == (0, 0, 235)
     assert not [op for op in kaji.service.ops if op in ("trainDataset", "addToDataset")]
+    d3 = json.loads(run("diff", str(db), "kaji", "--stat", "--json").stdout)
+    assert (d3["added"], d3["removed"], d3["changed"], d3["same"]) == (0, 0, 0, 235)
+    rows[0]["message"] = "edited on the site"
+    rows.append({**rows[1], "id": "r-new"})
+    r = run("diff", str(db), "kaji", "--json")
+    d4 = json.loads(r.stdout)
+    assert r.exit_code == 1 and (d4["added_ids"], d4["changed_ids"]) == (["kajiwoto:r-new"], [f"kajiwoto:{rows[0]['id']}"])
 
 
 def test_kajitools_csv_synced_its_new_row_sent_once_and_linked(run, kaji: Server, tmp_path: Path) -> None:

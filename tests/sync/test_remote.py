@@ -79,6 +79,11 @@ def test_sync_with_a_server_both_ways(run, pair: tuple[Path, Studio]) -> None:
     assert _diff_is_empty(run, here, server.dataset)
     again = json.loads(run("sync", "-d", str(here), "server", "--json").stdout)
     assert again["to_a"] == again["to_b"] == 0
+    assert _diff_is_empty(run, here, "server")  # the remote itself, read whole through its feed
+    edit(server.dataset, ids[10], " (after)")
+    d = json.loads(run("diff", str(here), "server", "--json").stdout)
+    assert (d["added"], d["removed"], d["changed_ids"]) == (0, 0, [ids[10]])
+    assert d["changes"][ids[10]]  # turn by turn
 
 
 def test_pull_and_push_one_way(run, pair: tuple[Path, Studio]) -> None:

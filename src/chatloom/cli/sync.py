@@ -25,7 +25,7 @@ ROLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yell
 @click.option("--me", multiple=True, help="A chat export's side: your name in it (as for import).")
 @json_option
 def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, me: tuple[str, ...], as_json: bool) -> None:
-    """What B added, removed and changed against A (datasets or export files).
+    """What B added, removed and changed against A (datasets, export files, or a remote of A).
 
     Conversations are compared by id and state (their messages' digest and their metadata), from
     the rows alone; a changed one is shown turn by turn. Exit code 1 when they differ.
@@ -37,12 +37,24 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, me: 
         chatloom diff before.db after.db --json > changes.json
         chatloom diff before.db after.db --html diff.html
         chatloom diff chats.db WhatsApp-Chat.txt --me Ana
+        chatloom diff laptop.db server --stat            # a remote of laptop.db ('chatloom remote add')
     """
     from ..sources.options import ImportOptions
     from ..sync.diff import diff, message_diff
+    from ..sync.remotes import RemoteSide, remote_name
     from ..sync.sides import read_sides
 
-    sa, sb = read_sides([a, b], ImportOptions(me=me) if me else None)
+    if remote_name(a, b):  # a dataset against one of its remotes, read whole, nothing written
+        from ..sync.sides import open_side
+
+        sa = open_side(a)
+        try:
+            sb: Any = RemoteSide(a, b, _secret(a, b))
+        except BaseException:
+            sa.close()
+            raise
+    else:
+        sa, sb = read_sides([a, b], ImportOptions(me=me) if me else None)
     for side in (sa, sb):  # what a file's reading skipped, said as an import says it
         for reader in getattr(side, "skipped", []):
             click.echo(f"warning: {reader.file}: {reader.bad_count:,} bad records skipped, not compared; "
@@ -154,19 +166,26 @@ def _report_sync(a: str, b: str, result: Any, dry_run: bool, as_json: bool, extr
         raise SystemExit(1)
 
 
-def _with_remote(dataset: str, name: str, *, pull: bool, push: bool, dry_run: bool, as_json: bool) -> None:
+def _secret(dataset: str, name: str) -> str | None:
+    """Remote ``name``'s secret: the key store's, by the name its config keeps; else the environment's."""
     from ..store import Store
-    from ..sync.remotes import environment_secret, info_of, run
+    from ..sync.remotes import environment_secret, info_of
 
     with Store(dataset) as store:
         info = info_of(store, name)
-        if info.get("key"):  # the key store's, by the name kept in the config; else the environment's
-            from ..generate.settings import get_key
+    if info.get("key"):
+        from ..generate.settings import get_key
 
-            token = get_key(info["key"])
-        else:
-            token = environment_secret(info)
-        result, extra = run(store, name, token, pull=pull, push=push, dry_run=dry_run)
+        return get_key(info["key"])
+    return environment_secret(info)
+
+
+def _with_remote(dataset: str, name: str, *, pull: bool, push: bool, dry_run: bool, as_json: bool) -> None:
+    from ..store import Store
+    from ..sync.remotes import run
+
+    with Store(dataset) as store:
+        result, extra = run(store, name, _secret(dataset, name), pull=pull, push=push, dry_run=dry_run)
     if not as_json:
         if extra.get("duplicates_kept"):
             console.print(f"{extra['duplicates_kept']:,} rows are exact copies of an earlier row: all kept (kajitool's download dropped them)")

@@ -380,22 +380,27 @@ def parse_url(url: str) -> str:
     return gid
 
 
-def sync_kajiwoto(store: Store, name: str, client: Kajiwoto, *, user: str | None, secret: str, pull: bool = True, push: bool = True,
-                  dry_run: bool = False) -> tuple[SyncResult, Report]:  # fmt: skip
-    """Log in, then sync dataset ``store`` with the Kajiwoto dataset of remote ``name``; the rows
-    this run added are linked before it returns."""
-    info = store.remotes()[name]
-    gid = parse_url(info["url"])
+def connect(store: Store, name: str, client: Kajiwoto, *, user: str | None, secret: str, push: bool = True,
+            dry_run: bool = False) -> KajiwotoRemote:  # fmt: skip
+    """Log in, and the Kajiwoto dataset of remote ``name`` as ``sync_remote`` reads it (its own:
+    rows are added to one's own datasets only)."""
+    gid = parse_url(store.remotes()[name]["url"])
     me = client.login(user, secret)
     group = client.group(gid)
     if push and group["user"]["id"] != me:
         raise RemoteError(f"kajiwoto://{gid}: not your dataset: rows can be added to your own datasets only")
-    report = Report()
-    remote = KajiwotoRemote(store, name, client, gid, report, dry_run=dry_run)
+    return KajiwotoRemote(store, name, client, gid, Report(), dry_run=dry_run)
+
+
+def sync_kajiwoto(store: Store, name: str, client: Kajiwoto, *, user: str | None, secret: str, pull: bool = True, push: bool = True,
+                  dry_run: bool = False) -> tuple[SyncResult, Report]:  # fmt: skip
+    """Sync dataset ``store`` with the Kajiwoto dataset of remote ``name``; the rows this run
+    added are linked before it returns."""
+    remote = connect(store, name, client, user=user, secret=secret, push=push, dry_run=dry_run)
     result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
     if remote.sent_rows:
         remote.read()  # the new rows' ids: linked now, not at the next sync
-    return result, report
+    return result, remote.report
 
 
-__all__ = ["Kajiwoto", "KajiwotoRemote", "Report", "csv_row", "parse_url", "split_list", "sync_kajiwoto"]
+__all__ = ["Kajiwoto", "KajiwotoRemote", "Report", "connect", "csv_row", "parse_url", "split_list", "sync_kajiwoto"]

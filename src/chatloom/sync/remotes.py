@@ -13,11 +13,14 @@ the key store by the name kept in its config (``--key``), else from the environm
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from ..errors import UsageError
+from ..model import Conversation
 from ..store import Store
 from .merge import SyncResult
+from .sides import Side
 
 KAJIWOTO_ENDPOINT = "https://server.chiefhappiness.co/graphql"  # kajitool's; the service's status is unknown
 OPTIONS = {"chatloom": (), "kajiwoto": ("endpoint", "user", "api", "throttle"), "hub": ("endpoint", "format", "shard_size", "revision")}
@@ -52,20 +55,79 @@ def info_of(store: Store, name: str) -> dict[str, Any]:
     return remotes[name]
 
 
+def _kajiwoto_client(info: dict[str, Any]) -> Any:
+    from .kajiwoto import Kajiwoto
+
+    return Kajiwoto(info.get("endpoint") or KAJIWOTO_ENDPOINT, throttle=float(info.get("throttle", 2.0)), api=info.get("api", "auto"))
+
+
+def _need_secret(name: str, token: str | None) -> str:
+    if not token:
+        raise UsageError(f"{name}: Kajiwoto needs a session token (or, with --user, a password): "
+                         f"'chatloom keys set NAME', then 'chatloom remote add … --key NAME'")  # fmt: skip
+    return token
+
+
+class RemoteSide(Side):
+    """A remote as one side of ``chatloom diff``: its conversations read whole (a server's feed
+    from the start, Kajiwoto's rows, the Hub's snapshot); nothing is written anywhere."""
+
+    def __init__(self, path: str, name: str, token: str | None):
+        self.store = store = Store(path)
+        info = info_of(store, name)
+        self.name = name
+        kind = info.get("kind", "chatloom")
+        if kind == "kajiwoto":
+            from .kajiwoto import connect
+
+            self.remote: Any = connect(store, name, _kajiwoto_client(info), user=info.get("user"), secret=_need_secret(name, token),
+                                       push=False, dry_run=True)  # fmt: skip
+        elif kind == "hub":
+            from .hub import HubRemote
+
+            self.remote = HubRemote.from_info(info, token)
+        else:
+            from .remote import Remote
+
+            self.remote = Remote(info["url"], token)
+        states, _ = self.remote.changes(None)
+        self._states = sorted(states.items())
+
+    def states(self) -> Iterator[tuple[str, str]]:
+        return iter(self._states)
+
+    def get(self, conv_id: str) -> Conversation | None:
+        return self.remote.get([conv_id]).get(conv_id)
+
+    def close(self) -> None:
+        self.remote.close()
+        self.store.close()
+
+
+def remote_name(a: str, b: str) -> bool:
+    """Whether ``b`` names a remote of dataset ``a`` (and no file)."""
+    from pathlib import Path
+
+    from ..store.db import is_dataset_file
+
+    if Path(b).exists() or not Path(a).is_file() or not is_dataset_file(Path(a)):
+        return False
+    with Store(a) as store:
+        return b in store.remotes()
+
+
 def run(store: Store, name: str, token: str | None, *, pull: bool, push: bool, dry_run: bool) -> tuple[SyncResult, dict[str, Any]]:
     """Sync ``store`` with its remote ``name`` (``token``: its secret): the result, and what else
     the kind has to say (bytes on the wire; Kajiwoto's duplicates and rows that cannot be sent)."""
     info = info_of(store, name)
     kind = info.get("kind", "chatloom")
     if kind == "kajiwoto":
-        from .kajiwoto import Kajiwoto, sync_kajiwoto
+        from .kajiwoto import sync_kajiwoto
 
-        if not token:
-            raise UsageError(f"{name}: Kajiwoto needs a session token (or, with --user, a password): "
-                             f"'chatloom keys set NAME', then 'chatloom remote add … --key NAME'")  # fmt: skip
-        client = Kajiwoto(info.get("endpoint") or KAJIWOTO_ENDPOINT, throttle=float(info.get("throttle", 2.0)), api=info.get("api", "auto"))
+        client = _kajiwoto_client(info)
         try:
-            result, report = sync_kajiwoto(store, name, client, user=info.get("user"), secret=token, pull=pull, push=push, dry_run=dry_run)
+            result, report = sync_kajiwoto(store, name, client, user=info.get("user"), secret=_need_secret(name, token), pull=pull,
+                                           push=push, dry_run=dry_run)  # fmt: skip
         finally:
             client.close()
         return result, {"bytes_sent": client.sent, "bytes_received": client.received, "duplicates_kept": report.duplicates,
