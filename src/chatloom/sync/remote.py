@@ -184,9 +184,11 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
             out.conflicts.append(conv_id)
             if open_here.get(conv_id) != (sb or DELETED):  # ours stays; theirs (as it is now) beside it until resolved
                 store.add_conflict(conv_id, name, got.get(conv_id), sb or DELETED, base.get(conv_id))
-    if pull and push and complete:  # a one-way run, or one that skipped something, is read again next time
-        store.set_remote_marks(name, local_mark=local_mark, remote_mark=remote_mark)
-        store.forget_resolved(name, resolved)
+    if pull and complete:  # everything there was taken (or is held as a conflict): seen up to its mark
+        # a push-only run moves no mark; a pull-only one leaves this side's feed to the next push
+        store.set_remote_marks(name, remote_mark=remote_mark, **({"local_mark": local_mark} if push else {}))
+        if push:
+            store.forget_resolved(name, resolved)
     return out
 
 

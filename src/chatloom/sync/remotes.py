@@ -85,7 +85,7 @@ class RemoteSide(Side):
         elif kind == "hub":
             from .hub import HubRemote
 
-            self.remote = HubRemote.from_info(info, token)
+            self.remote = HubRemote.from_info(info, token, name=name)
         else:
             from .remote import Remote
 
@@ -133,10 +133,12 @@ def run(store: Store, name: str, token: str | None, *, pull: bool, push: bool, d
         return result, {"bytes_sent": client.sent, "bytes_received": client.received, "duplicates_kept": report.duplicates,
                         "linked": report.linked, "not_sent": report.not_sent, "missing_history": report.missing_history}  # fmt: skip
     if kind == "hub":
+        from ..fileio import home
         from .hub import HubRemote
         from .remote import sync_remote
 
-        remote: Any = HubRemote.from_info(info, token, push_only=push and not pull, dataset_uid=store.dataset_uid())
+        remote: Any = HubRemote.from_info(info, token, push_only=push and not pull, creates=push, dataset_uid=store.dataset_uid(), name=name,
+                                          cache_dir=home() / "cache" / "hub")  # fmt: skip
     else:
         from .remote import Remote, sync_remote
 
