@@ -23,7 +23,7 @@ import stat
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -307,6 +307,11 @@ class StoreBase:
             raise
         finally:
             self._depth = 0
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """Several writes as one transaction: all of them or none (the writes inside join it).
+        Shorter than one each (one commit), but the write lock is held for all of them."""
+        return self._write()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:

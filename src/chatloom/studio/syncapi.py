@@ -89,9 +89,12 @@ async def apply(request: Request) -> Any:
 
     def write(store: Any) -> list[dict[str, Any]]:
         results = []
-        for c in body.changes[:1000]:
-            applied, state = store.apply_change(c.change, c.id, c.expected, c.conversation)
-            results.append({"change": c.change, "applied": applied, "state": state})
+        changes = body.changes[:1000]
+        for i in range(0, len(changes), 100):
+            with store.transaction():  # a hundred changes, each with its record, per commit
+                for c in changes[i : i + 100]:
+                    applied, state = store.apply_change(c.change, c.id, c.expected, c.conversation)
+                    results.append({"change": c.change, "applied": applied, "state": state})
         return results
 
     return JSONResponse({"results": await in_store(request, write)})

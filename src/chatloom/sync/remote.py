@@ -195,20 +195,23 @@ def sync_remote(store: Store, name: str, remote: Remote, *, pull: bool = True, p
 def _pull(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | None, str | None]], out: SyncResult) -> bool:
     """Take theirs for each (id, theirs, ours); False when any was left for the next sync."""
     done = True
-    got = remote.get([i for i, s, _ in todo if _live(s)])
-    for conv_id, state, expected in todo:
-        conv = got.get(conv_id) if _live(state) else None
-        if _live(state) and (conv is None or conversation_state(conv) != state):
-            done = False  # it moved there since its state was read: the next sync sees it
-            continue
-        if not store.replace_if(conv_id, expected, conv):  # look and write in one transaction here
-            done = False  # saved here meanwhile: the next sync sees it
-            continue
-        if _live(state):
-            out.to_a.append(conv_id)
-        elif _live(expected):
-            out.deleted_in_a.append(conv_id)
-        store.set_sync_base(name, [(conv_id, state or DELETED)])
+    for i in range(0, len(todo), BATCH):
+        chunk = todo[i : i + BATCH]
+        got = remote.get([c for c, s, _ in chunk if _live(s)])
+        with store.transaction():  # a batch per commit: all of it, with its base, or none of it
+            for conv_id, state, expected in chunk:
+                conv = got.get(conv_id) if _live(state) else None
+                if _live(state) and (conv is None or conversation_state(conv) != state):
+                    done = False  # it moved there since its state was read: the next sync sees it
+                    continue
+                if not store.replace_if(conv_id, expected, conv):  # looked at and written in this transaction
+                    done = False  # saved here meanwhile: the next sync sees it
+                    continue
+                if _live(state):
+                    out.to_a.append(conv_id)
+                elif _live(expected):
+                    out.deleted_in_a.append(conv_id)
+                store.set_sync_base(name, [(conv_id, state or DELETED)])
     return done
 
 
@@ -227,11 +230,13 @@ def _push(store: Store, name: str, remote: Remote, todo: list[tuple[str, str | N
         changes.append({"change": change, "id": conv_id, "expected": expected,
                         "conversation": None if conv is None else msgspec.to_builtins(conv)})  # fmt: skip
         states[change] = (conv_id, state)
+    agreed = []
     for r in remote.apply(changes):
         conv_id, state = states[r["change"]]
         if not r["applied"] or r["state"] != (state or DELETED):
             done = False  # it moved there: it comes back with the next pull, or as a conflict
             continue
         (out.to_b if _live(state) else out.deleted_in_b).append(conv_id)
-        store.set_sync_base(name, [(conv_id, state or DELETED)])
+        agreed.append((conv_id, state or DELETED))
+    store.set_sync_base(name, agreed)  # one transaction (a kill before it: the next sync finds them the same)
     return done
