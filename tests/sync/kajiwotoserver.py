@@ -75,6 +75,8 @@ class Kajiwoto:
     ops: list[str] = field(default_factory=list)  # the root fields asked for, in order
     throttled: int = 0  # pages refused with 429
     fail_next: int = 0  # answer this many next requests with 503 (a flaky service)
+    fail_after_write: int = 0  # do this many next writes, then answer 502 (the answer lost on the way)
+    hide_last: bool = False  # listings leave out the last row (a listing cut short)
     _last_page: float = 0.0
     _next_id: int = 1000
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,6 +110,10 @@ class Kajiwoto:
             raise Refused("not your dataset")
         return self.groups[gid]
 
+    def _listed(self, info: Any, gid: str) -> list[dict[str, Any]]:
+        rows = self._group(info, gid)["rows"]
+        return rows[:-1] if self.hide_last else rows
+
     def welcome(self, info: Any) -> dict[str, Any]:
         return {"webVersion": "2.4.1"}
 
@@ -134,13 +140,13 @@ class Kajiwoto:
     def aiTrainedList(self, info: Any, aiTrainerGroupId: str, limit: int, page: int, searchQuery: str = "") -> list[dict[str, Any]]:  # noqa: N802, N803
         if limit < 1 or limit > 100:
             raise Refused("limit exceeds allowed range")
-        rows = self._group(info, aiTrainerGroupId)["rows"]
+        rows = self._listed(info, aiTrainerGroupId)
         return rows[page * limit : (page + 1) * limit]
 
     def datasetLines(self, info: Any, aiTrainerGroupId: str, limit: int, offset: int, searchQuery: str = "") -> list[dict[str, Any]]:  # noqa: N802, N803
         if limit < 1 or limit > 100:
             raise Refused("limit exceeds allowed range")
-        rows = self._group(info, aiTrainerGroupId)["rows"][offset : offset + limit]
+        rows = self._listed(info, aiTrainerGroupId)[offset : offset + limit]
         return [{**r, "time": r["condition"][0], "recent": r["condition"][1], "endearment": r["condition"][2]} for r in rows]
 
     def trainDataset(self, info: Any, aiTrainerGroupId: str, questions: list[str], form: list[list[str]], editorType: str = "",  # noqa: N802, N803
@@ -204,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
                                   context_value={"auth_token": self.headers.get("auth_token", "")})  # fmt: skip
             for d in result.data or {}:
                 s.ops.append(d)
+            if s.fail_after_write and any(op in (result.data or {}) for op in ("trainDataset", "addToDataset")):
+                s.fail_after_write -= 1
+                return self._answer(502, {"errors": [{"message": "bad gateway"}]})
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
             out["errors"] = [{"message": e.message, "path": e.path} for e in result.errors]

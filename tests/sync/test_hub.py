@@ -384,3 +384,60 @@ def test_through_the_cli_with_the_key_store(run, chitchat: Path, hub: HubServer,
     assert run("diff", str(laptop), str(desk), "--stat").exit_code == 0
     r = run("remote", "add", "x", "hf://models/me/m", "-d", str(laptop))
     assert r.exit_code == 2 and "hf://datasets/" in r.output
+
+
+def _upload(hub: HubServer, files: dict[str, bytes]) -> None:
+    """A commit made by someone else, with huggingface_hub itself."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    api.create_repo(REPO_ID, repo_type="dataset", exist_ok=True)
+    api.create_commit(REPO_ID, [CommitOperationAdd(path_in_repo=p, path_or_fileobj=b) for p, b in files.items()],
+                      commit_message="by hand", repo_type="dataset")  # fmt: skip
+
+
+def _shard(convs: list[Conversation], **extra: list) -> bytes:
+    import pyarrow as pa
+
+    from chatloom.formats.tables import arrow_row
+
+    table = pa.Table.from_pylist([arrow_row(c) for c in convs], schema=arrow_schema())
+    for column, values in extra.items():
+        table = table.append_column(column, pa.array(values))
+    out = io.BytesIO()
+    pq.write_table(table, out)
+    return out.getvalue()
+
+
+def test_a_card_written_by_hand_is_kept_and_foreign_columns_are_not_dropped(hub: HubServer, tmp_path: Path) -> None:
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"q{i}"), Message(role="assistant", content="a")]) for i in range(3)]
+    card = "---\nlicense: mit\ntags:\n- mine\n---\n# My chats\n\nWords a person wrote about them.\n"
+    _upload(hub, {"README.md": card.encode(), "data/train-00000-of-00001.parquet": _shard(convs)})
+    db = _dataset(tmp_path / "a.db", hub)
+    assert len(_sync(db).to_a) == 3
+    edit(db, "c1", " (edited)")
+    assert _sync(db).to_b == ["c1"]
+    meta, text = yaml.safe_load(hub.head(REPO_ID).files["README.md"].decode().split("---")[1]), hub.head(REPO_ID).files["README.md"].decode()
+    assert "Words a person wrote about them." in text and meta["license"] == "mit" and "mine" in meta["tags"]
+    assert meta["configs"][0]["data_files"][0]["path"] == "data/train-*" and meta["dataset_info"]["splits"][0]["num_examples"] == 3
+    _upload(hub, {"data/train-00000-of-00001.parquet": _shard(convs, score=[1, 2, 3])})
+    head = hub.head(REPO_ID).oid
+    edit(db, "c2", " (edited)")
+    with pytest.raises(RemoteError, match=r"columns chatloom does not keep \(score\)"):
+        _sync(db)
+    assert hub.head(REPO_ID).oid == head  # nothing pushed, nothing dropped
+
+
+def test_another_remotes_secret_is_never_sent_to_the_hub(run, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "a.db"
+    _put_one = Conversation(id="x", messages=[Message(role="user", content="q"), Message(role="assistant", content="a")])
+    with Store(db, create=True) as s:
+        s.put(_put_one)
+    assert run("remote", "add", "hub", URL, "--endpoint", hub.url, "-d", str(db)).exit_code == 0
+    monkeypatch.setenv("CHATLOOM_REMOTE_TOKEN", TOKEN)  # a chatloom server's variable: not the Hub's
+    r = run("sync", "-d", str(db), "hub")
+    assert r.exit_code == 2 and "wants a token" in r.output and REPO_ID not in hub.repos
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert run("sync", "-d", str(db), "hub").exit_code == 0 and REPO_ID in hub.repos
+    r = run("remote", "add", "h2", URL, "--endpoint", "http://[::1", "-d", str(db))
+    assert r.exit_code == 2 and r.output.startswith("error: --endpoint")

@@ -250,3 +250,99 @@ def test_kill_9_during_a_push_then_a_rerun_sends_each_row_once(run, tmp_path: Pa
         assert d["conflicts"] == 0
     finally:
         server.close()
+
+
+def _put(db: Path, conv_id: str, user: str, reply: str, **kw) -> None:
+    with Store(db) as s:
+        s.put(Conversation(id=conv_id, messages=[Message(role="user", content=user), Message(role="assistant", content=reply)], **kw))
+
+
+def test_an_emotion_is_sent_where_the_api_can_carry_it(run, kaji: Server, tmp_path: Path) -> None:
+    db = tmp_path / "kaji.db"
+    _add(run, db, kaji)
+    row = {"id": "", "user_message": "Yay?", "message": "Yay!", "asm": "emotion_happy_or_excited", "attachment": "attachment_liked",
+           "daytime": "daytime_morning", "last_seen": "seen_any", "deleted": "false", "history": "EMPTY", "duplicate_ids": "EMPTY"}  # fmt: skip
+    _put(db, "happy", "Yay?", "Yay!", title="kept here", meta={"kajiwoto": row})
+    d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
+    rows = kaji.service.groups["g1"]["rows"]
+    if kaji.service.api == "v1":  # trainDataset has no emotion: refused and said, never sent without it
+        assert "happy" in d["not_sent"] and "sends no emotion" in d["not_sent"]["happy"] and rows == []
+    else:
+        assert d["to_b"] == d["linked"] == 1 and (rows[0]["asm"], rows[0]["condition"]) == ("HAPPY", "20300")  # daytime, last seen, attachment
+    d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
+    with Store(db) as s:
+        assert s.get("happy").title == "kept here"  # not taken for deleted there, whatever the API
+    assert d["deleted_in_a"] == 0 and len(rows) == (0 if kaji.service.api == "v1" else 1)
+
+
+def test_a_chat_deleted_here_after_it_was_sent_stays_deleted(run, kaji: Server, tmp_path: Path) -> None:
+    db = tmp_path / "kaji.db"
+    _add(run, db, kaji)
+    _put(db, "mine", "Q?", "A.")
+    assert json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)["linked"] == 1
+    with Store(db) as s:
+        s.delete(["mine"])
+    d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
+    assert d["to_a"] == 0 and list(d["not_sent"]) == ["mine"]  # Kajiwoto cannot delete it: said, and kept deleted here
+    with Store(db) as s:
+        assert s.ids() == [] and s.entry("mine").deleted
+
+
+def test_a_write_whose_answer_is_lost_is_not_sent_twice(run, kaji: Server, tmp_path: Path) -> None:
+    db = tmp_path / "kaji.db"
+    _add(run, db, kaji)
+    _put(db, "mine", "Q?", "A.")
+    kaji.service.fail_after_write = 1  # the row is added, the answer is a 502
+    r = run("sync", "-d", str(db), "kaji")
+    assert r.exit_code == 2 and "may have been added" in r.output and "Traceback" not in r.output
+    assert len(kaji.service.groups["g1"]["rows"]) == 1  # not sent again by a retry
+    dry = json.loads(run("sync", "-d", str(db), "kaji", "--dry-run", "--json").stdout)
+    assert dry["to_a"] == dry["deleted_in_a"] == dry["to_b"] == 0  # the row found as the one sent, not as a new one
+    d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
+    assert d["linked"] == 1 and d["to_a"] == d["to_b"] == 0 and len(kaji.service.groups["g1"]["rows"]) == 1
+    with Store(db) as s:
+        assert s.ids() == ["mine"] and s.get("mine").meta["kajiwoto"]["id"] == kaji.service.groups["g1"]["rows"][0]["id"]
+
+
+def test_a_send_that_never_arrived_is_sent_again(run, kaji: Server, tmp_path: Path) -> None:
+    db = tmp_path / "kaji.db"
+    _add(run, db, kaji)
+    _put(db, "mine", "Q?", "A.")
+    run("sync", "-d", str(db), "kaji")
+    rows = kaji.service.groups["g1"]["rows"]
+    rows.clear()  # as if it had never arrived (the base says it was sent)
+    with Store(db) as s:  # and not linked yet: the state a kill right before the send leaves
+        c = s.get("mine")
+        c.meta = {}
+        s.put(c)
+        s.set_remote_marks("kaji", pending={"mine": ["Q?", "A.", "", "00000", []]})
+    d = json.loads(run("sync", "-d", str(db), "kaji", "--json").stdout)
+    assert d["deleted_in_a"] == 0 and d["to_b"] == 1 and len(rows) == 1
+    with Store(db) as s:
+        assert s.get("mine").meta["kajiwoto"]["id"] == rows[0]["id"]
+
+
+def test_a_listing_cut_short_deletes_nothing(run, kaji: Server, tmp_path: Path) -> None:
+    _seed(kaji.service, 30)
+    db = tmp_path / "kaji.db"
+    _add(run, db, kaji)
+    run("pull", "-d", str(db), "kaji")
+    kaji.service.hide_last = True
+    r = run("sync", "-d", str(db), "kaji")
+    assert r.exit_code == 2 and "the listing gave 34 rows where the dataset says it has 35" in r.output
+    with Store(db) as s:
+        assert len(s.ids()) == 35
+
+
+def test_endpoints_and_secrets_of_other_remotes(run, kaji: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "kaji.db"
+    r = run("remote", "add", "k", "kajiwoto://g1", "--endpoint", "http://[::1", "-d", str(db))
+    assert r.exit_code == 2 and r.output.startswith("error: --endpoint") and "Traceback" not in r.output
+    r = run("remote", "add", "k", "kajiwoto://g1", "--endpoint", "ftp://x/graphql", "-d", str(db))
+    assert r.exit_code == 2 and "http:// or https://" in r.output
+    run("remote", "add", "k", "kajiwoto://g1", "--endpoint", kaji.url, "--throttle", "0", "-d", str(db))
+    monkeypatch.setenv("CHATLOOM_REMOTE_TOKEN", "a-chatloom-server-token")  # another kind's: never sent to Kajiwoto
+    r = run("sync", "-d", str(db), "k")
+    assert r.exit_code == 2 and "needs a session token" in r.output and kaji.service.ops == []  # nothing was sent
+    monkeypatch.setenv("CHATLOOM_KAJIWOTO_SECRET", TOKEN)
+    assert run("sync", "-d", str(db), "k").exit_code == 0

@@ -266,9 +266,11 @@ def remote_add(dataset: str, name: str, url: str, key_name: str | None, endpoint
     """
     from ..generate.settings import shown_name
     from ..store import Store
-    from ..sync.remotes import OPTIONS, kind_of
+    from ..sync.remotes import OPTIONS, check_endpoint, kind_of
 
     kind = kind_of(url)
+    if endpoint is not None:
+        check_endpoint(endpoint)
     if key_name is not None and shown_name(key_name) != key_name:
         raise UsageError(f"--key {shown_name(key_name)}: that looks like a token; give its name in the key store ('chatloom keys set NAME')")
     given = {"endpoint": endpoint, "user": user, "api": api, "throttle": throttle, "format": fmt, "shard_size": shard_size}

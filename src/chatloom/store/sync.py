@@ -216,12 +216,12 @@ class Sync(Edit):
             return applied, now_state
 
     def linked(self, key: str) -> dict[str, str]:
-        """``meta[key]["id"]`` → conversation id, over the live conversations that carry one (a
-        platform's own row id: how a remote that names rows its own way finds them here)."""
+        """``meta[key]["id"]`` → conversation id, over the conversations that carry one, tombstones
+        too (a platform's own row id: how a remote that names rows its own way finds them here)."""
         path = f'$."{key}".id'
-        rows = self.db.execute("SELECT json_extract(meta, ?), id FROM conversations "
-                               "WHERE deleted = 0 AND meta IS NOT NULL AND json_extract(meta, ?) != ''", (path, path))  # fmt: skip
-        return {str(r): i for r, i in rows}
+        rows = self.db.execute("SELECT json_extract(meta, ?), id FROM conversations WHERE meta IS NOT NULL "
+                               "AND json_extract(meta, ?) != '' ORDER BY deleted DESC", (path, path))  # fmt: skip
+        return {str(r): i for r, i in rows}  # a live one wins over a tombstone
 
     # -- the base: what both sides held at the last sync, per remote ---------------------------
 
@@ -233,6 +233,11 @@ class Sync(Edit):
         with self._write():
             self.db.executemany("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
                                 [(remote, i, s) for i, s in states])  # fmt: skip
+
+    def drop_sync_base(self, remote: str, ids: Iterable[str]) -> None:
+        """Forget the base of ``ids`` with ``remote``: the next sync takes them as never synced."""
+        with self._write():
+            self.db.executemany("DELETE FROM sync_base WHERE remote = ? AND id = ?", [(remote, i) for i in ids])
 
     # -- conflicts --------------------------------------------------------------------------
 

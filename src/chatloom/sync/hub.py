@@ -55,6 +55,7 @@ from .remote import RemoteError
 
 ENDPOINT = "https://huggingface.co"
 SHARD_SIZE = 100_000  # conversations per shard
+CARD_MARK = "Conversations kept in sync with a chatloom dataset"  # a card chatloom wrote (and may write again)
 ROW_GROUP = 1024  # rows per Parquet row group (and per read batch)
 FORMATS = {"parquet": ".parquet", "jsonl": ".jsonl"}
 SHARD = re.compile(r"data/train-(\d{5})-of-(\d{5})\.(parquet|jsonl)")
@@ -118,6 +119,8 @@ class HubRemote:
         self._sorted = True  # ids ascending through the shards, each once (as chatloom writes them)
         self.since: str | None = None
         self._work: Path | None = None  # the shards of this remote's last commit
+        self._card_before: str | None = None  # the card at the head, when there is one
+        self._foreign: set[str] = set()  # columns of the shards there that chatloom does not write
 
     @classmethod
     def from_info(cls, info: dict[str, Any], token: str | None, *, push_only: bool = False, **kw: Any) -> HubRemote:
@@ -131,7 +134,6 @@ class HubRemote:
     @contextmanager
     def _errors(self) -> Iterator[None]:
         """``huggingface_hub``'s and the network's errors as one line each (``RemoteError``)."""
-        import httpx2
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
         try:
@@ -149,7 +151,7 @@ class HubRemote:
                 raise self._stale() from None
             first = (err.server_message or str(err)).strip().splitlines()
             raise RemoteError(f"{self.url}: HTTP {status}: {first[0][:200] if first else ''}") from None
-        except (httpx2.HTTPError, LocalEntryNotFoundError) as err:
+        except (*_network_errors(), LocalEntryNotFoundError) as err:
             raise RemoteError(f"{self.url}: cannot reach {self.endpoint}: {type(err).__name__}: {str(err)[:200]}") from None
         except OSError as err:
             raise RemoteError(f"{self.url}: {type(err).__name__}: {str(err)[:200]}") from None
@@ -175,12 +177,16 @@ class HubRemote:
                 self._read = True  # none yet: the push creates it
                 return
         self._head = info.sha
+        if any(s.rfilename == "README.md" for s in info.siblings or []):
+            self._card_before = self._download("README.md").read_text(encoding="utf-8", errors="replace")
         names = sorted(s.rfilename for s in info.siblings or [] if SHARD.fullmatch(s.rfilename))
+        columns = set(arrow_schema().names)
         last: str | None = None
         for k, name in enumerate(names):
             path = self._download(name)
             self._shards.append((name, path))
             for n, row in enumerate(_rows(path)):
+                self._foreign.update(k for k in row if k not in columns)
                 conv_id = row.get("id")
                 if not conv_id:
                     raise RemoteError(f"{self.url}: {name}: row {n} has no id (chatloom syncs conversations by id)")
@@ -259,6 +265,9 @@ class HubRemote:
 
     def _commit(self, new: dict[str, Conversation | None]) -> None:
         hub = _hub()
+        if self._foreign:  # rewriting the shards would drop them
+            raise RemoteError(f"{self.url}: its files have columns chatloom does not keep ({', '.join(sorted(self._foreign)[:5])}); "
+                              "a push would drop them, so nothing was pushed (push to a dataset repo of chatloom's own)")  # fmt: skip
         if self.push_only:
             self._check_ours()
         if self._head is None:
@@ -355,7 +364,7 @@ class HubRemote:
         }
         body = [
             f"# {self.repo_id}", "",
-            "Conversations kept in sync with a chatloom dataset (`chatloom push`).", "",
+            f"{CARD_MARK} (`chatloom push`).", "",
             "| split | conversations | messages |", "|---|---:|---:|",
             f"| train | {stats['conversations']:,} | {stats['messages']:,} |", "",
             f"One row per conversation, in {shards:,} {self.fmt} shard{'s' if shards != 1 else ''} under `data/`, sorted by id: "
@@ -365,7 +374,12 @@ class HubRemote:
         ]  # fmt: skip
         if self.recipe:
             body += ["## Build recipe", "", "```yaml", self.recipe.rstrip("\n"), "```", ""]
-        return f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n" + "\n".join(body)
+        text = "\n".join(body)
+        theirs_meta, theirs_text = _split_card(self._card_before or "")
+        if theirs_text.strip() and CARD_MARK not in theirs_text:  # a card someone wrote: their words stay, the data's keys are ours
+            meta = {**theirs_meta, **meta, "tags": list(dict.fromkeys([*(theirs_meta.get("tags") or []), *meta["tags"]]))}
+            text = theirs_text
+        return f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n" + text
 
     def close(self) -> None:
         if self._work is not None:
@@ -395,6 +409,37 @@ def _features(fields: Any) -> list[dict[str, Any]]:
         return {"dtype": str(t)}
 
     return [{"name": f.name, **kind(f.type)} for f in fields]
+
+
+def _split_card(card: str) -> tuple[dict[str, Any], str]:
+    """A card's YAML front matter (a dict; empty when there is none or it does not parse) and its text."""
+    import yaml
+
+    if card.startswith("---"):
+        head, sep, text = card[3:].partition("\n---")
+        if sep:
+            try:
+                meta = yaml.safe_load(head)
+            except yaml.YAMLError:
+                meta = None
+            if isinstance(meta, dict):
+                return meta, text.lstrip("-").lstrip("\n")
+    return {}, card
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client errors ``huggingface_hub`` lets through: httpx2's (its 2.x), httpx's, or
+    requests' (older ones), whichever are installed; an invalid URL is one of them."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module, names in (("httpx2", ("HTTPError", "InvalidURL")), ("httpx", ("HTTPError", "InvalidURL")), ("requests", ("RequestException",))):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type)]
+    return tuple(found)
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:

@@ -118,13 +118,28 @@ def row_key(row: dict[str, Any]) -> list[Any]:
     return [row["userMessage"], row["message"], row.get("asm") or "", row.get("condition") or "00000", list(row.get("history") or [])]
 
 
+def _retry_after(value: str | None, default: float) -> float:
+    """Seconds to wait from a Retry-After (seconds, or an HTTP date), at most a minute."""
+    if value:
+        try:
+            return min(max(float(value), 0.0), 60.0)
+        except ValueError:
+            from email.utils import parsedate_to_datetime
+
+            try:
+                return min(max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0), 60.0)
+            except (TypeError, ValueError):
+                pass
+    return min(default, 60.0)
+
+
 # -- the client ---------------------------------------------------------------------------------
 
 
 class Kajiwoto:
     """Kajiwoto's GraphQL API: login, a dataset's rows, adding rows."""
 
-    def __init__(self, endpoint: str, *, throttle: float = 2.0, api: str = "auto", timeout: float = 60, retries: int = 5):
+    def __init__(self, endpoint: str, *, throttle: float = 2.0, api: str = "auto", timeout: float = 60, retries: int = 4):
         import httpx
 
         self.endpoint, self.throttle, self.api, self.retries = endpoint, throttle, api, retries
@@ -140,34 +155,46 @@ class Kajiwoto:
             time.sleep(wait)
         self._last = time.monotonic()
 
-    def call(self, query: str, variables: dict[str, Any], *, paced: bool = False) -> dict[str, Any]:
+    def call(self, query: str, variables: dict[str, Any], *, paced: bool = False, write: bool = False) -> dict[str, Any]:
+        """One GraphQL request. A 429 is waited out (its Retry-After) and asked again; a query is
+        asked again after a 5xx or a network error (backing off, at most ``retries`` times). A
+        ``write`` is not: it may have been done before the answer was lost, and the linking of the
+        next sync finds it (a refused connection, which never reached the server, is tried again)."""
         import httpx
 
         body = orjson.dumps({"query": query, "variables": variables})
         for attempt in range(self.retries + 1):
+            last = attempt == self.retries
             if paced:
                 self._pace()
             try:
                 r = self.http.post(self.endpoint, content=body, headers={"auth_token": self.token} if self.token else {})
+            except httpx.InvalidURL as err:
+                raise RemoteError(f"{self.endpoint}: not a URL Kajiwoto can be reached at ({err})") from None
             except httpx.HTTPError as err:
-                if attempt == self.retries:
+                sent = not isinstance(err, httpx.ConnectError)
+                if last or attempt >= 1 and isinstance(err, httpx.ConnectError) or write and sent:
                     raise RemoteError(f"{self.endpoint}: {type(err).__name__}: {err}") from None
-                time.sleep(min(2**attempt, 30))
+                time.sleep(min(2**attempt, 8))
                 continue
             self.sent += len(body)
             self.received += len(r.content)
-            if r.status_code == 429 or r.status_code >= 500:
-                if attempt == self.retries:
+            if r.status_code == 429 or r.status_code >= 500 and not write:
+                if last:
                     raise RemoteError(f"{self.endpoint}: HTTP {r.status_code} after {attempt + 1} tries")
-                time.sleep(min(float(r.headers.get("Retry-After") or 2**attempt), 60))
+                time.sleep(_retry_after(r.headers.get("Retry-After"), 2**attempt))
                 continue
             try:
                 answer = orjson.loads(r.content)
             except orjson.JSONDecodeError:
                 raise RemoteError(f"{self.endpoint}: HTTP {r.status_code}: not a GraphQL answer") from None
-            if answer.get("errors"):
-                raise RemoteError(f"{self.endpoint}: {answer['errors'][0].get('message', 'error')}")
-            if r.status_code != 200 or not isinstance(answer.get("data"), dict):
+            said = answer.get("errors") if isinstance(answer, dict) else None
+            if write and r.status_code != 200:
+                raise RemoteError(f"{self.endpoint}: HTTP {r.status_code}" + (f" ({said[0].get('message', 'error')})" if said else "")
+                                  + ": the row may have been added; the next sync finds it, or sends it again")  # fmt: skip
+            if said:
+                raise RemoteError(f"{self.endpoint}: {said[0].get('message', 'error')}")
+            if r.status_code != 200 or not isinstance(answer, dict) or not isinstance(answer.get("data"), dict):
                 raise RemoteError(f"{self.endpoint}: HTTP {r.status_code}")
             return answer["data"]
         raise AssertionError("unreachable")
@@ -214,10 +241,11 @@ class Kajiwoto:
             user, reply, asm, cond = chain[-1]
             dialogue = {"userMessage": user, "message": reply, "history": [c[0] for c in chain[:-1]], "generated": False,
                         "conditions": {"asm": asm, "time": cond[0], "recent": cond[1], "endearment": cond[2]}}  # fmt: skip
-            self.call(ADD, {"aiTrainerGroupId": gid, "editorType": "web-list", "generateResults": False, "dialogues": [dialogue]}, paced=True)
+            self.call(ADD, {"aiTrainerGroupId": gid, "editorType": "web-list", "generateResults": False, "dialogues": [dialogue]},
+                      paced=True, write=True)  # fmt: skip
         else:
             self.call(TRAIN, {"aiTrainerGroupId": gid, "questions": [c[0] for c in chain], "form": [[c[3], c[1]] for c in chain],
-                              "editorType": "web-list", "detailed": True, "multi": False}, paced=True)  # fmt: skip
+                              "editorType": "web-list", "detailed": True, "multi": False}, paced=True, write=True)  # fmt: skip
 
     def close(self) -> None:
         self.http.close()
@@ -240,11 +268,14 @@ class KajiwotoRemote:
 
     whole = True
 
-    def __init__(self, store: Store, name: str, client: Kajiwoto, gid: str, report: Report, *, dry_run: bool = False):
+    def __init__(self, store: Store, name: str, client: Kajiwoto, gid: str, report: Report, *, count: int | None = None,
+                 dry_run: bool = False):  # fmt: skip
         self.store, self.name, self.client, self.gid, self.report, self.dry_run = store, name, client, gid, report, dry_run
+        self.count = count  # the rows the dataset says it has (its aiTrainerGroup)
         self.rows: list[dict[str, Any]] = []
         self.convs: dict[str, Conversation] = {}
         self.sent_rows = 0
+        self._read = False
 
     @property
     def sent(self) -> int:
@@ -254,16 +285,21 @@ class KajiwotoRemote:
     def received(self) -> int:
         return self.client.received
 
-    def read(self) -> None:
-        """List the rows, link the ones this dataset sent, and make each row's conversation."""
+    def read(self, settle: bool = True) -> None:
+        """List the rows, link the ones this dataset sent, and make each row's conversation;
+        ``settle``: a send not found in the listing is due again (not right after sending it)."""
         self.rows = self.client.rows(self.gid)
+        if self.count is not None and len(self.rows) < self.count:  # a listing cut short would read as deletes
+            raise RemoteError(f"kajiwoto://{self.gid}: the listing gave {len(self.rows):,} rows where the dataset says it has "
+                              f"{self.count:,}; nothing was synced (try again later)")  # fmt: skip
+        self.report.duplicates = 0
         seen: Counter[str] = Counter()
         for row in self.rows:
             key = orjson.dumps(row_key(row)).decode()
             self.report.duplicates += seen[key] > 0
             seen[key] += 1
-        self._link()
-        links = self.store.linked("kajiwoto")
+        matched = self._link(settle)
+        links = self.store.linked("kajiwoto") | matched
         table = [(i, csv_row(r)) for i, r in enumerate(self.rows)]
         bad: list[int] = []
 
@@ -276,46 +312,70 @@ class KajiwotoRemote:
         for rid, conv in built.items():
             conv.id = links.get(rid, f"kajiwoto:{rid}")
             self.convs[conv.id] = self._overlay(conv)
+        self._read = True
 
     def _overlay(self, conv: Conversation) -> Conversation:
-        """The row's conversation with what Kajiwoto does not hold taken from this dataset's."""
+        """The row's conversation with what Kajiwoto does not hold taken from this dataset's (its
+        last version, when it was deleted here)."""
         assert conv.id is not None
-        e = self.store.entry(conv.id) if self.store.state(conv.id) not in (None, DELETED) else None
-        if e is None:
+        if self.store.state(conv.id) is None:
             return conv
-        mine = e.conversation
+        mine = self.store.entry(conv.id).conversation
         kept = dict(conv.meta["kajiwoto"])
         local = mine.meta.get("kajiwoto")
         if isinstance(local, dict) and "duplicate_ids" in local:  # kajitool's CSV column, not the API's
             kept["duplicate_ids"] = local["duplicate_ids"]
         return msgspec.structs.replace(mine, messages=conv.messages, meta={**mine.meta, "kajiwoto": kept})
 
-    def _link(self) -> None:
-        """Rows this dataset sent whose ids it has not seen yet: found by their content."""
+    def _link(self, settle: bool = True) -> dict[str, str]:
+        """Rows this dataset sent whose ids it has not seen yet, found by their content (else by
+        their two texts, as the server may have kept them): row id → conversation id. Linked here
+        (the row with its ID into ``meta.kajiwoto``) unless this is a dry run; a sent conversation
+        not found there (its send never arrived) loses its base, so it is sent again."""
         pending: dict[str, list[Any]] = self.store.remotes()[self.name].get("pending") or {}
-        if not pending or self.dry_run:
-            return
-        links = self.store.linked("kajiwoto")
-        fresh = [r for r in self.rows if str(r["id"]) not in links and self.store.state(f"kajiwoto:{r['id']}") is None]
-        left = dict(pending)
-        for conv_id, key in sorted(pending.items()):
-            match = next((r for r in fresh if row_key(r) == key), None)
+        if not pending:
+            return {}
+        known = self.store.linked("kajiwoto")
+        fresh = [r for r in self.rows if str(r["id"]) not in known and self.store.state(f"kajiwoto:{r['id']}") is None]
+        found: dict[str, dict[str, Any]] = {}
+        for loose in (False, True):
+            for conv_id, key in sorted(pending.items()):
+                if conv_id in found:
+                    continue
+                match = next((r for r in fresh if _same_row(r, key, loose)), None)
+                if match is not None:
+                    fresh.remove(match)
+                    found[conv_id] = match
+        if self.dry_run:
+            return {str(r["id"]): c for c, r in found.items()}
+        left = {c: k for c, k in pending.items() if c not in found}
+        for conv_id, match in found.items():
             state = self.store.state(conv_id)
-            if match is None or state in (None, DELETED):
+            if state is None:
                 continue
-            fresh.remove(match)
-            conv = self.store.get(conv_id)
+            conv = self.store.entry(conv_id).conversation
             linked = msgspec.structs.replace(conv, meta={**conv.meta, "kajiwoto": dict(zip(COLUMNS, csv_row(match)))})
-            if self.store.replace_if(conv_id, state, linked, op="sync"):
+            if state == DELETED:  # deleted here since it was sent: the row is its, and stays a tombstone here
+                linked_state = conversation_state(linked)
+                done = self.store.replace_if(conv_id, state, linked, op="sync") and self.store.replace_if(conv_id, linked_state, None, op="sync")
+            else:
+                done = self.store.replace_if(conv_id, state, linked, op="sync")
+            if done:
                 self.store.set_sync_base(self.name, [(conv_id, conversation_state(linked))])
-                del left[conv_id]
                 self.report.linked += 1
+            else:
+                left[conv_id] = pending[conv_id]  # saved here meanwhile: linked by the next sync
+        lost = [c for c in left if c not in found]
+        if lost and settle:
+            self.store.drop_sync_base(self.name, lost)  # not there: sent again, never taken for deleted there
         self.store.set_remote_marks(self.name, pending=left or None)
+        return {}
 
     # -- what sync_remote calls --
 
     def changes(self, since: str | None) -> tuple[dict[str, str], str | None]:
-        self.read()
+        if not self._read:
+            self.read()
         return {i: conversation_state(c) for i, c in self.convs.items()}, None
 
     def states(self, ids: list[str]) -> dict[str, str | None]:
@@ -359,6 +419,9 @@ class KajiwotoRemote:
             raise ValueError("a Kajiwoto row holds one exchange (user, then reply), after at most one earlier exchange")
         kept = conv.meta.get("kajiwoto") if isinstance(conv.meta.get("kajiwoto"), dict) else {}
         asm, cond = conditions(kept)
+        if asm and self.client.api == "v1":
+            raise ValueError(f"kajitool's API (trainDataset) sends no emotion, and this row has {asm_name(asm)}: "
+                             "set it to emotion_any, or use a server that speaks the newer API (--api v2)")  # fmt: skip
         chain = [(kajiwoto_text(ms[-2].content), kajiwoto_text(ms[-1].content), asm, cond)]
         if len(ms) == 4:
             earlier, answer = kajiwoto_text(ms[0].content), kajiwoto_text(ms[1].content)
@@ -370,6 +433,13 @@ class KajiwotoRemote:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _same_row(row: dict[str, Any], key: list[Any], loose: bool) -> bool:
+    """Whether ``row`` is the one sent as ``key`` (loose: its two texts, trimmed)."""
+    if not loose:
+        return row_key(row) == key
+    return (row["userMessage"].strip(), row["message"].strip()) == (str(key[0]).strip(), str(key[1]).strip())
 
 
 def parse_url(url: str) -> str:
@@ -389,7 +459,7 @@ def connect(store: Store, name: str, client: Kajiwoto, *, user: str | None, secr
     group = client.group(gid)
     if push and group["user"]["id"] != me:
         raise RemoteError(f"kajiwoto://{gid}: not your dataset: rows can be added to your own datasets only")
-    return KajiwotoRemote(store, name, client, gid, Report(), dry_run=dry_run)
+    return KajiwotoRemote(store, name, client, gid, Report(), count=group.get("count"), dry_run=dry_run)
 
 
 def sync_kajiwoto(store: Store, name: str, client: Kajiwoto, *, user: str | None, secret: str, pull: bool = True, push: bool = True,
@@ -397,9 +467,10 @@ def sync_kajiwoto(store: Store, name: str, client: Kajiwoto, *, user: str | None
     """Sync dataset ``store`` with the Kajiwoto dataset of remote ``name``; the rows this run
     added are linked before it returns."""
     remote = connect(store, name, client, user=user, secret=secret, push=push, dry_run=dry_run)
+    remote.read()  # before sync_remote reads the base: rows sent before are linked, and sends that never arrived are due again
     result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
     if remote.sent_rows:
-        remote.read()  # the new rows' ids: linked now, not at the next sync
+        remote.read(settle=False)  # the new rows' ids: linked now, not at the next sync
     return result, remote.report
 
 

@@ -6,8 +6,9 @@
 - ``hf://datasets/OWNER/NAME``: a dataset repository on the Hugging Face Hub (``hub.py``).
 
 A remote's secret (a server's token, a Kajiwoto session token or password, a Hub token) comes from
-the key store by the name kept in its config (``--key``), else from the environment
-(``CHATLOOM_REMOTE_TOKEN``; ``HF_TOKEN`` for the Hub): never from the config itself.
+the key store by the name kept in its config (``--key``), else from the environment, each kind
+its own variable (``CHATLOOM_REMOTE_TOKEN``, ``CHATLOOM_KAJIWOTO_SECRET``, ``HF_TOKEN``): never
+from the config itself, and never one kind's secret sent to another.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .merge import SyncResult
 from .sides import Side
 
 KAJIWOTO_ENDPOINT = "https://server.chiefhappiness.co/graphql"  # kajitool's; the service's status is unknown
-OPTIONS = {"chatloom": (), "kajiwoto": ("endpoint", "user", "api", "throttle"), "hub": ("endpoint", "format", "shard_size", "revision")}
+OPTIONS = {"chatloom": (), "kajiwoto": ("endpoint", "user", "api", "throttle"), "hub": ("endpoint", "format", "shard_size")}
 
 
 def kind_of(url: str) -> str:
@@ -42,9 +43,27 @@ def kind_of(url: str) -> str:
     raise UsageError(f"{url}: a remote is a chatloom server's http(s) URL, kajiwoto://DATASET_ID or hf://datasets/OWNER/NAME")
 
 
+#: where each kind's secret is read from the environment when its config names no key: each its
+#: own, so that no service is ever sent another's secret
+ENVIRONMENT = {"chatloom": "CHATLOOM_REMOTE_TOKEN", "kajiwoto": "CHATLOOM_KAJIWOTO_SECRET", "hub": "HF_TOKEN"}
+
+
 def environment_secret(info: dict[str, Any]) -> str | None:
     """A remote's secret from the environment, when its config names no key."""
-    return os.environ.get("CHATLOOM_REMOTE_TOKEN") or (os.environ.get("HF_TOKEN") if info.get("kind") == "hub" else None)
+    return os.environ.get(ENVIRONMENT[info.get("kind", "chatloom")]) or None
+
+
+def check_endpoint(url: str) -> str:
+    """An ``--endpoint`` as given, when it is an http(s) URL."""
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as err:
+        raise UsageError(f"--endpoint {url}: not a URL ({err})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"--endpoint {url}: an http:// or https:// URL")
+    return url
 
 
 def info_of(store: Store, name: str) -> dict[str, Any]:
