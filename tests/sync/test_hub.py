@@ -384,6 +384,10 @@ def test_through_the_cli_with_the_key_store(run, chitchat: Path, hub: HubServer,
     assert run("diff", str(laptop), str(desk), "--stat").exit_code == 0
     r = run("remote", "add", "x", "hf://models/me/m", "-d", str(laptop))
     assert r.exit_code == 2 and "hf://datasets/" in r.output
+    from huggingface_hub import scan_cache_dir
+
+    cached = scan_cache_dir(tmp_path / "home" / "cache" / "hub")  # chatloom's own cache, not ~/.cache
+    assert [len(repo.revisions) for repo in cached.repos] == [1]  # older snapshots pruned
 
 
 def _upload(hub: HubServer, files: dict[str, bytes]) -> None:

@@ -386,6 +386,22 @@ class HubRemote:
             shutil.rmtree(self._work, ignore_errors=True)
         if self._own_cache:
             shutil.rmtree(self.cache, ignore_errors=True)
+        else:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Drop this repo's older snapshots from the cache: only the head read is kept."""
+        if self._head is None:
+            return
+        hub = _hub()
+        try:
+            info = hub.scan_cache_dir(self.cache)
+        except (OSError, ValueError, hub.CacheNotFound):
+            return
+        old = [r.commit_hash for repo in info.repos if repo.repo_id == self.repo_id and repo.repo_type == "dataset"
+               for r in repo.revisions if r.commit_hash != self._head]  # fmt: skip
+        if old:
+            info.delete_revisions(*old).execute()
 
 
 def _noting(rows: Iterator[tuple[int, tuple[str, dict[str, Any]]]], where: dict[str, tuple[int, int]], k: int) -> Iterator[dict[str, Any]]:
