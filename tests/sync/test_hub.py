@@ -42,6 +42,16 @@ REPO_ID = "me/chats"
 URL = f"hf://datasets/{REPO_ID}"
 
 
+@pytest.fixture(autouse=True)
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests talk to a Hub on 127.0.0.1: not offline, even after a test in this process
+    loaded a model (``train.models.quiet_transformers`` sets ``HF_HUB_OFFLINE`` for itself)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
 @pytest.fixture
 def hub() -> Iterator[HubServer]:
     server = HubServer(TOKEN).start()
