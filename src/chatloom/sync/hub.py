@@ -401,7 +401,12 @@ class HubRemote:
         old = [r.commit_hash for repo in info.repos if repo.repo_id == self.repo_id and repo.repo_type == "dataset"
                for r in repo.revisions if r.commit_hash != self._head]  # fmt: skip
         if old:
-            info.delete_revisions(*old).execute()
+            plan = info.delete_revisions(*old)  # what huggingface_hub says those revisions alone hold
+            for path in (*plan.snapshots, *plan.refs, *plan.blobs, *plan.repos):
+                if Path(path).is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    Path(path).unlink(missing_ok=True)
 
 
 def _noting(rows: Iterator[tuple[int, tuple[str, dict[str, Any]]]], where: dict[str, tuple[int, int]], k: int) -> Iterator[dict[str, Any]]:
