@@ -230,3 +230,44 @@ def test_diff_a_dataset_with_the_chat_export_it_was_imported_from(run, tmp_path:
     r = run("diff", str(dataset), str(export), "--me", "Dr. Feather", "--json")
     d = json.loads(r.stdout)
     assert r.exit_code == 0 and (d["added"], d["removed"], d["changed"], d["same"]) == (0, 0, 0, 1)
+
+
+def _moved_file(src: Path, dst: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{src}{suffix}").exists():
+            Path(f"{src}{suffix}").rename(f"{dst}{suffix}")
+
+
+def test_a_dataset_moved_elsewhere_keeps_its_base_and_a_copy_is_not_taken_for_it(run, chitchat: Path, tmp_path: Path) -> None:
+    """Both files moved (a home folder renamed, a USB stick mounted at another path): each finds
+    the other's base by its own id, so what one side changed is carried, not held as a conflict
+    (one side moving alone is covered by the other's base); a copy of a file still there is a
+    stranger."""
+    a, b, moved, copy = tmp_path / "a.db", tmp_path / "usb" / "b.db", tmp_path / "mnt" / "b.db", tmp_path / "copy.db"
+    home = tmp_path / "home" / "a.db"
+    for folder in (b.parent, moved.parent, home.parent):
+        folder.mkdir()
+    shutil.copy(chitchat, a)
+    shutil.copy(chitchat, b)
+    with Store(a) as s:
+        y = s.ids()[1]
+        x = "new-on-a"
+        s.put(Conversation(id=x, messages=[Message(role="user", content="written on a")]))
+    assert run("sync", str(a), str(b)).exit_code == 0  # x copied to b: no history the two share
+    edit(a, x, " (2)")
+    edit(b, y, " (usb)")
+    _moved_file(b, moved)
+    _moved_file(a, home)
+    a = home
+    assert run("sync", str(a), str(moved), "--dry-run", "--json").exit_code == 0
+    d = json.loads(run("sync", str(a), str(moved), "--json").stdout)
+    assert (d["to_b"], d["to_a"], d["conflicts"]) == (1, 1, 0)  # without a base, x would be a conflict
+    with Store(a) as s:
+        peers = s.get_setting("sync_peers")
+        assert s.get(y).messages[0].content.endswith(" (usb)") and str(moved.resolve()) in peers and str(b.resolve()) not in peers
+        assert s.sync_base(str(moved.resolve())) and not s.sync_base(str(b.resolve()))
+    shutil.copy(moved, copy)  # the original stays where it is: the copy gets no base of its own
+    edit(a, x, " (3)")
+    edit(copy, x, " (copy)")
+    r = run("sync", str(a), str(copy), "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["conflict_ids"] == [x]

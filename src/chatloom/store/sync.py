@@ -234,6 +234,14 @@ class Sync(Edit):
             self.db.executemany("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
                                 [(remote, i, s) for i, s in states])  # fmt: skip
 
+    def rekey_remote(self, old: str, new: str) -> None:
+        """Keep what is kept under ``old`` (the base, the conflicts) under ``new``: a peer dataset
+        that moved (its file renamed, or mounted elsewhere)."""
+        with self._write():
+            self.db.execute("UPDATE OR IGNORE sync_base SET remote = ? WHERE remote = ?", (new, old))
+            self.db.execute("DELETE FROM sync_base WHERE remote = ?", (old,))
+            self.db.execute("UPDATE sync_conflicts SET remote = ? WHERE remote = ?", (new, old))
+
     def drop_sync_base(self, remote: str, ids: Iterable[str]) -> None:
         """Forget the base of ``ids`` with ``remote``: the next sync takes them as never synced."""
         with self._write():

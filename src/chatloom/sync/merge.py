@@ -1,5 +1,6 @@
 """``chatloom sync A B``: a three-way merge of two datasets, conversation by conversation, with
-the states both had at their last sync as the base (kept in both, under the other's name).
+the states both had at their last sync as the base (kept in both, under the other's path; a peer
+whose file moved, renamed or mounted elsewhere, is found by its own id and keeps its base).
 
 For each conversation, with base b, ours a (A) and theirs t (B):
 - a == t: nothing to do;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import UsageError
 from ..store.sync import DELETED, conversation_state
@@ -61,11 +63,12 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
     if not (isinstance(a, DatasetSide) and isinstance(b, DatasetSide)):
         raise UsageError("sync needs two datasets (an export file can be diffed, or imported)")
     out = SyncResult(dry_run=dry_run)
-    base_a = a.store.sync_base(b.name)
-    base_b = b.store.sync_base(a.name)
-    open_a = {c.id: c.theirs_state for c in a.store.conflicts(b.name)}  # A has not resolved these yet
-    open_b = {c.id for c in b.store.conflicts(a.name)}  # B has not (a sync run from B's side found them)
-    resolved_a, resolved_b = set(a.store.resolved_conflicts(b.name)), set(b.store.resolved_conflicts(a.name))
+    kb, ka = _key(a, b, dry_run), _key(b, a, dry_run)  # what each keeps the other's base under
+    base_a = a.store.sync_base(kb)
+    base_b = b.store.sync_base(ka)
+    open_a = {c.id: c.theirs_state for c in a.store.conflicts(kb)}  # A has not resolved these yet
+    open_b = {c.id for c in b.store.conflicts(ka)}  # B has not (a sync run from B's side found them)
+    resolved_a, resolved_b = set(a.store.resolved_conflicts(kb)), set(b.store.resolved_conflicts(ka))
     agreed: list[tuple[str, str]] = []
 
     def settle(conv_id: str, state: str) -> None:
@@ -75,8 +78,8 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
 
     def flush() -> None:
         if not dry_run and agreed:
-            a.store.set_sync_base(b.name, agreed)
-            b.store.set_sync_base(a.name, agreed)
+            a.store.set_sync_base(kb, agreed)
+            b.store.set_sync_base(ka, agreed)
         agreed.clear()
 
     for n, (conv_id, sa, sb) in enumerate(merge_join(a.states(), b.states())):
@@ -96,7 +99,7 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
         if conv_id in open_a or conv_id in open_b:  # waits for 'chatloom resolve' on the side that holds it
             out.conflicts.append(conv_id)
             if not dry_run and conv_id in open_a and open_a[conv_id] != (sb or DELETED):  # theirs as it is now
-                a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
+                a.store.add_conflict(conv_id, kb, b.get(conv_id), sb or DELETED, base)
             continue
         if base is None and sa is not None and sb is not None:
             base = _common_state(a, b, conv_id)  # two copies of one file: their shared history
@@ -110,12 +113,51 @@ def sync(a: Side, b: Side, *, dry_run: bool = False, progress: Callable[[int], N
         else:
             out.conflicts.append(conv_id)
             if not dry_run:  # ours stays; theirs is kept beside it until it is resolved
-                a.store.add_conflict(conv_id, b.name, b.get(conv_id), sb or DELETED, base)
+                a.store.add_conflict(conv_id, kb, b.get(conv_id), sb or DELETED, base)
     flush()
     if not dry_run:
-        a.store.forget_resolved(b.name, resolved_a)
-        b.store.forget_resolved(a.name, resolved_b)
+        a.store.forget_resolved(kb, resolved_a)
+        b.store.forget_resolved(ka, resolved_b)
+        for side, other in ((a, b), (b, a)):
+            _note_peer(side, other)
     return out
+
+
+PEERS = "sync_peers"  # a dataset's setting: the path of each dataset it synced with → that one's own id
+
+
+def _moved(side: DatasetSide, other: DatasetSide) -> str | None:
+    """The path ``other`` had when ``side`` last synced with it, when it has moved since: a peer
+    of the same id, whose file is gone, with a base kept under its old path. None when it is known
+    where it is, or was never seen (a copy leaves its original in place: it is not taken for it)."""
+    peers: dict[str, str] = side.store.get_setting(PEERS) or {}
+    uid = other.store.get_setting("dataset_uid")
+    if uid is None or other.name in peers:
+        return None
+    for path, peer in sorted(peers.items()):
+        if peer == uid and not Path(path).exists() and side.store.sync_base(path):
+            return path
+    return None
+
+
+def _key(side: DatasetSide, other: DatasetSide, dry_run: bool) -> str:
+    """What ``side`` keeps its base with ``other`` under: ``other``'s path, where what was kept
+    under its old path moves when it has moved (a dry run reads it where it is)."""
+    was = _moved(side, other)
+    if was is None:
+        return other.name
+    if dry_run:
+        return was
+    side.store.rekey_remote(was, other.name)
+    return other.name
+
+
+def _note_peer(side: DatasetSide, other: DatasetSide) -> None:
+    peers: dict[str, str] = side.store.get_setting(PEERS) or {}
+    uid = other.store.dataset_uid()
+    kept = {p: u for p, u in peers.items() if Path(p).exists() or u != uid}  # a move's old path is forgotten
+    if kept.get(other.name) != uid or len(kept) != len(peers):
+        side.store.set_setting(PEERS, {**kept, other.name: uid})
 
 
 def _common_state(a: DatasetSide, b: DatasetSide, conv_id: str) -> str | None:
