@@ -255,6 +255,14 @@ def _two(tmp_path: Path) -> tuple[DatasetSide, DatasetSide]:
     return a, b
 
 
+def _answer_differently(a: DatasetSide, b: DatasetSide) -> None:
+    """Both sides change c01's answer, each its own way (a conflict)."""
+    for side, text in ((a, "A's answer"), (b, "B's answer")):
+        c = side.get("c01")
+        c.messages[1].content = text  # type: ignore[union-attr]
+        side.store.put(c)  # type: ignore[arg-type]
+
+
 def _answer(side: DatasetSide, cid: str) -> str:
     return side.get(cid).messages[1].content  # type: ignore[union-attr]
 
@@ -262,10 +270,7 @@ def _answer(side: DatasetSide, cid: str) -> str:
 def test_a_conflict_kept_in_b_survives_a_sync_run_the_other_way(tmp_path):
     a, b = _two(tmp_path)
     try:
-        for side, text in ((a, "A's answer"), (b, "B's answer")):
-            c = side.get("c01")
-            c.messages[1].content = text
-            side.store.put(c)
+        _answer_differently(a, b)
         first = sync(b, a)  # run from B's side: the conflict is kept in B
         assert first.conflicts == ["c01"] and b.store.conflict("c01") is not None
         second = sync(a, b)  # then from A's side, nothing resolved
@@ -312,10 +317,7 @@ def test_two_copies_edited_in_the_same_millisecond_keep_both_changes(tmp_path, m
 def test_a_held_conflict_shows_the_others_version_as_it_is_now(tmp_path):
     a, b = _two(tmp_path)
     try:
-        for side, text in ((a, "A's answer"), (b, "B's answer")):
-            c = side.get("c01")
-            c.messages[1].content = text
-            side.store.put(c)
+        _answer_differently(a, b)
         assert sync(a, b).conflicts == ["c01"]  # left open
         c = b.get("c01")
         c.messages[1].content = "B's second answer"

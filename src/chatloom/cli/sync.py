@@ -40,6 +40,7 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, me: 
         chatloom diff laptop.db server --stat            # a remote of laptop.db ('chatloom remote add')
     """
     from ..sources.options import ImportOptions
+    from ..store import Store
     from ..sync.diff import diff, message_diff
     from ..sync.remotes import RemoteSide, remote_name
     from ..sync.sides import read_sides
@@ -48,9 +49,11 @@ def diff_cmd(a: str, b: str, stat: bool, html_path: str | None, limit: int, me: 
         from ..sync.sides import open_side
 
         sa = open_side(a)
+        store = Store(a)
         try:
-            sb: Any = RemoteSide(a, b, _secret(a, b))
+            sb: Any = RemoteSide(store, b, _secret(store, b))
         except BaseException:
+            store.close()
             sa.close()
             raise
     else:
@@ -166,13 +169,11 @@ def _report_sync(a: str, b: str, result: Any, dry_run: bool, as_json: bool, extr
         raise SystemExit(1)
 
 
-def _secret(dataset: str, name: str) -> str | None:
+def _secret(store: Any, name: str) -> str | None:
     """Remote ``name``'s secret: the key store's, by the name its config keeps; else the environment's."""
-    from ..store import Store
     from ..sync.remotes import environment_secret, info_of
 
-    with Store(dataset) as store:
-        info = info_of(store, name)
+    info = info_of(store, name)
     if info.get("key"):
         from ..generate.settings import get_key
 
@@ -185,7 +186,7 @@ def _with_remote(dataset: str, name: str, *, pull: bool, push: bool, dry_run: bo
     from ..sync.remotes import run
 
     with Store(dataset) as store:
-        result, extra = run(store, name, _secret(dataset, name), pull=pull, push=push, dry_run=dry_run)
+        result, extra = run(store, name, _secret(store, name), pull=pull, push=push, dry_run=dry_run)
     if not as_json:
         if extra.get("duplicates_kept"):
             console.print(f"{extra['duplicates_kept']:,} rows are exact copies of an earlier row: all kept (kajitool's download dropped them)")

@@ -229,10 +229,12 @@ class Sync(Edit):
         return dict(self.db.execute("SELECT id, state FROM sync_base WHERE remote = ?", (remote,)))
 
     def set_sync_base(self, remote: str, states: Iterable[tuple[str, str]]) -> None:
-        """Record (id, state) pairs as both sides' agreed state (one transaction)."""
+        """Record (id, state) pairs as both sides' agreed state (one transaction; none: no write)."""
+        rows = [(remote, i, s) for i, s in states]
+        if not rows:
+            return
         with self._write():
-            self.db.executemany("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)",
-                                [(remote, i, s) for i, s in states])  # fmt: skip
+            self.db.executemany("INSERT OR REPLACE INTO sync_base (remote, id, state) VALUES (?, ?, ?)", rows)
 
     def rekey_remote(self, old: str, new: str) -> None:
         """Keep what is kept under ``old`` (the base, the conflicts) under ``new``: a peer dataset

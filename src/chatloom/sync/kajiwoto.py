@@ -386,6 +386,7 @@ class KajiwotoRemote:
 
     def apply(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []
+        pending: dict[str, list[Any]] = self.store.remotes()[self.name].get("pending") or {}
         for ch in changes:
             conv_id, conv = ch["id"], ch["conversation"]
             if ch["expected"] is not None or conv is None:  # there already: an edit or a delete
@@ -401,8 +402,8 @@ class KajiwotoRemote:
                 continue
             user, reply, asm, cond = chain[-1]
             key = [user, reply, asm, cond, [c[0] for c in chain[:-1]]]
-            pending = self.store.remotes()[self.name].get("pending") or {}
-            self.store.set_remote_marks(self.name, pending={**pending, conv_id: key})  # before it goes: found again if killed
+            pending[conv_id] = key
+            self.store.set_remote_marks(self.name, pending=pending)  # before it goes: found again if killed
             self.client.add(self.gid, chain)
             self.sent_rows += 1
             out.append({"change": ch["change"], "applied": True, "state": conversation_state(conv)})
@@ -462,16 +463,15 @@ def connect(store: Store, name: str, client: Kajiwoto, *, user: str | None, secr
     return KajiwotoRemote(store, name, client, gid, Report(), count=group.get("count"), dry_run=dry_run)
 
 
-def sync_kajiwoto(store: Store, name: str, client: Kajiwoto, *, user: str | None, secret: str, pull: bool = True, push: bool = True,
-                  dry_run: bool = False) -> tuple[SyncResult, Report]:  # fmt: skip
-    """Sync dataset ``store`` with the Kajiwoto dataset of remote ``name``; the rows this run
-    added are linked before it returns."""
-    remote = connect(store, name, client, user=user, secret=secret, push=push, dry_run=dry_run)
+def sync_kajiwoto(store: Store, name: str, remote: KajiwotoRemote, *, pull: bool = True, push: bool = True,
+                  dry_run: bool = False) -> SyncResult:  # fmt: skip
+    """Sync dataset ``store`` with the Kajiwoto dataset of remote ``name`` (``connect``); the
+    rows this run added are linked before it returns."""
     remote.read()  # before sync_remote reads the base: rows sent before are linked, and sends that never arrived are due again
     result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
     if remote.sent_rows:
         remote.read(settle=False)  # the new rows' ids: linked now, not at the next sync
-    return result, remote.report
+    return result
 
 
 __all__ = ["Kajiwoto", "KajiwotoRemote", "Report", "connect", "csv_row", "parse_url", "split_list", "sync_kajiwoto"]

@@ -87,28 +87,40 @@ def _need_secret(name: str, token: str | None) -> str:
     return token
 
 
+def open_remote(store: Store, name: str, token: str | None, *, pull: bool = True, push: bool = True, dry_run: bool = False) -> Any:
+    """Remote ``name`` of ``store`` as ``sync_remote`` reads and writes it, by its kind
+    (``token``: its secret); ``push``: this run may write there (a Hub repo is made, and Kajiwoto
+    rows added, only then)."""
+    info = info_of(store, name)
+    kind = info.get("kind", "chatloom")
+    if kind == "kajiwoto":
+        from .kajiwoto import connect
+
+        client = _kajiwoto_client(info)
+        try:
+            return connect(store, name, client, user=info.get("user"), secret=_need_secret(name, token), push=push, dry_run=dry_run)
+        except BaseException:
+            client.close()
+            raise
+    if kind == "hub":
+        from ..fileio import home
+        from .hub import HubRemote
+
+        return HubRemote.from_info(info, token, push_only=push and not pull, creates=push, dataset_uid=store.dataset_uid() if push else None,
+                                   name=name, cache_dir=home() / "cache" / "hub")  # fmt: skip
+    from .remote import Remote
+
+    return Remote(info["url"], token)
+
+
 class RemoteSide(Side):
     """A remote as one side of ``chatloom diff``: its conversations read whole (a server's feed
-    from the start, Kajiwoto's rows, the Hub's snapshot); nothing is written anywhere."""
+    from the start, Kajiwoto's rows, the Hub's snapshot); nothing is written anywhere. It closes
+    ``store`` (the dataset whose remote it is) when it is closed."""
 
-    def __init__(self, path: str, name: str, token: str | None):
-        self.store = store = Store(path)
-        info = info_of(store, name)
-        self.name = name
-        kind = info.get("kind", "chatloom")
-        if kind == "kajiwoto":
-            from .kajiwoto import connect
-
-            self.remote: Any = connect(store, name, _kajiwoto_client(info), user=info.get("user"), secret=_need_secret(name, token),
-                                       push=False, dry_run=True)  # fmt: skip
-        elif kind == "hub":
-            from .hub import HubRemote
-
-            self.remote = HubRemote.from_info(info, token, name=name)
-        else:
-            from .remote import Remote
-
-            self.remote = Remote(info["url"], token)
+    def __init__(self, store: Store, name: str, token: str | None):
+        self.store, self.name = store, name
+        self.remote = open_remote(store, name, token, push=False, dry_run=True)
         states, _ = self.remote.changes(None)
         self._states = sorted(states.items())
 
@@ -138,32 +150,19 @@ def remote_name(a: str, b: str) -> bool:
 def run(store: Store, name: str, token: str | None, *, pull: bool, push: bool, dry_run: bool) -> tuple[SyncResult, dict[str, Any]]:
     """Sync ``store`` with its remote ``name`` (``token``: its secret): the result, and what else
     the kind has to say (bytes on the wire; Kajiwoto's duplicates and rows that cannot be sent)."""
-    info = info_of(store, name)
-    kind = info.get("kind", "chatloom")
-    if kind == "kajiwoto":
-        from .kajiwoto import sync_kajiwoto
+    from .kajiwoto import KajiwotoRemote, sync_kajiwoto
+    from .remote import sync_remote
 
-        client = _kajiwoto_client(info)
-        try:
-            result, report = sync_kajiwoto(store, name, client, user=info.get("user"), secret=_need_secret(name, token), pull=pull,
-                                           push=push, dry_run=dry_run)  # fmt: skip
-        finally:
-            client.close()
-        return result, {"bytes_sent": client.sent, "bytes_received": client.received, "duplicates_kept": report.duplicates,
-                        "linked": report.linked, "not_sent": report.not_sent, "missing_history": report.missing_history}  # fmt: skip
-    if kind == "hub":
-        from ..fileio import home
-        from .hub import HubRemote
-        from .remote import sync_remote
-
-        remote: Any = HubRemote.from_info(info, token, push_only=push and not pull, creates=push, dataset_uid=store.dataset_uid(), name=name,
-                                          cache_dir=home() / "cache" / "hub")  # fmt: skip
-    else:
-        from .remote import Remote, sync_remote
-
-        remote = Remote(info["url"], token)
+    remote = open_remote(store, name, token, pull=pull, push=push, dry_run=dry_run)
     try:
-        result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
+        if isinstance(remote, KajiwotoRemote):
+            result = sync_kajiwoto(store, name, remote, pull=pull, push=push, dry_run=dry_run)
+        else:
+            result = sync_remote(store, name, remote, pull=pull, push=push, dry_run=dry_run)
     finally:
         remote.close()
-    return result, {"bytes_sent": remote.sent, "bytes_received": remote.received}
+    extra: dict[str, Any] = {"bytes_sent": remote.sent, "bytes_received": remote.received}
+    if isinstance(remote, KajiwotoRemote):
+        r = remote.report
+        extra |= {"duplicates_kept": r.duplicates, "linked": r.linked, "not_sent": r.not_sent, "missing_history": r.missing_history}
+    return result, extra
