@@ -15,11 +15,13 @@ the list never counts tokens while it is timed; ``Store.token_counts`` runs at t
 run to count what an earlier run's saves left uncounted.
 
 The server is ``chatloom studio -d DB --port 0`` in a process of its own. Each route is timed
-over HTTP/1.1 with one keep-alive client (httpx with TCP_NODELAY, as browsers set it; the whole
-body read) and, taking turns with it, as the bare ``Store`` calls the route makes (``page`` and
-``page_tokens``; ``entry``; ``put``; an HTML page adds ``vocabulary`` and ``get_setting``; the
-header's chat count is cached by the server and counted again in the background) in this
-process on the same file:
+over HTTP/1.1 with one keep-alive client (the standard library's ``http.client`` with TCP_NODELAY,
+as browsers set it; the whole body read: a client of little cost of its own, as a browser's is;
+``--client httpx`` times with httpx instead, which adds about 0.3 ms a request here) and,
+taking turns with it, as the bare ``Store`` calls the route makes (``page`` and ``page_tokens``;
+``entry``; ``put``; an HTML page adds ``vocabulary`` and ``get_setting``; the header's chat
+count is cached by the server and counted again in the background) in this process on the same
+file:
 
 - the list: page 1 as JSON and as the HTML page, the next page, page 21 (``next`` followed 20
   times) and a page in the middle of the dataset (a cursor at the middle pk): keyset pages should
@@ -66,6 +68,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import quote, urlencode  # noqa: E402
 
 from common import options_or_step, run_step  # noqa: E402
@@ -206,6 +209,49 @@ class Server:
             self.proc.wait()
 
 
+class Lean:
+    """One keep-alive HTTP/1.1 connection through ``http.client`` (TCP_NODELAY), answering as
+    much of httpx's ``Client`` as this benchmark uses."""
+
+    @dataclass
+    class Answer:
+        status_code: int
+        headers: dict[str, str]
+        content: bytes
+
+        @property
+        def text(self) -> str:
+            return self.content.decode()
+
+        def json(self) -> Any:
+            return json.loads(self.content)
+
+    def __init__(self, url: str):
+        import http.client
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        self.host = u.netloc
+        self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _call(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+        self.conn.request(method, path, body=body, headers={"Host": self.host, **(headers or {})})
+        r = self.conn.getresponse()
+        content = r.read()
+        return self.Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, content)
+
+    def get(self, path: str) -> Answer:
+        return self._call("GET", path)
+
+    def put(self, path: str, content: bytes, headers: dict[str, str]) -> Answer:
+        return self._call("PUT", path, content, headers)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 # -- timing --------------------------------------------------------------------------------------
 
 
@@ -325,10 +371,12 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=200, help="timed requests a route, each side (default 200)")
     ap.add_argument("--route-seconds", type=float, default=20.0,
                     help="a route stops after this many seconds, both sides together, once it has 20 samples (default 20)")
-    ap.add_argument("--after-save", type=int, default=3, help="samples of the list right after a save (default 3)")
+    ap.add_argument("--after-save", type=int, default=50, help="samples of the list right after a save (default 50)")
     ap.add_argument("--clients", type=int, default=50, help="concurrent clients of the load (default 50)")
     ap.add_argument("--load-seconds", type=float, default=60.0, help="the load's length (default 60)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--client", choices=("http.client", "httpx"), default="http.client",
+                    help="the timed client (default http.client: the least cost of its own)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 50,000 conversations, 50 samples, 10 s of load")
     opts = options_or_step(ap, STEPS)
     if opts is None:
@@ -395,14 +443,15 @@ def main() -> int:
     server = Server(path)
     saved: dict[str, int] = {}  # id → the revision the server answered for a save
     try:
-        client = httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(socket_options=NODELAY), timeout=300)
+        client: Any = (httpx.Client(base_url=server.url, transport=httpx.HTTPTransport(socket_options=NODELAY), timeout=300)
+                       if opts.client == "httpx" else Lean(server.url))  # fmt: skip
         page = client.get("/")
         csrf = re.search(r'<meta name="csrf" content="([^"]+)"', page.text)
         if page.status_code != 200 or csrf is None:
             raise SystemExit(f"GET / answered {page.status_code} with no csrf meta:\n{page.text[:500]}")
         write_headers = {"X-CSRF-Token": csrf.group(1)}
 
-        def check(r: httpx.Response, what: str) -> None:
+        def check(r: Any, what: str) -> None:
             if r.status_code != 200:
                 raise SystemExit(f"{what}: {r.status_code} {r.text[:300]}\nserver log:\n{''.join(server.log[-30:])}")
 
@@ -497,7 +546,7 @@ def main() -> int:
             return bare_list({})
 
         writes.append(Route("list, page 1 right after a save", "list after save", after_save_http, after_save_bare,
-                            warm=0, min_samples=opts.after_save))  # fmt: skip
+                            warm=1, min_samples=opts.after_save))  # fmt: skip
 
         rows = []
         rss_before = server.rss_mib()
@@ -550,7 +599,7 @@ def main() -> int:
     size_gb = path.stat().st_size / 1e9
     print(f"\n{opts.size:,} conversations ({built['messages']:,} messages, {size_gb:.2f} GB), {cores} cores shared by the server "
           f"and this process; up to {opts.samples} samples a side a route (fewer past {opts.route_seconds:.0f} s), one keep-alive "
-          "client, bare calls and HTTP taking turns")  # fmt: skip
+          f"client ({opts.client}), bare calls and HTTP taking turns")  # fmt: skip
     print(f"{'route':<38}{'HTTP p50':>9}{'p95':>8}{'bare p50':>10}{'p95':>8}{'ratio':>8}{'+ms':>8}{'n':>5}  <50 ms  ≤3×")
     for r in rows:
         print(f"{r['route']:<38}{r['http_p50_ms']:>9.2f}{r['http_p95_ms']:>8.2f}{r['bare_p50_ms']:>10.2f}{r['bare_p95_ms']:>8.2f}"
@@ -584,7 +633,7 @@ def main() -> int:
                     "target": 1 / (1 + TARGET_GROWTH)})  # fmt: skip
     (OUT / "studio.json").write_text(json.dumps({
         "conversations": opts.size, "messages": built["messages"], "dataset": str(path), "file_gb": size_gb, "cores": cores,
-        "build": built, "samples": opts.samples, "route_seconds": opts.route_seconds, "rows": rows, "load": loaded,
+        "build": built, "client": opts.client, "samples": opts.samples, "route_seconds": opts.route_seconds, "rows": rows, "load": loaded,
         "bare_breakdown_p50_ms": breakdown, "lost_saves": lost, "server_errors": errors, "summary": summary,
     }, indent=2))  # fmt: skip
     return 0

@@ -198,6 +198,17 @@ async def in_store(request: Request, work: Callable[[Store], R]) -> R:
     return await run_in_threadpool(run)
 
 
+async def quick_read(request: Request, work: Callable[[Store], R]) -> R:
+    """``work(store)`` for a read of a few rows by key, on the event loop itself when a store is
+    free: the trip to the thread pool and back costs 0.15–0.3 ms here, more than such a read
+    (opening a chat: 0.1 ms at 1,000,000 chats). When none is free, in the thread pool, like
+    ``in_store``: the loop never waits for a store."""
+    with _pool(request).free() as store:
+        if store is not None:
+            return work(store)
+    return await in_store(request, work)
+
+
 # -- conversations ---------------------------------------------------------------------------
 
 
@@ -277,9 +288,8 @@ def duplicate(conv_id: str, request: Request) -> Any:
 
 
 @router.get("/api/chats/{conv_id:path}")
-def get_chat(conv_id: str, request: Request) -> Any:
-    with _pool(request).store() as store:
-        e = _found(store.entry, conv_id)
+async def get_chat(conv_id: str, request: Request) -> Any:
+    e = await quick_read(request, lambda store: _found(store.entry, conv_id))
     if e.deleted:
         raise HTTPException(410, f"{conv_id}: deleted (revision {e.revision}); undo brings it back")
     body = b'{"conversation":' + msgspec.json.encode(e.conversation) + b',"revision":' + str(e.revision).encode() + b"}"

@@ -56,6 +56,20 @@ class Pool:
             s.reset()  # a request that failed mid-read: its snapshot ends here
             self._free.put(s)
 
+    @contextmanager
+    def free(self) -> Iterator[Store | None]:
+        """A store when one is free now, else None: never waits (for the event loop's own reads)."""
+        try:
+            s = self._free.get_nowait()
+        except queue.Empty:
+            yield None
+            return
+        try:
+            yield s
+        finally:
+            s.reset()
+            self._free.put(s)
+
     def close(self) -> None:
         while not self._free.empty():
             self._free.get_nowait().close()

@@ -70,7 +70,7 @@ def editor(conv_id: str, request: Request) -> Any:
 
 
 @router.get("/favicon.ico")
-def favicon() -> Any:
+async def favicon() -> Any:
     from fastapi.responses import Response
 
     return Response(status_code=204)

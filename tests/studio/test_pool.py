@@ -1,0 +1,77 @@
+"""The studio's store pool under a real uvicorn server (uvloop and httptools, as ``chatloom
+studio`` runs it) on 127.0.0.1: opening a chat is read on the event loop when a store is free,
+and when none is, in the thread pool, so that the loop never waits for a store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chatloom.model import Conversation, Message
+from chatloom.store import Store
+from chatloom.studio.app import Config, create_app
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A studio of one pooled store over a dataset of one chat: (base URL, the FastAPI app)."""
+    import uvicorn
+
+    path = tmp_path / "chats.db"
+    with Store(path, create=True) as s:
+        s.put(Conversation(id="a#1", messages=[Message(role="user", content="hello"), Message(role="assistant", content="hi")]))
+    guard, app = create_app(Config(dataset=path), pool_size=1)
+    server = uvicorn.Server(uvicorn.Config(guard, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the studio did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        app.state.pool.close()
+
+
+def test_open_a_chat_waits_for_a_store_in_the_thread_pool_not_on_the_loop(served: tuple[str, Any]) -> None:
+    url, app = served
+    pool = app.state.pool
+    chat = "/api/chats/a%231"
+    with httpx.Client(base_url=url) as c:  # a free store: read on the loop
+        r = c.get(chat)
+        assert r.status_code == 200 and r.json()["conversation"]["messages"][1]["content"] == "hi"
+        assert r.headers["etag"] == '"1"'
+        assert c.get("/api/chats/nothing-here").status_code == 404  # the 404 raised on the loop
+
+    async def while_held() -> tuple[int, int, bool]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            with pool.store():  # the only store is lent out
+                opening = asyncio.ensure_future(c.get(chat))
+                await asyncio.sleep(0.3)
+                # the loop is not blocked: another request is answered while the read waits
+                other = await asyncio.wait_for(c.get("/favicon.ico"), 10)
+                waiting = not opening.done()
+            answered = await opening  # the store is back: the waiting read ends
+            return other.status_code, answered.status_code, waiting
+
+    # a loop of its own, in a thread: an earlier test in this process (Playwright's) may have left
+    # one running on this thread
+    with ThreadPoolExecutor(1) as ex:
+        other, answered, waiting = ex.submit(asyncio.run, while_held()).result(60)
+    assert other == 204
+    assert waiting, "opening a chat did not wait for the store"
+    assert answered == 200
+    with pool.free() as s:  # every store is back in the pool
+        assert s is not None
