@@ -42,6 +42,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.checkpoints.close()
         app.state.pool.close()
 
 
@@ -75,3 +76,28 @@ def test_open_a_chat_waits_for_a_store_in_the_thread_pool_not_on_the_loop(served
     assert answered == 200
     with pool.free() as s:  # every store is back in the pool
         assert s is not None
+
+
+def test_the_wal_is_checkpointed_in_the_background_not_by_a_save(tmp_path: Path) -> None:
+    from chatloom.studio.app import Checkpointer, Pool
+
+    path = tmp_path / "chats.db"
+    with Store(path, create=True) as s:
+        s.put(Conversation(id="seed", messages=[Message(role="user", content="hi")]))
+    pool = Pool(path, size=2)
+    checkpoints = Checkpointer(path, every=0.05)
+    try:
+        with pool.store() as s:  # a pooled store's commits leave the WAL to the checkpointer
+            assert s.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == Pool.BEHIND
+            for i in range(30):
+                s.put(Conversation(id=f"c{i}", messages=[Message(role="user", content=f"message {i} " * 50)]))
+        deadline = time.monotonic() + 20
+        while checkpoints.runs == 0:
+            assert time.monotonic() < deadline, "nothing was checkpointed"
+            time.sleep(0.02)
+    finally:
+        checkpoints.close()
+        pool.close()
+    assert not checkpoints._thread.is_alive()
+    with Store(path) as s:
+        assert s.count() == 31

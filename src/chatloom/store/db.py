@@ -266,6 +266,21 @@ class StoreBase:
             self.db.execute("ROLLBACK")
         self._depth = 0
 
+    def checkpoint_after(self, pages: int) -> None:
+        """Let this connection's commits checkpoint the WAL only once it holds ``pages`` pages
+        (SQLite's default: 1,000; 0: never), for a program that checkpoints in the background
+        (``checkpoint``) so that no commit waits for one."""
+        self.db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy what the WAL holds into the file, as far as no reader's snapshot needs it, without
+        waiting for anyone (a passive checkpoint): (pages in the WAL, pages copied)."""
+        try:
+            _, log, done = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as err:
+            raise store_error(self.path, err, "cannot checkpoint: ") from None
+        return log, done
+
     def close(self) -> None:
         self.db.close()
         if self._live is not None:
