@@ -201,12 +201,14 @@ def step_folder(dest: str) -> dict:
     return {"seconds": seconds, "folder": dest, "hf_folder": str(generation), "vocab": len(tok)}
 
 
-def step_chatloom(path: str, out: str, threads: str, tokenizer: str) -> dict:
-    """The CLI end to end (start-up, reading the JSONL, checks, masks, writing) in a subprocess."""
+def step_chatloom(path: str, out: str, threads: str, tokenizer: str, engine: str = "auto") -> dict:
+    """The CLI end to end (start-up, reading the JSONL, checks, masks, writing) in a subprocess;
+    ``engine`` "tokenizers": a HF folder encoded by ``tokenizers`` even where tiktoken can be."""
     cmd = [str(CHATLOOM), "tokenize", path, "-o", out, "--tokenizer", tokenizer, "--workers", threads]
+    env = {**os.environ, **({"CHATLOOM_TIKTOKEN_BPE": "0"} if engine == "tokenizers" else {})}
     with TreeRss() as tree:
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         seconds = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
@@ -264,6 +266,23 @@ def step_limit(path: str, threads: str, tokenizer: str) -> dict:
             "tree_peak_rss_mib": tree.peak_mib}
 
 
+def step_engine(path: str, threads: str, tokenizer: str) -> dict:
+    """A HF folder: chatloom's own encoder of it (tiktoken where it reproduces the folder, see
+    tokens/bytebpe.py) alone over the same renders, with the same threads."""
+    from chatloom.tokens.tokenizer import HFTokenizer
+
+    texts, _ = _rendered(path, tokenizer)
+    tok = HFTokenizer(tokenizer)
+    tok.threads = int(threads)
+    tok.encode_batch(texts[:256])
+    with TreeRss() as tree:
+        t = time.perf_counter()
+        ids = tok.encode_batch(texts)
+        seconds = time.perf_counter() - t
+    return {"seconds": seconds, "what": f"chatloom's encoder alone ({tok.engine})", "limit_tokens": sum(map(len, ids)),
+            "conversations": len(texts), "tree_peak_rss_mib": tree.peak_mib}
+
+
 def step_hf(path: str, n_convs: str, threads: str, folder: str) -> dict:
     """``Dataset.from_list`` + ``map(apply_chat_template, batched=True, num_proc=N)`` on the first
     ``n_convs`` conversations; reading the JSONL and loading the tokenizer are not timed."""
@@ -295,7 +314,7 @@ def step_hf(path: str, n_convs: str, threads: str, folder: str) -> dict:
             "tree_peak_rss_mib": tree.peak_mib}
 
 
-STEPS = {"folder": step_folder, "chatloom": step_chatloom, "limit": step_limit, "hf": step_hf}
+STEPS = {"folder": step_folder, "chatloom": step_chatloom, "limit": step_limit, "engine": step_engine, "hf": step_hf}
 
 
 def mib(x: float) -> str:
@@ -310,6 +329,10 @@ def measure(name: str, tokenizer: str, hf_folder: str, data: Path, n_convs: int,
     out = tmp / f"tokens-{name}-{copies}"
     ours = run_step(__file__, "chatloom", str(data), str(out), str(threads), tokenizer)
     limit = run_step(__file__, "limit", str(data), str(threads), tokenizer)
+    folder = tokenizer != "gpt2-chatml"
+    engine = run_step(__file__, "engine", str(data), str(threads), tokenizer) if folder else None
+    before = run_step(__file__, "chatloom", str(data), str(tmp / f"tokens-{name}-{copies}-tokenizers"), str(threads), tokenizer,
+                      "tokenizers") if folder else None  # fmt: skip
     hf = run_step(__file__, "hf", str(data), str(n_hf), str(threads), hf_folder)
 
     # what chatloom wrote for the HF subset (a prefix of the file): tokens, trained tokens, first conversation
@@ -342,12 +365,28 @@ def measure(name: str, tokenizer: str, hf_folder: str, data: Path, n_convs: int,
          "seconds": hf["seconds"], "tokens_per_s": rate_hf, "peak_rss_mib": hf["peak_rss_mib"],
          "children_peak_rss_mib": hf["children_peak_rss_mib"], "tree_peak_rss_mib": hf["tree_peak_rss_mib"]},
     ]
+    if engine is not None and before is not None:
+        rows[1:1] = [
+            {"what": engine["what"], "conversations": n_convs, "tokens": tokens, "seconds": engine["seconds"],
+             "tokens_per_s": tokens / engine["seconds"], "peak_rss_mib": engine["peak_rss_mib"],
+             "tree_peak_rss_mib": engine["tree_peak_rss_mib"]},
+            {"what": "chatloom tokenize, tokenizers as encoder", "conversations": n_convs, "tokens": before["tokens"],
+             "seconds": before["seconds"], "tokens_per_s": before["tokens"] / before["seconds"], "peak_rss_mib": before["peak_rss_mib"],
+             "children_peak_rss_mib": before["children_peak_rss_mib"], "tree_peak_rss_mib": before["tree_peak_rss_mib"]},
+        ]  # fmt: skip
+        assert before["tokens"] == tokens and before["trained_tokens"] == ours["trained_tokens"], (before, ours)
+        same = all((out / f).read_bytes() == (tmp / f"tokens-{name}-{copies}-tokenizers" / f).read_bytes()
+                   for f in ("train.bin", "train.loss", "train.idx"))  # fmt: skip
     print(f"\n== {name}: {copies} cop{'y' if copies == 1 else 'ies'} of chitchat, {n_convs:,} conversations, {tokens:,} tokens, {threads} threads")
     print(f"{'step':<44}{'convs':>9}{'tokens':>13}{'seconds':>9}{'tokens/s':>12}{'RSS main':>11}{'largest child':>15}{'sum of tree':>13}")
     for r in rows:
         child = mib(r["children_peak_rss_mib"]) if "children_peak_rss_mib" in r else "-"
         print(f"{r['what']:<44}{r['conversations']:>9,}{r['tokens']:>13,}{r['seconds']:>9.2f}{r['tokens_per_s']:>12,.0f}"
               f"{mib(r['peak_rss_mib']):>11}{child:>15}{mib(r['tree_peak_rss_mib']):>13}")
+    if engine is not None and before is not None:
+        print(f"tiktoken as the folder's encoder: chatloom {before['seconds'] / ours['seconds']:.1f}× faster than with tokenizers "
+              f"({before['seconds']:.1f}s → {ours['seconds']:.1f}s), the same files: {'yes' if same else 'NO'}; chatloom / its "
+              f"encoder alone {engine['seconds'] / ours['seconds']:.0%}")
     print(f"chatloom / limit (limit time / chatloom time): {ratio_limit:.0%} (target ≥ 70%); the limit made "
           f"{limit['limit_tokens']:,} tokens{' (the same count)' if limit['limit_tokens'] == tokens else ''}")
     print(f"chatloom / HF rate: {ratio_hf:.1f}× (target ≥ 5×); HF ran on {hf['conversations']:,} conversations "
@@ -358,7 +397,8 @@ def measure(name: str, tokenizer: str, hf_folder: str, data: Path, n_convs: int,
     return {"tokenizer": name, "copies": copies, "conversations": n_convs, "tokens": tokens, "rows": rows,
             "chatloom": ours, "limit": limit, "hf": {k: v for k, v in hf.items() if k not in ("first_ids", "first_mask")},
             "hf_subset_chatloom": ours_sub, "hf_first_conversation_same_ids": same_ids,
-            "hf_first_conversation_same_mask": same_mask, "ratio_vs_limit": ratio_limit, "ratio_vs_hf": ratio_hf}
+            "hf_first_conversation_same_mask": same_mask, "ratio_vs_limit": ratio_limit, "ratio_vs_hf": ratio_hf,
+            "engine": engine, "chatloom_with_tokenizers": before}
 
 
 def main() -> None:

