@@ -107,7 +107,25 @@ def _environment() -> Any:
     def strftime_now(fmt: str) -> str:
         return datetime.now().strftime(fmt)
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
+    class Sandbox(ImmutableSandboxedEnvironment):
+        """jinja2's immutable sandbox, its verdict on each attribute kept per (type, name): the
+        verdict depends on nothing else (a leading underscore, the internals of functions, frames
+        and generators, the methods that change a list, dict, set or deque). A template reads
+        ``loop.first`` or ``message.role`` once per message, and a layout renders prefixes:
+        chitchat's 564-message chat made 395,000 such checks at 6 µs each, 2.3 s a worker."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._verdicts: dict[tuple[type, str], bool] = {}
+
+        def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+            key = (type(obj), attr)
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                verdict = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
+            return verdict
+
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[Generation, jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
