@@ -8,6 +8,9 @@ beside two references measured in the same run:
 - the limit: the tokenizer alone over the same conversations rendered by the same template, with
   the same number of threads (nothing read, checked, masked or written; only the encoding is
   timed): tiktoken's ``encode_ordinary_batch``, or ``tokenizers``' ``encode_batch``;
+- for the folder, also chatloom's own encoder of it alone (tiktoken, where it reproduces the
+  folder: tokens/bytebpe.py) over the same renders, and chatloom end to end with ``tokenizers``
+  as the encoder (``CHATLOOM_TIKTOKEN_BPE=0``), whose files must be the same bytes;
 - the route people use today: ``datasets.Dataset.from_list(...).map(...)`` with the Hugging Face
   tokenizer and ``apply_chat_template(..., return_assistant_tokens_mask=True)`` on the same
   template with ``{% generation %}`` tags, ``num_proc`` = the same number. It is slow, so it runs
