@@ -408,6 +408,11 @@ def main() -> int:
     # connection takes them again before the server starts.
     store.close()
     store = Store(path)
+    # like the server's pooled stores: its background thread checkpoints what both sides write,
+    # so that neither side's saves pay a checkpoint the other does not
+    from chatloom.studio.app import Pool
+
+    store.checkpoint_after(Pool.BEHIND)
     store.count()
 
     rnd = random.Random(opts.seed)

@@ -37,12 +37,13 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
         assert time.monotonic() < deadline and thread.is_alive(), "the studio did not start"
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    assert app.state.checkpoints.running  # started by the lifespan
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(10)
-        app.state.checkpoints.close()
+        assert not app.state.checkpoints.running  # and stopped by it
         app.state.pool.close()
 
 
@@ -78,6 +79,27 @@ def test_open_a_chat_waits_for_a_store_in_the_thread_pool_not_on_the_loop(served
         assert s is not None
 
 
+def test_a_long_chat_is_read_in_the_thread_pool_and_whole(served: tuple[str, Any]) -> None:
+    from chatloom.studio.api import QUICK_MESSAGES
+
+    url, app = served
+    n = QUICK_MESSAGES + 1
+    with app.state.pool.store() as s:
+        s.put(Conversation(id="long", messages=[Message(role="user" if i % 2 == 0 else "assistant", content=f"m{i}") for i in range(n)]))
+        assert s.entry("long", most=QUICK_MESSAGES) is None  # too long for the event loop
+        assert s.entry("a#1", most=QUICK_MESSAGES) is not None
+        assert len(s.entry("long", most=n).conversation.messages) == n  # type: ignore[union-attr]
+    with httpx.Client(base_url=url) as c:
+        r = c.get("/api/chats/long")
+        assert r.status_code == 200 and r.headers["etag"] == '"1"'
+        assert [m["content"] for m in r.json()["conversation"]["messages"]] == [f"m{i}" for i in range(n)]
+        s_id = "gone"
+        with app.state.pool.store() as s:
+            s.put(Conversation(id=s_id, messages=[Message(role="user", content="x")] * n))
+            s.delete([s_id])
+        assert c.get(f"/api/chats/{s_id}").status_code == 410  # a tombstone, the long way too
+
+
 def test_the_wal_is_checkpointed_in_the_background_not_by_a_save(tmp_path: Path) -> None:
     from chatloom.studio.app import Checkpointer, Pool
 
@@ -92,12 +114,12 @@ def test_the_wal_is_checkpointed_in_the_background_not_by_a_save(tmp_path: Path)
             for i in range(30):
                 s.put(Conversation(id=f"c{i}", messages=[Message(role="user", content=f"message {i} " * 50)]))
         deadline = time.monotonic() + 20
-        while checkpoints.runs == 0:
+        while checkpoints.passes == 0:
             assert time.monotonic() < deadline, "nothing was checkpointed"
             time.sleep(0.02)
     finally:
         checkpoints.close()
         pool.close()
-    assert not checkpoints._thread.is_alive()
+    assert not checkpoints.running
     with Store(path) as s:
         assert s.count() == 31

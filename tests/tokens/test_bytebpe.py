@@ -180,3 +180,58 @@ def test_switched_off_by_the_environment(gpt2: Path, monkeypatch: pytest.MonkeyP
     tok = HFTokenizer(gpt2)
     assert tok.engine == "tokenizers"
     assert tok.encode("hello there") == theirs(tok, ["hello there"])[0]
+
+
+def _built(folder: Path, tokens: list[str], merges: list[str], special: list[str] = ()) -> Path:  # type: ignore[assignment]
+    """A byte-level BPE folder of GPT-2's 256 byte symbols, then ``tokens`` with ``merges``."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    from chatloom.tokens.bytebpe import _byte_symbols
+
+    symbols = _byte_symbols()
+    vocab = {s: i for i, s in enumerate(sorted(symbols, key=symbols.__getitem__))}
+    for t in tokens:
+        vocab[t] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab, [tuple(m.split(" ")) for m in merges]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(s, special=True) for s in special])
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_token_its_own_bytes_do_not_make_stays_on_tokenizers(tmp_path: Path) -> None:
+    """merges b c, a b, ab c: tokenizers makes [a, bc] of "abc" (bc comes first, and a+bc is
+    no merge); tiktoken would make the token abc (two neighbours that make a token merge).
+    (A counterexample from a review: ids in merge order, each token made by one merge.)"""
+    texts = ["abc", "xabc", "abcd", "ab", "bc"]
+    plain = HFTokenizer(_built(tmp_path / "ok", ["ab", "bc"], ["a b", "b c"]))
+    assert plain.engine == "tiktoken" and plain.encode_batch(texts) == theirs(plain, texts)
+    tok = HFTokenizer(_built(tmp_path / "abc", ["bc", "ab", "abc"], ["b c", "a b", "ab c"]))
+    assert tok.engine == "tokenizers"
+    assert tok.encode("abc") == [97, 256] == theirs(tok, ["abc"])[0]
+
+
+def test_a_word_added_with_a_merge_at_the_end_stays_on_tokenizers(tmp_path: Path, smollm2: Path) -> None:
+    """SmolLM2 with " hugging" added the usual way, one token and one merge (Ġhug ging) at the
+    end: BPE makes [Ġh, ugging] of it, tiktoken would make the new token."""
+    spec = orjson.loads((smollm2 / "tokenizer.json").read_bytes())
+    vocab, merges = spec["model"]["vocab"], spec["model"]["merges"]
+    assert "Ġhug" in vocab and "ging" in vocab and "Ġhugging" not in vocab
+    vocab["Ġhugging"] = max(vocab.values()) + 1
+    merges.append(["Ġhug", "ging"] if isinstance(merges[0], list) else "Ġhug ging")
+    folder = tmp_path / "extended"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(orjson.dumps(spec))
+    tok = HFTokenizer(folder)
+    assert tok.engine == "tokenizers"
+    assert tok.encode(" hugging") == theirs(tok, [" hugging"])[0] != [vocab["Ġhugging"]]
+
+
+def test_an_added_token_a_merge_makes_stays_on_tokenizers(tmp_path: Path) -> None:
+    """A special token "ab" that is also merge a b's token: encoded as text, tokenizers makes it
+    with the merge; tiktoken, whose ranks leave special tokens out, would not."""
+    tok = HFTokenizer(_built(tmp_path / "special", ["ab"], ["a b"], special=["ab"]))
+    assert tok.engine == "tokenizers"
+    assert tok.encode("ab") == [256] == theirs(tok, ["ab"])[0]

@@ -70,3 +70,33 @@ def test_the_sandbox_holds() -> None:
     evil = ChatTemplate("evil", "{{ messages.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(TemplateError, match="unsafe|access"):  # jinja's sandbox refuses dunder access
         evil.render([{"role": "user", "content": "x"}])
+
+
+def test_the_sandbox_holds_after_it_kept_a_verdict() -> None:
+    """The sandbox keeps its verdict on an attribute per (type, name) (a layout's renders ask
+    hundreds of thousands of times); a proxy, which says it is the class it stands for, is
+    judged each time, as jinja2 does: a verdict for a proxy to one object is no verdict for a
+    proxy to a dict (a review's case)."""
+    import weakref
+
+    from jinja2.exceptions import SecurityError
+
+    from chatloom.tokens.chat_templates import _environment
+
+    class Box:
+        def update(self, *args: object) -> None:
+            pass
+
+    class D(dict):
+        pass
+
+    env = _environment()
+    box, d = Box(), D(a=1)
+    assert "bound method" in env.from_string("{{ x.update }}").render(x=weakref.proxy(box))
+    with pytest.raises(SecurityError):
+        env.from_string("{% set _ = x.update(b=2) %}").render(x=weakref.proxy(d))
+    assert dict(d) == {"a": 1}
+    for _ in range(2):  # kept or not, a dict's own update stays refused
+        with pytest.raises(SecurityError):
+            env.from_string("{% set _ = x.update(b=2) %}").render(x={"a": 1})
+    assert env.from_string("{% for m in xs %}{{ loop.first }}{{ m.role }}{% endfor %}").render(xs=[{"role": "u"}] * 2) == "TrueuFalseu"

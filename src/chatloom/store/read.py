@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import orjson
 
@@ -70,12 +71,20 @@ class Read(StoreBase):
         )
         return [to_message(role, content, name, extra) for _, role, content, name, extra in cur]
 
-    def entry(self, conv_id: str) -> Entry:
+    @overload
+    def entry(self, conv_id: str) -> Entry: ...
+    @overload
+    def entry(self, conv_id: str, *, most: int) -> Entry | None: ...
+
+    def entry(self, conv_id: str, *, most: int | None = None) -> Entry | None:
         """A conversation with its revision and digest; tombstones too (``deleted=True``). Its row
         and its messages are read in one snapshot: a save by another process meanwhile gives the
-        state before it or after it, never its row with the messages of another revision."""
+        state before it or after it, never its row with the messages of another revision.
+        ``most``: None, without reading them, when it has more messages than that."""
         with self._reading():
             row = self._row(conv_id)
+            if most is not None and row.n_messages > most:
+                return None
             messages = self._messages(row)
         return Entry(to_conversation(row, messages), row.revision, row.digest, bool(row.deleted), row.modified_at)
 

@@ -19,6 +19,7 @@ of its own: SQLite in WAL mode lets the readers run beside the one writer.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import queue
 import secrets
@@ -87,26 +88,34 @@ class Checkpointer:
     own, so that no save waits for it: at 1,000,000 chats, the commit that SQLite makes
     checkpoint (each WAL of 1,000 pages, every 25th save or so) took 50–290 ms, where a save
     takes 5–9 ms. Passive: it never waits for a reader or blocks a writer; what a reader's
-    snapshot still needs is copied next time. Writes from other processes are copied too."""
+    snapshot still needs is copied next time. Writes from other processes are copied too.
+    Started and stopped by the app's lifespan (a server that serves it)."""
 
     def __init__(self, path: Path, every: float = 0.5):
         self.path, self.every = path, every
         self._stop = threading.Event()
-        self.runs = 0  # checkpoints that copied something (tests look)
+        self.passes = 0  # passes that found pages in the WAL (tests look)
         self._thread = threading.Thread(target=self._run, name="studio-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        store = Store(self.path)
+        store: Store | None = None
         try:
             while not self._stop.wait(self.every):
                 try:
-                    _, copied = store.checkpoint()
-                except ChatloomError:  # busy or gone for a moment: next time
+                    if store is None:
+                        store = Store(self.path)
+                    log, _ = store.checkpoint()
+                except ChatloomError:  # busy, or the file not there for a moment: next time
                     continue
-                self.runs += copied > 0
+                self.passes += log > 0
         finally:
-            store.close()
+            if store is not None:
+                store.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self) -> None:
         self._stop.set()
@@ -258,8 +267,11 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
-        yield
-        app.state.checkpoints.close()  # the last checkpoint's thread ends before the process
+        app.state.checkpoints = Checkpointer(config.dataset)
+        try:
+            yield
+        finally:  # the last checkpoint ends before the process does (waited for off the loop)
+            await asyncio.to_thread(app.state.checkpoints.close)
 
     pool = Pool(config.dataset, size=pool_size)
     app = FastAPI(title="chatloom studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -267,7 +279,7 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
     app.state.pool = pool
     app.state.tasks = Tasks(config.dataset)
     app.state.count = LiveCount(config.dataset)
-    app.state.checkpoints = Checkpointer(config.dataset)
+    app.state.checkpoints = None  # the lifespan's
 
     app.include_router(pages.router)
     app.include_router(api.router)

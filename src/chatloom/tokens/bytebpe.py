@@ -7,12 +7,16 @@ lowest rank (here: its id). They agree when the vocabulary is what BPE training 
 ``byte_level_bpe`` checks on the folder's own files before it offers an encoding:
 
 - every token longer than one symbol is made by exactly one merge, and ids grow in merge order
-  (so a token's rank is its merge's place);
+  (so a token's rank is its merge's place); and BPE makes each token of its own bytes (so
+  wherever two neighbours make a token, that token's own merge does: a token appended with a
+  merge at the end of the list may not be, and tiktoken would make it where ``tokenizers`` does
+  not);
 - no normalizer; the pre-tokenizer is ``ByteLevel`` with GPT-2's pattern and no prefix space;
   no dropout, no subword prefix or word suffix, no byte fallback, no truncation or padding;
 - every added token is special: chatloom encodes those as text (``encode_special_tokens``), as
   tiktoken's ``encode_ordinary`` does; a folder with added tokens that are not special (Qwen's
-  ``<tool_call>``, matched whole inside the text) stays on ``tokenizers``.
+  ``<tool_call>``, matched whole inside the text) stays on ``tokenizers``, as does one where a
+  merge makes an added token.
 
 Some vocabularies lack a few byte symbols (SmolLM2 lacks 21, control bytes and bytes UTF-8 never
 uses); ``tokenizers`` drops such a byte. Each gets a rank past the vocabulary here, so that a
@@ -85,11 +89,17 @@ def byte_level_bpe(tokenizer: Any) -> ByteLevelBPE | None:
         first, second = merge.split(" ", 1) if isinstance(merge, str) else merge
         token = first + second
         rank = vocab.get(token)
-        if first not in vocab or second not in vocab or rank is None or rank <= last or token in made:
+        if first not in vocab or second not in vocab or rank is None or rank <= last or token in made or rank in added_ids:
             return None
         made.add(token)
         last = rank
     if any(len(token) > 1 and token not in made for token, i in vocab.items() if i not in added_ids):
+        return None
+    # each token is what BPE makes of its own bytes: otherwise tiktoken, which merges any two
+    # neighbours that make a token (and looks a whole piece up first), would make it where
+    # tokenizers does not (a token added with a merge at the end of the list can be one; 0.1 s)
+    tokenize = tokenizer.model.tokenize
+    if any(len(token) > 1 and [t.id for t in tokenize(token)] != [i] for token, i in vocab.items() if i not in added_ids):
         return None
     missing_from = max([*vocab.values(), *added_ids], default=-1) + 1
     next_rank = missing_from

@@ -158,6 +158,7 @@ class _Sliced:
 
     threads: int
     _pool: Any = None
+    _pool_lock = threading.Lock()
 
     def _encode_slice(self, texts: list[str]) -> list[list[int]]:
         raise NotImplementedError
@@ -166,10 +167,11 @@ class _Sliced:
         texts = list(texts)
         if self.threads <= 1 or len(texts) < 64:
             return self._encode_slice(texts)
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+        with self._pool_lock:  # two threads encoding with one cached tokenizer start one pool
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiktoken")
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tiktoken")
         size = -(-len(texts) // self.threads)
         slices = self._pool.map(self._encode_slice, [texts[i : i + size] for i in range(0, len(texts), size)])
         return [ids for part in slices for ids in part]

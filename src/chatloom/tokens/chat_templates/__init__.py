@@ -78,6 +78,11 @@ def _refusal_class() -> Any:
     return Refusal
 
 
+#: the modules whose types' verdicts are kept: what templates are given (dicts, lists, strings)
+#: and jinja2's own loop and namespace objects; no proxy, no type an ABC may learn of later
+_VERDICT_KEPT = frozenset({"builtins", "jinja2.runtime", "jinja2.utils"})
+
+
 @functools.cache
 def _environment() -> Any:
     import jinja2
@@ -119,7 +124,10 @@ def _environment() -> Any:
             self._verdicts: dict[tuple[type, str], bool] = {}
 
         def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-            key = (type(obj), attr)
+            cls = type(obj)
+            if obj.__class__ is not cls or cls.__module__ not in _VERDICT_KEPT:  # a proxy says it is another class
+                return bool(super().is_safe_attribute(obj, attr, value))
+            key = (cls, attr)
             verdict = self._verdicts.get(key)
             if verdict is None:
                 verdict = self._verdicts[key] = super().is_safe_attribute(obj, attr, value)
