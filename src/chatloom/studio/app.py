@@ -57,12 +57,8 @@ class Pool:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
-        s = self._free.get()
-        try:
+        with self._lent(self._free.get()) as s:
             yield s
-        finally:
-            s.reset()  # a request that failed mid-read: its snapshot ends here
-            self._free.put(s)
 
     @contextmanager
     def free(self) -> Iterator[Store | None]:
@@ -72,10 +68,15 @@ class Pool:
         except queue.Empty:
             yield None
             return
+        with self._lent(s):
+            yield s
+
+    @contextmanager
+    def _lent(self, s: Store) -> Iterator[Store]:
         try:
             yield s
         finally:
-            s.reset()
+            s.reset()  # a request that failed mid-read: its snapshot ends here
             self._free.put(s)
 
     def close(self) -> None:

@@ -83,21 +83,17 @@ def byte_level_bpe(tokenizer: Any) -> ByteLevelBPE | None:
         return None
     if len(ranks) != sum(1 for i in vocab.values() if i not in added_ids):
         return None
-    made: set[str] = set()
     last = -1
-    for merge in model.get("merges") or []:
+    for merge in model.get("merges") or []:  # ids grow in merge order (so no two merges make one token)
         first, second = merge.split(" ", 1) if isinstance(merge, str) else merge
-        token = first + second
-        rank = vocab.get(token)
-        if first not in vocab or second not in vocab or rank is None or rank <= last or token in made or rank in added_ids:
+        rank = vocab.get(first + second)
+        if first not in vocab or second not in vocab or rank is None or rank <= last or rank in added_ids:
             return None
-        made.add(token)
         last = rank
-    if any(len(token) > 1 and token not in made for token, i in vocab.items() if i not in added_ids):
-        return None
-    # each token is what BPE makes of its own bytes: otherwise tiktoken, which merges any two
-    # neighbours that make a token (and looks a whole piece up first), would make it where
-    # tokenizers does not (a token added with a merge at the end of the list can be one; 0.1 s)
+    # each token is what BPE makes of its own bytes (so a merge makes it): otherwise tiktoken,
+    # which merges any two neighbours that make a token (and looks a whole piece up first), would
+    # make it where tokenizers does not (a token added with a merge at the end of the list can be
+    # one; 0.1 s)
     tokenize = tokenizer.model.tokenize
     if any(len(token) > 1 and [t.id for t in tokenize(token)] != [i] for token, i in vocab.items() if i not in added_ids):
         return None

@@ -254,8 +254,10 @@ class HFTokenizer(_Sliced, Tokenizer):
                 self.tok.add_tokens([token])
 
     def encode(self, text: str) -> list[int]:
-        if self.bpe is not None:
-            return self._encode_one(text)
+        return self._encode_one(text) if self.bpe is not None else self._theirs(text)
+
+    def _theirs(self, text: str) -> list[int]:
+        """``tokenizers``' own ids for ``text``."""
         return self.tok.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
@@ -276,7 +278,7 @@ class HFTokenizer(_Sliced, Tokenizer):
         past = self.bpe.missing_from
         for i, ids in enumerate(out):
             if ids and max(ids) >= past:  # a byte the vocabulary lacks: tokenizers drops it
-                out[i] = self.tok.encode(texts[i], add_special_tokens=False).ids
+                out[i] = self._theirs(texts[i])
         return out
 
     def _encode_one(self, text: str) -> list[int]:
@@ -286,7 +288,7 @@ class HFTokenizer(_Sliced, Tokenizer):
         except UnicodeEncodeError:
             ids = None
         if ids is None or ids and max(ids) >= self.bpe.missing_from:
-            return self.tok.encode(text, add_special_tokens=False).ids  # (whatever tokenizers makes of it)
+            return self._theirs(text)  # (whatever tokenizers makes of it)
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:
