@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 
 from chatloom.model import Conversation, Message
 from chatloom.store import Store
-from tests.serve.conftest import start_server, stop_server
+from tests.generate.openai_stub import Stub
+from tests.serve.conftest import Server, start_server, stop_server
 from tests.studio.conftest import Studio, start_studio, stop_studio
 
 pytestmark = pytest.mark.slow
@@ -22,8 +24,15 @@ SECRET = "sk-test-studio-assist-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def assisted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server("tiny:llama", home=tmp_path_factory.mktemp("serve") / "home")
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def assisted(served: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio, str]]:
+    srv = served
     model = openai.OpenAI(base_url=srv.base_url, api_key="x").models.list().data[0].id
     path = tmp_path_factory.mktemp("assist") / "chats.db"
     with Store(path, create=True) as store:
@@ -38,7 +47,6 @@ def assisted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Studio,
                           home=tmp_path_factory.mktemp("home"))  # fmt: skip
     yield studio, model
     stop_studio(studio)
-    stop_server(srv)
     os.environ.pop("STUDIO_TEST_KEY", None)
 
 
@@ -109,19 +117,38 @@ def test_continue_needs_an_assistant_message(assisted: tuple[Studio, str]) -> No
     assert r.status_code == 400 and "assistant" in r.json()["detail"]
 
 
-def test_a_save_meanwhile_wins_and_the_generated_text_is_not_lost_silently(assisted: tuple[Studio, str]) -> None:
-    studio, _ = assisted
-    with studio.client() as c:
-        etag = c.get("/api/chats/a:3").headers["etag"]
-        csrf = studio.csrf(c)
-        with c.stream("POST", "/api/chats/a:3/generate", json={"mode": "reply", "max_tokens": 8},
-                      headers={"X-CSRF-Token": csrf, "If-Match": etag}) as r:  # fmt: skip
-            lines = r.iter_lines()
-            assert next(lines) == "event: start"
-            conv = c.get("/api/chats/a:3").json()["conversation"]
-            conv["messages"][0]["content"] = "Race me, edited meanwhile"
-            assert c.put("/api/chats/a:3", json=conv, headers={"X-CSRF-Token": csrf, "If-Match": etag}).status_code == 200
-            rest = "\n".join(lines)
+def test_a_save_meanwhile_wins_and_the_generated_text_is_not_lost_silently(
+    assisted: tuple[Studio, str], served: Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The upstream request is held (a proxy of the test's own in front of ``chatloom serve``) until
+    the other save is acknowledged, so the race goes the same way on a fast or a slow machine."""
+    studio, model = assisted
+    release = threading.Event()
+
+    def hold(n: int, body: dict) -> None:
+        release.wait(60)
+
+    with Stub(upstream=served.base_url, fault=hold) as proxy:
+        racer = start_studio(studio.dataset, "--base-url", proxy.base_url, "--model", model,
+                             home=tmp_path_factory.mktemp("home"))  # fmt: skip
+        try:
+            with racer.client() as c:
+                etag = c.get("/api/chats/a:3").headers["etag"]
+                csrf = racer.csrf(c)
+                with c.stream("POST", "/api/chats/a:3/generate", json={"mode": "reply", "max_tokens": 8},
+                              headers={"X-CSRF-Token": csrf, "If-Match": etag}) as r:  # fmt: skip
+                    lines = r.iter_lines()
+                    assert next(lines) == "event: start"
+                    conv = c.get("/api/chats/a:3").json()["conversation"]
+                    conv["messages"][0]["content"] = "Race me, edited meanwhile"
+                    saved = c.put("/api/chats/a:3", json=conv, headers={"X-CSRF-Token": csrf, "If-Match": etag})
+                    release.set()
+                    assert saved.status_code == 200
+                    rest = "\n".join(lines)
+        finally:
+            release.set()
+            stop_studio(racer)
+    assert proxy.completed() == {"Race me": 1}  # the reply was generated, after the save
     assert "event: error" in rest and "conflict" in rest and "not saved" in rest
     with Store(studio.dataset) as store:
         e = store.entry("a:3")
