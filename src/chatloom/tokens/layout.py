@@ -18,6 +18,13 @@ the prompt/completion boundary. A run is tokenized whole, so the prompt's tokens
 model sees when it is asked to generate, and the mask is exact without any offset mapping.
 Special tokens are recognized only in the template's own text: a ``<|im_end|>`` typed in a chat
 is ordinary text.
+
+A long conversation has a shape per length (chitchat's 564-message chat: 255 shapes, 37,000
+messages in all), so a shape is built on the longest shorter one already laid out: its prefix
+renders (frames), its first turns and its runs are taken as they are where they provably hold,
+each turn up to its *horizon* (how far into the text, and into the later messages' positions,
+finding its end looked), when that lies in the text both renders share. The data types are in
+``frames.py``.
 """
 
 from __future__ import annotations
@@ -25,120 +32,18 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, message_dicts
-from .joined import Joined, Slot
+from .frames import PAD, SLOT, Carried, Frame, Later, Layout, Run, content_sentinel, lcp, other_arguments, shape
+from .joined import Slot
 from .tokenizer import Tokenizer
 
-PAD = "\u2002\u2003"  # around each content sentinel: a template that strips content strips these too
-_SLOT = re.compile("(?P<lead>\u2002\u2003)?\ue000(?P<c>\\d+)c\ue001(?P<trail>\u2002\u2003)?|\ue000(?P<n>\\d+)n\ue001")
-
-
-def _other_arguments(call: Any) -> Any:
-    """A tool call with other arguments (of the same type: a JSON string stays a string)."""
-    if not isinstance(call, dict):
-        return call
-    other = dict(call)
-    fn = other.get("function")
-    target = dict(fn) if isinstance(fn, dict) else other
-    args = target.get("arguments")
-    target["arguments"] = '{"\ue002": "\ue003"}' if isinstance(args, str) else {"\ue002": "\ue003"}
-    if isinstance(fn, dict):
-        other["function"] = target
-    return other
-
-
-def _content_sentinel(i: int) -> str:
-    return f"{PAD}\ue000{i}c\ue001{PAD}"
-
-
-def _lcp(a: str, b: str) -> int:
-    """Length of the longest common prefix (by halving: C-speed compares, not a Python loop)."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-@dataclass
-class Run:
-    """Text pieces with one loss flag; ``ids`` when the run is all template text (tokenized once)."""
-
-    trained: bool
-    parts: list[str | Slot]
-    ids: list[int] | None = None
-    owner: int = -1  # the message it belongs to (-1: before the first)
-    special: bool = False
-    end: int = 0  # where it ends in the placeholder render (to reuse it for a longer shape)
-
-
-@dataclass
-class Layout:
-    runs: list[Run]
-    missing_end: list[int] = field(default_factory=list)  # trained turns with no end-of-turn token
-    left_out: list[int] = field(default_factory=list)  # messages whose content the template drops
-    full: str = ""  # the placeholder render it was cut from
-    starts: list[int] = field(default_factory=list)  # where each message starts in it
-    own: bool = False  # cut from one conversation's own render (not shared by its shape: never cached by id)
-    _text: Any = None
-
-    def text(self, messages: Sequence[Message]) -> str:
-        """The text this layout gives ``messages`` (the template's render, when the layout holds)."""
-        if self._text is None:
-            self._text = Joined([[p for run in self.runs for p in run.parts]])
-        return self._text(messages)[0]  # type: ignore[no-any-return]
-
-
-def shape(conv: Conversation) -> tuple[Any, ...]:
-    """What a layout depends on, besides the contents: one layout serves every conversation of a
-    shape. ``(messages, tools)``; ``messages[:k]`` is the shape of the first k messages."""
-    return (
-        tuple((m.role, not m.content, m.name is not None, m.train,
-               orjson.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id) for m in conv.messages),
-        orjson.dumps(conv.tools) if conv.tools else None,
-    )
-
-
-@dataclass
-class _Frame:
-    """The sentinel render of a prefix, where each of its messages starts, and where each
-    assistant's completion begins (after its generation prompt)."""
-
-    full: str
-    starts: list[int | None]
-    begins: dict[int, int]
-    slots: list[re.Match[str]] = field(default_factory=list)
-    ok: bool = True  # False: the template refused this prefix (the frame carries the last good one)
-    _slot_starts: list[int] | None = None
-    _content: dict[int, re.Match[str]] | None = None
-
-    def slot_starts(self) -> list[int]:
-        if self._slot_starts is None:
-            self._slot_starts = [m.start() for m in self.slots]
-        return self._slot_starts
-
-    def content_slots(self) -> dict[int, re.Match[str]]:
-        """Message → the first slot of its content."""
-        if self._content is None:
-            self._content = {}
-            for m in self.slots:
-                if m.group("c") is not None:
-                    self._content.setdefault(int(m.group("c")), m)
-        return self._content
+__all__ = ["Layout", "Layouts", "Run", "shape"]
 
 
 class Layouts:
@@ -154,7 +59,7 @@ class Layouts:
         self._whole = re.compile("|".join(re.escape(s) for s in whole)) if whole else None
         self._longest = max(map(len, whole), default=0)
         self._cache: dict[tuple[Any, ...], Layout] = {}
-        self._frames: dict[tuple[Any, ...], _Frame] = {}
+        self._frames: dict[tuple[Any, ...], Frame] = {}
         self._frame_chars = 0
 
     def __len__(self) -> int:
@@ -192,10 +97,10 @@ class Layouts:
         ``<|return|>`` in gpt-oss)."""
         specials = self.tokenizer.special_tokens
         ends = {t for t in (self.template.end_token, self.tokenizer.template_tokens.get("eos_token")) if t in specials}
-        probe = [{"role": role, "content": _content_sentinel(i)} for i, role in enumerate(("user", "assistant", "user", "assistant"))]
+        probe = [{"role": role, "content": content_sentinel(i)} for i, role in enumerate(("user", "assistant", "user", "assistant"))]
         full = self._render(probe, None)
         if full is not None and self._special is not None:
-            for m in _SLOT.finditer(full):
+            for m in SLOT.finditer(full):
                 if m.group("c") in ("1", "3"):
                     after = self._special.search(full, m.end())
                     if after is not None and not full[m.end():after.start()].strip():
@@ -230,21 +135,30 @@ class Layouts:
         return found[-1].end() if found else None
 
     def _regions(self, messages: Sequence[Message], full: str, starts: list[int], begins: dict[int, int],
-                 content: dict[int, tuple[int, int]], calls: dict[int, int]) -> tuple[list[tuple[int, int, int]], list[int]]:
+                 content: dict[int, tuple[int, int]], calls: dict[int, int],
+                 carried: Carried | None = None) -> tuple[list[tuple[int, int, int]], list[int], list[float]]:
         """Which spans of ``full`` train, as (begin, end, message): each trained turn from the
         start of its completion (after the generation prompt) to its end-of-turn token, inclusive;
         and the trained turns with no end token. ``content`` is where each message's text is,
         ``calls`` where each tool-calling turn's calls end. ``starts`` (one more than the
         messages) are moved where a turn renders differently when it is the last (Qwen3 keeps a
         ``<think>`` block only there, gpt-oss ends it with ``<|return|>``): a prefix render is
-        then no guide to where the next message starts, the turn's own text and end token are."""
-        regions: list[tuple[int, int, int]] = []
-        missing_end: list[int] = []
+        then no guide to where the next message starts, the turn's own text and end token are.
+
+        Also each turn's *horizon*: past it, ``full`` and the positions of later messages played
+        no part in that turn (``carried``: the first turns of a shorter shape, taken as they are).
+        """
+        c = carried or Carried()
+        regions, missing_end, horizons = list(c.regions), list(c.missing_end), list(c.horizons)
         n = len(messages)
-        later_content = _Later(sorted((j, span[0]) for j, span in content.items()))
-        later_begins = _Later(sorted(begins.items()))
-        for k, message in enumerate(messages):
+        if carried is not None:
+            starts[:c.turns + 1] = c.starts
+        later_content = Later(sorted((j, span[0]) for j, span in content.items()))
+        later_begins = Later(sorted(begins.items()))
+        for k in range(c.turns, n):
+            message = messages[k]
             starts[k + 1] = max(starts[k + 1], starts[k])
+            horizon = max(starts[k + 1], starts[k + 2]) if k + 2 < n else math.inf  # (starts[n]: the end, which grows)
             span = content.get(k)
             floor = starts[k]
             if span is not None and span[0] >= starts[k] and (k + 2 > n or span[1] <= starts[k + 2]):
@@ -259,6 +173,7 @@ class Layouts:
                 lo = max(span[1] if span is not None else begin, calls.get(k, begin))
                 further = later_begins.first(k, lo, False, later_content.first(k, lo, True, len(full)))
                 hi = starts[k + 1] if starts[k + 1] > lo else None
+                horizon = max(horizon, further)
                 end = self._turn_end(full, lo, hi, further, call=calls.get(k, -1) >= lo)
                 if end is None:  # no end token: the turn trains to the end of its text (``fix`` adds an eos there)
                     end = lo if span is not None or k in calls else (further if hi is None else hi)
@@ -267,18 +182,19 @@ class Layouts:
                     regions.append((begin, end, k))
                 floor = max(floor, end)
             starts[k + 1] = max(starts[k + 1], floor)
-        return regions, missing_end
+            horizons.append(horizon + self._longest)  # (a special token is matched at a position up to there)
+        return regions, missing_end, horizons
 
     def _calls_end(self, msgs: list[dict[str, Any]], tools: Any, full: str, k: int) -> int | None:
         """Where message k's tool calls end in ``full``: rendered again with other arguments,
         the two texts differ up to there (the arguments are the last thing of a call a template
         writes, bar an id or a closing bracket)."""
         other = [dict(d) for d in msgs]
-        other[k]["tool_calls"] = [_other_arguments(c) for c in msgs[k]["tool_calls"]]
+        other[k]["tool_calls"] = [other_arguments(c) for c in msgs[k]["tool_calls"]]
         rendered = self._render(other, tools)
         if rendered is None or rendered == full:
             return None
-        return len(full) - _lcp(full[::-1], rendered[::-1])
+        return len(full) - lcp(full[::-1], rendered[::-1])
 
     # -- frames: prefix renders, memoized by prefix shape ---------------------------------------
 
@@ -286,7 +202,7 @@ class Layouts:
         msgs = message_dicts(conv)
         for i, d in enumerate(msgs):
             if d["content"]:
-                d["content"] = _content_sentinel(i)
+                d["content"] = content_sentinel(i)
             if "name" in d:
                 d["name"] = f"\ue000{i}n\ue001"
         return msgs
@@ -297,12 +213,12 @@ class Layouts:
         except TemplateError:
             return None
 
-    def _cut(self, rendered: str, frame: _Frame) -> int:
+    def _cut(self, rendered: str, frame: Frame) -> int:
         """Where ``rendered`` and the frame's text part: never inside a sentinel, nor inside a
         special token of either text (phi-3's prefixes end with ``</s>`` where the whole goes on
         with ``<|user|>``: their common ``<`` is no boundary)."""
         full = frame.full
-        pos = _lcp(rendered, full)
+        pos = lcp(rendered, full)
         starts = frame.slot_starts()
         moved = True
         while moved:
@@ -316,7 +232,7 @@ class Layouts:
                     pos, moved = inside, True
         return pos
 
-    def _frame(self, conv: Conversation, key: tuple[Any, ...]) -> _Frame:
+    def _frame(self, conv: Conversation, key: tuple[Any, ...]) -> Frame:
         """The whole conversation's frame, built on the longest prefix already framed. Each step
         renders one more prefix (and its generation prompt); earlier boundaries carry over where
         they lie in the part the two renders share, so a shape costs renders of its new messages
@@ -330,23 +246,25 @@ class Layouts:
             k -= 1
         if k:
             frame = self._frames[(roles[:k], tools_key)]
+            if k == n and not frame.ok:  # refused as a prefix of a longer one: as a whole, the template's own error
+                self.template.render(msgs, tools)
         else:
             empty = self._render([], tools)
-            frame = _Frame(empty or "", [], {}, ok=empty is not None)
+            frame = Frame(empty or "", [], {}, ok=empty is not None)
         for j in range(k + 1, n + 1):
             frame = self._extend(frame, conv, msgs[:j], tools, last=j == n)
             self._remember((roles[:j], tools_key), frame)
         return frame
 
-    def _extend(self, prev: _Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any, last: bool) -> _Frame:
+    def _extend(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any, last: bool) -> Frame:
         j = len(msgs)
         if self.template.verbatim and prev.ok:
             return self._extend_local(prev, conv, msgs, tools)
         full = self.template.render(msgs, tools) if last else self._render(msgs, tools)
         if full is None:  # the template refuses this prefix (not the whole): carry the last good frame
-            return _Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
-        frame = _Frame(full, [], {}, list(_SLOT.finditer(full)))
-        shared = _lcp(prev.full, full) if prev.ok else -1
+            return Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
+        frame = Frame(full, [], {}, list(SLOT.finditer(full)))
+        shared = lcp(prev.full, full) if prev.ok else -1
         # a cut at or before the point where the two renders part holds in both
         frame.starts = [s if s is not None and s <= shared else None for s in prev.starts]
         frame.starts.append(self._place(prev.full, frame, j - 1) if prev.ok else None)
@@ -362,16 +280,17 @@ class Layouts:
                 frame.starts[k] = self._place(rendered, frame, k) if rendered is not None else None
         return frame
 
-    def _extend_local(self, prev: _Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> _Frame:
+    def _extend_local(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> Frame:
         """``_extend`` for a ``verbatim`` built-in, which renders each message alone: the prefix
         render grows by the new message's own render (and its generation prompt is the prefix's
         plus the template's own), so a step renders one message, not the whole prefix. Every cut is
         placed as ``_extend`` places it; a property test holds the two to the same layouts."""
         j, at = len(msgs), len(prev.full)
         full = prev.full + self.template.render(msgs[-1:], tools)
-        new = list(_SLOT.finditer(full, at))
-        frame = _Frame(full, list(prev.starts), dict(prev.begins), prev.slots + new)
+        new = list(SLOT.finditer(full, at))
+        frame = Frame(full, list(prev.starts), dict(prev.begins), prev.slots + new)
         frame._slot_starts = prev.slot_starts() + [m.start() for m in new]
+        frame._slot_msgs = prev.slot_msgs() + [int(m.group("c") or m.group("n")) for m in new]
         frame._content = dict(prev.content_slots())
         for m in new:
             if m.group("c") is not None:
@@ -381,7 +300,7 @@ class Layouts:
             frame.begins[j - 1] = self._place(prev.full + self.template.render([], tools, add_generation_prompt=True), frame, j - 1)
         return frame
 
-    def _place(self, rendered: str, frame: _Frame, k: int) -> int:
+    def _place(self, rendered: str, frame: Frame, k: int) -> int:
         """Where the render of the first ``k`` messages (with or without the generation prompt)
         ends in the frame. Where the two part before the end of message k-1's text (Mistral v3
         puts the system prompt and tools in the last user message, so a shorter prefix's render
@@ -397,13 +316,13 @@ class Layouts:
         at = rendered.rfind(mark)
         if at < 0:
             return pos
-        theirs = next((m for m in _SLOT.finditer(rendered, max(0, at - len(PAD))) if m.group("c") == str(k - 1)), None)
+        theirs = next((m for m in SLOT.finditer(rendered, max(0, at - len(PAD))) if m.group("c") == str(k - 1)), None)
         if theirs is None:
             return pos
         tail = rendered[theirs.end():]
         return ours.end() + len(tail) if frame.full.startswith(tail, ours.end()) else pos
 
-    def _remember(self, key: tuple[Any, ...], frame: _Frame) -> None:
+    def _remember(self, key: tuple[Any, ...], frame: Frame) -> None:
         self._frame_chars += len(frame.full)
         if self._frame_chars > 64 << 20:  # bounded: forget the frames (the layouts stay)
             self._frames.clear()
@@ -416,10 +335,7 @@ class Layouts:
         frame = self._frame(conv, key)
         full, slots = frame.full, frame.slots
         n = len(conv.messages)
-        content_at: dict[int, re.Match[str]] = {}
-        for m in slots:
-            if m.group("c") is not None:
-                content_at.setdefault(int(m.group("c")), m)
+        content_at = frame.content_slots()
         starts: list[int] = []
         for k in range(n):  # a refused prefix: its content is the best guess of where it starts
             s = frame.starts[k]
@@ -430,12 +346,20 @@ class Layouts:
         starts.append(len(full))
 
         spans = {k: (m.start(), m.end()) for k, m in content_at.items()}
-        sentinels = self._sentinels(conv)
-        calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
-                 and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
-        regions, missing_end = self._regions(conv.messages, full, starts, frame.begins, spans, calls)
+        calls: dict[int, int] = {}
+        if any(m.tool_calls for m in conv.messages):
+            sentinels = self._sentinels(conv)
+            calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
+                     and (e := self._calls_end(sentinels, conv.tools or None, full, k)) is not None}
+        prefix, shorter = self._prefix(key, n)
+        carried = self._carried(prefix, shorter, key, frame, calls) if prefix is not None else None
+        regions, missing_end, horizons = self._regions(conv.messages, full, starts, frame.begins, spans, calls, carried)
         region_ends = [e for _, e, _ in regions]  # in order and disjoint: the first ending after a slot's start is the one it may overlap
-        for m in slots:  # right by construction: no context text inside a completion (wherever the template puts it)
+        # right by construction: no context text inside a completion (wherever the template puts it); a
+        # carried turn's slots were checked in the shorter shape: those ending before any new region are skipped
+        bound = min((b for b, _, _ in regions[len(carried.regions):]), default=len(full)) if carried else 0
+        first = max(0, bisect.bisect_right(frame.slot_starts(), bound) - 1)
+        for m in itertools.islice(slots, first, None):
             if m.group("c") is None:
                 continue
             k = int(m.group("c"))
@@ -446,40 +370,78 @@ class Layouts:
                                     f"inside the completion of message {inside}: chatloom cannot mask it")
 
         left_out = [k for k, m in enumerate(conv.messages) if m.content and k not in content_at]
-        reused = self._reusable(key, n, full, starts, regions, slots)
-        return Layout(self._runs(full, slots, starts, regions, reused), missing_end, left_out, full, starts)
+        reused = self._reusable(prefix, shorter, full, starts, regions, frame) if prefix is not None else []
+        runs = self._runs(full, slots, starts, regions, reused, frame=frame)
+        return Layout(runs, missing_end, left_out, full, starts, regions=regions, horizons=horizons, calls=calls)
 
-    def _reusable(self, key: tuple[Any, ...], n: int, full: str, starts: list[int], regions: list[tuple[int, int, int]],
-                  slots: list[re.Match[str]]) -> list[Run]:
-        """The runs of the longest shorter shape already laid out that this one shares: everything
-        before that shape's last message (and before anything of a later message), bar the last
-        run, which the walk redoes. A long conversation's shapes (one per length) cost their new
-        messages, not their whole length each."""
+    def _prefix(self, key: tuple[Any, ...], n: int) -> tuple[Layout | None, int]:
+        """The layout of the longest shorter shape (of two messages or more) already laid out, and its length."""
         roles, tools_key = key
         m = n - 1
         while m > 1 and (roles[:m], tools_key) not in self._cache:
             m -= 1
-        prefix = self._cache.get((roles[:m], tools_key)) if m > 1 else None
-        if prefix is None or len(prefix.starts) < m or prefix.starts[m - 1] != starts[m - 1]:
+        return (self._cache[(roles[:m], tools_key)], m) if m > 1 else (None, 0)
+
+    def _carried(self, prefix: Layout, m: int, key: tuple[Any, ...], frame: Frame, calls: dict[int, int]) -> Carried | None:
+        """The first turns of the shorter shape's layout, as they are: those whose horizon lies in the
+        text the two renders share, when the two frames agree on everything those turns read (where
+        the first m messages start, where their completions and contents begin, where their tool
+        calls end) and no later message of this one starts inside that text. A long conversation's
+        shapes (one per length) then cost their new turns, not their whole length each."""
+        roles, tools_key = key
+        theirs = self._frames.get((roles[:m], tools_key))
+        # (a refused prefix's start is guessed from the next known one: known here, the last is)
+        if theirs is None or len(theirs.starts) != m or theirs.starts[-1] is None or frame.starts[:m] != theirs.starts:
+            return None
+        if {k: b for k, b in frame.begins.items() if k < m} != theirs.begins:
+            return None
+        content, their_content = frame.content_slots(), theirs.content_slots()
+        limit = min([lcp(frame.full, prefix.full), *(content[j].start() for j in range(m, len(frame.starts)) if j in content),
+                     *(b for j, b in frame.begins.items() if j >= m)])  # fmt: skip
+        turns = 0
+        while turns < len(prefix.horizons) and prefix.horizons[turns] < limit:
+            turns += 1
+        for k in range(m):  # a carried turn's own text is where it was; a later one's, where an earlier turn looked
+            mine, their = (content[k].span() if k in content else None), (their_content[k].span() if k in their_content else None)
+            if mine != their:
+                turns = min(turns, k)
+                at, was = mine[0] if mine else math.inf, their[0] if their else math.inf
+                if at != was and min(at, was) < limit:
+                    return None
+        if not turns or {k: e for k, e in calls.items() if k < turns} != {k: e for k, e in prefix.calls.items() if k < turns}:
+            return None
+        return Carried(turns, prefix.starts[:turns + 1], prefix.regions[:bisect.bisect_left(prefix.regions, turns, key=lambda r: r[2])],
+                        prefix.missing_end[:bisect.bisect_left(prefix.missing_end, turns)], prefix.horizons[:turns])  # fmt: skip
+
+    def _reusable(self, prefix: Layout, m: int, full: str, starts: list[int], regions: list[tuple[int, int, int]],
+                  frame: Frame) -> list[Run]:
+        """The runs of the longest shorter shape already laid out that this one shares: everything
+        before that shape's last message (and before anything of a later message), bar the last
+        run, which the walk redoes."""
+        if len(prefix.starts) < m or prefix.starts[m - 1] != starts[m - 1]:
             return []
-        limit = starts[m - 1]
-        limit = min([limit, *(begin for begin, _, k in regions if k >= m - 1),
-                     *(s.start() for s in slots if int(s.group("c") or s.group("n")) >= m - 1)])
+        limit = min([starts[m - 1], *(begin for begin, _, _ in regions[bisect.bisect_left(regions, m - 1, key=lambda r: r[2]):]),
+                     *(at for at, j in zip(frame.slot_starts(), frame.slot_msgs()) if j >= m - 1)])  # fmt: skip
         if prefix.full[:limit] != full[:limit]:
             return []
-        reused = list(itertools.takewhile(lambda r: r.end <= limit, prefix.runs))
-        return reused[:-1]
+        return prefix.runs[:max(0, bisect.bisect_right(prefix.runs, limit, key=lambda r: r.end) - 1)]
 
     def _runs(self, full: str, slots: list[re.Match[str]], starts: list[int], regions: list[tuple[int, int, int]],
-              reused: list[Run], tokenize: bool = True) -> list[Run]:
+              reused: list[Run], tokenize: bool = True, frame: Frame | None = None) -> list[Run]:
+        """The runs of ``full`` from where the ``reused`` ones end (``frame``: ``slots``' own, for
+        where they start). The cuts are the starts, the regions' and the slots' ends, from there on:
+        starts grow, and regions and slots are in order and disjoint."""
         done = reused[-1].end if reused else 0
-        cuts = {done, len(full), *starts}
-        for begin, end, _ in regions:
+        slot_starts = frame.slot_starts() if frame is not None else [m.start() for m in slots]
+        regions_from = bisect.bisect_left(regions, done, key=lambda r: r[1])
+        slots_from = max(0, bisect.bisect_left(slot_starts, done) - 1)
+        cuts = {done, len(full), *starts[bisect.bisect_left(starts, done):]}
+        for begin, end, _ in itertools.islice(regions, regions_from, None):
             cuts.update((begin, end))
-        for m in slots:
+        for m in itertools.islice(slots, slots_from, None):
             cuts.update((m.start(), m.end()))
         cuts_sorted = sorted(c for c in cuts if done <= c <= len(full))
-        slot_at = {m.start(): m for m in slots}
+        slot_at = {m.start(): m for m in itertools.islice(slots, slots_from, None)}
         runs: list[Run] = list(reused)
         shared = len(runs)  # runs of another layout: copied before they change
 
@@ -498,7 +460,7 @@ class Layouts:
                 last.ids = None
                 last.end = end
 
-        region = 0  # regions are in order and disjoint; the cuts walk them once
+        region = regions_from  # regions are in order and disjoint; the cuts walk them once
         for a, b in zip(cuts_sorted, cuts_sorted[1:]):
             while region < len(regions) and regions[region][1] <= a:
                 region += 1
@@ -522,8 +484,8 @@ class Layouts:
                 pos = sm.end()
             if pos < len(literal):
                 add(trained, literal[pos:], False, owner, b)
-        # template-only runs are tokenized once, here
-        for run in runs if tokenize else ():
+        # template-only runs are tokenized once, here (the reused ones were, bar the last, which may have grown)
+        for run in itertools.islice(runs, max(0, len(reused) - 1), None) if tokenize else ():
             if run.ids is None and all(isinstance(p, str) for p in run.parts):
                 run.ids = self.tokenizer.encode("".join(run.parts))  # type: ignore[arg-type]
         return runs
@@ -555,34 +517,15 @@ class Layouts:
                     begins[k] = self._cut_text(prompted, full)
         calls = {k: e for k, m in enumerate(conv.messages) if m.trains and m.tool_calls
                  and (e := self._calls_end(msgs, tools, full, k)) is not None}
-        regions, missing_end = self._regions(conv.messages, full, starts, begins, {}, calls)
+        regions, missing_end, _ = self._regions(conv.messages, full, starts, begins, {}, calls)
         runs = self._runs(full, [], starts, regions, [], tokenize=False)
         return Layout(runs, missing_end, shaped.left_out, full, starts, own=True)
 
     def _cut_text(self, rendered: str, full: str) -> int:
         """Where two renders part, never inside a special token of either."""
-        pos = _lcp(rendered, full)
+        pos = lcp(rendered, full)
         for text in (rendered, full):
             inside = self._special_around(text, pos)
             if inside is not None:
                 pos = min(pos, inside)
         return pos
-
-
-class _Later:
-    """Positions by message index, for "the first position at or after ``lo`` of a message after
-    ``k``": a bisect where the positions grow with the index (most templates), a scan where they
-    do not (Mistral v3 moves the system prompt into the last user turn)."""
-
-    def __init__(self, pairs: list[tuple[int, int]]):
-        self.index = [j for j, _ in pairs]
-        self.pos = [p for _, p in pairs]
-        self.monotone = all(a <= b for a, b in zip(self.pos, self.pos[1:]))
-
-    def first(self, k: int, lo: int, inclusive: bool, default: int) -> int:
-        """The least position ``>= lo`` (``> lo`` unless ``inclusive``) of a message after ``k``, or ``default`` when smaller."""
-        after = bisect.bisect_right(self.index, k)
-        if self.monotone:
-            at = (bisect.bisect_left if inclusive else bisect.bisect_right)(self.pos, lo, after)
-            return min(default, self.pos[at]) if at < len(self.pos) else default
-        return min([p for p in self.pos[after:] if (p >= lo if inclusive else p > lo)] + [default])
