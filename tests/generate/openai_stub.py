@@ -100,8 +100,9 @@ def last_user(body: dict[str, Any] | None) -> str | None:
 @dataclass
 class Request:
     """One request the stub received. ``outcome`` is ``"pending"`` while it is in flight, then
-    ``"ok"``, ``"slow"``, ``"drop"``, ``"stopped"`` (the stub stopped under it), ``"batch"`` (a
-    batch line that succeeded), ``"batch-failed"``, ``"batch-expired"``, or the status code sent."""
+    ``"ok"``, ``"slow"``, ``"drop"``, ``"stopped"`` (the stub stopped under it), ``"unsent"`` (the
+    answer could not be written: the stub stopped as it was sent), ``"batch"`` (a batch line that
+    succeeded), ``"batch-failed"``, ``"batch-expired"``, or the status code sent."""
 
     time: float
     method: str
@@ -162,6 +163,7 @@ class _Answer:
     body: bytes | Iterator[bytes]  # an iterator is sent chunked
     headers: dict[str, str] = field(default_factory=dict)
     outcome: str | None = None  # None: "ok" for 2xx, else the status
+    entry: Request | None = None  # the log's entry: "unsent" when the answer cannot be written
 
 
 def _json(status: int, obj: Any, headers: dict[str, str] | None = None, outcome: str | None = None) -> _Answer:
@@ -266,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(answer)
         except OSError:
             self.close_connection = True
+            if answer.entry is not None:  # an answer the stop cut off is no completion (logged before it is sent,
+                answer.entry.outcome = "unsent"  # so that a client that has it finds it logged)
 
     do_POST = do_DELETE = do_GET
 
@@ -513,6 +517,7 @@ class Stub:
             traceback.print_exc()
             answer = _error(500, f"openai_stub: {type(exc).__name__}: {exc}")
         entry.outcome = answer.outcome or ("ok" if answer.status < 300 else str(answer.status))
+        answer.entry = entry
         return answer
 
     def _route(

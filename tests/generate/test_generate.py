@@ -83,8 +83,8 @@ def test_a_duplicated_question_is_two_items(run, tmp_path: Path) -> None:
 def test_retries_429_500_drops_and_timeouts_then_succeeds_once_each(run, tmp_path: Path) -> None:
     q = questions(tmp_path / "q.txt", 6)
     plan = sequence("429", "500", "drop", "503", "slow", "429")
-    with Stub(fault=plan, retry_after=0.2, slow_seconds=3) as stub:
-        code, out, _ = gen(run, "qa", str(q), "--timeout", "1", "--concurrency", "2", url=stub.base_url)
+    with Stub(fault=plan, retry_after=0.2, slow_seconds=10) as stub:  # (a timeout well above any normal answer on a busy machine)
+        code, out, _ = gen(run, "qa", str(q), "--timeout", "3", "--concurrency", "2", url=stub.base_url)
         assert code == 0 and out["done"] == 6 and out["failed"] == 0
         assert out["retries"] >= 6
         outcomes = stub.outcomes()

@@ -59,10 +59,18 @@ def start_server(*args: str, home: Path) -> Server:
             continue
         if match := URL.search(line):
             server.base_url = match.group(1).replace("0.0.0.0", "127.0.0.1")
-            time.sleep(0.1)  # the token line follows the URL line
             return server
     proc.kill()
     raise RuntimeError(f"chatloom serve did not start: {server.output()}")
+
+
+def printed(lines: list[str], text: str, seconds: float = 30) -> str:
+    """What a server printed (``lines``, filled by its pump thread), once ``text`` is in it (or the
+    time is up): a line that follows the URL line may come a moment after it."""
+    deadline = time.monotonic() + seconds
+    while not any(text in line for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "".join(lines)
 
 
 def stop_server(server: Server) -> int | None:

@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from .conftest import Server, start_server, stop_server
+from .conftest import Server, printed, start_server, stop_server
 
 MODEL = "tiny:llama"
 HI = [{"role": "user", "content": "hello there"}]
@@ -167,6 +167,7 @@ def test_a_client_that_leaves_stops_its_generation(server: Server) -> None:
 def test_off_loopback_needs_the_printed_token(tmp_path: Path, fake_run: Path) -> None:
     srv = start_server(str(fake_run), "--host", "0.0.0.0", "--which", "final", home=tmp_path / "home")
     try:
+        printed(srv.stdout, "token: ")
         token = next(line.split()[1] for line in srv.stdout if line.startswith("token: "))
         assert len(token) >= 32
         with pytest.raises(openai.AuthenticationError) as err:

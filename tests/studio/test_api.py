@@ -29,6 +29,7 @@ import pytest
 from chatloom.model import Conversation, Message
 from chatloom.store import ListQuery, Store
 from tests.conftest import REPO
+from tests.serve.conftest import printed
 from tests.studio.conftest import Studio, start_studio, stop_studio
 
 TOKEN = "s3cret"
@@ -345,7 +346,7 @@ def test_token_link_signs_in_with_a_strict_cookie(tok: Studio) -> None:
 
 
 def test_token_made_for_a_public_host_is_printed_once_as_a_link(open_: Studio) -> None:
-    out = "".join(open_.stdout)
+    out = printed(open_.stdout, "it is not shown again")
     found = re.search(r"\?token=(\S+)", out)
     assert found, out
     token = found.group(1)

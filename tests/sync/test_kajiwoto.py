@@ -16,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,14 +231,17 @@ def test_kill_9_during_a_push_then_a_rerun_sends_each_row_once(run, tmp_path: Pa
         argv = [sys.executable, "-m", "chatloom", "push", "-d", str(db), "kaji"]
         rnd = random.Random(11)
         rows = service.groups["g1"]["rows"]
-        for target in sorted(rnd.sample(range(1, 60), 3)):  # killed right after Kajiwoto added row number `target`
+        for target in sorted(rnd.sample(range(1, 60), 3)):  # killed while it waits for the answer that added row `target`
+            service.hold_at = target
+            service.held.clear()
+            service.release.clear()
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
-            while len(rows) < target and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.002)
+            assert service.held.wait(60), "the push never reached its row"
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            assert len(rows) < 60  # it was stopped mid-push
+            service.release.set()
+            assert len(rows) == target  # it was stopped mid-push, its last row added and never acknowledged
+        service.hold_at = 0
         done = subprocess.run([*argv[:3], "sync", "-d", str(db), "kaji", "--json"], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert len(rows) == 60  # 60 sent, each once, whatever the kills (ten are copies of another: kept)
