@@ -235,3 +235,34 @@ def test_an_added_token_a_merge_makes_stays_on_tokenizers(tmp_path: Path) -> Non
     tok = HFTokenizer(_built(tmp_path / "special", ["ab"], ["a b"], special=["ab"]))
     assert tok.engine == "tokenizers"
     assert tok.encode("ab") == [256] == theirs(tok, ["ab"])[0]
+
+
+def test_a_worker_takes_the_verdict_of_the_process_that_checked_the_folder(smollm2: Path, tmp_path: Path) -> None:
+    """``chatloom tokenize`` checks a folder once, in the main process, and hands the verdict to its
+    workers (0.35 s of SmolLM2's each): a process that adopted it builds the same encoder without
+    running the checks (here, checking again would end the process)."""
+    import pickle
+    import subprocess
+    import sys
+
+    from chatloom.tokens import bytebpe
+    from tests.conftest import REPO
+
+    tok = _loaded(smollm2)
+    assert tok.bpe is not None
+    handed = tmp_path / "verdicts.pickle"
+    handed.write_bytes(pickle.dumps(bytebpe.verdicts()))
+    text = "Hello world, héllo 漢字 it's 1234 \n\n  spaces"
+    code = ("import pickle, sys\nfrom chatloom.tokens import bytebpe\nfrom chatloom.tokens.tokenizer import HFTokenizer\n"
+            "bytebpe._checked = lambda *a: sys.exit('checked again')\n"
+            f"bytebpe.adopt(pickle.loads(open({str(handed)!r}, 'rb').read()))\n"
+            f"tok = HFTokenizer({str(smollm2)!r})\nprint(tok.engine, *tok.encode({text!r}))")  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    engine, *ids = done.stdout.split()
+    assert engine == "tiktoken" and [int(i) for i in ids] == tok.encode(text) == theirs(tok, [text])[0]
+    # without the verdict, the check runs (and here ends the process)
+    alone = subprocess.run([sys.executable, "-c", code.replace("bytebpe.adopt", "(lambda v: None)")], capture_output=True,
+                           text=True, env=env, timeout=120)  # fmt: skip
+    assert alone.returncode == 1 and "checked again" in alone.stderr

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from chatloom.model import Conversation, Message
 from chatloom.tokens.chat_templates import TemplateError, get_template
+from chatloom.tokens.frames import SLOT
 from chatloom.tokens.layout import Layouts
 from chatloom.tokens.tokenizer import get_tokenizer
 from tests.tokens import real_templates as rt
@@ -80,6 +81,16 @@ def test_a_layout_built_on_a_shorter_shapes_is_the_one_built_from_nothing(
     for n in [min(n, len(msgs)) for n in lengths] + [len(msgs)]:
         conv = _conv(msgs[:n], tools)
         assert _laid_out(warm, conv) == _laid_out(Layouts(template, tok), conv), (name, n)
+    for frame in warm._frames.values():  # slots carried from a shorter prefix's frame: those a search of the text finds
+        found = list(SLOT.finditer(frame.full))
+        assert [(m.span(), m.groupdict()) for m in frame.slots] == [(m.span(), m.groupdict()) for m in found]
+        assert frame.slot_starts() == [m.start() for m in found]
+        assert frame.slot_msgs() == [int(m.group("c") or m.group("n")) for m in found]
+        firsts: dict[int, Any] = {}
+        for m in found:
+            if m.group("c") is not None:
+                firsts.setdefault(int(m.group("c")), m.span())
+        assert {k: m.span() for k, m in frame.content_slots().items()} == firsts
 
 
 @pytest.mark.parametrize("name", ["chatml", "llama-3.1", "qwen3", "mistral-v0.3", "phi-3.5", "gpt-oss"])

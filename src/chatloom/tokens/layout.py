@@ -263,8 +263,8 @@ class Layouts:
         full = self.template.render(msgs, tools) if last else self._render(msgs, tools)
         if full is None:  # the template refuses this prefix (not the whole): carry the last good frame
             return Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
-        frame = Frame(full, [], {}, list(SLOT.finditer(full)))
         shared = lcp(prev.full, full) if prev.ok else -1
+        frame = self._framed(prev, full, shared)
         # a cut at or before the point where the two renders part holds in both
         frame.starts = [s if s is not None and s <= shared else None for s in prev.starts]
         frame.starts.append(self._place(prev.full, frame, j - 1) if prev.ok else None)
@@ -278,6 +278,25 @@ class Layouts:
             if s is None:
                 rendered = self._render(msgs[:k], tools)
                 frame.starts[k] = self._place(rendered, frame, k) if rendered is not None else None
+        return frame
+
+    @staticmethod
+    def _framed(prev: Frame, full: str, shared: int) -> Frame:
+        """A frame of ``full`` with its slots: those of ``prev`` that end (with the two characters a
+        slot's end may still take) in the text the two share, then a search of the rest (a long
+        chat's prefixes: its slots are not matched again at each step)."""
+        keep = bisect.bisect_right(prev.slot_starts(), shared) if shared > 0 else 0
+        while keep and prev.slots[keep - 1].end() + len(PAD) > shared:  # slots are in order and disjoint
+            keep -= 1
+        bound = prev.slots[keep - 1].end() if keep else 0
+        new = list(SLOT.finditer(full, bound))
+        frame = Frame(full, [], {}, prev.slots[:keep] + new)
+        frame._slot_starts = prev.slot_starts()[:keep] + [m.start() for m in new]
+        frame._slot_msgs = prev.slot_msgs()[:keep] + [int(m.group("c") or m.group("n")) for m in new]
+        frame._content = {k: m for k, m in prev.content_slots().items() if m.end() <= bound}  # (a first slot kept is first here too)
+        for m in new:
+            if m.group("c") is not None:
+                frame._content.setdefault(int(m.group("c")), m)
         return frame
 
     def _extend_local(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> Frame:

@@ -403,6 +403,8 @@ def tokenizers() -> dict[str, tuple[Callable[[], Tokenizer], str]]:
 
 @functools.cache
 def _cached(name: str) -> Tokenizer:
+    if Path(name).is_absolute() and Path(name).is_dir():  # (no registered name is an absolute path: the plugins are not loaded)
+        return HFTokenizer(name)
     registry = tokenizers()
     if name in registry:
         return registry[name][0]()

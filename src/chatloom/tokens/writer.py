@@ -36,6 +36,7 @@ from ..fileio import atomic_write, remove_stale
 from ..jsonl import RawLines, parse_numbered
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
+from . import bytebpe
 from .encode import Encoder, Report
 from .tokenizer import get_tokenizer
 
@@ -92,9 +93,10 @@ _worker: Encoder | None = None
 _decoder = msgspec.json.Decoder(list[Conversation])
 
 
-def _init_worker(options: Options) -> None:
+def _init_worker(options: Options, verdicts: dict[str, Any]) -> None:
     global _worker
     os.environ["RAYON_NUM_THREADS"] = "1"  # one process per core: tokenizers' Rust pool (started on first use) gets no more threads
+    bytebpe.adopt(verdicts)  # the main process checked the folder: not again in each worker
     encoder = options.encoder()
     if hasattr(encoder.tokenizer, "threads"):
         encoder.tokenizer.threads = 1  # one process per core: no threads inside
@@ -132,7 +134,7 @@ def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation] |
         encode = msgspec.json.Encoder()
         jobs = ((None, encode.encode(batch)) for batch in _chunks(convs))
     # spawn: tiktoken's threads and fork do not mix
-    with process_pool(workers, context="spawn", initializer=_init_worker, initargs=(options,)) as pool:
+    with process_pool(workers, context="spawn", initializer=_init_worker, initargs=(options, bytebpe.verdicts())) as pool:
         yield ordered_map(_work, jobs, pool)
 
 
