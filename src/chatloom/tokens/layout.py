@@ -304,16 +304,10 @@ class Layouts:
         render grows by the new message's own render (and its generation prompt is the prefix's
         plus the template's own), so a step renders one message, not the whole prefix. Every cut is
         placed as ``_extend`` places it; a property test holds the two to the same layouts."""
-        j, at = len(msgs), len(prev.full)
+        j = len(msgs)
         full = prev.full + self.template.render(msgs[-1:], tools)
-        new = list(SLOT.finditer(full, at))
-        frame = Frame(full, list(prev.starts), dict(prev.begins), prev.slots + new)
-        frame._slot_starts = prev.slot_starts() + [m.start() for m in new]
-        frame._slot_msgs = prev.slot_msgs() + [int(m.group("c") or m.group("n")) for m in new]
-        frame._content = dict(prev.content_slots())
-        for m in new:
-            if m.group("c") is not None:
-                frame._content.setdefault(int(m.group("c")), m)
+        frame = self._framed(prev, full, len(prev.full))
+        frame.starts, frame.begins = list(prev.starts), dict(prev.begins)
         frame.starts.append(self._place(prev.full, frame, j - 1))
         if conv.messages[j - 1].role == "assistant":
             frame.begins[j - 1] = self._place(prev.full + self.template.render([], tools, add_generation_prompt=True), frame, j - 1)
