@@ -229,6 +229,54 @@ def test_deterministic_whatever_the_workers(tmp_path: Path) -> None:
         assert a == (tmp_path / "b" / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), name
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_forked_and_spawned_workers_write_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """Workers are forked where the main process runs no other thread (they start with its encoder),
+    else spawned (they build their own): the files are the same bytes either way."""
+    from chatloom.tokens import writer
+
+    convs = [conv(f"q{i} " * (i % 5 + 1), f"a{i} " * (i % 3 + 1), id=f"c{i}") for i in range(1100)]
+    path = write_jsonl(tmp_path / "chats.jsonl", convs)
+    tokenize(jsonl.RawLines(path), tmp_path / "one")
+    used: list[str] = []
+    monkeypatch.setattr(writer, "start_method", lambda: used.append(method) or method)
+    tokenize(jsonl.RawLines(path), tmp_path / "two", workers=2)
+    assert used == [method]
+    for name in ("train.bin", "train.idx", "train.loss", "meta.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_workers_are_forked_only_while_no_other_thread_runs() -> None:
+    """A fork copies only the thread that forks: a lock another thread held (a progress bar's, the
+    console's) would stay held in the worker. In a fresh process: fork; with a thread running: spawn."""
+    import subprocess
+    import sys
+
+    code = ("import threading, time\nfrom chatloom.tokens.writer import start_method\nprint(start_method())\n"
+            "threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\nprint(start_method())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["fork", "spawn"]
+
+
+def test_a_forked_worker_takes_the_main_process_encoder_as_it_is() -> None:
+    """Nothing is loaded or checked again in a forked worker (options that could not load prove it),
+    and its tokenizer encodes on the worker's one thread, without the main process's thread pool."""
+    from chatloom.tokens import writer
+
+    encoder = Encoder(get_tokenizer("gpt2-chatml"), "chatml")
+    threads = encoder.tokenizer.threads
+    encoder.tokenizer.threads = 2
+    encoder.tokenizer.encode_batch(["some text"] * 100)  # the main process's pool of threads, started
+    assert encoder.tokenizer._pool is not None
+    try:
+        writer._init_worker(writer.Options("no-such-tokenizer", None), {}, encoder)
+        assert writer._worker is encoder
+        assert encoder.tokenizer.threads == 1 and encoder.tokenizer._pool is None
+    finally:
+        writer._worker = None
+        encoder.tokenizer.threads = threads  # the tokenizer is cached: as the other tests find it
+
+
 def test_a_jsonl_files_raw_lines_give_the_same_files(tmp_path: Path) -> None:
     """The workers parse a JSONL file's lines themselves: the files are those of the parsed
     conversations, ids made from digests included, with one worker or two."""

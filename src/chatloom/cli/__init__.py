@@ -142,8 +142,10 @@ def print_json(obj: Any) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on a terminal (stderr); silent otherwise. Yields ``update(completed)``."""
+def progress_bar(description: str, total: int | None, *, thread: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal (stderr); silent otherwise. Yields ``update(completed)``.
+    ``thread=False``: redrawn at each update, not by a thread of its own (for work that forks its
+    workers, which is safe only while the process runs no other thread)."""
     if not err_console.is_terminal:
         yield lambda completed: None
         return
@@ -151,10 +153,10 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        console=err_console, transient=True, auto_refresh=thread,
     ) as progress:  # fmt: skip
         task = progress.add_task(description, total=total)
-        yield lambda completed: progress.update(task, completed=completed)
+        yield lambda completed: progress.update(task, completed=completed, refresh=not thread)
 
 
 @click.group(cls=ChatloomGroup, context_settings={"help_option_names": ["-h", "--help"]})

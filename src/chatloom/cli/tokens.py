@@ -109,7 +109,8 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
     if workers == 0:
         workers = (os.cpu_count() or 1) if large else 1
     try:
-        with output_folder(out), progress_bar("tokenizing", total) as update:  # a failed run leaves no folder it made
+        # a failed run leaves no folder it made; the bar runs no thread, so the workers can be forked
+        with output_folder(out), progress_bar("tokenizing", total, thread=False) as update:
             stream = jsonl.RawLines(input_path) if input_path is not None else convs()  # a file's lines: the workers parse them
             meta = tokenize(stream, out, tokenizer=tokenizer, template=template, val_ids=val_ids, fix=fix,
                             max_tokens=max_tokens, truncate=truncate, workers=workers, progress=update,

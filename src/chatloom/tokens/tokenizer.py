@@ -163,6 +163,11 @@ class _Sliced:
     def _encode_slice(self, texts: list[str]) -> list[list[int]]:
         raise NotImplementedError
 
+    def one_thread(self) -> None:
+        """Encode in the calling thread from now on (a worker process per core), without the pool
+        of threads this object may hold from the process it was forked from (they are not here)."""
+        self.threads, self._pool = 1, None
+
     def _sliced(self, texts: Sequence[str]) -> list[list[int]]:
         texts = list(texts)
         if self.threads <= 1 or len(texts) < 64:
