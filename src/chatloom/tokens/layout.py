@@ -68,13 +68,13 @@ class Layouts:
     def get(self, conv: Conversation) -> Layout:
         """The layout of ``conv``; raises TemplateError when the template refuses it. Its shape's
         serves when the template renders the contents as they are (one render and a compare; a
-        ``verbatim`` built-in does, by construction); where it changes them (``<think>`` stripped,
+        ``plain`` template does, as its syntax shows); where it changes them (``<think>`` stripped,
         ``lstrip``, ``tojson``) the layout is cut from this conversation's own renders instead."""
         key = shape(conv)
         layout = self._cache.get(key)
         if layout is None:
             layout = self._cache[key] = self._build(conv, key)
-        if self.template.verbatim:  # its render is the layout's text, whatever the contents
+        if self.template.plain:  # its render is the layout's text, whatever the contents
             return layout
         real = self.template.render(message_dicts(conv), conv.tools or None)
         if layout.text(conv.messages) == real:

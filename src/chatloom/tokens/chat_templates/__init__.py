@@ -188,6 +188,15 @@ class ChatTemplate:
             # the template's own code failed (a division by zero, a range too big, runaway recursion)
             raise TemplateError(f"template {self.name} fails while rendering: {type(e).__name__}: {str(e)[:200]}") from None
 
+    @functools.cached_property
+    def plain(self) -> bool:
+        """Whether it writes each message's content and name as they are, read from its syntax
+        (``syntax.plain_contents``; a ``verbatim`` built-in is): a layout's text is then its render
+        for any contents, and tokenize does not render each conversation to check that."""
+        from .syntax import plain_contents
+
+        return self.verbatim or plain_contents(self.source)
+
     @property
     def end_token(self) -> str | None:
         """The token that ends an assistant turn: the template's own, else the tokenizer's eos."""

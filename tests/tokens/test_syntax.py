@@ -1,0 +1,170 @@
+"""A *plain* template writes each content and name as they are (``chat_templates/syntax.py`` reads that
+from its syntax): tokenize then takes a shape's layout for every conversation of the shape without
+rendering each one to check it. Held here to what rendering finds: for every plain template among
+the real ones and the built-ins, a layout's text is the render, over chats whose contents and names
+hold what templates trip on; and each way of changing a content that the reader refuses does change
+it (taken as plain, the layout would be wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatloom.model import Conversation, Message
+from chatloom.tokens import Encoder
+from chatloom.tokens.chat_templates import BUILTINS, ChatTemplate, TemplateError, builtin_source, get_template, message_dicts
+from chatloom.tokens.chat_templates.syntax import plain_contents
+from chatloom.tokens.layout import Layouts
+from chatloom.tokens.tokenizer import get_tokenizer
+from tests.tokens import real_templates as rt
+
+PLAIN_REAL = {"olmo-2", "phi-3.5", "phi-4", "qwen2.5", "smollm2", "zephyr"}
+PLAIN_BUILTIN = {"chatml", "mistral", "phi-3", "alpaca", "vicuna", "metharme"}
+
+TRICKY = st.sampled_from(["", " ", "\n", "  x  ", "<|im_start|>", "<|im_end|>", "<|endoftext|>", "</s>", "\ue000", "\ue0010c\ue001",
+                          "\u2002\u2003", "{{ x }}", "{% if %}", "<think>\nhm\n</think>\n\n", "é ü 漢字", "a\r\nb", "[INST]"])  # fmt: skip
+CONTENT = st.lists(st.one_of(TRICKY, st.text(max_size=8)), max_size=4).map("".join)
+NAME = st.one_of(st.none(), st.sampled_from(["", "ann", " bo b ", "<|im_end|>"]))
+
+
+def test_the_real_templates_that_are_plain() -> None:
+    """Which are plain, and why the others are not (each refusal is a real change of a content:
+    ``| trim``, ``| tojson``, a content set aside in a variable, split, or looped over)."""
+    assert {name for name in rt.NAMES if plain_contents(rt.source(name))} == PLAIN_REAL
+    assert {name for name in BUILTINS if plain_contents(builtin_source(name))} == PLAIN_BUILTIN
+    assert get_template("chatml").plain and not get_template("llama-3").plain  # trims each content
+
+
+@st.composite
+def chats(draw: Any) -> tuple[list[Message], bool]:
+    msgs: list[Message] = []
+    if draw(st.booleans()):
+        msgs.append(Message(role="system", content=draw(CONTENT)))
+    tools = False
+    for i in range(draw(st.integers(1, 4))):
+        msgs.append(Message(role="user", content=draw(CONTENT), name=draw(NAME)))
+        if draw(st.integers(0, 4)) == 0:
+            tools = True
+            call = {"id": f"call{i}abcde", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            msgs.append(Message(role="assistant", content=draw(CONTENT), tool_calls=[call]))
+            msgs.append(Message(role="tool", content=draw(CONTENT), tool_call_id=f"call{i}abcde"))
+        msgs.append(Message(role="assistant", content=draw(CONTENT), name=draw(NAME)))
+    return msgs, tools
+
+
+@pytest.fixture(scope="module")
+def plain_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
+    root = tmp_path_factory.mktemp("plain")
+    out = {}
+    for name in sorted(PLAIN_REAL):
+        folder = str(rt.write_folder(root, name))
+        tok = get_tokenizer(folder)
+        out[name] = (get_template(folder, tok.template_tokens), tok)
+    tok = get_tokenizer("gpt2-chatml")
+    for name in sorted(PLAIN_BUILTIN):
+        out[name] = (get_template(name, tok.template_tokens), tok)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(PLAIN_REAL | PLAIN_BUILTIN)), chats(), chats())
+def test_a_plain_templates_layout_text_is_its_render(plain_templates: dict[str, tuple[Any, Any]], name: str,
+                                                     first: tuple[list[Message], bool], chat: tuple[list[Message], bool]) -> None:
+    """The layout a shape was laid out with (here from another chat of the same shape, met first)
+    gives each conversation of the shape the template's own render, whatever its contents."""
+    template, tok = plain_templates[name]
+    assert template.plain
+    msgs, tools = chat
+    other = [Message(role=m.role, content="z" if m.content else "", name=None if m.name is None else "q", tool_calls=m.tool_calls,
+                     tool_call_id=m.tool_call_id) for m in msgs]  # fmt: skip
+    conv = Conversation(messages=msgs, tools=[rt.WEATHER] if tools else None)
+    layouts = Layouts(template, tok)
+    try:
+        layouts.get(Conversation(messages=other, tools=conv.tools))
+        layout = layouts.get(conv)
+    except TemplateError:
+        return
+    assert layout.text(conv.messages) == template.render(message_dicts(conv), conv.tools)
+
+
+# Each changes what a content (or name) writes; the reader must refuse it. A conversation shows
+# that the change is real: the layout of its shape, taken as plain, is not its render. (A ``trim``
+# is one the layout follows, its sentinels padded with spaces: no example here.)
+CHANGED = {
+    "a filter": ("{{ m.content | replace('a', 'b') }}", "a"),
+    "a filter on what it is joined to": ("{{ ('[' ~ m.content) | replace('a', 'b') }}", "a"),
+    "a filter on a sum": ("{{ ('[' + m.content) | upper }}", "low"),
+    "its length": ("{{ m.content | length }}", "four"),
+    "a method": ("{{ m.content.split('x')[0] }}", "axb"),
+    "a slice": ("{{ m.content[1:] }}", "abc"),
+    "a test of what it holds": ("{% if '<think>' in m.content %}T{% endif %}{{ m.content }}", "<think>"),
+    "a comparison": ("{{ m.content if m.content != 'x' else 'y' }}", "x"),
+    "a variable": ("{% set c = m.content %}{{ c[1:] }}", "abc"),
+    "the whole message": ("{{ m | tojson }}", "quote\" here"),
+    "a list's attribute": ("{{ messages | map(attribute='content') | join('|') | upper }}", "low"),
+    "a dict's items": ("{% for k, v in m.items() %}{{ v | upper }}{% endfor %}", "low"),
+    "a dict's get": ("{{ m.get('content') | upper }}", "low"),
+    "a key held in a variable": ("{% for key in ['content'] %}{{ m[key] | upper }}{% endfor %}", "low"),
+    "a macro": ("{% macro r(x) %}{{ x.content | upper }}{% endmacro %}{{ r(m) }}", "low"),
+    "a filter block": ("{% filter upper %}{{ m.content }}{% endfilter %}", "low"),
+    "a block assignment": ("{% set out %}{{ m.content }}{% endset %}{{ out | replace('a', 'b') }}", "a"),
+    "a name's emptiness": ("{% if m.name %}[{{ m.name }}]{% endif %}{{ m.content }}", "x"),
+}
+
+
+@pytest.mark.parametrize("how", list(CHANGED))
+def test_each_change_of_a_content_is_refused_and_is_one(how: str) -> None:
+    body, content = CHANGED[how]
+    source = "{% for m in messages %}" + body + "<|im_end|>{% endfor %}"
+    assert not plain_contents(source), how
+    tok = get_tokenizer("gpt2-chatml")
+    template = ChatTemplate(how, source, dict(tok.template_tokens))
+    template.__dict__["plain"] = True  # taken as plain, against the reader
+    name = "" if how == "a name's emptiness" else None
+    conv = Conversation(messages=[Message(role="user", content=content, name=name), Message(role="assistant", content=content)])
+    layout = Layouts(template, tok).get(conv)
+    assert layout.text(conv.messages) != template.render(message_dicts(conv), None), how
+
+
+def test_what_a_plain_template_may_do_with_a_content() -> None:
+    """Written as it is (alone, joined, chosen by an inline if), tested for its type, or a
+    content's truth in an if; the message itself read by key, iterated, narrowed, measured."""
+    ok = [
+        "{% for m in messages %}{{ '<' + m['role'] + '>' + m['content'] ~ '\\n' }}{% endfor %}",
+        "{% for m in messages %}{% if m.content %}{{ m.content if m.content is string else '' }}{% endif %}{% endfor %}",
+        "{% for m in messages if m.content %}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}",
+        "{% set rest = messages[1:] %}{% for m in rest | selectattr('role', 'equalto', 'user') %}{{ m.content }}{% endfor %}",
+        "{% for m in messages %}{% if loop.first and messages[0].role == 'system' %}S{% endif %}{{ m.name is defined }}"
+        "{{ messages | length }}{% if 'tool_calls' in m %}{% for c in m.tool_calls %}{{ c.function | tojson }}{% endfor %}{% endif %}"
+        "{{ m.content }}{% endfor %}",
+    ]
+    for source in ok:
+        assert plain_contents(source), source
+    assert not plain_contents("{% for m in messages %}{{ m.content + 1 }}")  # does not parse: not plain
+
+
+def test_tokenize_renders_a_plain_templates_shape_not_each_conversation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 conversations of one shape: a plain template (SmolLM2's) is rendered for the shape's
+    layout only; one that trims (Llama 3.1's) is rendered again for each conversation."""
+    renders: list[str] = []
+    real = ChatTemplate.render
+
+    def counted(self: ChatTemplate, *args: Any, **kwargs: Any) -> str:
+        renders.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChatTemplate, "render", counted)
+    convs = [Conversation(id=f"c{i}", messages=[Message(role="user", content=f"q{i} "), Message(role="assistant", content=f" a{i}")])
+             for i in range(300)]  # fmt: skip
+    counts = {}
+    for name in ("smollm2", "llama-3.1"):
+        folder = str(rt.write_folder(tmp_path, name))
+        tok = get_tokenizer(folder)
+        renders.clear()
+        Encoder(tok, folder).encode_batch(convs)
+        counts[name] = len(renders)
+    assert counts["smollm2"] < 10 and counts["llama-3.1"] >= 300, counts
