@@ -168,3 +168,123 @@ def test_tokenize_renders_a_plain_templates_shape_not_each_conversation(tmp_path
         Encoder(tok, folder).encode_batch(convs)
         counts[name] = len(renders)
     assert counts["smollm2"] < 10 and counts["llama-3.1"] >= 300, counts
+
+
+# -- message by message ------------------------------------------------------------------------
+
+LOCAL_REAL = {"phi-4", "smollm2"}
+LOCAL_BUILTIN = {"chatml", "alpaca", "metharme"}
+SHAPES = st.lists(st.builds(lambda role, empty, train, named: Message(role=role, content="" if empty else "x y", train=train,
+                                                                      name="n" if named else None),
+                            st.sampled_from(["system", "user", "assistant", "tool"]), st.booleans(), st.sampled_from([None, True, False]),
+                            st.booleans()),
+                  min_size=1, max_size=9)  # fmt: skip
+
+
+def _laid_out(layouts: Layouts, conv: Conversation) -> Any:
+    try:
+        layout = layouts.get(conv)
+    except TemplateError as err:
+        return "refused", str(err)
+    return layout.runs, layout.missing_end, layout.left_out, layout.full, layout.starts, layout.regions
+
+
+def _rendering_every_prefix(template: ChatTemplate) -> ChatTemplate:
+    import dataclasses
+
+    generic = dataclasses.replace(template, verbatim=False)
+    generic.__dict__["local"] = False
+    return generic
+
+
+def test_the_templates_that_render_message_by_message() -> None:
+    from chatloom.tokens.chat_templates.syntax import message_by_message
+
+    assert {name for name in rt.NAMES if message_by_message(rt.source(name))} == LOCAL_REAL
+    assert {name for name in BUILTINS if message_by_message(builtin_source(name))} == LOCAL_BUILTIN
+
+
+@pytest.fixture(scope="module")
+def local_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
+    root = tmp_path_factory.mktemp("local")
+    out = {}
+    for name in sorted(LOCAL_REAL):
+        folder = str(rt.write_folder(root, name))
+        tok = get_tokenizer(folder)
+        out[name] = (get_template(folder, tok.template_tokens), tok)
+    tok = get_tokenizer("gpt2-chatml")
+    for name in sorted(LOCAL_BUILTIN):
+        out[name] = (get_template(name, tok.template_tokens), tok)
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(LOCAL_REAL | LOCAL_BUILTIN)), st.lists(SHAPES, min_size=1, max_size=4), st.booleans())
+def test_a_message_by_message_templates_layouts_are_those_of_rendering_every_prefix(
+    local_templates: dict[str, tuple[Any, Any]], name: str, shapes: list[list[Message]], tools: bool
+) -> None:
+    """Each prefix's frame grown by what the new message adds to the first, for shapes met in
+    any order (a longer one built on a shorter's frame): the layouts (and the refusals) of
+    rendering every prefix."""
+    template, tok = local_templates[name]
+    assert template.local or template.verbatim
+    fast, slow = Layouts(template, tok), Layouts(_rendering_every_prefix(template), tok)
+    for messages in shapes:
+        conv = Conversation(messages=messages, tools=[rt.WEATHER] if tools else None)
+        assert _laid_out(fast, conv) == _laid_out(slow, conv), name
+
+
+# Each makes a message's render depend on more than itself, the first message and loop.first; the
+# reader must refuse it. A chat shows that the identity the layouts would rely on fails.
+NOT_LOCAL = {
+    "loop.last": "{% for m in messages %}{{ m.content }}{% if not loop.last %}|{% endif %}<|im_end|>{% endfor %}",
+    "loop.index": "{% for m in messages %}{{ loop.index }}:{{ m.content }}<|im_end|>{% endfor %}",
+    "the number of messages": "{% for m in messages %}{{ messages | length }}{{ m.content }}<|im_end|>{% endfor %}",
+    "the message before": "{% for m in messages %}{% if not loop.first %}{{ messages[loop.index0 - 1].role }}{% endif %}"
+                          "{{ m.content }}<|im_end|>{% endfor %}",
+    "a count kept across messages": "{% set ns = namespace(n=0) %}{% for m in messages %}{% set ns.n = ns.n + 1 %}{{ ns.n }}"
+                                    "{{ m.content }}<|im_end|>{% endfor %}",
+    "the last message, before": "{{ messages[-1].role }}{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}",
+    "text after the loop": "{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}[end]",
+    "the chat after the loop": "{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}"
+                               "{% if add_generation_prompt %}{{ messages | length }}{% endif %}",
+}
+
+
+@pytest.mark.parametrize("how", list(NOT_LOCAL))
+def test_each_template_that_is_not_message_by_message_is_refused_and_is_not(how: str) -> None:
+    from chatloom.tokens.chat_templates.syntax import message_by_message
+
+    source = NOT_LOCAL[how]
+    assert not message_by_message(source), how
+    template = ChatTemplate(how, source, {})
+    m = [{"role": role, "content": text} for role, text in zip(["user", "assistant"] * 2, "abcd")]
+
+    def grown(j: int, gen: bool = False) -> str:  # render(m[:j]) as a message-by-message template would give it
+        head = template.render(m[:1])
+        added = template.render([m[0], m[j - 1]])[len(head):]
+        prompt = template.render(m[:1], add_generation_prompt=True)[len(head):] if gen else ""
+        return template.render(m[: j - 1]) + added + prompt
+
+    assert any(grown(j, gen) != template.render(m[:j], add_generation_prompt=gen) for j in (2, 3, 4) for gen in (False, True)), how
+
+
+def test_a_long_chats_prefixes_are_grown_message_by_message(local_templates: dict[str, tuple[Any, Any]]) -> None:
+    """SmolLM2's template (its default system prompt on the first message only): a 40-message
+    chat's prefixes are grown by two short renders each (no prefix is rendered whole), and the
+    layout is the one of rendering every prefix."""
+    template, tok = local_templates["smollm2"]
+    msgs = [Message(role="user" if i % 2 == 0 else "assistant", content=f"message {i}") for i in range(40)]
+    conv = Conversation(messages=msgs)
+    layouts = Layouts(template, tok)
+    assert layouts.ends  # (found once, by rendering a 4-message probe)
+    longest: list[int] = []
+    render = layouts._render
+
+    def spy(messages: Any, *args: Any, **kwargs: Any) -> Any:
+        longest.append(len(messages))
+        return render(messages, *args, **kwargs)
+
+    layouts._render = spy  # type: ignore[method-assign]
+    assert _laid_out(layouts, conv) == _laid_out(Layouts(_rendering_every_prefix(template), tok), conv)
+    assert longest and max(longest) <= 2, sorted(set(longest))

@@ -258,8 +258,10 @@ class Layouts:
 
     def _extend(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any, last: bool) -> Frame:
         j = len(msgs)
-        if self.template.verbatim and prev.ok:
-            return self._extend_local(prev, conv, msgs, tools)
+        if prev.ok and (self.template.verbatim or (j >= 2 and self.template.local)):
+            frame = self._extend_local(prev, conv, msgs, tools)
+            if frame is not None:
+                return frame
         full = self.template.render(msgs, tools) if last else self._render(msgs, tools)
         if full is None:  # the template refuses this prefix (not the whole): carry the last good frame
             return Frame(prev.full, [*prev.starts, None], prev.begins, prev.slots, ok=False)
@@ -299,18 +301,31 @@ class Layouts:
                 frame._content.setdefault(int(m.group("c")), m)
         return frame
 
-    def _extend_local(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> Frame:
-        """``_extend`` for a ``verbatim`` built-in, which renders each message alone: the prefix
-        render grows by the new message's own render (and its generation prompt is the prefix's
-        plus the template's own), so a step renders one message, not the whole prefix. Every cut is
-        placed as ``_extend`` places it; a property test holds the two to the same layouts."""
+    def _extend_local(self, prev: Frame, conv: Conversation, msgs: list[dict[str, Any]], tools: Any) -> Frame | None:
+        """``_extend`` for a template that renders each message alone: the prefix render grows
+        by the new message's render (and its generation prompt is the prefix's plus the
+        template's own), so a step renders one or two messages, not the whole prefix. A
+        ``verbatim`` built-in renders the message by itself; a ``local`` template (its head and
+        the first message's body may differ) gives what ``[first, new]`` adds to ``[first]``.
+        None where that does not render (``_extend`` then renders the prefix, and says why it
+        fails). Every cut is placed as ``_extend`` places it; property tests hold the two to the
+        same layouts."""
         j = len(msgs)
-        full = prev.full + self.template.render(msgs[-1:], tools)
+        if self.template.verbatim:
+            piece, prompt = self.template.render(msgs[-1:], tools), self.template.render([], tools, add_generation_prompt=True)
+        else:
+            head = self._render(msgs[:1], tools)
+            pair = self._render([msgs[0], msgs[-1]], tools)
+            prompted = self._render(msgs[:1], tools, gen=True)
+            if head is None or pair is None or prompted is None or not (pair.startswith(head) and prompted.startswith(head)):
+                return None
+            piece, prompt = pair[len(head):], prompted[len(head):]
+        full = prev.full + piece
         frame = self._framed(prev, full, len(prev.full))
         frame.starts, frame.begins = list(prev.starts), dict(prev.begins)
         frame.starts.append(self._place(prev.full, frame, j - 1))
         if conv.messages[j - 1].role == "assistant":
-            frame.begins[j - 1] = self._place(prev.full + self.template.render([], tools, add_generation_prompt=True), frame, j - 1)
+            frame.begins[j - 1] = self._place(prev.full + prompt, frame, j - 1)
         return frame
 
     def _place(self, rendered: str, frame: Frame, k: int) -> int:

@@ -197,6 +197,14 @@ class ChatTemplate:
 
         return self.verbatim or plain_contents(self.source)
 
+    @functools.cached_property
+    def local(self) -> bool:
+        """Whether it renders a head, then each message alone (``syntax.message_by_message``): a
+        prefix's render is then the shorter prefix's plus the new message's."""
+        from .syntax import message_by_message
+
+        return message_by_message(self.source)
+
     @property
     def end_token(self) -> str | None:
         """The token that ends an assistant turn: the template's own, else the tokenizer's eos."""

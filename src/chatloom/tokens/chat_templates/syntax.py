@@ -213,3 +213,89 @@ def _generation(block: Any, n: Any) -> bool:
     """``{% generation %}``: a call block of chatloom's own extension, which writes its body as it is."""
     call = block.call
     return isinstance(call, n.Call) and isinstance(call.node, n.ExtensionAttribute) and call.node.name == "_body" and not block.args
+
+
+def message_by_message(source: str) -> bool:
+    """Whether the template renders a chat as a head, then each message alone, then (only with
+    the generation prompt) a tail, read from its syntax: one ``{% for m in messages %}`` at the
+    top, whose body reads of the chat only its message, ``loop.first`` and ``messages[0]``, and
+    sets nothing; before it, text that reads of the chat only ``messages[0]``; after it, nothing
+    but ``{% if add_generation_prompt %}`` blocks that do not read the chat.
+
+    Then for a prefix of two messages or more, ``render(m[:j]) == render(m[:j-1]) + B``, where
+    ``B`` is what ``render([m[0], m[j-1]])`` adds to ``render([m[0]])`` (the body of a message that
+    is not the first reads nothing that tells it apart), and the generation prompt adds what it
+    adds to ``render([m[0]])``: a layout's prefixes then cost two short renders each, not the
+    whole prefix's (SmolLM2's template; ChatML is ``verbatim``, which goes further).
+    """
+    from jinja2 import nodes as n
+
+    from . import _environment
+
+    try:
+        tree = _environment().parse(source)
+    except Exception:  # noqa: BLE001  (refused elsewhere, with its error)
+        return False
+    loops = [i for i, node in enumerate(tree.body) if isinstance(node, n.For)]
+    if len(loops) != 1:
+        return False
+    at = loops[0]
+    loop = tree.body[at]
+    if not (isinstance(loop.iter, n.Name) and loop.iter.name == "messages" and isinstance(loop.target, n.Name)
+            and not loop.else_ and loop.test is None and not loop.recursive):
+        return False
+    if any(isinstance(node, (n.Macro, n.CallBlock, n.FilterBlock, n.Include, n.Import, n.FromImport, n.Extends))
+           and not (isinstance(node, n.CallBlock) and _generation(node, n)) for node in _all(tree, n)):
+        return False
+    reads_chat = {"messages", "loop", "add_generation_prompt"}
+    for node in tree.body[:at]:
+        if not _reads_only(node, n, {"messages": "first", "loop": None, "add_generation_prompt": None}):
+            return False
+    for node in loop.body:
+        if any(isinstance(x, (n.Assign, n.AssignBlock, n.With)) for x in _all(node, n)):
+            return False  # (a variable set for one message could be read at the next)
+        if not _reads_only(node, n, {"messages": "first", "loop": "first", "add_generation_prompt": None}):
+            return False
+    for node in tree.body[at + 1:]:
+        if not (isinstance(node, n.If) and isinstance(node.test, n.Name) and node.test.name == "add_generation_prompt"
+                and not node.elif_ and not node.else_):
+            return False
+        if any(isinstance(x, n.Name) and x.name in reads_chat for child in node.body for x in _all(child, n)):
+            return False
+    return True
+
+
+def _reads_only(node: Any, n: Any, allowed: dict[str, str | None]) -> bool:
+    """Whether every read of a name in ``allowed`` under ``node`` is the one allowed: ``messages``
+    as ``messages[0]`` ("first"), ``loop`` as ``loop.first`` ("first"; any use inside a loop of
+    its own), None: no read at all."""
+    parent: dict[int, Any] = {}
+    inner: set[int] = set()  # nodes inside a nested loop's body, where `loop` is that loop's
+    stack = [(node, False)]
+    while stack:
+        at, nested = stack.pop()
+        if nested:
+            inner.add(id(at))
+        for child in at.iter_child_nodes():
+            parent[id(child)] = at
+            stack.append((child, nested or (isinstance(at, n.For) and child is not at.iter)))
+    for name in _all(node, n):
+        if not isinstance(name, n.Name) or name.ctx != "load" or name.name not in allowed:
+            continue
+        if name.name == "loop" and id(name) in inner:
+            continue
+        rule = allowed[name.name]
+        up = parent.get(id(name))
+        if rule is None:
+            return False
+        if name.name == "messages":
+            if not (isinstance(up, n.Getitem) and up.node is name and isinstance(up.arg, n.Const) and up.arg.value == 0):
+                return False
+        elif not (isinstance(up, n.Getattr) and up.node is name and up.attr == "first"):
+            return False
+    return True
+
+
+def _all(node: Any, n: Any) -> list[Any]:
+    """``node`` and every node under it (jinja's ``find_all`` leaves out the node itself)."""
+    return [node, *node.find_all(n.Node)]
