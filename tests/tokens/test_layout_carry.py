@@ -15,10 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatloom.model import Conversation, Message
-from chatloom.tokens.chat_templates import TemplateError, get_template
+from chatloom.tokens.chat_templates import get_template
 from chatloom.tokens.frames import SLOT
 from chatloom.tokens.layout import Layouts
 from chatloom.tokens.tokenizer import get_tokenizer
+from tests.tokens import laid_out
 from tests.tokens import real_templates as rt
 
 NAMES = [*rt.NAMES, "chatml"]
@@ -58,14 +59,6 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, 
     return out
 
 
-def _laid_out(layouts: Layouts, conv: Conversation) -> Any:
-    try:
-        layout = layouts.get(conv)
-    except TemplateError as err:
-        return "refused", str(err)
-    return layout.runs, layout.missing_end, layout.left_out, layout.full, layout.starts, layout.regions
-
-
 def _conv(msgs: list[Message], tools: bool) -> Conversation:
     return Conversation(messages=list(msgs), tools=[rt.WEATHER] if tools else None)
 
@@ -80,7 +73,7 @@ def test_a_layout_built_on_a_shorter_shapes_is_the_one_built_from_nothing(
     warm = Layouts(template, tok)
     for n in [min(n, len(msgs)) for n in lengths] + [len(msgs)]:
         conv = _conv(msgs[:n], tools)
-        assert _laid_out(warm, conv) == _laid_out(Layouts(template, tok), conv), (name, n)
+        assert laid_out(warm, conv) == laid_out(Layouts(template, tok), conv), (name, n)
     for frame in warm._frames.values():  # slots carried from a shorter prefix's frame: those a search of the text finds
         found = list(SLOT.finditer(frame.full))
         assert [(m.span(), m.groupdict()) for m in frame.slots] == [(m.span(), m.groupdict()) for m in found]
@@ -112,7 +105,7 @@ def test_a_long_chats_shapes_carry_their_first_turns(templates: dict[str, tuple[
     warm._carried = spy  # type: ignore[method-assign]
     for n in range(2, 61, 2):
         conv = _conv(msgs[:n], False)
-        assert _laid_out(warm, conv) == _laid_out(Layouts(template, tok), conv), n
+        assert laid_out(warm, conv) == laid_out(Layouts(template, tok), conv), n
     assert sum(carried) > sum(range(2, 59, 2)) // 2, carried  # at least half of the turns that could be were carried
 
 
@@ -131,7 +124,7 @@ def test_the_carried_turns_of_a_template_that_moves_text_are_not_taken(tmp_path:
     warm = Layouts(template, tok)
     for n in range(2, 13, 2):
         conv = _conv(msgs[:n], False)
-        assert _laid_out(warm, conv) == _laid_out(Layouts(template, tok), conv), n
+        assert laid_out(warm, conv) == laid_out(Layouts(template, tok), conv), n
 
 
 def test_a_shape_refused_as_a_prefix_is_refused_as_a_whole_with_the_templates_own_reason(templates: dict[str, tuple[Any, Any]]) -> None:
@@ -144,6 +137,6 @@ def test_a_shape_refused_as_a_prefix_is_refused_as_a_whole_with_the_templates_ow
             Message(role="tool", content="x y", tool_call_id="call0abcde"), Message(role="assistant", content="x y")]  # fmt: skip
     warm = Layouts(template, tok)
     for n in (4, 3):
-        got = _laid_out(warm, _conv(msgs[:n], True))
-        assert got == _laid_out(Layouts(template, tok), _conv(msgs[:n], True))
+        got = laid_out(warm, _conv(msgs[:n], True))
+        assert got == laid_out(Layouts(template, tok), _conv(msgs[:n], True))
         assert got[0] == "refused" and "length 9" in got[1]

@@ -20,6 +20,7 @@ from chatloom.tokens.chat_templates import BUILTINS, ChatTemplate, TemplateError
 from chatloom.tokens.chat_templates.syntax import plain_contents
 from chatloom.tokens.layout import Layouts
 from chatloom.tokens.tokenizer import get_tokenizer
+from tests.tokens import laid_out
 from tests.tokens import real_templates as rt
 
 PLAIN_REAL = {"olmo-2", "phi-3.5", "phi-4", "qwen2.5", "smollm2", "zephyr"}
@@ -56,18 +57,22 @@ def chats(draw: Any) -> tuple[list[Message], bool]:
     return msgs, tools
 
 
-@pytest.fixture(scope="module")
-def plain_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
-    root = tmp_path_factory.mktemp("plain")
+def _loaded(root: Path, real: set[str], builtin: set[str]) -> dict[str, tuple[Any, Any]]:
+    """Each template with its tokenizer: a real one in a folder of its own, a built-in with gpt2-chatml."""
     out = {}
-    for name in sorted(PLAIN_REAL):
+    for name in sorted(real):
         folder = str(rt.write_folder(root, name))
         tok = get_tokenizer(folder)
         out[name] = (get_template(folder, tok.template_tokens), tok)
     tok = get_tokenizer("gpt2-chatml")
-    for name in sorted(PLAIN_BUILTIN):
+    for name in sorted(builtin):
         out[name] = (get_template(name, tok.template_tokens), tok)
     return out
+
+
+@pytest.fixture(scope="module")
+def plain_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
+    return _loaded(tmp_path_factory.mktemp("plain"), PLAIN_REAL, PLAIN_BUILTIN)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -181,14 +186,6 @@ SHAPES = st.lists(st.builds(lambda role, empty, train, named: Message(role=role,
                   min_size=1, max_size=9)  # fmt: skip
 
 
-def _laid_out(layouts: Layouts, conv: Conversation) -> Any:
-    try:
-        layout = layouts.get(conv)
-    except TemplateError as err:
-        return "refused", str(err)
-    return layout.runs, layout.missing_end, layout.left_out, layout.full, layout.starts, layout.regions
-
-
 def _rendering_every_prefix(template: ChatTemplate) -> ChatTemplate:
     import dataclasses
 
@@ -206,16 +203,7 @@ def test_the_templates_that_render_message_by_message() -> None:
 
 @pytest.fixture(scope="module")
 def local_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any]]:
-    root = tmp_path_factory.mktemp("local")
-    out = {}
-    for name in sorted(LOCAL_REAL):
-        folder = str(rt.write_folder(root, name))
-        tok = get_tokenizer(folder)
-        out[name] = (get_template(folder, tok.template_tokens), tok)
-    tok = get_tokenizer("gpt2-chatml")
-    for name in sorted(LOCAL_BUILTIN):
-        out[name] = (get_template(name, tok.template_tokens), tok)
-    return out
+    return _loaded(tmp_path_factory.mktemp("local"), LOCAL_REAL, LOCAL_BUILTIN)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -231,7 +219,7 @@ def test_a_message_by_message_templates_layouts_are_those_of_rendering_every_pre
     fast, slow = Layouts(template, tok), Layouts(_rendering_every_prefix(template), tok)
     for messages in shapes:
         conv = Conversation(messages=messages, tools=[rt.WEATHER] if tools else None)
-        assert _laid_out(fast, conv) == _laid_out(slow, conv), name
+        assert laid_out(fast, conv) == laid_out(slow, conv), name
 
 
 # Each makes a message's render depend on more than itself, the first message and loop.first; the
@@ -286,5 +274,5 @@ def test_a_long_chats_prefixes_are_grown_message_by_message(local_templates: dic
         return render(messages, *args, **kwargs)
 
     layouts._render = spy  # type: ignore[method-assign]
-    assert _laid_out(layouts, conv) == _laid_out(Layouts(_rendering_every_prefix(template), tok), conv)
+    assert laid_out(layouts, conv) == laid_out(Layouts(_rendering_every_prefix(template), tok), conv)
     assert longest and max(longest) <= 2, sorted(set(longest))
