@@ -12,7 +12,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from chatloom.cli import cli
+from chatloom.cli import all_commands, cli
 
 TARGET = Path(__file__).with_name("cli-reference.md")
 
@@ -41,7 +41,7 @@ def _commands() -> list[list[str]]:
     import click
 
     found = []
-    for name in sorted(cli.commands):
+    for name in sorted(all_commands()):
         found.append([name])
         command = cli.commands[name]
         if isinstance(command, click.Group):

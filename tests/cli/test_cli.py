@@ -3,7 +3,7 @@ import json
 import orjson
 import pytest
 
-from chatloom.cli import cli
+from chatloom.cli import all_commands, cli
 from chatloom.errors import SourceError
 from chatloom.store import Store
 from tests.conftest import conv, write_jsonl
@@ -19,7 +19,7 @@ def chats(tmp_path):
 
 
 def test_every_command_has_help_with_examples(run):
-    for name in cli.commands:
+    for name in all_commands():
         result = run(name, "--help")
         assert result.exit_code == 0, name
         if name != "formats":
@@ -323,3 +323,27 @@ def test_a_failed_first_import_leaves_no_dataset(run, tmp_path, fixture):
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')
     _one_error_line(run("import", str(latin), "-f", "openai"), "latin.jsonl:1: not UTF-8 text")
+
+
+def test_each_command_is_in_the_module_the_root_imports_for_it():
+    """A command's module is imported when it runs (``COMMANDS``): the map holds every built-in
+    command, each where its module registers it, and ``--help`` lists them all."""
+    from chatloom.cli import COMMANDS
+
+    built_in = {name: cmd for name, cmd in all_commands().items() if cmd.callback.__module__.startswith("chatloom.cli.")}
+    assert set(built_in) == set(COMMANDS)
+    assert {name: cmd.callback.__module__ for name, cmd in built_in.items()} == {n: f"chatloom.cli.{m}" for n, m in COMMANDS.items()}
+
+
+def test_a_command_imports_its_own_module_only():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom chatloom.cli import cli\ncli([*sys.argv[1:], '--help'], standalone_mode=False)\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('chatloom.cli.'))))")
+    out = subprocess.run([sys.executable, "-c", code, "tokenize"], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1].split() == ["chatloom.cli.tokens"]
+    listed = subprocess.run([sys.executable, "-m", "chatloom", "--help"], capture_output=True, text=True, check=True).stdout
+    from chatloom.cli import COMMANDS
+
+    assert all(f"  {name} " in listed for name in COMMANDS), listed

@@ -406,10 +406,10 @@ def test_a_recipe_input_keeps_its_temporary_files_only_while_it_is_read(tmp_path
 
 
 def test_the_options_defaults_are_the_command_lines(run):
-    from chatloom.cli import cli
+    from chatloom.cli import all_commands
 
     defaults = ImportOptions()
-    flags = {p.name: p.default for p in cli.commands["import"].params}
+    flags = {p.name: p.default for p in all_commands()["import"].params}
     assert (flags["merge_gap"], flags["session_gap"], flags["min_turns"], flags["date_format"]) == (
         defaults.merge_gap, defaults.session_gap, defaults.min_turns, defaults.date_format)
     assert (not flags["no_attachments"], flags["all_branches"], flags["text_blocks"]) == (
