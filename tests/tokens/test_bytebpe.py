@@ -262,7 +262,37 @@ def test_a_worker_takes_the_verdict_of_the_process_that_checked_the_folder(smoll
     assert done.returncode == 0, done.stderr
     engine, *ids = done.stdout.split()
     assert engine == "tiktoken" and [int(i) for i in ids] == tok.encode(text) == theirs(tok, [text])[0]
-    # without the verdict, the check runs (and here ends the process)
+    # without the verdict (and with no verdict stored), the check runs (and here ends the process)
     alone = subprocess.run([sys.executable, "-c", code.replace("bytebpe.adopt", "(lambda v: None)")], capture_output=True,
-                           text=True, env=env, timeout=120)  # fmt: skip
+                           text=True, env=dict(env, CHATLOOM_HOME=str(tmp_path / "elsewhere")), timeout=120)  # fmt: skip
     assert alone.returncode == 1 and "checked again" in alone.stderr
+
+
+def test_a_folders_verdict_is_stored_and_read_back_by_the_next_process(smollm2: Path, tmp_path: Path) -> None:
+    """The verdict is kept in chatloom's cache by the digest of the tokenizer's JSON: the next
+    process builds the same encoder without the checks; a stored verdict that does not read back
+    is checked again and stored anew."""
+    import subprocess
+    import sys
+
+    from chatloom.tokens import bytebpe
+    from tests.conftest import REPO
+
+    home = tmp_path / "home-of-its-own"
+    text = "Hello world, héllo 漢字 it's 1234 \n\n  spaces"
+    code = ("import sys\nfrom chatloom.tokens import bytebpe\nfrom chatloom.tokens.tokenizer import HFTokenizer\n"
+            "checked = bytebpe._checked\nbytebpe._checked = lambda *a: print('checked', file=sys.stderr) or checked(*a)\n"
+            f"tok = HFTokenizer({str(smollm2)!r})\nprint(tok.engine, *tok.encode({text!r}))")  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), CHATLOOM_HOME=str(home))
+
+    def run() -> tuple[bool, list[str]]:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+        return "checked" in done.stderr, done.stdout.split()
+
+    first, second = run(), run()
+    assert first[0] and not second[0]
+    assert first[1] == second[1] and second[1][0] == "tiktoken"
+    [stored] = (home / "cache" / "tiktoken").glob(f"hf-*.v{bytebpe.VERDICT_VERSION}.verdict")
+    stored.write_bytes(stored.read_bytes()[:1000])  # cut short
+    third = run()
+    assert third == first and len(stored.read_bytes()) > 1000
