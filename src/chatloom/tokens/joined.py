@@ -23,6 +23,10 @@ class Slot:
 
 _STRIP: dict[str, Any] = {"": str, "l": str.lstrip, "r": str.rstrip, "lr": str.strip}
 COMPILE_AFTER = 2  # calls a Joined answers by walking its parts before it compiles them (a one-off shape never does)
+# a group of more parts is joined by str.join over a tuple, not by "+": Python's compiler recurses
+# once per "+" of a chain, and a long chat's whole text (Llama 3.1's, 564 messages) is thousands
+# of parts (RecursionError); a tuple of any length is flat
+JOIN_OVER = 16
 
 
 def value(part: str | Slot, m: Sequence[Message]) -> str:
@@ -49,8 +53,9 @@ class Joined:
             self.calls += 1
             if self.calls <= COMPILE_AFTER:
                 return ["".join([value(p, m) for p in group]) for group in self.groups]
-            exprs = [" + ".join(expr(p) for p in group) or "''" for group in self.groups]
-            self.fn = eval(f"lambda m: [{', '.join(exprs)}]")  # literals are repr()'d: nothing from a chat is code
+            exprs = [" + ".join(map(expr, group)) if len(group) <= JOIN_OVER else f"''.join(({', '.join(map(expr, group))},))"
+                     for group in self.groups]  # fmt: skip
+            self.fn = eval(f"lambda m: [{', '.join(e or repr('') for e in exprs)}]")  # literals are repr()'d: nothing from a chat is code
         return self.fn(m)  # type: ignore[no-any-return]
 
 
