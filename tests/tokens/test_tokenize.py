@@ -237,7 +237,11 @@ def test_forked_and_spawned_workers_write_the_same_files(tmp_path: Path, monkeyp
 
     convs = [conv(f"q{i} " * (i % 5 + 1), f"a{i} " * (i % 3 + 1), id=f"c{i}") for i in range(1100)]
     path = write_jsonl(tmp_path / "chats.jsonl", convs)
+    import gc
+
+    threshold = gc.get_threshold()
     tokenize(jsonl.RawLines(path), tmp_path / "one")
+    assert gc.get_threshold() == threshold  # (rarer collections while it encoded here, as they were after)
     used: list[str] = []
     monkeypatch.setattr(writer, "start_method", lambda: used.append(method) or method)
     tokenize(jsonl.RawLines(path), tmp_path / "two", workers=2)
@@ -268,11 +272,18 @@ def test_a_forked_worker_takes_the_main_process_encoder_as_it_is() -> None:
     encoder.tokenizer.threads = 2
     encoder.tokenizer.encode_batch(["some text"] * 100)  # the main process's pool of threads, started
     assert encoder.tokenizer._pool is not None
+    import gc
+
+    threshold = gc.get_threshold()
     try:
         writer._init_worker(writer.Options("no-such-tokenizer", None), {}, encoder)
         assert writer._worker is encoder
         assert encoder.tokenizer.threads == 1 and encoder.tokenizer._pool is None
+        # the objects it starts with are never collected, and collections are rarer (a tenth of its time at the default)
+        assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == writer.GC_YOUNG
     finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
         writer._worker = None
         encoder.tokenizer.threads = threads  # the tokenizer is cached: as the other tests find it
 
