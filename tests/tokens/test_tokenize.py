@@ -536,3 +536,18 @@ def test_ctrl_c_in_tokenize_removes_its_own_temporaries(tmp_path: Path, chitchat
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted: what was complete is kept" in err, err
     assert not out.exists(), list(out.iterdir())  # its temporaries removed, and the folder it made taken back
+
+
+def test_the_default_worker_count_follows_how_workers_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers beat one from about 1,000 chitchat conversations (4 MB) where they are forked,
+    4,000 (16 MB) where they must be spawned (a fresh interpreter each): measured on 2 cores."""
+    from chatloom.cli import tokens as cli_tokens
+    from chatloom.tokens import writer
+
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(writer, "start_method", lambda: "fork")
+    assert cli_tokens.default_workers(conversations=999) == 1 and cli_tokens.default_workers(conversations=1000) == cores
+    assert cli_tokens.default_workers(size=(4 << 20) - 1) == 1 and cli_tokens.default_workers(size=4 << 20) == cores
+    monkeypatch.setattr(writer, "start_method", lambda: "spawn")
+    assert cli_tokens.default_workers(conversations=3999) == 1 and cli_tokens.default_workers(conversations=4000) == cores
+    assert cli_tokens.default_workers(size=16 << 20) == cores and cli_tokens.default_workers(size=(16 << 20) - 1) == 1

@@ -19,11 +19,21 @@ TEMPLATE_HELP = ("Chat template: chatml, llama-3, mistral, gemma, phi-3, alpaca,
                  "tokenizer folder (default: the tokenizer folder's own template, else chatml).")
 
 
-# Starting the worker processes costs about 0.5 s, and each builds its own layouts: two workers beat
-# one (whose tokenizer already uses every core) from about 4,000 chitchat conversations, 16 MB of
-# JSONL (measured on 2 cores; docs/tokenize.md, Speed).
-LARGE_COUNT = 4000
-LARGE_FILE = 16 << 20
+# Each worker builds its own layouts, and a spawned one starts a fresh interpreter (0.4 s more than
+# a fork): two workers beat one (whose tokenizer already uses every core) from about 1,000 chitchat
+# conversations, 4 MB of JSONL, where they are forked, and from 4,000, 16 MB, where they are
+# spawned (measured on 2 cores; docs/tokenize.md, Speed). By start method: (conversations, bytes).
+LARGE = {"fork": (1000, 4 << 20), "spawn": (4000, 16 << 20)}
+
+
+def default_workers(*, conversations: int | None = None, size: int | None = None) -> int:
+    """``--workers 0``: one per core for a large input (``conversations`` in a dataset, or a file's
+    ``size`` in bytes), else one."""
+    from ..tokens.writer import start_method
+
+    count, nbytes = LARGE[start_method()]
+    large = (conversations is not None and conversations >= count) or (size is not None and size >= nbytes)
+    return (os.cpu_count() or 1) if large else 1
 
 
 def _template_name(template: str | None, tokenizer: str) -> str | None:
@@ -85,7 +95,7 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         from ..model import ensure_id
 
         total = None
-        large = os.path.getsize(input_path) >= LARGE_FILE
+        default = default_workers(size=os.path.getsize(input_path))
         ids = [ensure_id(c) for c in jsonl.read_path(input_path)] if val is not None else None
 
         def convs() -> Iterator[Conversation]:
@@ -97,7 +107,7 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
             raise UsageError(f"{dataset}: no such dataset; import something first, or give an INPUT file")
         store = Store(dataset)
         total = store.count()
-        large = total >= LARGE_COUNT
+        default = default_workers(conversations=total)
         ids = store.ids(tag=tag) if val is not None else None
 
         def convs() -> Iterator[Conversation]:
@@ -107,7 +117,7 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
         raise UsageError(f"{source}: nothing to tokenize: the {'file' if input_path else 'dataset'} {holds}")
     val_ids = validation_ids(ids, val, seed) if ids is not None else None
     if workers == 0:
-        workers = (os.cpu_count() or 1) if large else 1
+        workers = default
     try:
         # a failed run leaves no folder it made; the bar runs no thread, so the workers can be forked
         with output_folder(out), progress_bar("tokenizing", total, thread=False) as update:
