@@ -180,6 +180,33 @@ def test_truncation_finds_the_cut_a_turn_by_turn_search_finds(chitchat_path: Pat
         assert (got[0], bytes(got[1])) == (expected[0], bytes(expected[1])) if expected else got is None, c.id
 
 
+def test_truncation_tokenizes_again_only_the_texts_a_cut_changes(chitchat_path: Path) -> None:
+    """A cut's runs are the whole conversation's but at its new start: the texts tokenized while
+    truncating a long chat (chitchat's longest, 564 messages) are a sliver of its text, not the
+    few encodes of most of it that the bisection made before."""
+    from chatloom.sources import Reader, get_source
+
+    longest = max(get_source("chitchat").read(chitchat_path, Reader("x")), key=lambda c: len(c.messages))
+    tok = get_tokenizer("gpt2-chatml")
+    enc = Encoder(tok, fix=True, max_tokens=300, truncate=True)
+    enc.encode(longest)  # its shapes laid out, so that only the encoding is counted below
+    sent: list[int] = []
+    real = tok.encode_batch
+
+    def counted(texts: list[str]) -> list[list[int]]:
+        sent.append(sum(map(len, texts)))
+        return real(texts)
+
+    tok.encode_batch = counted  # type: ignore[method-assign]
+    try:
+        ids, _ = enc.encode(longest)
+    finally:
+        del tok.encode_batch
+    whole = sum(len(m.content) for m in longest.messages)
+    assert len(ids) <= 300 and enc.report.truncated == 2
+    assert sent[0] >= whole and sum(sent[1:]) < whole / 20, (whole, sent)
+
+
 def test_template_needs_its_special_tokens() -> None:
     with pytest.raises(Exception, match="needs special tokens that tokenizer gpt2 lacks: <\\|im_start\\|>"):
         Encoder(get_tokenizer("gpt2"), "chatml")

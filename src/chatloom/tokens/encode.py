@@ -222,21 +222,28 @@ class Encoder:
                 self._compiled_layouts[id(layout)] = compiled
         return compiled
 
-    def _pieces(self, planned: Sequence[tuple[Conversation, Layout]]) -> tuple[list[list[int]], list[np.ndarray], list[int]]:
+    def _pieces(self, planned: Sequence[tuple[Conversation, Layout]],
+                memo: dict[str, list[int]] | None = None) -> tuple[list[list[int]], list[np.ndarray], list[int]]:
         """Every run's token ids in order, the loss flag of each run, and the number of runs of
-        each conversation. The texts of all the conversations go to the tokenizer in one batch."""
+        each conversation. The texts of all the conversations go to the tokenizer in one batch;
+        with ``memo`` (text → ids), only those it lacks, which it then holds."""
         compiled = [self._compiled(layout) for _, layout in planned]
         texts: list[str] = []
         for (conv, _), c in zip(planned, compiled):
             texts.extend(c.texts(conv.messages))
-        encoded = iter(self.tokenizer.encode_batch(texts))
+        if memo is None:
+            encoded = iter(self.tokenizer.encode_batch(texts))
+        else:
+            new = [t for t in dict.fromkeys(texts) if t not in memo]
+            memo.update(zip(new, self.tokenizer.encode_batch(new)))
+            encoded = iter([memo[t] for t in texts])
         pieces: list[list[int]] = []
         for c in compiled:
             pieces.extend([ids if ids is not None else next(encoded) for ids in c.order])
         return pieces, [c.flags for c in compiled], [len(c.order) for c in compiled]
 
-    def _lists(self, conv: Conversation, layout: Layout) -> tuple[list[int], bytearray]:
-        pieces, flags, _ = self._pieces([(conv, layout)])
+    def _lists(self, conv: Conversation, layout: Layout, memo: dict[str, list[int]] | None = None) -> tuple[list[int], bytearray]:
+        pieces, flags, _ = self._pieces([(conv, layout)], memo)
         ids = [t for p in pieces for t in p]
         mask = bytearray(np.repeat(flags[0], [len(p) for p in pieces]).tobytes())
         return ids, mask
@@ -252,13 +259,15 @@ class Encoder:
             raise _Drop("no trained token")
         return ids, mask
 
-    def _shorten(self, conv: Conversation) -> tuple[list[int], bytearray] | None:
+    def _shorten(self, conv: Conversation, memo: dict[str, list[int]]) -> tuple[list[int], bytearray] | None:
         """Fit ``max_tokens`` by dropping the oldest turns, whole, keeping the system prompt (as
         the build step's truncation does): the shortest cut whose rest starts on a user turn.
 
         Dropping more turns never makes the rest longer, so the first cut short enough is found
         by bisection (a few encodes, not one per turn: a 500-turn chat cost 500 encodes of
-        itself before); from there the cuts are tried in order until one has something to train."""
+        itself before); from there the cuts are tried in order until one has something to train.
+        A cut's runs are mostly the whole conversation's (``memo``, text → ids, holds those): only
+        the texts that differ, at the new start, are tokenized again."""
         system = [m for m in conv.messages if m.role == "system"]
         rest = [m for m in conv.messages if m.role != "system"]
         cuts = [j for j in range(1, len(rest)) if rest[j].role == "user"]
@@ -268,7 +277,7 @@ class Encoder:
             if i not in tried:
                 shorter = replace(conv, messages=system + rest[cuts[i]:])
                 try:
-                    tried[i] = self._finish(shorter, *self._lists(*self.plan(shorter)))
+                    tried[i] = self._finish(shorter, *self._lists(*self.plan(shorter), memo))
                 except _Drop:
                     tried[i] = None
             return tried[i]
@@ -291,7 +300,8 @@ class Encoder:
                 return got
         return None
 
-    def _slow(self, conv: Conversation, ids: list[int], mask: bytearray) -> tuple[list[int], bytearray] | None:
+    def _slow(self, conv: Conversation, ids: list[int], mask: bytearray,
+              memo: dict[str, list[int]] | None = None) -> tuple[list[int], bytearray] | None:
         """A conversation that failed a fast check, one by one: fail, repair or drop (counted)."""
         try:
             ids, mask = self._finish(conv, ids, mask)
@@ -299,7 +309,7 @@ class Encoder:
             self.report.note(self.report.dropped, drop.reason, conv.id)
             return None
         if self.max_tokens is not None and len(ids) > self.max_tokens:
-            shorter = self._shorten(conv) if self.truncate else None
+            shorter = self._shorten(conv, memo if memo is not None else {}) if self.truncate else None
             if shorter is None:
                 self.report.note(self.report.dropped, f"over --max-tokens {self.max_tokens}", conv.id)
                 return None
@@ -309,6 +319,12 @@ class Encoder:
                 truncated.append(conv.id)
             ids, mask = shorter
         return ids, mask
+
+    def _memo(self, conv: Conversation, layout: Layout, pieces: list[list[int]]) -> dict[str, list[int]]:
+        """Text → ids of a conversation's runs, from its pieces (those of ``_pieces``)."""
+        compiled = self._compiled(layout)
+        encoded = (ids for ids, fixed in zip(pieces, compiled.order) if fixed is None)
+        return dict(zip(compiled.texts(conv.messages), encoded))
 
     def encode_arrays(self, convs: Sequence[Conversation]) -> Encoded:
         """The conversations' tokens and loss bytes, concatenated, with each one's length.
@@ -348,10 +364,11 @@ class Encoder:
         else:
             segments: list[tuple[np.ndarray, np.ndarray]] = []
             new_lengths: list[int] = []
-            for j, (i, (conv, _)) in enumerate(zip(index, planned)):
+            for j, (i, (conv, layout)) in enumerate(zip(index, planned)):
                 s, e = int(starts[j]), int(starts[j] + lengths[j])
                 if bad[j]:
-                    fixed = self._slow(conv, tokens[s:e].tolist(), bytearray(mask[s:e].tobytes()))
+                    memo = self._memo(conv, layout, pieces[first_piece[j] : first_piece[j] + counts[j]]) if self.truncate else None
+                    fixed = self._slow(conv, tokens[s:e].tolist(), bytearray(mask[s:e].tobytes()), memo)
                     if fixed is None:
                         continue
                     segments.append((np.asarray(fixed[0], dtype=self.dtype), np.frombuffer(bytes(fixed[1]), dtype=np.uint8)))
