@@ -57,6 +57,18 @@ def test_jinja_file_and_folder_template(tmp_path: Path) -> None:
         get_template("no-such-template")
 
 
+@pytest.mark.parametrize("terms", [300, 3000])
+def test_a_template_too_deep_for_pythons_compiler_is_a_usage_error(terms: int) -> None:
+    """A 300-term sum compiles to Python that its parser refuses (SyntaxError: too many nested
+    parentheses), a 3,000-term one runs out of recursion: one line either way, not a traceback."""
+    from chatloom.errors import UsageError
+    from chatloom.tokens.chat_templates import ChatTemplate
+
+    source = "{% for m in messages %}{{ " + " + ".join(["m.content"] * terms) + " }}{% endfor %}"
+    with pytest.raises(UsageError, match="deep.jinja: template nested too deeply to compile"):
+        ChatTemplate("deep.jinja", source, {})
+
+
 def test_template_syntax_error_names_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jinja"
     bad.write_text("ok\n{% for m in messages %}\n{{ m.content }\n")

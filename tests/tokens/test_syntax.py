@@ -135,6 +135,63 @@ def test_each_change_of_a_content_is_refused_and_is_one(how: str) -> None:
     assert layout.text(conv.messages) != template.render(message_dicts(conv), None), how
 
 
+L, E = "{% for m in messages %}", "<|im_end|>{% endfor %}"
+# found by a review of the reader: whole templates, each laid out on one chat and checked on another
+# of the same shape, where taking the template as plain gives text that is not its render
+WHOLE = {
+    "a key built at render time": (L + "{{ m['con' ~ 'tent'] | length }}{{ m.content }}" + E, ["abcdef", "b"], ["a", "b"]),
+    "a key built at render time, tested": (L + "{% if 'x' in m['con' ~ 'tent'] %}X{% endif %}{{ m.content }}" + E, ["a", "b"], ["x", "b"]),
+    "a name's emptiness at a built key": ("{% set k = 'na' ~ 'me' %}" + L + "{% if m[k] %}N{% endif %}{{ m.content }}" + E,
+                                          [("a", "ann"), "b"], [("a", ""), "b"]),
+    "a built key in the head": ("{% if messages[0]['con' ~ 'tent'] | length > 3 %}LONG{% endif %}" + L + "{{ m.content }}" + E,
+                                ["abcdef", "b"], ["a", "b"]),
+    "a dotted attribute": (L + "{{ messages | selectattr('content.0', 'equalto', 'a') | list | length }}{{ m.content }}" + E,
+                           ["z", "z"], ["a", "a"]),
+    "autoescape": (L + "{% autoescape true %}{{ m.content }}{% endautoescape %}" + E, ["a", "b"], ["<b>", "&"]),
+    "a block written again": ("{% block b %}" + L + "{{ m.content }}{% endfor %}{% endblock %}{{ self.b() | upper }}", ["a", "b"], ["a", "b"]),
+}  # fmt: skip
+
+
+def _chat(contents: list[Any]) -> Conversation:
+    return Conversation(messages=[Message(role=["user", "assistant"][i % 2], content=c if isinstance(c, str) else c[0],
+                                          name=None if isinstance(c, str) else c[1]) for i, c in enumerate(contents)])  # fmt: skip
+
+
+@pytest.mark.parametrize("how", list(WHOLE))
+def test_each_whole_template_that_changes_a_content_is_refused_and_does(how: str) -> None:
+    source, first, checked = WHOLE[how]
+    assert not plain_contents(source), how
+    tok = get_tokenizer("gpt2-chatml")
+    template = ChatTemplate(how, source, dict(tok.template_tokens))
+    template.__dict__["plain"] = True  # taken as plain, against the reader
+    layouts = Layouts(template, tok)
+    layouts.get(_chat(first))
+    conv = _chat(checked)
+    assert layouts.get(conv).text(conv.messages) != template.render(message_dicts(conv), None), how
+
+
+def test_tool_calls_and_tools_that_hold_a_sentinels_characters_are_checked_and_nan_is_not_none() -> None:
+    """What a shape renders as it is (a tool call's arguments, a tool) could hold the characters of
+    a content's sentinel: its conversations are then checked against their renders, plain template
+    or not. And a tool call with NaN is not of the shape of one with None (JSON text writes both
+    as null)."""
+    source = "{{ tools | tojson }}" + L + "{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls | tojson }}{% endif %}" + E
+    tok = get_tokenizer("gpt2-chatml")
+    template = ChatTemplate("tools", source, dict(tok.template_tokens))
+    assert template.plain
+    from chatloom.tokens.frames import content_sentinel
+
+    def chat(text: str, value: Any) -> Conversation:
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": value}}}
+        return Conversation(messages=[Message(role="user", content=text), Message(role="assistant", content="", tool_calls=[call])],
+                            tools=[{"type": "function", "function": {"name": "f", "description": f"d{content_sentinel(0)}"}}])  # fmt: skip
+    for first, then in [(chat("a", "\ue0000n\ue001"), chat("hello", "\ue0000n\ue001")), (chat("a", None), chat("a", float("nan")))]:
+        layouts = Layouts(template, tok)
+        layouts.get(first)
+        for conv in (first, then):
+            assert layouts.get(conv).text(conv.messages) == template.render(message_dicts(conv), conv.tools)
+
+
 def test_what_a_plain_template_may_do_with_a_content() -> None:
     """Written as it is (alone, joined, chosen by an inline if), tested for its type, or a
     content's truth in an if; the message itself read by key, iterated, narrowed, measured."""
@@ -236,6 +293,15 @@ NOT_LOCAL = {
     "text after the loop": "{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}[end]",
     "the chat after the loop": "{% for m in messages %}{{ m.content }}<|im_end|>{% endfor %}"
                                "{% if add_generation_prompt %}{{ messages | length }}{% endif %}",
+    # found by a review of the reader
+    "a cycler": "{% set c = cycler('A', 'B') %}{% for m in messages %}{{ c.next() }}{{ m.content }}<|im_end|>{% endfor %}",
+    "a joiner": "{% set j = joiner('|') %}{% for m in messages %}{% if m.role == 'user' %}{{ j() }}{% endif %}{{ m.content }}"
+                "<|im_end|>{% endfor %}",
+    "a break": "{% for m in messages %}{{ m.content }}<|im_end|>{% if m.role == 'assistant' %}{% break %}{% endif %}{% endfor %}",
+    "loop in a nested loop's else": "{% for m in messages %}{% for x in [] %}{% else %}{{ loop.index }}{% endfor %}{{ m.content }}"
+                                    "<|im_end|>{% endfor %}",
+    "loop in a nested loop's filter": "{% for m in messages %}{% for x in [1] if loop.index == 2 %}TWO{% endfor %}{{ m.content }}"
+                                      "<|im_end|>{% endfor %}",
 }
 
 
@@ -246,15 +312,19 @@ def test_each_template_that_is_not_message_by_message_is_refused_and_is_not(how:
     source = NOT_LOCAL[how]
     assert not message_by_message(source), how
     template = ChatTemplate(how, source, {})
-    m = [{"role": role, "content": text} for role, text in zip(["user", "assistant"] * 2, "abcd")]
 
-    def grown(j: int, gen: bool = False) -> str:  # render(m[:j]) as a message-by-message template would give it
-        head = template.render(m[:1])
-        added = template.render([m[0], m[j - 1]])[len(head):]
-        prompt = template.render(m[:1], add_generation_prompt=True)[len(head):] if gen else ""
-        return template.render(m[: j - 1]) + added + prompt
+    def fails(roles: list[str]) -> bool:
+        m = [{"role": role, "content": text} for role, text in zip(roles, "abcd")]
 
-    assert any(grown(j, gen) != template.render(m[:j], add_generation_prompt=gen) for j in (2, 3, 4) for gen in (False, True)), how
+        def grown(j: int, gen: bool = False) -> str:  # render(m[:j]) as a message-by-message template would give it
+            head = template.render(m[:1])
+            added = template.render([m[0], m[j - 1]])[len(head):]
+            prompt = template.render(m[:1], add_generation_prompt=True)[len(head):] if gen else ""
+            return template.render(m[: j - 1]) + added + prompt
+
+        return any(grown(j, gen) != template.render(m[:j], add_generation_prompt=gen) for j in (2, 3, 4) for gen in (False, True))
+
+    assert fails(["user", "assistant", "user", "assistant"]) or fails(["system", "user", "user", "assistant"]), how
 
 
 def test_a_long_chats_prefixes_are_grown_message_by_message(local_templates: dict[str, tuple[Any, Any]]) -> None:

@@ -71,6 +71,7 @@ class Layout:
     full: str = ""  # the placeholder render it was cut from
     starts: list[int] = field(default_factory=list)  # where each message starts in it
     own: bool = False  # cut from one conversation's own render (not shared by its shape: never cached by id)
+    plain: bool = False  # its text is the template's render for any contents (Layouts.get does not check it)
     regions: list[tuple[int, int, int]] = field(default_factory=list)  # trained spans of ``full`` (``_regions``)
     horizons: list[float] = field(default_factory=list)  # how far into ``full`` each message's turn was looked for
     calls: dict[int, int] = field(default_factory=dict)  # where each trained turn's tool calls end
@@ -85,12 +86,23 @@ class Layout:
 
 def shape(conv: Conversation) -> tuple[Any, ...]:
     """What a layout depends on, besides the contents: one layout serves every conversation of a
-    shape. ``(messages, tools)``; ``messages[:k]`` is the shape of the first k messages."""
+    shape. ``(messages, tools)``; ``messages[:k]`` is the shape of the first k messages. Tool
+    calls and tools by ``repr``, which tells every JSON value apart (JSON text writes NaN as null)."""
     return (
         tuple((m.role, not m.content, m.name is not None, m.train,
-               orjson.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id) for m in conv.messages),
-        orjson.dumps(conv.tools) if conv.tools else None,
+               repr(m.tool_calls) if m.tool_calls else None, m.tool_call_id) for m in conv.messages),
+        repr(conv.tools) if conv.tools else None,
     )
+
+
+def holds_sentinels(conv: Conversation) -> bool:
+    """Whether the text a shape renders as it is (tool calls, their ids, tools) holds a sentinel's
+    characters: a layout would take them for a content's place, so its conversations are checked
+    against their renders even with a plain template."""
+    fixed = [orjson.dumps(m.tool_calls) for m in conv.messages if m.tool_calls]
+    fixed += [m.tool_call_id.encode() for m in conv.messages if m.tool_call_id]
+    fixed += [orjson.dumps(conv.tools)] if conv.tools else []
+    return any("\ue000".encode() in b or "\ue001".encode() in b for b in fixed)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, message_dicts
-from .frames import PAD, SLOT, Carried, Frame, Later, Layout, Run, content_sentinel, lcp, other_arguments, shape
+from .frames import PAD, SLOT, Carried, Frame, Later, Layout, Run, content_sentinel, holds_sentinels, lcp, other_arguments, shape
 from .joined import Slot
 from .tokenizer import Tokenizer
 
@@ -74,7 +74,8 @@ class Layouts:
         layout = self._cache.get(key)
         if layout is None:
             layout = self._cache[key] = self._build(conv, key)
-        if self.template.plain:  # its render is the layout's text, whatever the contents
+            layout.plain = self.template.plain and not holds_sentinels(conv)
+        if layout.plain:  # its render is the layout's text, whatever the contents
             return layout
         real = self.template.render(message_dicts(conv), conv.tools or None)
         if layout.text(conv.messages) == real:

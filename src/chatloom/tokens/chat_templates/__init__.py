@@ -169,7 +169,7 @@ class ChatTemplate:
             self._compiled = _environment().from_string(self.source)
         except jinja2.TemplateSyntaxError as e:
             raise UsageError(f"{self.origin or self.name}:{e.lineno}: template syntax error: {e.message}") from None
-        except RecursionError:
+        except (RecursionError, SyntaxError, MemoryError):  # (Python's compiler: "too many nested parentheses")
             raise UsageError(f"{self.origin or self.name}: template nested too deeply to compile") from None
 
     def render(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None,

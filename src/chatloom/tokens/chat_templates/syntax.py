@@ -35,7 +35,10 @@ TYPE_TESTS = frozenset({"defined", "undefined", "none", "string", "mapping", "it
                         "integer", "float", "callable"})
 NARROWING = frozenset({"first", "last", "list", "reverse", "selectattr", "rejectattr"})
 
-_M, _C, _S = "message", "content", "shape"
+_M, _C, _S, _I = "message", "content", "shape", "indexed"  # _I: a message value at a key not known here
+# the functions a message-by-message template may call: none keeps a state from one call to the
+# next (a cycler's or a joiner's would carry from one message to the next)
+STATELESS_CALLS = frozenset({"raise_exception", "strftime_now", "range", "namespace", "dict"})
 
 
 class _Refused(Exception):
@@ -52,7 +55,7 @@ def plain_contents(source: str) -> bool:
         return False
     try:
         _Reader(tree).check()
-    except _Refused:
+    except (_Refused, RecursionError):
         return False
     return True
 
@@ -73,25 +76,34 @@ class _Reader:
                 self.parent[id(child)] = node
                 stack.append(child)
         self.messages = {"messages"}  # names that may hold a message (or a list of them)
+        self._kinds: dict[int, str] = {}
 
     # -- what an expression may hold -----------------------------------------------------------
 
     def kind(self, node: Any) -> str:
+        known = self._kinds.get(id(node))
+        if known is None:
+            known = self._kinds[id(node)] = self._kind(node)
+        return known
+
+    def _kind(self, node: Any) -> str:
         n = self.nodes
         if isinstance(node, n.Name):
             return _M if node.name in self.messages else _S
         if isinstance(node, (n.Getattr, n.Getitem)):
             base = self.kind(node.node)
-            if base != _M:
+            if base not in (_M, _I):
                 return _S  # (a content's attribute is refused where it is read: check())
+            if isinstance(node, n.Getitem) and isinstance(node.arg, (n.Slice, n.Const)) and not isinstance(node.arg.value if isinstance(node.arg, n.Const) else None, str):
+                return base  # messages[0], messages[1:]
             key = node.attr if isinstance(node, n.Getattr) else (node.arg.value if isinstance(node.arg, n.Const) else None)
-            if not isinstance(key, str):
-                return _M  # an index, a slice, or a key not known here
+            if key is None:  # messages[i], or m[k]: a message, or any value of one ('con' ~ 'tent')
+                return _I
             if key in CONTENT_KEYS:
                 return _C
-            if key in SHAPE_KEYS or (isinstance(node.node, n.Name) and node.node.name == "loop" and key in LOOP_KEYS):
+            if key in SHAPE_KEYS or (base == _M and isinstance(node.node, n.Name) and node.node.name == "loop" and key in LOOP_KEYS):
                 return _S
-            return _M
+            return base
         if isinstance(node, n.Filter) and node.node is not None and self.kind(node.node) == _M:
             return _S if node.name in ("length", "count") else _M
         if isinstance(node, (n.List, n.Tuple, n.Add, n.CondExpr)):
@@ -102,6 +114,7 @@ class _Reader:
     def _learn(self) -> bool:
         """Add the names that come to hold a message value; True when one was new."""
         n = self.nodes
+        self._kinds.clear()
         before = len(self.messages)
         for node in self.all:
             if isinstance(node, n.For) and self.kind(node.iter) == _M:
@@ -120,12 +133,15 @@ class _Reader:
         n = self.nodes
         while self._learn():
             pass
+        self._kinds.clear()
         for node in self.all:
-            if isinstance(node, (n.Include, n.Import, n.FromImport, n.Extends)):
+            if isinstance(node, (n.Include, n.Import, n.FromImport, n.Extends, n.Block, n.EvalContextModifier)):
+                raise _Refused  # (a block can be written again, through self; {% autoescape %} escapes what it writes)
+            if isinstance(node, n.Name) and node.name in ("self", "super"):
                 raise _Refused
-            if isinstance(node, n.Const) and isinstance(node.value, str) and node.value in CONTENT_KEYS:
+            if isinstance(node, n.Const) and isinstance(node.value, str) and node.value.split(".")[0] in CONTENT_KEYS:
                 up = self.parent.get(id(node))
-                if not (isinstance(up, n.Getitem) and up.arg is node):  # selectattr('content'), map(attribute='name'), .get('content')
+                if not (isinstance(up, n.Getitem) and up.arg is node):  # selectattr('content.0'), map(attribute='name'), .get('content')
                     raise _Refused
             if isinstance(node, n.Expr) and getattr(node, "ctx", "load") == "load":  # (a name assigned to is no read)
                 kind = self.kind(node)
@@ -133,6 +149,10 @@ class _Reader:
                     self._content_read(node)
                 elif kind == _M:
                     self._message_read(node)
+                elif kind == _I:  # only read at a key: messages[i].role, messages[i].content
+                    up = self.parent.get(id(node))
+                    if not (isinstance(up, (n.Getattr, n.Getitem)) and up.node is node):
+                        raise _Refused
 
     def _content_read(self, node: Any) -> None:
         n = self.nodes
@@ -234,8 +254,12 @@ def message_by_message(source: str) -> bool:
 
     try:
         tree = _environment().parse(source)
-    except Exception:  # noqa: BLE001  (refused elsewhere, with its error)
+        return _message_by_message(tree, n)
+    except Exception:  # noqa: BLE001  (one that does not parse is refused elsewhere, with its error; RecursionError)
         return False
+
+
+def _message_by_message(tree: Any, n: Any) -> bool:
     loops = [i for i, node in enumerate(tree.body) if isinstance(node, n.For)]
     if len(loops) != 1:
         return False
@@ -244,9 +268,14 @@ def message_by_message(source: str) -> bool:
     if not (isinstance(loop.iter, n.Name) and loop.iter.name == "messages" and isinstance(loop.target, n.Name)
             and not loop.else_ and loop.test is None and not loop.recursive):
         return False
-    if any(isinstance(node, (n.Macro, n.CallBlock, n.FilterBlock, n.Include, n.Import, n.FromImport, n.Extends))
-           and not (isinstance(node, n.CallBlock) and _generation(node, n)) for node in _all(tree, n)):
-        return False
+    for node in _all(tree, n):
+        if isinstance(node, (n.Macro, n.CallBlock, n.FilterBlock, n.Include, n.Import, n.FromImport, n.Extends, n.Block)) \
+                and not (isinstance(node, n.CallBlock) and _generation(node, n)):
+            return False
+        if isinstance(node, n.Call) and not (isinstance(node.node, n.Name) and node.node.name in STATELESS_CALLS):
+            return False  # a cycler's next(), a joiner: what one message's render calls changes the next one's
+    if any(isinstance(x, n.Break) for node in loop.body for x in _all(node, n)):
+        return False  # (a break ends the chat's render at a message)
     reads_chat = {"messages", "loop", "add_generation_prompt"}
     for node in tree.body[:at]:
         if not _reads_only(node, n, {"messages": "first", "loop": None, "add_generation_prompt": None}):
@@ -278,7 +307,7 @@ def _reads_only(node: Any, n: Any, allowed: dict[str, str | None]) -> bool:
             inner.add(id(at))
         for child in at.iter_child_nodes():
             parent[id(child)] = at
-            stack.append((child, nested or (isinstance(at, n.For) and child is not at.iter)))
+            stack.append((child, nested or (isinstance(at, n.For) and any(child is b for b in at.body))))  # (not its else, nor its filter)
     for name in _all(node, n):
         if not isinstance(name, n.Name) or name.ctx != "load" or name.name not in allowed:
             continue
