@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chatloom.errors import UsageError
 from chatloom.model import Conversation, Message
 from chatloom.tokens import Encoder
 from chatloom.tokens.chat_templates import BUILTINS, ChatTemplate, TemplateError, builtin_source, get_template, message_dicts
@@ -149,25 +150,44 @@ WHOLE = {
                            ["z", "z"], ["a", "a"]),
     "autoescape": (L + "{% autoescape true %}{{ m.content }}{% endautoescape %}" + E, ["a", "b"], ["<b>", "&"]),
     "a block written again": ("{% block b %}" + L + "{{ m.content }}{% endfor %}{% endblock %}{{ self.b() | upper }}", ["a", "b"], ["a", "b"]),
+    # and by a second review
+    "a dotted path past its first part": (L + "{{ [messages] | selectattr('0.content', 'equalto', 'a') | list | length }}{{ m.content }}" + E,
+                                          ["z", "z"], ["a", "a"]),
+    "a name at a dotted path": (L + "{{ [messages] | rejectattr('1.name', 'equalto', 'x') | list | length }}{{ m.content }}" + E,
+                                ["a", ("b", "y")], ["a", ("b", "x")]),
+    "a chained in: the message compared": (L + "{% if 'role' in m in messages[:1] %}SAME{% endif %}{{ m.content }}" + E,
+                                           ["a", "b"], ["a", "a"], "user"),
 }  # fmt: skip
 
 
-def _chat(contents: list[Any]) -> Conversation:
-    return Conversation(messages=[Message(role=["user", "assistant"][i % 2], content=c if isinstance(c, str) else c[0],
+def _chat(contents: list[Any], role: str | None = None) -> Conversation:
+    return Conversation(messages=[Message(role=role or ["user", "assistant"][i % 2], content=c if isinstance(c, str) else c[0],
                                           name=None if isinstance(c, str) else c[1]) for i, c in enumerate(contents)])  # fmt: skip
 
 
 @pytest.mark.parametrize("how", list(WHOLE))
 def test_each_whole_template_that_changes_a_content_is_refused_and_does(how: str) -> None:
-    source, first, checked = WHOLE[how]
+    source, first, checked, *role = WHOLE[how]
     assert not plain_contents(source), how
     tok = get_tokenizer("gpt2-chatml")
     template = ChatTemplate(how, source, dict(tok.template_tokens))
     template.__dict__["plain"] = True  # taken as plain, against the reader
     layouts = Layouts(template, tok)
-    layouts.get(_chat(first))
-    conv = _chat(checked)
+    layouts.get(_chat(first, *role))
+    conv = _chat(checked, *role)
     assert layouts.get(conv).text(conv.messages) != template.render(message_dicts(conv), None), how
+
+
+def test_what_renders_differently_each_time_is_not_plain_and_a_template_holding_sentinels_is_an_error() -> None:
+    """A layout is cached: a template that renders the time, or draws at random, is checked per
+    conversation. One whose own text holds the characters that mark a content cannot be laid out."""
+    for body in ["{{ strftime_now('%f') }}", "{{ [1, 2, 3] | random }}", "{{ lipsum(1) }}", "{% set c = cycler('a') %}"]:
+        assert not plain_contents(L + body + "{{ m.content }}" + E), body
+    tok = get_tokenizer("gpt2-chatml")
+    template = ChatTemplate("marked", L + "[\ue0001c\ue001]{{ m.content }}" + E, dict(tok.template_tokens))
+    assert not template.plain and not template.local
+    with pytest.raises(UsageError, match="template marked holds the characters U.E000 or U.E001"):
+        Encoder(tok, template)
 
 
 def test_tool_calls_and_tools_that_hold_a_sentinels_characters_are_checked_and_nan_is_not_none() -> None:
@@ -302,6 +322,8 @@ NOT_LOCAL = {
                                     "<|im_end|>{% endfor %}",
     "loop in a nested loop's filter": "{% for m in messages %}{% for x in [1] if loop.index == 2 %}TWO{% endfor %}{{ m.content }}"
                                       "<|im_end|>{% endfor %}",
+    "a joiner behind a stateless name": "{% set namespace = joiner %}{% set range = namespace('|') %}{% for m in messages %}"
+                                        "{% if m.role == 'user' %}{{ range() }}{% endif %}{{ m.content }}<|im_end|>{% endfor %}",
 }
 
 

@@ -37,6 +37,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import UsageError
 from ..model import Conversation, Message
 from .chat_templates import ChatTemplate, TemplateError, message_dicts
 from .frames import PAD, SLOT, Carried, Frame, Later, Layout, Run, content_sentinel, holds_sentinels, lcp, other_arguments, shape
@@ -50,6 +51,9 @@ class Layouts:
     """Layouts of one template with one tokenizer, cached by conversation shape."""
 
     def __init__(self, template: ChatTemplate, tokenizer: Tokenizer):
+        if template.holds_sentinels:
+            raise UsageError(f"template {template.name} holds the characters U+E000 or U+E001 (in its text or its special tokens), "
+                             "which chatloom marks a chat's contents with to find them in its renders: it cannot be laid out")
         self.template = template
         self.tokenizer = tokenizer
         specials = sorted(tokenizer.special_tokens, key=len, reverse=True)

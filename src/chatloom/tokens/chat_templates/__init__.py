@@ -195,7 +195,7 @@ class ChatTemplate:
         for any contents, and tokenize does not render each conversation to check that."""
         from .syntax import plain_contents
 
-        return self.verbatim or plain_contents(self.source)
+        return self.verbatim or (not self.holds_sentinels and plain_contents(self.source))
 
     @functools.cached_property
     def local(self) -> bool:
@@ -203,7 +203,13 @@ class ChatTemplate:
         prefix's render is then the shorter prefix's plus the new message's."""
         from .syntax import message_by_message
 
-        return message_by_message(self.source)
+        return not self.holds_sentinels and message_by_message(self.source)
+
+    @property
+    def holds_sentinels(self) -> bool:
+        """Whether its own text (or a token it renders) holds the characters chatloom marks the
+        contents with in a layout's renders (U+E000, U+E001)."""
+        return any(c in text for text in (self.source, *self.tokens.values()) for c in "\ue000\ue001")
 
     @property
     def end_token(self) -> str | None:

@@ -38,7 +38,11 @@ NARROWING = frozenset({"first", "last", "list", "reverse", "selectattr", "reject
 _M, _C, _S, _I = "message", "content", "shape", "indexed"  # _I: a message value at a key not known here
 # the functions a message-by-message template may call: none keeps a state from one call to the
 # next (a cycler's or a joiner's would carry from one message to the next)
-STATELESS_CALLS = frozenset({"raise_exception", "strftime_now", "range", "namespace", "dict"})
+STATELESS_CALLS = frozenset({"raise_exception", "range", "namespace", "dict"})
+# what renders differently from one call to the next: a layout (cached by shape) would keep one
+# render's value, where the check per conversation renders it again
+UNSTEADY_CALLS = frozenset({"strftime_now", "lipsum", "cycler", "joiner"})
+UNSTEADY_FILTERS = frozenset({"random", "shuffle"})
 
 
 class _Refused(Exception):
@@ -139,7 +143,11 @@ class _Reader:
                 raise _Refused  # (a block can be written again, through self; {% autoescape %} escapes what it writes)
             if isinstance(node, n.Name) and node.name in ("self", "super"):
                 raise _Refused
-            if isinstance(node, n.Const) and isinstance(node.value, str) and node.value.split(".")[0] in CONTENT_KEYS:
+            if isinstance(node, n.Name) and node.name in UNSTEADY_CALLS | STATELESS_CALLS and node.ctx != "load":
+                raise _Refused  # (range, namespace… given another meaning)
+            if (isinstance(node, n.Name) and node.name in UNSTEADY_CALLS) or (isinstance(node, n.Filter) and node.name in UNSTEADY_FILTERS):
+                raise _Refused
+            if isinstance(node, n.Const) and isinstance(node.value, str) and CONTENT_KEYS & set(node.value.split(".")):
                 up = self.parent.get(id(node))
                 if not (isinstance(up, n.Getitem) and up.arg is node):  # selectattr('content.0'), map(attribute='name'), .get('content')
                     raise _Refused
@@ -190,7 +198,8 @@ class _Reader:
             return  # itself a message value, read where it is read
         if isinstance(up, n.Operand) and up.op in ("in", "notin") and up.expr is node:
             compare = self.parent.get(id(up))
-            if isinstance(compare, n.Compare) and isinstance(compare.expr, n.Const) and isinstance(compare.expr.value, str):
+            if (isinstance(compare, n.Compare) and isinstance(compare.expr, n.Const) and isinstance(compare.expr.value, str)
+                    and len(compare.ops) == 1):  # fmt: skip  ('role' in m in messages: then m == a message)
                 return  # 'tool_calls' in message: a key that is there or not, by the shape
         if self._truthiness(node):
             return
@@ -274,6 +283,10 @@ def _message_by_message(tree: Any, n: Any) -> bool:
             return False
         if isinstance(node, n.Call) and not (isinstance(node.node, n.Name) and node.node.name in STATELESS_CALLS):
             return False  # a cycler's next(), a joiner: what one message's render calls changes the next one's
+        if isinstance(node, n.Name) and node.name in STATELESS_CALLS | UNSTEADY_CALLS and node.ctx != "load":
+            return False  # ({% set range = joiner('|') %})
+        if isinstance(node, n.Filter) and node.name in UNSTEADY_FILTERS:
+            return False
     if any(isinstance(x, n.Break) for node in loop.body for x in _all(node, n)):
         return False  # (a break ends the chat's render at a message)
     reads_chat = {"messages", "loop", "add_generation_prompt"}
