@@ -347,3 +347,36 @@ def test_a_command_imports_its_own_module_only():
     from chatloom.cli import COMMANDS
 
     assert all(f"  {name} " in listed for name in COMMANDS), listed
+
+
+def test_an_unknown_command_is_told_the_nearest(run):
+    result = run("toknize")
+    assert result.exit_code == 2 and "Did you mean 'tokenize'?" in result.output
+
+
+def test_a_plugins_commands_come_after_the_built_ins():
+    """A plugin's register_commands sees every built-in command (to wrap one, or to take its name),
+    and what it registers stands, whatever is imported later (--help imports every module)."""
+    import subprocess
+    import sys
+
+    code = '''
+import click
+from chatloom.hookspecs import hookimpl
+from chatloom.plugins import load_plugins
+
+class Plugin:
+    @hookimpl
+    def register_commands(self, cli):
+        assert "tokenize" in cli.commands and "train" in cli.commands, sorted(cli.commands)
+        @cli.command("stats")
+        def stats():
+            click.echo("the plugin's stats")
+
+load_plugins().register(Plugin(), "test-plugin")
+from chatloom.cli import cli
+cli(["--help"], standalone_mode=False)
+cli(["stats"], standalone_mode=False)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.rstrip().endswith("the plugin's stats") and "tokenize" in out

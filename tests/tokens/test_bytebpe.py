@@ -271,7 +271,8 @@ def test_a_worker_takes_the_verdict_of_the_process_that_checked_the_folder(smoll
 def test_a_folders_verdict_is_stored_and_read_back_by_the_next_process(smollm2: Path, tmp_path: Path) -> None:
     """The verdict is kept in chatloom's cache by the digest of the tokenizer's JSON: the next
     process builds the same encoder without the checks; a stored verdict that does not read back
-    is checked again and stored anew."""
+    whole (cut short, a bit changed) is checked again and stored anew; without a cache at all the
+    folder is checked and used."""
     import subprocess
     import sys
 
@@ -293,6 +294,11 @@ def test_a_folders_verdict_is_stored_and_read_back_by_the_next_process(smollm2: 
     assert first[0] and not second[0]
     assert first[1] == second[1] and second[1][0] == "tiktoken"
     [stored] = (home / "cache" / "tiktoken").glob(f"hf-*.v{bytebpe.VERDICT_VERSION}.verdict")
-    stored.write_bytes(stored.read_bytes()[:1000])  # cut short
-    third = run()
-    assert third == first and len(stored.read_bytes()) > 1000
+    whole = stored.read_bytes()
+    stored.write_bytes(whole[:1000])  # cut short
+    assert run() == first and stored.read_bytes() == whole
+    stored.write_bytes(whole[:5000] + bytes([whole[5000] ^ 1]) + whole[5001:])  # one bit changed
+    assert run() == first and stored.read_bytes() == whole
+    home.rename(tmp_path / "gone")
+    home.write_text("a file where chatloom's home would be: no cache to read or write")
+    assert run() == first  # checked, and used all the same

@@ -578,3 +578,20 @@ def test_the_default_worker_count_follows_how_workers_start(monkeypatch: pytest.
     monkeypatch.setattr(writer, "start_method", lambda: "spawn")
     assert cli_tokens.default_workers(conversations=3999) == 1 and cli_tokens.default_workers(conversations=4000) == cores
     assert cli_tokens.default_workers(size=16 << 20) == cores and cli_tokens.default_workers(size=(16 << 20) - 1) == 1
+
+
+def test_threads_that_tokenize_at_once_put_the_collectors_threshold_back() -> None:
+    """Two tokenize calls in one process (the studio's tasks run in threads), one ending before the
+    other: the threshold stays raised while either encodes and is what it was after both."""
+    import gc
+
+    from chatloom.tokens import writer
+
+    before = gc.get_threshold()
+    a, b = writer._fewer_collections(), writer._fewer_collections()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert gc.get_threshold()[0] == writer.GC_YOUNG  # b still encodes
+    b.__exit__(None, None, None)
+    assert gc.get_threshold() == before

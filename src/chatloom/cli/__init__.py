@@ -182,6 +182,8 @@ class _Root(ChatloomGroup):
         module = COMMANDS.get(cmd_name)
         if module is not None and cmd_name not in self.commands:
             importlib.import_module(f"{__name__}.{module}")
+        elif cmd_name not in self.commands:
+            all_commands()  # an unknown name: click's "Did you mean …?" looks among them all
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -215,6 +217,8 @@ def all_commands() -> dict[str, click.Command]:
 
 from ..plugins import load_plugins  # noqa: E402
 
-load_plugins().hook.register_commands(cli=cli)
+if load_plugins().hook.register_commands.get_hookimpls():  # a plugin's commands come after the built-ins, as they always did
+    all_commands()
+    load_plugins().hook.register_commands(cli=cli)
 
 __all__ = ["COMMANDS", "all_commands", "cli"]

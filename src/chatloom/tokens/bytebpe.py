@@ -100,21 +100,29 @@ def byte_level_bpe(tokenizer: Any) -> ByteLevelBPE | None:
 def _stored(key: str, check: Any) -> tuple[dict[bytes, int], int] | None:
     """The verdict on a tokenizer (``key``: the digest of its JSON) as chatloom's cache holds it
     (checking SmolLM2's folder takes 0.25 s, reading the verdict back 0.01 s); else ``check()``'s,
-    then stored. A file that does not read back as a verdict is checked again."""
+    then stored. The file is the verdict's digest and the verdict; one that does not read back
+    whole is checked again, and a cache that cannot be read or written is done without."""
+    import tokenizers
+
     from ..fileio import atomic_write, cache_dir
 
-    path = cache_dir("tiktoken") / f"hf-{key}.v{VERDICT_VERSION}.verdict"
+    name = f"hf-{key}.tokenizers-{tokenizers.__version__}.v{VERDICT_VERSION}.verdict"  # (the checks run tokenizers' own model)
     try:
-        found = marshal.loads(path.read_bytes())
-        if found is None or (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], dict)
-                             and isinstance(found[1], int)):  # fmt: skip
+        path = cache_dir("tiktoken") / name
+        data = path.read_bytes()
+        if hashlib.sha256(data[32:]).digest() != data[:32]:
+            raise ValueError("cut short or changed")
+        found = marshal.loads(data[32:])
+        if found is None or (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], dict) and isinstance(found[1], int)
+                             and all(type(k) is bytes and type(v) is int for k, v in found[0].items())):  # fmt: skip
             return found  # type: ignore[no-any-return]
     except (OSError, EOFError, ValueError, TypeError):
         pass
     found = check()
     try:
-        with atomic_write(path) as f:
-            f.write(marshal.dumps(found))
+        payload = marshal.dumps(found)
+        with atomic_write(cache_dir("tiktoken") / name) as f:
+            f.write(hashlib.sha256(payload).digest() + payload)
     except OSError:  # a cache that cannot be written: checked again next time
         pass
     return found  # type: ignore[no-any-return]

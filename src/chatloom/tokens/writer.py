@@ -147,17 +147,35 @@ def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
     return batched((c for c in convs if ensure_id(c)), CHUNK)
 
 
+_collections_lock = threading.Lock()
+_collections_held = [0, (700, 10, 10)]  # encodings under way in this process, and the threshold before the first
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """``GC_YOUNG`` while this process encodes (threads that tokenize at once, as the studio's
+    tasks may, share it: the first raises it, the last puts back what was there)."""
+    with _collections_lock:
+        if _collections_held[0] == 0:
+            _collections_held[1] = gc.get_threshold()
+            gc.set_threshold(GC_YOUNG, *_collections_held[1][1:])  # type: ignore[misc]
+        _collections_held[0] += 1  # type: ignore[operator]
+    try:
+        yield
+    finally:
+        with _collections_lock:
+            _collections_held[0] -= 1  # type: ignore[operator]
+            if _collections_held[0] == 0:
+                gc.set_threshold(*_collections_held[1])  # type: ignore[misc]
+
+
 @contextlib.contextmanager
 def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation] | RawLines, workers: int) -> Iterator[Iterator[Chunk]]:
     """Chunks in input order, encoded here by ``encoder`` (``workers`` 1) or by a pool of processes.
     A JSONL file's lines go to the workers as they are: the main process does not parse them."""
     if workers <= 1:
-        before = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG, *before[1:])
-        try:
+        with _fewer_collections():
             yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
-        finally:
-            gc.set_threshold(*before)
         return
     if isinstance(convs, RawLines):
         jobs: Iterator[tuple[str | None, Any]] = ((convs.path, batch) for batch in convs.batches(CHUNK))
