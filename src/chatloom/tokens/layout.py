@@ -65,6 +65,7 @@ class Layouts:
         self._cache: dict[tuple[Any, ...], Layout] = {}
         self._frames: dict[tuple[Any, ...], Frame] = {}
         self._frame_chars = 0
+        self._heads: dict[str, tuple[str, str] | None] = {}  # a local template's head renders, by first message (``_head``)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -319,12 +320,11 @@ class Layouts:
         if self.template.verbatim:
             piece, prompt = self.template.render(msgs[-1:], tools), self.template.render([], tools, add_generation_prompt=True)
         else:
-            head = self._render(msgs[:1], tools)
-            pair = self._render([msgs[0], msgs[-1]], tools)
-            prompted = self._render(msgs[:1], tools, gen=True)
-            if head is None or pair is None or prompted is None or not (pair.startswith(head) and prompted.startswith(head)):
+            found = self._head(msgs[0], tools)
+            pair = self._render([msgs[0], msgs[-1]], tools) if found is not None else None
+            if found is None or pair is None or not pair.startswith(found[0]):
                 return None
-            piece, prompt = pair[len(head):], prompted[len(head):]
+            piece, prompt = pair[len(found[0]):], found[1]
         full = prev.full + piece
         frame = self._framed(prev, full, len(prev.full))
         frame.starts, frame.begins = list(prev.starts), dict(prev.begins)
@@ -332,6 +332,17 @@ class Layouts:
         if conv.messages[j - 1].role == "assistant":
             frame.begins[j - 1] = self._place(prev.full + prompt, frame, j - 1)
         return frame
+
+    def _head(self, first: dict[str, Any], tools: Any) -> tuple[str, str] | None:
+        """A ``local`` template's render of ``[first]``, and what the generation prompt adds to it:
+        the same at every step of a chat's prefixes, so rendered once (None where either does not
+        render, or the prompt changes the head)."""
+        key = repr((first, tools))
+        if key not in self._heads:
+            head, prompted = self._render([first], tools), self._render([first], tools, gen=True)
+            ok = head is not None and prompted is not None and prompted.startswith(head)
+            self._heads[key] = (head, prompted[len(head):]) if ok else None  # type: ignore[index,arg-type]
+        return self._heads[key]
 
     def _place(self, rendered: str, frame: Frame, k: int) -> int:
         """Where the render of the first ``k`` messages (with or without the generation prompt)
@@ -359,6 +370,7 @@ class Layouts:
         self._frame_chars += len(frame.full)
         if self._frame_chars > 64 << 20:  # bounded: forget the frames (the layouts stay)
             self._frames.clear()
+            self._heads.clear()
             self._frame_chars = len(frame.full)
         self._frames[key] = frame
 
