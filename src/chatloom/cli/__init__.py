@@ -179,11 +179,12 @@ class _Root(ChatloomGroup):
     """The ``chatloom`` group: a built-in command's module is imported when the command is asked for."""
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module = COMMANDS.get(cmd_name)
-        if module is not None and cmd_name not in self.commands:
-            importlib.import_module(f"{__name__}.{module}")
-        elif cmd_name not in self.commands:
-            all_commands()  # an unknown name: click's "Did you mean …?" looks among them all
+        if cmd_name not in self.commands:
+            module = COMMANDS.get(cmd_name)
+            if module is not None:
+                importlib.import_module(f"{__name__}.{module}")
+            else:
+                all_commands()  # an unknown name: click's "Did you mean …?" looks among them all
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -95,14 +95,19 @@ def shape(conv: Conversation) -> tuple[Any, ...]:
     )
 
 
+def marked(*texts: str) -> bool:
+    """Whether any of ``texts`` holds the characters a sentinel is marked with (U+E000, U+E001)."""
+    return any("\ue000" in text or "\ue001" in text for text in texts)
+
+
 def holds_sentinels(conv: Conversation) -> bool:
     """Whether the text a shape renders as it is (tool calls, their ids, tools) holds a sentinel's
     characters: a layout would take them for a content's place, so its conversations are checked
     against their renders even with a plain template."""
-    fixed = [orjson.dumps(m.tool_calls) for m in conv.messages if m.tool_calls]
-    fixed += [m.tool_call_id.encode() for m in conv.messages if m.tool_call_id]
-    fixed += [orjson.dumps(conv.tools)] if conv.tools else []
-    return any("\ue000".encode() in b or "\ue001".encode() in b for b in fixed)
+    fixed = [orjson.dumps(m.tool_calls).decode() for m in conv.messages if m.tool_calls]
+    fixed += [m.tool_call_id for m in conv.messages if m.tool_call_id]
+    fixed += [orjson.dumps(conv.tools).decode()] if conv.tools else []
+    return marked(*fixed)
 
 
 @dataclass

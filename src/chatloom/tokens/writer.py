@@ -115,7 +115,7 @@ def _init_worker(options: Options, verdicts: dict[str, Any], forked: Encoder | N
         encoder.tokenizer.one_thread()  # one process per core: no threads inside
     _worker = encoder
     gc.freeze()  # what the worker starts with (the main process's modules and encoder, in a fork) is never collected
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
+    _collect_less()
 
 
 def start_method() -> str:
@@ -147,26 +147,34 @@ def _chunks(convs: Iterable[Conversation]) -> Iterator[list[Conversation]]:
     return batched((c for c in convs if ensure_id(c)), CHUNK)
 
 
+def _collect_less() -> tuple[int, ...]:
+    """The collector's threshold raised to ``GC_YOUNG``; the one before."""
+    before = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, *before[1:])
+    return before
+
+
 _collections_lock = threading.Lock()
-_collections_held = [0, (700, 10, 10)]  # encodings under way in this process, and the threshold before the first
+_encodings = 0  # under way in this process
+_threshold_before: tuple[int, ...] = ()  # the threshold before the first of them
 
 
 @contextlib.contextmanager
 def _fewer_collections() -> Iterator[None]:
     """``GC_YOUNG`` while this process encodes (threads that tokenize at once, as the studio's
     tasks may, share it: the first raises it, the last puts back what was there)."""
+    global _encodings, _threshold_before
     with _collections_lock:
-        if _collections_held[0] == 0:
-            _collections_held[1] = gc.get_threshold()
-            gc.set_threshold(GC_YOUNG, *_collections_held[1][1:])  # type: ignore[misc]
-        _collections_held[0] += 1  # type: ignore[operator]
+        if _encodings == 0:
+            _threshold_before = _collect_less()
+        _encodings += 1
     try:
         yield
     finally:
         with _collections_lock:
-            _collections_held[0] -= 1  # type: ignore[operator]
-            if _collections_held[0] == 0:
-                gc.set_threshold(*_collections_held[1])  # type: ignore[misc]
+            _encodings -= 1
+            if _encodings == 0:
+                gc.set_threshold(*_threshold_before)
 
 
 @contextlib.contextmanager

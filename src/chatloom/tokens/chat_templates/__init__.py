@@ -209,7 +209,9 @@ class ChatTemplate:
     def holds_sentinels(self) -> bool:
         """Whether its own text (or a token it renders) holds the characters chatloom marks the
         contents with in a layout's renders (U+E000, U+E001)."""
-        return any(c in text for text in (self.source, *self.tokens.values()) for c in "\ue000\ue001")
+        from ..frames import marked
+
+        return marked(self.source, *self.tokens.values())
 
     @property
     def end_token(self) -> str | None:

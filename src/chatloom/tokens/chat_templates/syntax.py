@@ -139,14 +139,8 @@ class _Reader:
             pass
         self._kinds.clear()
         for node in self.all:
-            if isinstance(node, (n.Include, n.Import, n.FromImport, n.Extends, n.Block, n.EvalContextModifier)):
-                raise _Refused  # (a block can be written again, through self; {% autoescape %} escapes what it writes)
-            if isinstance(node, n.Name) and node.name in ("self", "super"):
-                raise _Refused
-            if isinstance(node, n.Name) and node.name in UNSTEADY_CALLS | STATELESS_CALLS and node.ctx != "load":
-                raise _Refused  # (range, namespace… given another meaning)
-            if (isinstance(node, n.Name) and node.name in UNSTEADY_CALLS) or (isinstance(node, n.Filter) and node.name in UNSTEADY_FILTERS):
-                raise _Refused
+            if _beyond(node, n) or isinstance(node, n.EvalContextModifier) or (isinstance(node, n.Name) and node.name in ("self", "super")):
+                raise _Refused  # ({% autoescape %} escapes what it writes; a block can be written again, through self)
             if isinstance(node, n.Const) and isinstance(node.value, str) and CONTENT_KEYS & set(node.value.split(".")):
                 up = self.parent.get(id(node))
                 if not (isinstance(up, n.Getitem) and up.arg is node):  # selectattr('content.0'), map(attribute='name'), .get('content')
@@ -238,6 +232,17 @@ def _names(target: Any, n: Any) -> set[str]:
     return set()
 
 
+def _beyond(node: Any, n: Any) -> bool:
+    """What neither reader follows: another template (include, import, extends), a block (which
+    can be written again, through ``self``), what renders differently each time (``UNSTEADY_*``),
+    and a known function's name given another meaning (``{% set range = joiner('|') %}``)."""
+    if isinstance(node, (n.Include, n.Import, n.FromImport, n.Extends, n.Block)):
+        return True
+    if isinstance(node, n.Name):
+        return node.name in UNSTEADY_CALLS or (node.name in STATELESS_CALLS and node.ctx != "load")
+    return isinstance(node, n.Filter) and node.name in UNSTEADY_FILTERS
+
+
 def _generation(block: Any, n: Any) -> bool:
     """``{% generation %}``: a call block of chatloom's own extension, which writes its body as it is."""
     call = block.call
@@ -278,15 +283,10 @@ def _message_by_message(tree: Any, n: Any) -> bool:
             and not loop.else_ and loop.test is None and not loop.recursive):
         return False
     for node in _all(tree, n):
-        if isinstance(node, (n.Macro, n.CallBlock, n.FilterBlock, n.Include, n.Import, n.FromImport, n.Extends, n.Block)) \
-                and not (isinstance(node, n.CallBlock) and _generation(node, n)):
+        if _beyond(node, n) or (isinstance(node, (n.Macro, n.CallBlock, n.FilterBlock)) and not (isinstance(node, n.CallBlock) and _generation(node, n))):
             return False
         if isinstance(node, n.Call) and not (isinstance(node.node, n.Name) and node.node.name in STATELESS_CALLS):
             return False  # a cycler's next(), a joiner: what one message's render calls changes the next one's
-        if isinstance(node, n.Name) and node.name in STATELESS_CALLS | UNSTEADY_CALLS and node.ctx != "load":
-            return False  # ({% set range = joiner('|') %})
-        if isinstance(node, n.Filter) and node.name in UNSTEADY_FILTERS:
-            return False
     if any(isinstance(x, n.Break) for node in loop.body for x in _all(node, n)):
         return False  # (a break ends the chat's render at a message)
     reads_chat = {"messages", "loop", "add_generation_prompt"}
