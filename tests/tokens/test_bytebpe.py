@@ -293,6 +293,7 @@ def test_a_folders_verdict_is_stored_and_read_back_by_the_next_process(smollm2: 
     first, second = run(), run()
     assert first[0] and not second[0]
     assert first[1] == second[1] and second[1][0] == "tiktoken"
+    assert (home / "cache" / "tiktoken").is_dir()
     [stored] = (home / "cache" / "tiktoken").glob(f"hf-*.v{bytebpe.VERDICT_VERSION}.verdict")
     whole = stored.read_bytes()
     stored.write_bytes(whole[:1000])  # cut short
@@ -302,3 +303,31 @@ def test_a_folders_verdict_is_stored_and_read_back_by_the_next_process(smollm2: 
     home.rename(tmp_path / "gone")
     home.write_text("a file where chatloom's home would be: no cache to read or write")
     assert run() == first  # checked, and used all the same
+
+
+def test_a_known_folder_is_encoded_without_loading_tokenizers(smollm2: Path, tmp_path: Path) -> None:
+    """With the verdict stored, a new process takes what the folder says of itself (vocabulary size,
+    special and other added tokens) from the cache, as ``tokenizers`` said it, and encodes with
+    tiktoken without loading ``tokenizers``' own tokenizer (0.2 s of SmolLM2's); that is loaded
+    when a text needs it (a byte the vocabulary lacks) or to decode, and gives the same ids."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ours = HFTokenizer(smollm2)
+    texts = ["Hello world, héllo 漢字 it's 1234 \n\n  spaces", "a bell \x07 rings"]  # (SmolLM2 lacks the byte 0x07)
+    code = ("import json, sys\nfrom chatloom.tokens import tokenizer\nload = tokenizer._tokenizer_from\n"
+            "tokenizer._tokenizer_from = lambda data: print('loaded', file=sys.stderr) or load(data)\n"
+            f"tok = tokenizer.HFTokenizer({str(smollm2)!r})\nprint(tok._tok is None, file=sys.stderr)\n"
+            f"ids = [tok.encode_batch([t])[0] for t in {texts!r}]\n"
+            "print(json.dumps([tok.engine, tok.vocab_size, tok.special_tokens, list(tok.added_tokens), ids, tok.decode(ids[0])]))")  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), CHATLOOM_HOME=str(tmp_path / "a-home-of-its-own"))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=True)
+            for _ in range(2)]  # fmt: skip
+    first, second = (orjson.loads(r.stdout) for r in runs)
+    assert first == second == ["tiktoken", ours.vocab_size, ours.special_tokens, list(ours.added_tokens),
+                               theirs(ours, texts), texts[0]]  # fmt: skip
+    assert runs[0].stderr.split() == ["loaded", "False"]  # the first checks the folder with tokenizers
+    # the second: tiktoken from the start; tokenizers only for the text with the missing byte
+    assert runs[1].stderr.split() == ["True", "loaded"]

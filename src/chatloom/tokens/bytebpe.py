@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import marshal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -61,71 +61,115 @@ class ByteLevelBPE:
         self.core = encoding._core_bpe
 
 
-#: verdicts by the digest of a tokenizer's JSON: (ranks, missing_from), or None where tiktoken
-#: cannot stand in. A process that checked a folder hands them to its workers (``adopt``), which
-#: then build the encoding without checking it again (0.35 s of SmolLM2's each).
-_verdicts: dict[str, tuple[dict[bytes, int], int] | None] = {}
+#: what a folder's own tokenizer says of itself that chatloom reads: enough to encode it with
+#: tiktoken without loading ``tokenizers`` (0.2 s of SmolLM2's), once a verdict is known
+class Folder(NamedTuple):
+    vocab_size: int  # with the added tokens
+    special_tokens: dict[str, int]  # the added tokens marked special
+    added_tokens: tuple[str, ...]  # the others
 
 
-def verdicts() -> dict[str, tuple[dict[bytes, int], int] | None]:
+Verdict = tuple[dict[bytes, int], int] | None  # (ranks, missing_from), or None where tiktoken cannot stand in
+
+#: verdicts and folders by the digest of a tokenizer's JSON. A process that checked a folder hands
+#: them to its workers (``adopt``), which then build the encoding without checking it again (0.35 s
+#: of SmolLM2's each).
+_verdicts: dict[str, tuple[Verdict, Folder | None]] = {}
+
+
+def verdicts() -> dict[str, tuple[Verdict, Folder | None]]:
     return dict(_verdicts)
 
 
-def adopt(known: dict[str, tuple[dict[bytes, int], int] | None]) -> None:
+def adopt(known: dict[str, tuple[Verdict, Folder | None]]) -> None:
     _verdicts.update(known)
 
 
-#: the version of ``_checked``'s verdicts: the verdicts stored on disk are keyed by it (bump it
-#: when the checks change, so that no verdict of older checks is read back)
-VERDICT_VERSION = 1
+#: the version of the verdicts stored on disk, which are keyed by it (bump it when the checks or
+#: what is stored change, so that nothing of older ones is read back)
+VERDICT_VERSION = 2
+
+
+def known(key: str) -> tuple[Verdict, Folder | None] | None:
+    """The verdict on a tokenizer file (``key``: the sha256 of its bytes) and what it says of
+    itself, where this process or chatloom's cache holds them; else None. ``tokenizers`` is not
+    loaded for this (only its version is read: the key of what is stored)."""
+    if key not in _verdicts:
+        found = _read(key)
+        if found is None:
+            return None
+        _verdicts[key] = found
+    return _verdicts[key]
+
+
+def judge(key: str, tokenizer: Any, folder: Folder | None = None) -> tuple[Verdict, Folder | None]:
+    """The verdict on ``tokenizer`` (a ``tokenizers.Tokenizer``; ``key`` names it: the sha256 of
+    its file, or of its JSON) as ``known`` finds it; else checked, and stored with ``folder``."""
+    found = known(key)
+    if found is None or (found[1] is None and folder is not None):
+        found = _verdicts[key] = (found[0] if found is not None else _checked(orjson.loads(tokenizer.to_str()), tokenizer), folder)
+        _write(key, found)
+    return found
+
+
+def encoding(verdict: Verdict) -> ByteLevelBPE | None:
+    if verdict is None:
+        return None
+    import tiktoken
+
+    ranks, missing_from = verdict
+    encoding = tiktoken.Encoding(name="hf-byte-level-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    return ByteLevelBPE(encoding, missing_from)
 
 
 def byte_level_bpe(tokenizer: Any) -> ByteLevelBPE | None:
     """The tiktoken encoding of ``tokenizer`` (a ``tokenizers.Tokenizer``) when it is a byte-level
     BPE that tiktoken reproduces id for id (see the module's docstring); else None."""
-    text = tokenizer.to_str()
-    key = hashlib.sha256(text.encode()).hexdigest()
-    if key not in _verdicts:
-        _verdicts[key] = _stored(key, lambda: _checked(orjson.loads(text), tokenizer))
-    found = _verdicts[key]
-    if found is None:
-        return None
-    import tiktoken
-
-    ranks, missing_from = found
-    encoding = tiktoken.Encoding(name="hf-byte-level-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
-    return ByteLevelBPE(encoding, missing_from)
+    return encoding(judge(hashlib.sha256(tokenizer.to_str().encode()).hexdigest(), tokenizer)[0])
 
 
-def _stored(key: str, check: Any) -> tuple[dict[bytes, int], int] | None:
-    """The verdict on a tokenizer (``key``: the digest of its JSON) as chatloom's cache holds it
-    (checking SmolLM2's folder takes 0.25 s, reading the verdict back 0.01 s); else ``check()``'s,
-    then stored. The file is the verdict's digest and the verdict; one that does not read back
-    whole is checked again, and a cache that cannot be read or written is done without."""
+def _path(key: str) -> Any:
     import tokenizers
 
-    from ..fileio import atomic_write, cache_dir
+    from ..fileio import cache_dir
 
-    name = f"hf-{key}.tokenizers-{tokenizers.__version__}.v{VERDICT_VERSION}.verdict"  # (the checks run tokenizers' own model)
+    # (the checks run tokenizers' own model, and the folder's facts are what it reads)
+    return cache_dir("tiktoken") / f"hf-{key}.tokenizers-{tokenizers.__version__}.v{VERDICT_VERSION}.verdict"
+
+
+def _read(key: str) -> tuple[Verdict, Folder | None] | None:
+    """What chatloom's cache holds on a tokenizer (checking SmolLM2's folder takes 0.25 s, reading
+    the verdict back 0.01 s): the file is its content's digest and the content; one that does not
+    read back whole, or whose content is not of the expected types, is as good as none."""
     try:
-        path = cache_dir("tiktoken") / name
-        data = path.read_bytes()
+        data = _path(key).read_bytes()
         if hashlib.sha256(data[32:]).digest() != data[:32]:
-            raise ValueError("cut short or changed")
-        found = marshal.loads(data[32:])
-        if found is None or (isinstance(found, tuple) and len(found) == 2 and isinstance(found[0], dict) and isinstance(found[1], int)
-                             and all(type(k) is bytes and type(v) is int for k, v in found[0].items())):  # fmt: skip
-            return found  # type: ignore[no-any-return]
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
-    found = check()
+            return None
+        verdict, folder = marshal.loads(data[32:])
+    except (OSError, EOFError, ValueError, TypeError):  # (a cache that cannot be read: checked again)
+        return None
+    good_verdict = verdict is None or (
+        isinstance(verdict, tuple) and len(verdict) == 2 and isinstance(verdict[0], dict) and type(verdict[1]) is int
+        and all(type(k) is bytes and type(v) is int for k, v in verdict[0].items()))  # fmt: skip
+    good_folder = folder is None or (
+        isinstance(folder, tuple) and len(folder) == 3 and type(folder[0]) is int and isinstance(folder[1], dict)
+        and all(type(k) is str and type(v) is int for k, v in folder[1].items())
+        and isinstance(folder[2], tuple) and all(type(t) is str for t in folder[2]))  # fmt: skip
+    if not (good_verdict and good_folder):
+        return None
+    return verdict, (Folder(*folder) if folder is not None else None)
+
+
+def _write(key: str, found: tuple[Verdict, Folder | None]) -> None:
+    from ..fileio import atomic_write
+
+    verdict, folder = found
+    payload = marshal.dumps((verdict, tuple(folder) if folder is not None else None))
     try:
-        payload = marshal.dumps(found)
-        with atomic_write(cache_dir("tiktoken") / name) as f:
+        with atomic_write(_path(key)) as f:
             f.write(hashlib.sha256(payload).digest() + payload)
     except OSError:  # a cache that cannot be written: checked again next time
         pass
-    return found  # type: ignore[no-any-return]
 
 
 def _checked(spec: dict[str, Any], tokenizer: Any) -> tuple[dict[bytes, int], int] | None:

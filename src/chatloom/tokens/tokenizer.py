@@ -216,32 +216,56 @@ class HFTokenizer(_Sliced, Tokenizer):
     any other by ``tokenizers``' Rust batch encoder."""
 
     def __init__(self, folder: str | os.PathLike[str]):
+        from . import bytebpe
+
         path = Path(folder)
         tj = path / "tokenizer.json"
+        tiktoken = os.environ.get("CHATLOOM_TIKTOKEN_BPE", "1") != "0"
+        self._tok: Any = None
+        self._tok_lock = threading.Lock()
         if tj.exists():
-            self.tok, stamp = _folder_file(tj, lambda: _load_tokenizer_json(tj))
+            data = _folder_file(tj, tj.read_bytes)
+            key = hashlib.sha256(data).hexdigest()
+            stamp = key[:12]
+            self._load: Callable[[], Any] = lambda: _folder_file(tj, lambda: _tokenizer_from(data))
+            found = bytebpe.known(key) if tiktoken else None
+            if found is None or found[0] is None or found[1] is None:  # not known to be tiktoken's: tokenizers reads it
+                facts = _facts(self.tok)
+                found = bytebpe.judge(key, self.tok, facts) if tiktoken else (None, facts)
+            verdict, facts = found
+            assert facts is not None
         elif (path / "vocab.json").exists() and (path / "merges.txt").exists():
-            self.tok, stamp = _folder_file(path / "merges.txt", lambda: _load_bpe_files(path))
+            self._tok, stamp = _folder_file(path / "merges.txt", lambda: _load_bpe_files(path))
             _folder_file(path / "tokenizer_config.json", lambda: self._add_config_tokens(path))
+            if hasattr(self._tok, "encode_special_tokens"):
+                self._tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
+            facts = _facts(self._tok)
+            verdict = bytebpe.judge(hashlib.sha256(self._tok.to_str().encode()).hexdigest(), self._tok)[0] if tiktoken else None
         else:
             raise UsageError(f"{path}: not a tokenizer folder (no tokenizer.json, nor vocab.json + merges.txt)")
-        if hasattr(self.tok, "encode_special_tokens"):
-            self.tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
         self.name = str(path)
         self.config_path = str(path / "tokenizer_config.json")
         self.cache_key = f"hf:{path.resolve()}:{stamp}"
-        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = facts.vocab_size
         # the added tokens marked special; the others (Qwen's <tool_call>, "special": false) are
         # whole tokens of the text, as in transformers, but never a turn's end
-        added = self.tok.get_added_tokens_decoder().values()
-        self.special_tokens = {t.content: i for i, t in self.tok.get_added_tokens_decoder().items() if t.special}
-        self.added_tokens = tuple(t.content for t in added if not t.special)
+        self.special_tokens = dict(facts.special_tokens)
+        self.added_tokens = facts.added_tokens
         self.template_tokens = _folder_file(path / "tokenizer_config.json", lambda: _config_tokens(path))
-        from .bytebpe import byte_level_bpe
-
-        self.bpe = byte_level_bpe(self.tok) if os.environ.get("CHATLOOM_TIKTOKEN_BPE", "1") != "0" else None
+        self.bpe = bytebpe.encoding(verdict)
         self.engine = "tiktoken" if self.bpe is not None else "tokenizers"
         self.threads = os.cpu_count() or 1
+
+    @property
+    def tok(self) -> Any:
+        """The folder's own ``tokenizers.Tokenizer``: loaded when first asked for where tiktoken
+        encodes the folder and its verdict was known (then only text with a byte the vocabulary
+        lacks, and decoding, need it)."""
+        if self._tok is None:
+            with self._tok_lock:
+                if self._tok is None:
+                    self._tok = self._load()
+        return self._tok
 
     def _add_config_tokens(self, path: Path) -> None:
         import orjson
@@ -300,11 +324,23 @@ class HFTokenizer(_Sliced, Tokenizer):
         return self.tok.decode(list(ids), skip_special_tokens=False)
 
 
-def _load_tokenizer_json(tj: Path) -> tuple[Any, str]:
+def _tokenizer_from(data: bytes) -> Any:
+    """A ``tokenizer.json``'s bytes as a ``tokenizers.Tokenizer`` that reads special-token strings
+    inside a text as text ("<|endoftext|>" typed in a chat)."""
     import tokenizers
 
-    data = tj.read_bytes()
-    return tokenizers.Tokenizer.from_str(data.decode("utf-8")), hashlib.sha256(data).hexdigest()[:12]
+    tok = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    if hasattr(tok, "encode_special_tokens"):
+        tok.encode_special_tokens = True
+    return tok
+
+
+def _facts(tok: Any) -> Any:
+    from .bytebpe import Folder
+
+    added = tok.get_added_tokens_decoder()
+    return Folder(tok.get_vocab_size(with_added_tokens=True), {t.content: i for i, t in added.items() if t.special},
+                  tuple(t.content for t in added.values() if not t.special))
 
 
 def _load_bpe_files(path: Path) -> tuple[Any, str]:
