@@ -36,10 +36,24 @@ def load_plugins() -> pluggy.PluginManager:
     return pm
 
 
+def any_others() -> bool:
+    """Whether a plugin beside the built-ins may be there: one registered in this process, or one
+    installed under the ``chatloom`` entry points (read, not loaded: 5 ms, where loading the
+    built-ins takes 0.1 s). The CLI asks before it looks for plugin commands."""
+    if _loaded or pm.get_plugins():
+        return True
+    if os.environ.get("CHATLOOM_NO_PLUGINS"):
+        return False
+    from importlib.metadata import entry_points
+
+    return bool(entry_points(group="chatloom"))
+
+
 @functools.cache
 def collect(hook: str, key: Callable[..., tuple[str, Any]]) -> dict[str, Any]:
     """Call a ``register_*`` hook on every plugin; ``key`` turns one ``register(...)`` call into
-    (name, entry). The first plugin to register a name keeps it (built-ins come first)."""
+    (name, entry). The first plugin called keeps a name: pluggy calls the one registered last first,
+    so an installed plugin's name stands over a built-in's."""
     found: dict[str, Any] = {}
 
     def register(*args: Any, **kwargs: Any) -> None:

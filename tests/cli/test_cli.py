@@ -1,4 +1,5 @@
 import json
+import os
 
 import orjson
 import pytest
@@ -380,3 +381,41 @@ cli(["stats"], standalone_mode=False)
 '''
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.rstrip().endswith("the plugin's stats") and "tokenize" in out
+
+
+def test_an_installed_plugins_commands_are_found_and_the_built_ins_load_only_then(tmp_path):
+    """A plugin installed under the ``chatloom`` entry points (a real dist-info on the path) adds its
+    command; with none installed, a command does not import the built-in importers and formats
+    (0.1 s of every start) to look for plugin commands."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "hello_plugin.py").write_text(
+        "import click\nfrom chatloom.hookspecs import hookimpl\n\n@hookimpl\ndef register_commands(cli):\n"
+        "    @cli.command('hello')\n    def hello():\n        click.echo('hello from a plugin')\n")
+    dist = site / "hello_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[chatloom]\nhello = hello_plugin\n")
+    code = ("import sys\nfrom chatloom.cli import cli\ncli(sys.argv[1:], standalone_mode=False)\n"
+            "print('importers loaded:', 'chatloom.sources.builtin' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "CHATLOOM_NO_PLUGINS"}
+
+    def run(*args: str, path: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True,
+                              env=dict(env, PYTHONPATH=path))
+        return done.stdout.splitlines()
+
+    assert run("hello", path=f"{site}{os.pathsep}{REPO / 'src'}") == ["hello from a plugin", "importers loaded: True"]
+    from chatloom.tokens.tokenizer import write_hf_gpt2_folder
+
+    chatml = "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    folder = write_hf_gpt2_folder(tmp_path / "gpt2", special_tokens=["<|im_start|>", "<|im_end|>"], chat_template=chatml)
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    out = run("tokenize", str(chats), "-o", str(tmp_path / "tokens"), "--tokenizer", str(folder), path=str(REPO / "src"))
+    assert out[-1] == "importers loaded: False" and (tmp_path / "tokens" / "train.bin").stat().st_size > 0

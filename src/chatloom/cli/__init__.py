@@ -216,9 +216,9 @@ def all_commands() -> dict[str, click.Command]:
     return cli.commands
 
 
-from ..plugins import load_plugins  # noqa: E402
+from ..plugins import any_others, load_plugins  # noqa: E402
 
-if load_plugins().hook.register_commands.get_hookimpls():  # a plugin's commands come after the built-ins, as they always did
+if any_others() and load_plugins().hook.register_commands.get_hookimpls():  # a plugin's commands come after the built-ins, as they always did
     all_commands()
     load_plugins().hook.register_commands(cli=cli)
 
