@@ -106,3 +106,28 @@ def test_legacy_functions_written_back():
     out = msgspec.json.decode(jsonl.dumps(c, legacy_functions=True))
     assert out["messages"][0]["function_call"] == {"name": "f", "arguments": "{}"}
     assert out["messages"][1]["role"] == "function"
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"\n\n",
+    b'{"a": 1}',
+    b'{"a": 1}\n',
+    b'{"a": 1}\r\n\r\n  \n{"b": 2}\r\n{"c": 3}',
+    b'\n{"a": 1}\n\n\n{"b": 2}\n{"c": 3}\n{"d": 4}\n\n',
+])  # fmt: skip
+@pytest.mark.parametrize("lines", [1, 2, 3, 512])
+def test_raw_spans_give_the_lines_and_numbers_that_reading_the_file_does(tmp_path, content, lines):
+    """``tokenize``'s workers read a JSONL file by spans of lines: together, the same non-blank
+    lines with the same line numbers as reading it whole (blank lines, CRLF, no final newline)."""
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(content)
+    raw = jsonl.RawLines(path)
+    spans = list(raw.spans(lines))
+    got = [(n, line.rstrip(b"\r\n")) for span in spans for n, line in jsonl.read_span(str(path), span)]
+    with open(path, "rb") as fp:
+        assert got == [(n, line.rstrip(b"\r\n")) for n, _, line in jsonl.read_lines(fp)]
+    assert [s[1] for s in spans] == [0, *(s[2] for s in spans)][:len(spans)] and (spans[-1][2] if spans else 0) == len(content)
+    total = content.count(b"\n") + (bool(content) and not content.endswith(b"\n"))  # the lines, as ``for line in fp`` sees them
+    assert all(s[2] > s[1] for s in spans) and len(spans) == -(-total // lines)
+    assert [s[0] for s in spans] == list(range(1, total + 1, lines))

@@ -110,24 +110,52 @@ def parse_numbered(path: str, lineno: int, line: bytes) -> Conversation:
 
 
 class RawLines:
-    """A JSONL file as batches of its raw, numbered lines, for processes that parse them themselves
-    (``chatloom tokenize``'s workers): the reader only splits lines, so it is never the bottleneck.
+    """A JSONL file for processes that read and parse its lines themselves (``chatloom tokenize``'s
+    workers): the reader hands out spans of the file, found by looking for newlines alone, so it is
+    never the bottleneck and no line passes through it.
 
-        for batch in RawLines("chats.jsonl").batches(512):
-            convs = [parse_numbered(path, n, line) for n, line in batch]
+        for span in RawLines("chats.jsonl").spans(512):
+            convs = [parse_numbered(path, n, line) for n, line in read_span(path, span)]
     """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
 
-    def batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
-        from .parallel import batched
+    def spans(self, lines: int) -> Iterator[tuple[int, int, int]]:
+        """(number of its first line, start, end) of each run of ``lines`` lines (blank lines
+        included), in order; together they cover the file."""
+        import mmap
 
         with open(self.path, "rb") as fp:
-            yield from batched(((lineno, line) for lineno, _, line in read_lines(fp)), size)
+            size = os.fstat(fp.fileno()).st_size
+            if size == 0:
+                return
+            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                start, lineno = 0, 1
+                while start < size:
+                    end = start
+                    for _ in range(lines):
+                        end = data.find(b"\n", end) + 1
+                        if end == 0:
+                            end = size
+                            break
+                    yield lineno, start, end
+                    lineno += lines
+                    start = end
 
     def __iter__(self) -> Iterator[Conversation]:
         return read_path(self.path)
+
+
+def read_span(path: str, span: tuple[int, int, int]) -> Iterator[tuple[int, bytes]]:
+    """The numbered, non-blank lines of one of ``RawLines.spans``."""
+    lineno, start, end = span
+    with open(path, "rb") as fp:
+        fp.seek(start)
+        data = fp.read(end - start)
+    for n, line in enumerate(data.split(b"\n"), lineno):
+        if line.strip():
+            yield n, line
 
 
 def dumps(conv: Conversation, *, meta: bool = True, legacy_functions: bool = False) -> bytes:

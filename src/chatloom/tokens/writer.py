@@ -36,7 +36,7 @@ import orjson
 
 from ..errors import UsageError
 from ..fileio import atomic_write, remove_stale
-from ..jsonl import RawLines, parse_numbered
+from ..jsonl import RawLines, parse_numbered, read_span
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
 from . import bytebpe
@@ -130,14 +130,14 @@ def start_method() -> str:
 
 
 def _work(job: tuple[str | None, Any]) -> Chunk:
-    """One batch: conversations serialized by the main process, or a JSONL file's raw lines
-    (``(path, [(line number, line), ...])``), parsed here."""
+    """One batch: conversations serialized by the main process, or a span of a JSONL file's lines
+    (``(path, (first line number, start, end))``), read and parsed here."""
     assert _worker is not None
     path, payload = job
     if path is None:
         convs = _decoder.decode(payload)
     else:
-        convs = [parse_numbered(path, lineno, line) for lineno, line in payload]
+        convs = [parse_numbered(path, lineno, line) for lineno, line in read_span(path, payload)]
         for conv in convs:
             ensure_id(conv)
     return encode_chunk(_worker, convs)
@@ -180,13 +180,15 @@ def _fewer_collections() -> Iterator[None]:
 @contextlib.contextmanager
 def _encoded(options: Options, encoder: Encoder, convs: Iterable[Conversation] | RawLines, workers: int) -> Iterator[Iterator[Chunk]]:
     """Chunks in input order, encoded here by ``encoder`` (``workers`` 1) or by a pool of processes.
-    A JSONL file's lines go to the workers as they are: the main process does not parse them."""
+    A JSONL file goes to the workers as spans of its lines, which they read and parse: the main
+    process neither reads the lines nor passes them on (0.15 s of its time on 50 MB, which its
+    workers' cores would share)."""
     if workers <= 1:
         with _fewer_collections():
             yield (encode_chunk(encoder, batch) for batch in _chunks(convs))
         return
     if isinstance(convs, RawLines):
-        jobs: Iterator[tuple[str | None, Any]] = ((convs.path, batch) for batch in convs.batches(CHUNK))
+        jobs: Iterator[tuple[str | None, Any]] = ((convs.path, span) for span in convs.spans(CHUNK))
     else:
         encode = msgspec.json.Encoder()
         jobs = ((None, encode.encode(batch)) for batch in _chunks(convs))
