@@ -122,7 +122,7 @@ class Encoder:
     """Tokenizes conversations with a template; ``report`` counts what the checks did."""
 
     def __init__(self, tokenizer: Tokenizer, template: ChatTemplate | str | None = None, *, fix: bool = False,
-                 max_tokens: int | None = None, truncate: bool = False, end_with_eos: bool = True):
+                 max_tokens: int | None = None, truncate: bool = False, end_with_eos: bool = True, keep_layouts: bool = False):
         self.tokenizer = tokenizer
         self.template = template if isinstance(template, ChatTemplate) else get_template(template, tokenizer.template_tokens)
         missing = [t for t in self.template.needs if t not in tokenizer.special_tokens]
@@ -130,7 +130,7 @@ class Encoder:
             raise ChatloomError(
                 f"template {self.template.name} needs special tokens that tokenizer {tokenizer.name} lacks: {', '.join(missing)}; "
                 "use a tokenizer that has them (gpt2-chatml for chatml, or the model's own tokenizer folder)")
-        self.layouts = Layouts(self.template, tokenizer)
+        self.layouts = Layouts(self.template, tokenizer, keep=keep_layouts)  # (kept: tokenize's, in chatloom's cache)
         self.fix, self.max_tokens, self.truncate = fix, max_tokens, truncate
         specials = tokenizer.special_tokens
         self.eos = specials.get(tokenizer.template_tokens.get("eos_token", ""))

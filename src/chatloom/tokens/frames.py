@@ -75,6 +75,7 @@ class Layout:
     regions: list[tuple[int, int, int]] = field(default_factory=list)  # trained spans of ``full`` (``_regions``)
     horizons: list[float] = field(default_factory=list)  # how far into ``full`` each message's turn was looked for
     calls: dict[int, int] = field(default_factory=dict)  # where each trained turn's tool calls end
+    stored: bool = False  # read back from chatloom's cache (``stored.py``): its runs only, so no longer shape is built on it
     _text: Any = None
 
     def text(self, messages: Sequence[Message]) -> str:

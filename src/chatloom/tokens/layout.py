@@ -50,7 +50,7 @@ __all__ = ["Layout", "Layouts", "Run", "shape"]
 class Layouts:
     """Layouts of one template with one tokenizer, cached by conversation shape."""
 
-    def __init__(self, template: ChatTemplate, tokenizer: Tokenizer):
+    def __init__(self, template: ChatTemplate, tokenizer: Tokenizer, keep: bool = False):
         if template.holds_sentinels:
             raise UsageError(f"template {template.name} holds the characters U+E000 or U+E001 (in its text or its special tokens), "
                              "which chatloom marks a chat's contents with to find them in its renders: it cannot be laid out")
@@ -66,6 +66,8 @@ class Layouts:
         self._frames: dict[tuple[Any, ...], Frame] = {}
         self._frame_chars = 0
         self._heads: dict[str, tuple[str, str] | None] = {}  # a local template's head renders, by first message (``_head``)
+        self._keep: str | bool | None = keep  # use and add to chatloom's store of layouts (``stored.py``): True, then its key
+        self._built: list[tuple[Any, ...]] = []  # shapes built here, not yet handed out (``built``)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -77,15 +79,36 @@ class Layouts:
         ``lstrip``, ``tojson``) the layout is cut from this conversation's own renders instead."""
         key = shape(conv)
         layout = self._cache.get(key)
+        if layout is None and self._keep is True:
+            self._read_store()
+            layout = self._cache.get(key)
         if layout is None:
             layout = self._cache[key] = self._build(conv, key)
             layout.plain = self.template.plain and not holds_sentinels(conv)
+            if self._keep:
+                self._built.append(key)
         if layout.plain:  # its render is the layout's text, whatever the contents
             return layout
         real = self.template.render(message_dicts(conv), conv.tools or None)
         if layout.text(conv.messages) == real:
             return layout
         return self._own(conv, real, layout)
+
+    def _read_store(self) -> None:
+        from . import stored
+
+        self._keep = stored.key(self.template, self.tokenizer)
+        if self._keep is not None:
+            self._cache.update(stored.load(self._keep, self.tokenizer))
+
+    def built(self) -> tuple[str, Any] | None:
+        """The key and the pack (``stored.save``) of the layouts built since the last call; None: none, or none kept."""
+        if not self._built or not isinstance(self._keep, str):
+            return None
+        from . import stored
+
+        keys, self._built = self._built, []
+        return self._keep, stored.pack((k, self._cache[k]) for k in keys)
 
     def _special_around(self, text: str, pos: int) -> int | None:
         """The start of the added token that ``pos`` falls strictly inside, if any."""
@@ -423,7 +446,7 @@ class Layouts:
         """The layout of the longest shorter shape (of two messages or more) already laid out, and its length."""
         roles, tools_key = key
         m = n - 1
-        while m > 1 and (roles[:m], tools_key) not in self._cache:
+        while m > 1 and ((found := self._cache.get((roles[:m], tools_key))) is None or found.stored):
             m -= 1
         return (self._cache[(roles[:m], tools_key)], m) if m > 1 else (None, 0)
 

@@ -39,7 +39,7 @@ from ..fileio import atomic_write, remove_stale
 from ..jsonl import RawLines, parse_numbered, read_span
 from ..model import Conversation, ensure_id
 from ..parallel import batched, ordered_map, process_pool
-from . import bytebpe
+from . import bytebpe, stored
 from .encode import Encoder, Report
 from .tokenizer import get_tokenizer
 
@@ -68,7 +68,8 @@ class Options:
     truncate: bool = False
 
     def encoder(self) -> Encoder:
-        return Encoder(get_tokenizer(self.tokenizer), self.template, fix=self.fix, max_tokens=self.max_tokens, truncate=self.truncate)
+        return Encoder(get_tokenizer(self.tokenizer), self.template, fix=self.fix, max_tokens=self.max_tokens, truncate=self.truncate,
+                       keep_layouts=True)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Chunk:
     tokens: np.ndarray
     loss: bytes
     report: Report
+    layouts: tuple[str, Any] | None = None  # those built for it, to be stored (``Layouts.built``)
 
 
 def encode_chunk(encoder: Encoder, convs: list[Conversation]) -> Chunk:
@@ -91,7 +93,7 @@ def encode_chunk(encoder: Encoder, convs: list[Conversation]) -> Chunk:
         report = encoder.report
     finally:
         encoder.report = before
-    return Chunk([c.id or "" for c in convs], enc.kept, enc.lengths, enc.tokens, enc.loss.tobytes(), report)
+    return Chunk([c.id or "" for c in convs], enc.kept, enc.lengths, enc.tokens, enc.loss.tobytes(), report, encoder.layouts.built())
 
 
 # -- worker processes ------------------------------------------------------------------------
@@ -254,12 +256,15 @@ def tokenize(
     remove_stale(folder, [f"{n}.{ext}" for n in ("train", "val") for ext in ("bin", "idx", "loss")] + ["meta.json"])
     report = Report()
     done = 0
+    built: dict[str, list[Any]] = {}  # layouts built in this run, to be stored, by key
     names = ["train", "val"] if val_ids is not None else ["train"]
     with contextlib.ExitStack() as stack:
         files = {name: _SplitFiles(stack, folder, name) for name in names}
         with _encoded(options, encoder, convs, workers) as chunks:
             for chunk in chunks:
                 report.merge(chunk.report)
+                if chunk.layouts is not None:
+                    built.setdefault(chunk.layouts[0], []).append(chunk.layouts[1])
                 if val_ids is None:
                     files["train"].add(chunk.lengths, chunk.tokens, chunk.loss)
                 else:
@@ -285,6 +290,8 @@ def tokenize(
         }
         with atomic_write(folder / "meta.json") as fp:
             fp.write(orjson.dumps(meta, option=orjson.OPT_INDENT_2) + b"\n")
+    for key, packs in built.items():  # the next run on such data builds no layout
+        stored.save(key, packs)
     return meta
 
 

@@ -1,0 +1,189 @@
+"""Layouts kept between runs of ``tokenize``, in chatloom's cache.
+
+A layout (``layout.py``) depends only on the template, the tokenizer and chatloom's own code, and
+building a dataset's layouts is a fixed cost of every run (SmolLM2's on chitchat: 255 shapes,
+0.3 s in each worker). ``tokenize`` keeps them, by a key that holds everything they depend on:
+the text of the modules that make them (a changed line of the layout code is another key), the
+versions of jinja2, tiktoken and tokenizers, the template's text and the token strings it is
+rendered with, the tokenizer's identity (its name or folder and the digest of its files), its
+special and added tokens. Only a *plain* template's layouts are kept: its render of a shape is
+the same for any contents, at any time (one that reads the date or draws random numbers is not
+plain).
+
+A stored layout holds what encoding needs (its runs, the messages it leaves out, the turns with
+no end token, ``plain``), not the renders it was cut from, so a longer shape is never built on it
+(``Layout.stored``); a shape not stored is built as before, and stored at the end of the run.
+
+``CHATLOOM_LAYOUT_STORE=off`` neither reads nor writes the store; ``rebuild`` builds every
+layout as a first run does, and stores them.
+
+The file is the digest of its content, then the content (``marshal``: tuples, strings and ints
+only); one that does not read back whole is as good as none, and a cache that cannot be read or
+written is done without. ``tests/tokens/test_stored.py`` holds a run on stored layouts to the same
+files as one without.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import marshal
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .frames import Layout, Run
+from .joined import Slot
+
+#: the modules whose code makes a layout (their text is part of the key)
+CODE = ("layout.py", "frames.py", "joined.py", "stored.py", "tokenizer.py", "bytebpe.py",
+        "chat_templates/__init__.py", "chat_templates/syntax.py")  # fmt: skip
+#: the most shapes one file keeps (SmolLM2's 255 on chitchat are 1.4 MB), and the most files
+MOST = 50_000
+KEEP = 32
+
+Compact = tuple[tuple[Any, ...], dict[Any, tuple[Any, ...]]]  # (runs, shape → (plain, left_out, missing_end, run indices))
+
+
+@functools.cache
+def _code() -> bytes | None:
+    here = Path(__file__).parent
+    try:
+        return hashlib.sha256(b"".join((here / name).read_bytes() for name in CODE)).digest()
+    except OSError:  # (not installed as files): nothing is kept
+        return None
+
+
+def key(template: Any, tokenizer: Any) -> str | None:
+    """The key of a template's layouts with a tokenizer; None where they are not kept."""
+    code = _code()
+    if code is None or not template.plain or os.environ.get("CHATLOOM_LAYOUT_STORE") == "off":
+        return None
+    import jinja2
+    import tiktoken
+    import tokenizers
+
+    what = (code.hex(), sys.version_info[:2], marshal.version, jinja2.__version__, tiktoken.__version__, tokenizers.__version__,
+            template.source, sorted(template.tokens.items()), template.end, template.verbatim,
+            tokenizer.cache_key, sorted(tokenizer.special_tokens.items()), sorted(tokenizer.added_tokens),
+            sorted(tokenizer.template_tokens.items()))  # fmt: skip
+    return hashlib.sha256(repr(what).encode()).hexdigest()
+
+
+def pack(layouts: Iterable[tuple[Any, Layout]]) -> Compact:
+    """Layouts by shape in compact form: each run once, the layouts as indices into them."""
+    index: dict[int, int] = {}
+    runs: list[tuple[Any, ...]] = []
+    entries: dict[Any, tuple[Any, ...]] = {}
+    for shape, layout in layouts:
+        at = []
+        for run in layout.runs:
+            i = index.get(id(run))
+            if i is None:
+                i = index[id(run)] = len(runs)
+                parts = tuple(p if isinstance(p, str) else (p.msg, p.kind, p.strip) for p in run.parts)
+                runs.append((run.trained, parts, tuple(run.ids) if run.ids is not None else None, run.owner, run.special))
+            at.append(i)
+        entries[shape] = (layout.plain, tuple(layout.left_out), tuple(layout.missing_end), tuple(at))
+    return tuple(runs), entries
+
+
+def merge(packs: Iterable[Compact]) -> Compact:
+    """Several packs as one (a shape in several: the first)."""
+    index: dict[tuple[Any, ...], int] = {}
+    entries: dict[Any, tuple[Any, ...]] = {}
+    for runs, found in packs:
+        mine = [index.setdefault(run, len(index)) for run in runs]
+        for shape, (plain, left_out, missing_end, at) in found.items():
+            if shape not in entries and len(entries) < MOST:
+                entries[shape] = (plain, left_out, missing_end, tuple(mine[i] for i in at))
+    return tuple(index), entries
+
+
+def unpack(packed: Compact, tokenizer: Any = None) -> dict[Any, Layout]:
+    """The layouts of a pack (``stored``: their runs are shared, and never changed). With
+    ``tokenizer``, none unless every run of template text has the ids it gives that text now
+    (each text encoded once: a few dozen), and every special token its id."""
+    runs, entries = packed
+    if tokenizer is not None:
+        texts: dict[str, tuple[int, ...]] = {}
+        for _, parts, ids, _, special in runs:
+            if ids is None:
+                continue
+            text = "".join(parts)
+            if special:
+                now = (tokenizer.special_tokens.get(text),)
+            elif (now := texts.get(text)) is None:  # type: ignore[assignment]
+                now = texts[text] = tuple(tokenizer.encode(text))
+            if now != ids:
+                return {}
+    made = [Run(trained, [p if isinstance(p, str) else Slot(*p) for p in parts], list(ids) if ids is not None else None,
+                owner, special) for trained, parts, ids, owner, special in runs]  # fmt: skip
+    return {shape: Layout([made[i] for i in at], list(missing_end), list(left_out), plain=plain, stored=True)
+            for shape, (plain, left_out, missing_end, at) in entries.items()}  # fmt: skip
+
+
+def _path(name: str) -> Path:
+    from ..fileio import cache_dir
+
+    return cache_dir("layouts") / f"{name}.layouts"
+
+
+def read(name: str) -> Compact | None:
+    """The pack stored under ``name``; None where there is none, or none that reads back whole."""
+    try:
+        path = _path(name)
+        data = path.read_bytes()
+        if hashlib.sha256(data[32:]).digest() != data[:32]:
+            return None
+        runs, entries = marshal.loads(data[32:])
+        os.utime(path)  # used: the last to be pruned (``save``)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not (isinstance(runs, tuple) and isinstance(entries, dict)):
+        return None
+    return runs, entries
+
+
+def load(name: str, tokenizer: Any) -> dict[Any, Layout]:
+    """The layouts stored under ``name`` (none where there are none, or they do not unpack, or
+    ``tokenizer`` now gives their template text other ids)."""
+    packed = read(name) if os.environ.get("CHATLOOM_LAYOUT_STORE") != "rebuild" else None
+    if packed is None:
+        return {}
+    try:
+        return unpack(packed, tokenizer)
+    except (TypeError, ValueError, IndexError):
+        return {}
+
+
+def save(name: str, packs: list[Compact]) -> None:
+    """Add ``packs`` to what is stored under ``name`` (as it is now: another run may have added
+    to it); written whole, or not at all."""
+    if not any(entries for _, entries in packs):
+        return
+    from ..fileio import atomic_write
+
+    stored = read(name)
+    payload = marshal.dumps(merge([stored, *packs] if stored is not None else packs))
+    try:
+        with atomic_write(_path(name)) as f:
+            f.write(hashlib.sha256(payload).digest() + payload)
+        _prune(_path(name).parent)
+    except OSError:  # a cache that cannot be written: built again next time
+        pass
+
+
+def _prune(folder: Path) -> None:
+    """Keep the ``KEEP`` stores last used (the others are of other templates and tokenizers, or of
+    chatloom's code before an upgrade)."""
+    found = []
+    for path in folder.glob("*.layouts"):
+        try:
+            found.append((path.stat().st_mtime, path))
+        except OSError:  # (removed by another run meanwhile)
+            pass
+    for _, path in sorted(found, reverse=True)[KEEP:]:
+        path.unlink(missing_ok=True)
