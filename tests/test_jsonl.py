@@ -131,3 +131,30 @@ def test_raw_spans_give_the_lines_and_numbers_that_reading_the_file_does(tmp_pat
     total = content.count(b"\n") + (bool(content) and not content.endswith(b"\n"))  # the lines, as ``for line in fp`` sees them
     assert all(s[2] > s[1] for s in spans) and len(spans) == -(-total // lines)
     assert [s[0] for s in spans] == list(range(1, total + 1, lines))
+
+
+def test_ids_read_alone_are_those_parsing_gives(tmp_path):
+    """``tokenize --val`` reads a file's ids without decoding the rest: the same ids as parsing
+    each line whole and ``ensure_id`` (a line without an id, or with an empty one, gets its
+    digest's), and a bad line is the same one-line error."""
+    from chatloom.errors import SourceError
+    from chatloom.model import ensure_id
+
+    lines = [
+        b'{"id": "a", "messages": [{"role": "user", "content": "hi"}]}',
+        b'{"messages": [{"role": "user", "content": "no id"}], "title": "t"}',
+        b'',
+        b'{"id": "", "messages": [{"role": "user", "content": "empty id"}]}',
+        b'{"messages": [{"role": "user", "content": "x"}], "id": "last-key"}',
+        b'{"id": null, "messages": [{"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{}"}}]}',
+    ]
+    path = tmp_path / "chats.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert list(jsonl.read_ids(path)) == [ensure_id(c) for c in jsonl.read_path(path)]
+    assert [i for i in jsonl.read_ids(path)][:1] == ["a"] and list(jsonl.read_ids(path))[3] == "last-key"
+    path.write_bytes(b"\n".join([*lines, b'{"id": 5, "messages": []}', b'{"id": "cut", "messages": [']) + b"\n")
+    with pytest.raises(SourceError) as theirs:
+        list(jsonl.read_path(path))
+    with pytest.raises(SourceError) as ours:
+        list(jsonl.read_ids(path))
+    assert str(ours.value) == str(theirs.value) and ":7:" in str(ours.value)

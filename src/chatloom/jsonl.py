@@ -99,6 +99,28 @@ def read_path(path: str | os.PathLike[str]) -> Iterator[Conversation]:
             yield parse_numbered(str(path), lineno, line)
 
 
+class _Id(msgspec.Struct):
+    id: str | None = None
+
+
+_decode_id = msgspec.json.Decoder(_Id).decode
+
+
+def read_ids(path: str | os.PathLike[str]) -> Iterator[str]:
+    """The id of each conversation of a JSONL file, as ``ensure_id`` gives it: the line's own,
+    read without decoding the rest (a fourth of the time); a line without one (or a bad line) is
+    parsed whole, for the id its digest gives (or its one-line error)."""
+    from .model import ensure_id
+
+    with open(path, "rb") as fp:
+        for lineno, _, line in read_lines(fp):
+            try:
+                found = _decode_id(line).id
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                found = None
+            yield found or ensure_id(parse_numbered(str(path), lineno, line))
+
+
 def parse_numbered(path: str, lineno: int, line: bytes) -> Conversation:
     """Line ``lineno`` of ``path`` → Conversation; a SourceError naming the file and line when bad."""
     from .errors import SourceError

@@ -92,11 +92,9 @@ def tokenize_(dataset: str, input_path: str | None, tokenizer: str, template: st
     template = _template_name(template, tokenizer)
     source = input_path or dataset
     if input_path is not None:
-        from ..model import ensure_id
-
         total = None
         default = default_workers(size=os.path.getsize(input_path))
-        ids = [ensure_id(c) for c in jsonl.read_path(input_path)] if val is not None else None
+        ids = list(jsonl.read_ids(input_path)) if val is not None else None
 
         def convs() -> Iterator[Conversation]:
             return jsonl.read_path(input_path)
