@@ -116,6 +116,27 @@ def test_bytes_the_vocabulary_lacks_are_dropped_as_tokenizers_drops_them(smollm2
     assert all(i < tok.bpe.missing_from for ids in tok.encode_batch(texts) for i in ids)
 
 
+def test_a_chunk_with_bytes_the_vocabulary_lacks_gives_tokenizers_ids(smollm2: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tokenize`` takes tiktoken's ids unchecked and checks the chunk's array at once: a chunk
+    where a few messages hold such a byte is encoded again, checked, and gives the ids (and mask)
+    that ``tokenizers`` as the encoder gives; a chunk without gives the same ids either way."""
+    from chatloom.model import Conversation, Message
+    from chatloom.tokens.encode import Encoder
+
+    convs = [Conversation(id=str(i), messages=[Message(role="user", content=f"question {i} {lacking}"),
+                                               Message(role="assistant", content=f"answer {i}!")])
+             for i, lacking in enumerate(["", "a\x04b", "", "\U00040000", "", "x\x06\x06y"] * 20)]  # fmt: skip
+    ours = Encoder(_loaded(smollm2), "chatml")
+    assert ours._check_arrays
+    monkeypatch.setenv("CHATLOOM_TIKTOKEN_BPE", "0")
+    reference = Encoder(HFTokenizer(smollm2), "chatml")
+    assert reference.tokenizer.bpe is None
+    for chunk in (convs, convs[::2]):
+        got, want = ours.encode_arrays(chunk), reference.encode_arrays(chunk)
+        assert got.tokens.tolist() == want.tokens.tolist() and got.loss.tolist() == want.loss.tolist()
+        assert got.lengths.tolist() == want.lengths.tolist()
+
+
 def _variant(tmp_path: Path, gpt2: Path, name: str, change: Any) -> Path:
     spec = orjson.loads(_loaded(gpt2).tok.to_str())
     change(spec)

@@ -142,6 +142,9 @@ class Encoder:
                              "would never learn where a conversation ends; set eos_token in the tokenizer's config")
         self.end_with_eos = end_with_eos and self.eos is not None
         self.dtype = np.dtype("<u2") if tokenizer.vocab_size <= 1 << 16 else np.dtype("<u4")
+        # a folder tiktoken encodes: ids past its vocabulary stand for the (at most 256) bytes it lacks
+        lacking = getattr(tokenizer, "lacking_from", None)  # (a plugin's tokenizer may not say)
+        self._check_arrays = lacking is not None and lacking + 256 <= np.iinfo(self.dtype).max + 1
         self.report = Report()
         self._fixed_layouts: dict[int, Layout] = {}
         self._compiled_layouts: dict[int, _Compiled] = {}
@@ -222,16 +225,21 @@ class Encoder:
                 self._compiled_layouts[id(layout)] = compiled
         return compiled
 
-    def _pieces(self, planned: Sequence[tuple[Conversation, Layout]],
-                memo: dict[str, list[int]] | None = None) -> tuple[list[list[int]], list[np.ndarray], list[int]]:
+    def _pieces(self, planned: Sequence[tuple[Conversation, Layout]], memo: dict[str, list[int]] | None = None,
+                check: bool = True) -> tuple[list[list[int]], list[np.ndarray], list[int], int | None]:
         """Every run's token ids in order, the loss flag of each run, and the number of runs of
         each conversation. The texts of all the conversations go to the tokenizer in one batch;
-        with ``memo`` (text → ids), only those it lacks, which it then holds."""
+        with ``memo`` (text → ids), only those it lacks, which it then holds. Without ``check``,
+        also the id from which an id is wrong (``Tokenizer.encode_batch_unchecked``), or None."""
         compiled = [self._compiled(layout) for _, layout in planned]
         texts: list[str] = []
         for (conv, _), c in zip(planned, compiled):
             texts.extend(c.texts(conv.messages))
-        if memo is None:
+        past = None
+        if not check:
+            ids, past = self.tokenizer.encode_batch_unchecked(texts)
+            encoded = iter(ids)
+        elif memo is None:
             encoded = iter(self.tokenizer.encode_batch(texts))
         else:
             new = [t for t in dict.fromkeys(texts) if t not in memo]
@@ -240,10 +248,10 @@ class Encoder:
         pieces: list[list[int]] = []
         for c in compiled:
             pieces.extend([ids if ids is not None else next(encoded) for ids in c.order])
-        return pieces, [c.flags for c in compiled], [len(c.order) for c in compiled]
+        return pieces, [c.flags for c in compiled], [len(c.order) for c in compiled], past
 
     def _lists(self, conv: Conversation, layout: Layout, memo: dict[str, list[int]] | None = None) -> tuple[list[int], bytearray]:
-        pieces, flags, _ = self._pieces([(conv, layout)], memo)
+        pieces, flags, _, _ = self._pieces([(conv, layout)], memo)
         ids = [t for p in pieces for t in p]
         mask = bytearray(np.repeat(flags[0], [len(p) for p in pieces]).tobytes())
         return ids, mask
@@ -343,9 +351,14 @@ class Encoder:
         kept = [False] * len(convs)
         if not planned:
             return Encoded(kept, np.zeros(0, np.int64), np.zeros(0, self.dtype), np.zeros(0, np.uint8))
-        pieces, flags, counts = self._pieces(planned)
+        # the ids are checked here at once, in numpy, where every id that may be wrong fits the dtype
+        pieces, flags, counts, past = self._pieces(planned, check=not self._check_arrays)
         piece_len = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
         tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=self.dtype, count=int(piece_len.sum()))
+        if past is not None and len(tokens) and int(tokens.max()) >= past:  # a byte the vocabulary lacks: encode them checked
+            pieces, flags, counts, _ = self._pieces(planned)
+            piece_len = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=self.dtype, count=int(piece_len.sum()))
         mask = np.repeat(np.concatenate(flags), piece_len)
         first_piece = np.cumsum(counts) - counts
         lengths = np.add.reduceat(piece_len, first_piece)
