@@ -1,4 +1,5 @@
 import io
+import os
 
 import msgspec
 import pytest
@@ -127,10 +128,53 @@ def test_raw_spans_give_the_lines_and_numbers_that_reading_the_file_does(tmp_pat
     got = [(n, line.rstrip(b"\r\n")) for span in spans for n, line in jsonl.read_span(str(path), span)]
     with open(path, "rb") as fp:
         assert got == [(n, line.rstrip(b"\r\n")) for n, _, line in jsonl.read_lines(fp)]
-    assert [s[1] for s in spans] == [0, *(s[2] for s in spans)][:len(spans)] and (spans[-1][2] if spans else 0) == len(content)
+    assert [s[2] for s in spans] == [0, *(s[3] for s in spans)][:len(spans)] and (spans[-1][3] if spans else 0) == len(content)
     total = content.count(b"\n") + (bool(content) and not content.endswith(b"\n"))  # the lines, as ``for line in fp`` sees them
-    assert all(s[2] > s[1] for s in spans) and len(spans) == -(-total // lines)
-    assert [s[0] for s in spans] == list(range(1, total + 1, lines))
+    assert all(s[3] > s[2] for s in spans) and len(spans) == -(-total // lines)
+    assert [s[1] for s in spans] == list(range(1, total + 1, lines))
+
+
+def test_raw_spans_across_the_blocks_the_file_is_read_in(tmp_path):
+    """Lines of every length, some longer than a block (1 MiB), over several blocks."""
+    import random
+
+    rng = random.Random(7)
+    lines = [b'{"x": "' + b"a" * rng.choice([0, 1, 5, 80, 4000, 70000, 1 << 20]) + b'"}' for _ in range(120)]
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    for size in (1, 7, 50):
+        got = [pair for span in jsonl.RawLines(path).spans(size) for pair in jsonl.read_span(str(path), span)]
+        assert got == list(enumerate(lines, 1))
+
+
+@pytest.mark.parametrize("change", ["cut", "grown", "rewritten", "replaced"])
+def test_a_file_that_changes_while_its_spans_are_read_is_an_error(tmp_path, change):
+    """A worker reads its span from the file the spans were found in, or stops with one line
+    naming the file and line (before: a Bus error where the file was cut, or lines of two files)."""
+    from chatloom.errors import SourceError
+
+    path = tmp_path / "chats.jsonl"
+    line = b'{"messages": [{"role": "user", "content": "hi"}]}\n'
+    path.write_bytes(line * 10)
+    spans = list(jsonl.RawLines(path).spans(4))
+    assert len(list(jsonl.read_span(str(path), spans[1]))) == 4
+    if change == "cut":
+        path.write_bytes(line * 5)
+    elif change == "grown":
+        with open(path, "ab") as f:
+            f.write(line)
+    elif change == "rewritten":  # the same size, in place
+        path.write_bytes(line.replace(b"hi", b"ho") * 10)
+        os.utime(path, ns=(0, 0))
+    else:  # another file of the same size and time in its place
+        other = tmp_path / "other.jsonl"
+        other.write_bytes(line * 10)
+        st = path.stat()
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        other.replace(path)
+    with pytest.raises(SourceError, match="changed while it was being read") as err:
+        list(jsonl.read_span(str(path), spans[1]))
+    assert err.value.file == str(path) and err.value.where == 5
 
 
 def test_ids_read_alone_are_those_parsing_gives(tmp_path):

@@ -143,39 +143,47 @@ class RawLines:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = str(path)
 
-    def spans(self, lines: int) -> Iterator[tuple[int, int, int]]:
-        """(number of its first line, start, end) of each run of ``lines`` lines (blank lines
-        included), in order; together they cover the file."""
-        import mmap
-
+    def spans(self, lines: int) -> Iterator[tuple[tuple[int, ...], int, int, int]]:
+        """(the file's identity, number of its first line, start, end) of each run of ``lines``
+        lines (blank lines included), in order; together they cover the file as it was read."""
         with open(self.path, "rb") as fp:
-            size = os.fstat(fp.fileno()).st_size
-            if size == 0:
-                return
-            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                start, lineno = 0, 1
-                while start < size:
-                    end = start
-                    for _ in range(lines):
-                        end = data.find(b"\n", end) + 1
-                        if end == 0:
-                            end = size
-                            break
-                    yield lineno, start, end
-                    lineno += lines
-                    start = end
+            identity = _identity(fp)
+            start = pos = count = 0
+            lineno = 1
+            while block := fp.read(1 << 20):
+                at = block.find(b"\n")
+                while at >= 0:
+                    count += 1
+                    if count == lines:
+                        yield identity, lineno, start, pos + at + 1
+                        lineno, start, count = lineno + lines, pos + at + 1, 0
+                    at = block.find(b"\n", at + 1)
+                pos += len(block)
+            if pos > start:
+                yield identity, lineno, start, pos
 
     def __iter__(self) -> Iterator[Conversation]:
         return read_path(self.path)
 
 
-def read_span(path: str, span: tuple[int, int, int]) -> Iterator[tuple[int, bytes]]:
-    """The numbered, non-blank lines of one of ``RawLines.spans``."""
-    lineno, start, end = span
+def _identity(fp: IO[bytes]) -> tuple[int, ...]:
+    st = os.fstat(fp.fileno())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_span(path: str, span: tuple[tuple[int, ...], int, int, int]) -> Iterator[tuple[int, bytes]]:
+    """The numbered, non-blank lines of one of ``RawLines.spans``; a SourceError where the file is
+    no longer the one the spans were found in (rewritten, replaced, cut or grown since)."""
+    from .errors import SourceError
+
+    identity, lineno, start, end = span
     with open(path, "rb") as fp:
-        fp.seek(start)
-        data = fp.read(end - start)
-    for n, line in enumerate(data.split(b"\n"), lineno):
+        fp.seek(max(0, start - 1))
+        data = fp.read(end - max(0, start - 1))
+        if _identity(fp) != identity or len(data) != end - max(0, start - 1) or (start and data[:1] != b"\n"):
+            raise SourceError("the file changed while it was being read; run again on a file that stays as it is",
+                              file=path, where=lineno)
+    for n, line in enumerate(data[1 if start else 0 :].split(b"\n"), lineno):
         if line.strip():
             yield n, line
 

@@ -214,3 +214,97 @@ def test_the_store_keeps_the_last_used(monkeypatch: pytest.MonkeyPatch, chats: l
     assert stored.read("b" * 64) is not None  # now the last used
     stored.save("d" * 64, [packed])
     assert [p.stem for p in _stores()] == ["b" * 64, "d" * 64]
+
+
+def _rewrite(store: Path, change) -> None:  # type: ignore[no-untyped-def]
+    """Change a store's content and give it its new digest (a file that reads back whole, but is
+    not what chatloom wrote)."""
+    import hashlib
+    import marshal
+
+    runs, entries = marshal.loads(store.read_bytes()[32:])
+    payload = marshal.dumps(change(runs, entries))
+    store.write_bytes(hashlib.sha256(payload).digest() + payload)
+
+
+def _flip_losses(runs, entries):  # type: ignore[no-untyped-def]
+    return tuple((not trained, *rest) for trained, *rest in runs), entries
+
+
+def test_rebuild_replaces_what_is_stored(chats: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store gone wrong (here: every run's loss flag flipped, which the ids check cannot see)
+    is replaced by ``rebuild``: the next run writes what building the layouts writes."""
+    convs = chats[:100]
+    want = Encoder(get_tokenizer("gpt2-chatml"), "chatml").encode_batch(convs)
+    _store(convs)
+    [store] = _stores()
+    _rewrite(store, _flip_losses)
+    assert _encoder().encode_batch(convs) != want  # (the store is read as it is)
+    monkeypatch.setenv("CHATLOOM_LAYOUT_STORE", "rebuild")
+    rebuilt = _encoder()
+    assert rebuilt.encode_batch(convs) == want
+    key, packed = rebuilt.layouts.built()  # type: ignore[misc]
+    stored.save(key, [packed])
+    monkeypatch.delenv("CHATLOOM_LAYOUT_STORE")
+    assert _encoder().encode_batch(convs) == want
+
+
+def test_a_shape_just_built_is_stored_over_the_one_stored(chats: list) -> None:
+    convs = chats[:60]
+    want = Encoder(get_tokenizer("gpt2-chatml"), "chatml").encode_batch(convs)
+    _, packed = _store(convs)
+    [store] = _stores()
+    _rewrite(store, _flip_losses)
+    stored.save(store.stem, [packed])  # what a run built, saved over the stored
+    assert _encoder().encode_batch(convs) == want
+
+
+@pytest.mark.parametrize("change", [
+    lambda runs, entries: (tuple((t, tuple((p[0], p[1], "x") if type(p) is tuple else p for p in ps), i, o, s)
+                                 for t, ps, i, o, s in runs), entries),  # a strip chatloom never writes
+    lambda runs, entries: (tuple((t, tuple((p[0] + 1000, *p[1:]) if type(p) is tuple else p for p in ps), i, o, s)
+                                 for t, ps, i, o, s in runs), entries),  # a message the shape has not
+    lambda runs, entries: (runs, {k: (pl, (len(k[0]) + 5,), me, at) for k, (pl, lo, me, at) in entries.items()}),  # left out: out of range
+    lambda runs, entries: (runs, {k: (pl, lo, me, at + (len(runs) + 3,)) for k, (pl, lo, me, at) in entries.items()}),  # no such run
+    lambda runs, entries: ([list(r) for r in runs], entries),  # lists where chatloom writes tuples
+    lambda runs, entries: (runs, {k: (pl, lo, me, tuple(str(i) for i in at)) for k, (pl, lo, me, at) in entries.items()}),
+    lambda runs, entries: (runs,),
+])  # fmt: skip
+def test_a_store_chatloom_did_not_write_is_not_used(change, chats: list, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A store that reads back whole but is not of the shape chatloom writes (indices out of
+    range, unknown values, other types) is not used: no traceback, the layouts are built, and
+    storing them after works."""
+    convs = chats[:60]
+    want = Encoder(get_tokenizer("gpt2-chatml"), "chatml").encode_batch(convs)
+    _store(convs)
+    [store] = _stores()
+    _rewrite(store, change)
+    count = _built(monkeypatch)
+    enc = _encoder()
+    assert enc.encode_batch(convs) == want and count[0] > 10
+    key, packed = enc.layouts.built()  # type: ignore[misc]
+    stored.save(key, [packed])
+    assert stored.read(key) is not None
+
+
+def test_a_cache_that_cannot_be_written_leaves_tokenize_as_it_was(chats: list, tmp_path: Path) -> None:
+    """Where the layouts cannot be stored (a folder made by another user, a read-only mount:
+    here a folder nobody can create files in), tokenize writes its files all the same."""
+    layouts = Path(os.environ["CHATLOOM_HOME"]) / "cache" / "layouts"
+    layouts.parent.mkdir(parents=True)
+    layouts.symlink_to("/proc/self")  # (no file can be created there, even by root)
+    data = _jsonl(tmp_path / "chats.jsonl", chats[:50])
+    meta = tokenize(jsonl.RawLines(data), tmp_path / "out", tokenizer="gpt2-chatml")
+    assert meta["splits"]["train"]["conversations"] == 50 and (tmp_path / "out" / "train.bin").stat().st_size > 0
+
+
+def test_the_code_in_the_key_is_the_code_that_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout code's digest is taken when it is imported (a forked worker has its parent's),
+    not from the files as they may be later; and it is part of the key."""
+    template, tok = _encoder().template, get_tokenizer("gpt2-chatml")
+    key = stored.key(template, tok)
+    monkeypatch.setattr(stored, "_code", lambda: b"the files changed on disk since")
+    assert stored.key(template, tok) == key
+    monkeypatch.setattr(stored, "CODE_DIGEST", b"other code")
+    assert stored.key(template, tok) != key
+    assert "model.py" in stored.CODE  # (``Message.trains``: which turns train by default)

@@ -505,10 +505,14 @@ def _workers_of(pid: int) -> list[int]:
 
 
 def _big_input(tmp_path: Path, chitchat_path: Path) -> Path:
+    """chitchat 4 times over (new ids): a run of several seconds, so that it can be stopped midway
+    (one copy now takes about a second with two workers)."""
+    from msgspec.structs import replace
+
     from chatloom.sources import Reader, get_source
 
     convs = [c for c in get_source("chitchat").read(chitchat_path, Reader("x")) if any(m.role == "assistant" for m in c.messages)]
-    return write_jsonl(tmp_path / "chats.jsonl", convs)
+    return write_jsonl(tmp_path / "chats.jsonl", [replace(c, id=f"{c.id}-{k}") for k in range(4) for c in convs])
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")

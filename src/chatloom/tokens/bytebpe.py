@@ -161,6 +161,7 @@ def _read(key: str) -> tuple[Verdict, Folder | None] | None:
 
 
 def _write(key: str, found: tuple[Verdict, Folder | None]) -> None:
+    from ..errors import ChatloomError
     from ..fileio import atomic_write
 
     verdict, folder = found
@@ -168,7 +169,7 @@ def _write(key: str, found: tuple[Verdict, Folder | None]) -> None:
     try:
         with atomic_write(_path(key)) as f:
             f.write(hashlib.sha256(payload).digest() + payload)
-    except OSError:  # a cache that cannot be written: checked again next time
+    except (OSError, ChatloomError):  # a cache that cannot be written (atomic_write says so in a ChatloomError): checked again next time
         pass
 
 

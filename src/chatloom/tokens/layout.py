@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..model import Conversation, Message
+from . import stored
 from .chat_templates import ChatTemplate, TemplateError, message_dicts
 from .frames import PAD, SLOT, Carried, Frame, Later, Layout, Run, content_sentinel, holds_sentinels, lcp, other_arguments, shape
 from .joined import Slot
@@ -95,8 +96,6 @@ class Layouts:
         return self._own(conv, real, layout)
 
     def _read_store(self) -> None:
-        from . import stored
-
         self._keep = stored.key(self.template, self.tokenizer)
         if self._keep is not None:
             self._cache.update(stored.load(self._keep, self.tokenizer))
@@ -105,8 +104,6 @@ class Layouts:
         """The key and the pack (``stored.save``) of the layouts built since the last call; None: none, or none kept."""
         if not self._built or not isinstance(self._keep, str):
             return None
-        from . import stored
-
         keys, self._built = self._built, []
         return self._keep, stored.pack((k, self._cache[k]) for k in keys)
 

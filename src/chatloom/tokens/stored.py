@@ -25,7 +25,6 @@ files as one without.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import marshal
 import os
@@ -37,9 +36,9 @@ from typing import Any
 from .frames import Layout, Run
 from .joined import Slot
 
-#: the modules whose code makes a layout (their text is part of the key)
-CODE = ("layout.py", "frames.py", "joined.py", "stored.py", "tokenizer.py", "bytebpe.py",
-        "chat_templates/__init__.py", "chat_templates/syntax.py")  # fmt: skip
+#: the modules whose code makes a layout (their text is part of the key), in the chatloom package
+CODE = ("tokens/layout.py", "tokens/frames.py", "tokens/joined.py", "tokens/stored.py", "tokens/tokenizer.py", "tokens/bytebpe.py",
+        "tokens/chat_templates/__init__.py", "tokens/chat_templates/syntax.py", "model.py")  # fmt: skip
 #: the most shapes one file keeps (SmolLM2's 255 on chitchat are 1.4 MB), and the most files
 MOST = 50_000
 KEEP = 32
@@ -47,18 +46,23 @@ KEEP = 32
 Compact = tuple[tuple[Any, ...], dict[Any, tuple[Any, ...]]]  # (runs, shape → (plain, left_out, missing_end, run indices))
 
 
-@functools.cache
 def _code() -> bytes | None:
-    here = Path(__file__).parent
+    package = Path(__file__).parent.parent
     try:
-        return hashlib.sha256(b"".join((here / name).read_bytes() for name in CODE)).digest()
+        return hashlib.sha256(b"".join((package / name).read_bytes() for name in CODE)).digest()
     except OSError:  # (not installed as files): nothing is kept
         return None
 
 
+#: read when this module is imported (``layout.py`` imports it), so that it is the code this
+#: process runs, not what may be on disk later (an upgrade under a long run); a forked worker has
+#: its parent's
+CODE_DIGEST = _code()
+
+
 def key(template: Any, tokenizer: Any) -> str | None:
     """The key of a template's layouts with a tokenizer; None where they are not kept."""
-    code = _code()
+    code = CODE_DIGEST
     if code is None or not template.plain or os.environ.get("CHATLOOM_LAYOUT_STORE") == "off":
         return None
     import jinja2
@@ -102,10 +106,44 @@ def merge(packs: Iterable[Compact]) -> Compact:
     return tuple(index), entries
 
 
+def _valid(packed: Any) -> bool:
+    """Whether a pack read back is of the shape ``pack`` makes, its indices in range (a file that
+    reads back whole may still not be chatloom's: nothing of it is used then)."""
+    runs, entries = packed
+    if not (type(runs) is tuple and type(entries) is dict):
+        return False
+    for run in runs:
+        if not (type(run) is tuple and len(run) == 5):
+            return False
+        trained, parts, ids, owner, special = run
+        if not (type(trained) is bool and type(special) is bool and type(owner) is int and type(parts) is tuple
+                and (ids is None or type(ids) is tuple and all(type(i) is int and i >= 0 for i in ids))):  # fmt: skip
+            return False
+        for part in parts:
+            if type(part) is not str and not (type(part) is tuple and len(part) == 3 and type(part[0]) is int and part[0] >= 0
+                                              and part[1] in ("c", "n") and part[2] in ("", "l", "r", "lr")):  # fmt: skip
+                return False
+    for shape, entry in entries.items():
+        if not (type(shape) is tuple and len(shape) == 2 and type(shape[0]) is tuple and type(entry) is tuple and len(entry) == 4):
+            return False
+        n = len(shape[0])
+        plain, left_out, missing_end, at = entry
+        if not (type(plain) is bool and all(type(x) is tuple and all(type(i) is int and 0 <= i < n for i in x) for x in (left_out, missing_end))
+                and type(at) is tuple and all(type(i) is int and 0 <= i < len(runs) for i in at)):  # fmt: skip
+            return False
+        for i in at:  # a run's message, and the messages its slots read, are of this shape
+            _, parts, _, owner, _ = runs[i]
+            if not -1 <= owner < n or any(type(part) is tuple and part[0] >= n for part in parts):
+                return False
+    return True
+
+
 def unpack(packed: Compact, tokenizer: Any = None) -> dict[Any, Layout]:
     """The layouts of a pack (``stored``: their runs are shared, and never changed). With
     ``tokenizer``, none unless every run of template text has the ids it gives that text now
     (each text encoded once: a few dozen), and every special token its id."""
+    if not _valid(packed):
+        return {}
     runs, entries = packed
     if tokenizer is not None:
         texts: dict[str, tuple[int, ...]] = {}
@@ -138,13 +176,16 @@ def read(name: str) -> Compact | None:
         data = path.read_bytes()
         if hashlib.sha256(data[32:]).digest() != data[:32]:
             return None
-        runs, entries = marshal.loads(data[32:])
-        os.utime(path)  # used: the last to be pruned (``save``)
+        packed = marshal.loads(data[32:])
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not (isinstance(runs, tuple) and isinstance(entries, dict)):
+    if not (type(packed) is tuple and len(packed) == 2 and _valid(packed)):
         return None
-    return runs, entries
+    try:
+        os.utime(path)  # used: the last to be pruned (``save``)
+    except OSError:  # (a store that can be read, not touched: used all the same)
+        pass
+    return packed  # type: ignore[no-any-return]
 
 
 def load(name: str, tokenizer: Any) -> dict[Any, Layout]:
@@ -153,26 +194,25 @@ def load(name: str, tokenizer: Any) -> dict[Any, Layout]:
     packed = read(name) if os.environ.get("CHATLOOM_LAYOUT_STORE") != "rebuild" else None
     if packed is None:
         return {}
-    try:
-        return unpack(packed, tokenizer)
-    except (TypeError, ValueError, IndexError):
-        return {}
+    return unpack(packed, tokenizer)
 
 
 def save(name: str, packs: list[Compact]) -> None:
     """Add ``packs`` to what is stored under ``name`` (as it is now: another run may have added
-    to it); written whole, or not at all."""
+    to it; a shape in both is the one just built), or with ``CHATLOOM_LAYOUT_STORE=rebuild``,
+    replace it; written whole, or not at all."""
     if not any(entries for _, entries in packs):
         return
+    from ..errors import ChatloomError
     from ..fileio import atomic_write
 
-    stored = read(name)
-    payload = marshal.dumps(merge([stored, *packs] if stored is not None else packs))
+    stored = read(name) if os.environ.get("CHATLOOM_LAYOUT_STORE") != "rebuild" else None
+    payload = marshal.dumps(merge([*packs, stored] if stored is not None else packs))
     try:
         with atomic_write(_path(name)) as f:
             f.write(hashlib.sha256(payload).digest() + payload)
         _prune(_path(name).parent)
-    except OSError:  # a cache that cannot be written: built again next time
+    except (OSError, ChatloomError):  # a cache that cannot be written (atomic_write says so in a ChatloomError): built again next time
         pass
 
 
