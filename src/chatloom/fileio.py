@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import ChatloomError
 
@@ -40,6 +40,44 @@ def cache_dir(*parts: str) -> Path:
     path = home().joinpath("cache", *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def read_cached(kind: str, name: str) -> Any:
+    """A value ``write_cached`` kept in chatloom's cache (``cache/KIND/NAME``), marked as used now
+    (its mtime); None where there is none, or none that reads back whole: the file is the sha256
+    of its content, then the content (``marshal``: builtin types only, no code), so one cut short
+    or changed is as good as none, and so is a cache that cannot be read."""
+    import hashlib
+    import marshal
+
+    try:
+        path = cache_dir(kind) / name
+        data = path.read_bytes()
+        if hashlib.sha256(data[32:]).digest() != data[:32]:
+            return None
+        value = marshal.loads(data[32:])
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    try:
+        os.utime(path)
+    except OSError:  # (a cache that can be read, not touched: used all the same)
+        pass
+    return value
+
+
+def write_cached(kind: str, name: str, value: Any) -> bool:
+    """Keep ``value`` in chatloom's cache for ``read_cached``, written whole or not at all; False
+    where the cache cannot be written (the value is then made again next time)."""
+    import hashlib
+    import marshal
+
+    payload = marshal.dumps(value)
+    try:
+        with atomic_write(cache_dir(kind) / name) as f:
+            f.write(hashlib.sha256(payload).digest() + payload)
+    except (OSError, ChatloomError):  # (atomic_write says it cannot in a ChatloomError)
+        return False
+    return True
 
 
 @contextmanager

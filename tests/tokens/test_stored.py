@@ -209,7 +209,7 @@ def test_the_store_keeps_the_last_used(monkeypatch: pytest.MonkeyPatch, chats: l
     _, packed = enc.layouts.built()  # type: ignore[misc]
     for when, name in enumerate(("a" * 64, "b" * 64, "c" * 64), 1):
         stored.save(name, [packed])
-        os.utime(stored._path(name), (when, when))
+        os.utime(Path(os.environ["CHATLOOM_HOME"]) / "cache" / "layouts" / f"{name}.layouts", (when, when))
     assert [p.stem for p in _stores()] == ["b" * 64, "c" * 64]
     assert stored.read("b" * 64) is not None  # now the last used
     stored.save("d" * 64, [packed])

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import marshal
 from typing import Any, NamedTuple
 
 import orjson
@@ -128,26 +127,22 @@ def byte_level_bpe(tokenizer: Any) -> ByteLevelBPE | None:
     return encoding(judge(hashlib.sha256(tokenizer.to_str().encode()).hexdigest(), tokenizer)[0])
 
 
-def _path(key: str) -> Any:
+def _name(key: str) -> str:
     import tokenizers
 
-    from ..fileio import cache_dir
-
     # (the checks run tokenizers' own model, and the folder's facts are what it reads)
-    return cache_dir("tiktoken") / f"hf-{key}.tokenizers-{tokenizers.__version__}.v{VERDICT_VERSION}.verdict"
+    return f"hf-{key}.tokenizers-{tokenizers.__version__}.v{VERDICT_VERSION}.verdict"
 
 
 def _read(key: str) -> tuple[Verdict, Folder | None] | None:
     """What chatloom's cache holds on a tokenizer (checking SmolLM2's folder takes 0.25 s, reading
-    the verdict back 0.01 s): the file is its content's digest and the content; one that does not
-    read back whole, or whose content is not of the expected types, is as good as none."""
-    try:
-        data = _path(key).read_bytes()
-        if hashlib.sha256(data[32:]).digest() != data[:32]:
-            return None
-        verdict, folder = marshal.loads(data[32:])
-    except (OSError, EOFError, ValueError, TypeError):  # (a cache that cannot be read: checked again)
+    the verdict back 0.01 s); None where it holds nothing of the expected types."""
+    from ..fileio import read_cached
+
+    found = read_cached("tiktoken", _name(key))
+    if not (isinstance(found, tuple) and len(found) == 2):
         return None
+    verdict, folder = found
     good_verdict = verdict is None or (
         isinstance(verdict, tuple) and len(verdict) == 2 and isinstance(verdict[0], dict) and type(verdict[1]) is int
         and all(type(k) is bytes and type(v) is int for k, v in verdict[0].items()))  # fmt: skip
@@ -161,16 +156,10 @@ def _read(key: str) -> tuple[Verdict, Folder | None] | None:
 
 
 def _write(key: str, found: tuple[Verdict, Folder | None]) -> None:
-    from ..errors import ChatloomError
-    from ..fileio import atomic_write
+    from ..fileio import write_cached
 
     verdict, folder = found
-    payload = marshal.dumps((verdict, tuple(folder) if folder is not None else None))
-    try:
-        with atomic_write(_path(key)) as f:
-            f.write(hashlib.sha256(payload).digest() + payload)
-    except (OSError, ChatloomError):  # a cache that cannot be written (atomic_write says so in a ChatloomError): checked again next time
-        pass
+    write_cached("tiktoken", _name(key), (verdict, tuple(folder) if folder is not None else None))  # (or checked again next time)
 
 
 def _checked(spec: dict[str, Any], tokenizer: Any) -> tuple[dict[bytes, int], int] | None:

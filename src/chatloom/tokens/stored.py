@@ -170,28 +170,18 @@ def unpack(packed: Compact, tokenizer: Any = None) -> dict[Any, Layout]:
             for shape, (plain, left_out, missing_end, at) in entries.items()}  # fmt: skip
 
 
-def _path(name: str) -> Path:
-    from ..fileio import cache_dir
-
-    return cache_dir("layouts") / f"{name}.layouts"
+def _name(name: str) -> str:
+    return f"{name}.layouts"
 
 
 def read(name: str) -> Compact | None:
-    """The pack stored under ``name``; None where there is none, or none that reads back whole."""
-    try:
-        path = _path(name)
-        data = path.read_bytes()
-        if hashlib.sha256(data[32:]).digest() != data[:32]:
-            return None
-        packed = marshal.loads(data[32:])
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
+    """The pack stored under ``name``; None where there is none, or none that reads back whole
+    and of the shape ``pack`` makes (``fileio.read_cached``; reading it marks it as used)."""
+    from ..fileio import read_cached
+
+    packed = read_cached("layouts", _name(name))
     if not (type(packed) is tuple and len(packed) == 2 and _valid(packed)):
         return None
-    try:
-        os.utime(path)  # used: the last to be pruned (``save``)
-    except OSError:  # (a store that can be read, not touched: used all the same)
-        pass
     return packed  # type: ignore[no-any-return]
 
 
@@ -210,27 +200,23 @@ def save(name: str, packs: list[Compact]) -> None:
     replace it; written whole, or not at all."""
     if not any(entries for _, entries in packs):
         return
-    from ..errors import ChatloomError
-    from ..fileio import atomic_write
+    from ..fileio import write_cached
 
     stored = read(name) if os.environ.get("CHATLOOM_LAYOUT_STORE") != "rebuild" else None
-    payload = marshal.dumps(merge([*packs, stored] if stored is not None else packs))
-    try:
-        with atomic_write(_path(name)) as f:
-            f.write(hashlib.sha256(payload).digest() + payload)
-        _prune(_path(name).parent)
-    except (OSError, ChatloomError):  # a cache that cannot be written (atomic_write says so in a ChatloomError): built again next time
-        pass
+    if write_cached("layouts", _name(name), merge([*packs, stored] if stored is not None else packs)):  # (else built again next time)
+        _prune()
 
 
-def _prune(folder: Path) -> None:
+def _prune() -> None:
     """Keep the ``KEEP`` stores last used (the others are of other templates and tokenizers, or of
     chatloom's code before an upgrade)."""
+    from ..fileio import cache_dir
+
     found = []
-    for path in folder.glob("*.layouts"):
-        try:
+    try:
+        for path in cache_dir("layouts").glob("*.layouts"):
             found.append((path.stat().st_mtime, path))
-        except OSError:  # (removed by another run meanwhile)
-            pass
-    for _, path in sorted(found, reverse=True)[KEEP:]:
-        path.unlink(missing_ok=True)
+        for _, path in sorted(found, reverse=True)[KEEP:]:
+            path.unlink(missing_ok=True)
+    except OSError:  # (removed by another run meanwhile, or a store not ours to remove): pruned next time
+        pass
