@@ -67,7 +67,8 @@ class Layouts:
         self._frames: dict[tuple[Any, ...], Frame] = {}
         self._frame_chars = 0
         self._heads: dict[str, tuple[str, str] | None] = {}  # a local template's head renders, by first message (``_head``)
-        self._keep: str | bool | None = keep  # use and add to chatloom's store of layouts (``stored.py``): True, then its key
+        self._store = stored.key(template, tokenizer) if keep else None  # the key of chatloom's store of these layouts (``stored.py``)
+        self._unread = self._store is not None  # (read at the first shape not laid out here)
         self._built: list[tuple[Any, ...]] = []  # shapes built here, not yet handed out (``built``)
 
     def __len__(self) -> int:
@@ -80,13 +81,14 @@ class Layouts:
         ``lstrip``, ``tojson``) the layout is cut from this conversation's own renders instead."""
         key = shape(conv)
         layout = self._cache.get(key)
-        if layout is None and self._keep is True:
-            self._read_store()
+        if layout is None and self._unread:
+            self._unread = False
+            self._cache.update(stored.load(self._store, self.tokenizer))  # type: ignore[arg-type]
             layout = self._cache.get(key)
         if layout is None:
             layout = self._cache[key] = self._build(conv, key)
             layout.plain = self.template.plain and not holds_sentinels(conv)
-            if self._keep:
+            if self._store is not None:
                 self._built.append(key)
         if layout.plain:  # its render is the layout's text, whatever the contents
             return layout
@@ -95,17 +97,12 @@ class Layouts:
             return layout
         return self._own(conv, real, layout)
 
-    def _read_store(self) -> None:
-        self._keep = stored.key(self.template, self.tokenizer)
-        if self._keep is not None:
-            self._cache.update(stored.load(self._keep, self.tokenizer))
-
     def built(self) -> tuple[str, Any] | None:
         """The key and the pack (``stored.save``) of the layouts built since the last call; None: none, or none kept."""
-        if not self._built or not isinstance(self._keep, str):
+        if not self._built or self._store is None:
             return None
         keys, self._built = self._built, []
-        return self._keep, stored.pack((k, self._cache[k]) for k in keys)
+        return self._store, stored.pack((k, self._cache[k]) for k in keys)
 
     def _special_around(self, text: str, pos: int) -> int | None:
         """The start of the added token that ``pos`` falls strictly inside, if any."""
