@@ -351,14 +351,14 @@ class Encoder:
         kept = [False] * len(convs)
         if not planned:
             return Encoded(kept, np.zeros(0, np.int64), np.zeros(0, self.dtype), np.zeros(0, np.uint8))
-        # the ids are checked here at once, in numpy, where every id that may be wrong fits the dtype
-        pieces, flags, counts, past = self._pieces(planned, check=not self._check_arrays)
-        piece_len = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-        tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=self.dtype, count=int(piece_len.sum()))
-        if past is not None and len(tokens) and int(tokens.max()) >= past:  # a byte the vocabulary lacks: encode them checked
-            pieces, flags, counts, _ = self._pieces(planned)
+        # the ids are checked here at once, in numpy, where every id that may be wrong fits the dtype;
+        # where one is (a byte the vocabulary lacks), the chunk is encoded again, checked
+        for check in (not self._check_arrays, True):
+            pieces, flags, counts, past = self._pieces(planned, check=check)
             piece_len = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
             tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=self.dtype, count=int(piece_len.sum()))
+            if past is None or not len(tokens) or int(tokens.max()) < past:
+                break
         mask = np.repeat(np.concatenate(flags), piece_len)
         first_piece = np.cumsum(counts) - counts
         lengths = np.add.reduceat(piece_len, first_piece)
