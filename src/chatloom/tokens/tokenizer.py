@@ -244,8 +244,6 @@ class HFTokenizer(_Sliced, Tokenizer):
         elif (path / "vocab.json").exists() and (path / "merges.txt").exists():
             self._tok, stamp = _folder_file(path / "merges.txt", lambda: _load_bpe_files(path))
             _folder_file(path / "tokenizer_config.json", lambda: self._add_config_tokens(path))
-            if hasattr(self._tok, "encode_special_tokens"):
-                self._tok.encode_special_tokens = True  # "<|endoftext|>" typed in a chat is text
             facts = _facts(self._tok)
             verdict = bytebpe.judge(hashlib.sha256(self._tok.to_str().encode()).hexdigest(), self._tok)[0] if tiktoken else None
         else:
@@ -347,7 +345,11 @@ def _tokenizer_from(data: bytes) -> Any:
     inside a text as text ("<|endoftext|>" typed in a chat)."""
     import tokenizers
 
-    tok = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    return _specials_as_text(tokenizers.Tokenizer.from_str(data.decode("utf-8")))
+
+
+def _specials_as_text(tok: Any) -> Any:
+    """``tok``, reading a special token's string inside a text as text ("<|endoftext|>" typed in a chat)."""
     if hasattr(tok, "encode_special_tokens"):
         tok.encode_special_tokens = True
     return tok
@@ -375,7 +377,7 @@ def _load_bpe_files(path: Path) -> tuple[Any, str]:
     tok = tokenizers.Tokenizer(models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt")))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    return tok, hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
+    return _specials_as_text(tok), hashlib.sha256((path / "vocab.json").read_bytes() + (path / "merges.txt").read_bytes()).hexdigest()[:12]
 
 
 def _folder_file(path: Path, load: Callable[[], Any]) -> Any:
