@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,6 +77,34 @@ def start_studio(dataset: Path, *args: str, home: Path) -> Studio:
 
 def stop_studio(studio: Studio) -> None:
     stop_server(studio)  # type: ignore[arg-type]  (SIGTERM, then kill: a Server's way, by its proc)
+
+
+@contextmanager
+def served_in_process(path: Path, *, pool_size: int = 4, token: str | None = None) -> Iterator[tuple[str, Any]]:
+    """The studio's app over ``path`` under a real uvicorn server (uvloop and httptools, as
+    ``chatloom studio`` runs it) on a free loopback port, in a thread of this process:
+    (base URL, the FastAPI app, whose state a test may look at)."""
+    import uvicorn
+
+    from chatloom.studio.app import Config, create_app
+
+    guard, app = create_app(Config(dataset=path, token=token), pool_size=pool_size)
+    server = uvicorn.Server(uvicorn.Config(guard, host="127.0.0.1", port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the studio did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    assert app.state.checkpoints.running  # started by the lifespan
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        assert not app.state.checkpoints.running  # and stopped by it
+        app.state.pool.close()
 
 
 @pytest.fixture(scope="module")

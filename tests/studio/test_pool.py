@@ -5,7 +5,6 @@ and when none is, in the thread pool, so that the loop never waits for a store."
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,34 +16,17 @@ import pytest
 
 from chatloom.model import Conversation, Message
 from chatloom.store import Store
-from chatloom.studio.app import Config, create_app
+from tests.studio.conftest import served_in_process
 
 
 @pytest.fixture()
 def served(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     """A studio of one pooled store over a dataset of one chat: (base URL, the FastAPI app)."""
-    import uvicorn
-
     path = tmp_path / "chats.db"
     with Store(path, create=True) as s:
         s.put(Conversation(id="a#1", messages=[Message(role="user", content="hello"), Message(role="assistant", content="hi")]))
-    guard, app = create_app(Config(dataset=path), pool_size=1)
-    server = uvicorn.Server(uvicorn.Config(guard, host="127.0.0.1", port=0, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the studio did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    assert app.state.checkpoints.running  # started by the lifespan
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        assert not app.state.checkpoints.running  # and stopped by it
-        app.state.pool.close()
+    with served_in_process(path, pool_size=1) as served:
+        yield served
 
 
 def test_open_a_chat_waits_for_a_store_in_the_thread_pool_not_on_the_loop(served: tuple[str, Any]) -> None:

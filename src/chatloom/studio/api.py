@@ -35,6 +35,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse as _StdJSON
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.routing import Route
 
 from ..errors import ChatloomError, ConflictError, NotFoundError
 from ..model import Conversation
@@ -220,8 +222,8 @@ async def quick_read(request: Request, work: Callable[[Store], R | None], slow: 
 # -- conversations ---------------------------------------------------------------------------
 
 
-@router.get("/api/chats")
 def list_chats(request: Request) -> Any:
+    """``GET /api/chats``: a list page. A route of ``QUICK_ROUTES``."""
     with _pool(request).store() as store:
         _, rows, cursor = page_rows(store, request.query_params, limit=min(_int(request.query_params, "limit") or 50, 500))
     return JSONResponse({"rows": [vars(r) for r in rows], "next": cursor})
@@ -295,8 +297,10 @@ def duplicate(conv_id: str, request: Request) -> Any:
     return JSONResponse({"id": conv.id, "revision": revision}, status_code=201, headers=_etag(revision))
 
 
-@router.get("/api/chats/{conv_id:path}")
-async def get_chat(conv_id: str, request: Request) -> Any:
+async def open_chat(request: Request) -> Any:
+    """``GET /api/chats/ID``: the chat, with its revision as ETag. A route of ``QUICK_ROUTES``."""
+    conv_id = request.path_params["conv_id"]
+
     def answer(e: Any) -> tuple[bytes, int]:  # (the body, the revision), encoded where it was read
         if e.deleted:
             raise HTTPException(410, f"{conv_id}: deleted (revision {e.revision}); undo brings it back")
@@ -308,6 +312,29 @@ async def get_chat(conv_id: str, request: Request) -> Any:
 
     body, revision = await quick_read(request, small, lambda store: answer(_found(store.entry, conv_id)))
     return Response(body, media_type="application/json", headers=_etag(revision))
+
+
+class ChatId(Convertor[str]):
+    """A chat's id in a path, as ``{x:path}`` takes it (any text, ``/`` included), but for a
+    trailing ``/history`` or ``/revisions/N``: those are the routes of the chat's history."""
+
+    regex = r"(?:(?!/history$|/revisions/[^/]+$).)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("chat_id", ChatId())
+
+#: the API's reads done most (a list page, a chat opened), routed by ``app.Quick`` ahead of
+#: FastAPI's routes (see there why); their errors are FastAPI's (``{"detail": ...}``)
+QUICK_ROUTES = [
+    Route("/api/chats", list_chats, methods=["GET"]),
+    Route("/api/chats/{conv_id:chat_id}", open_chat, methods=["GET"]),
+]
 
 
 @router.put("/api/chats/{conv_id:path}")

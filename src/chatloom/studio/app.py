@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from starlette.routing import Match
+
 from ..errors import ChatloomError
 from ..store import Store
 
@@ -230,6 +232,32 @@ class Guard:
         return await self.app(scope, receive, send_with_headers)
 
 
+class Quick:
+    """The reads done most (a list page, a chat opened: ``api.QUICK_ROUTES``) routed by
+    Starlette's own routes ahead of FastAPI's. FastAPI's router walks its included routers'
+    forty routes, and then solves the route's parameters: 0.15–0.3 ms a request here, where
+    opening a chat reads for 0.1 ms; these routes cost 0.01–0.02 ms to find and call. Any other
+    request, and a GET these routes do not match, goes to the FastAPI app. ``Guard`` wraps both;
+    an ``HTTPException`` is answered by the FastAPI app's own handlers (the same errors)."""
+
+    def __init__(self, app: Any, routes: list[Any]):
+        self.app, self.routes = app, routes
+        handlers = app.exception_handlers  # Starlette's ExceptionMiddleware splits them so, too
+        self._handlers = ({k: v for k, v in handlers.items() if not isinstance(k, int)},
+                          {k: v for k, v in handlers.items() if isinstance(k, int)})  # fmt: skip
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            for route in self.routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    scope["app"] = self.app  # request.app: the pool, the config
+                    scope["starlette.exception_handlers"] = self._handlers
+                    return await route.handle(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def _cookies(header: str) -> dict[str, str]:
     out = {}
     for part in header.split(";"):
@@ -289,4 +317,4 @@ def create_app(config: Config, *, pool_size: int = 4) -> Any:
     app.include_router(syncapi.router)
     app.include_router(conflicts.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    return Guard(app, config), app
+    return Guard(Quick(app, api.QUICK_ROUTES), config), app
