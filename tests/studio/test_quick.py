@@ -131,3 +131,56 @@ def test_chat_id_leaves_the_history_routes_alone() -> None:
         assert whole.match(text), text
     for text in ("a/history", "a/b/history", "/history", "a/revisions/1", "a/revisions/x"):
         assert not whole.match(text), text
+
+
+def test_odd_list_queries_are_answered_not_crashed(api: httpx.Client) -> None:
+    assert len(api.get("/api/chats", params={"limit": -1}).json()["rows"]) == 1  # at least one row
+    assert len(api.get("/api/chats", params={"limit": 10_000}).json()["rows"]) == len(IDS)  # at most 500
+    r = api.get("/api/chats", params={"q": "\x00"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("chats.db: ")  # the file's name, not its path
+    assert str(Path("/")) + "tmp" not in r.text and "quick" not in r.text
+
+
+def test_an_unexpected_error_is_a_500_with_the_guards_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatloom.studio import api as studio_api
+
+    path = tmp_path / "chats.db"
+    with Store(path, create=True) as s:
+        s.put(chat("a#1"))
+    with served_in_process(path) as (url, _), httpx.Client(base_url=url, timeout=30) as c:
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a fault injected by the test")
+
+        monkeypatch.setattr(studio_api, "page_rows", broken)
+        r = c.get("/api/chats")
+        assert r.status_code == 500 and r.text == "Internal Server Error"
+        assert "a fault injected" not in r.text  # no trace to the page
+        for name, value in SECURITY_HEADERS.items():
+            assert r.headers[name] == value
+        monkeypatch.undo()
+        # uvicorn closes a connection whose request raised (as under FastAPI's own stack): a new one
+        assert httpx.get(url + "/api/chats", timeout=30).status_code == 200
+
+
+def test_a_tokenizer_setting_this_machine_lacks_is_a_409_that_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "chats.db"
+    with Store(path, create=True) as s:
+        s.put(chat("a#1"))
+        s.set_setting("tokenizer", str(tmp_path / "no-such-tokenizer-folder"))
+    with served_in_process(path) as (url, _), httpx.Client(base_url=url, timeout=30) as c:
+        r = c.get("/api/chats")
+        assert r.status_code == 409 and r.json()["detail"].startswith("the dataset's tokenizer setting: ")
+        assert r.json()["detail"].endswith("(change it on the settings page)")
+        assert c.get("/api/chats/a%231").status_code == 200  # a chat still opens
+        assert c.get("/settings").status_code == 200  # and the setting can be changed
+
+
+def test_the_guards_own_answers_carry_its_headers(tmp_path: Path) -> None:
+    path = tmp_path / "chats.db"
+    Store(path, create=True).close()
+    with served_in_process(path, token="s3cret") as (url, _), httpx.Client(base_url=url, timeout=30) as c:
+        r = c.get("/api/chats")
+        assert r.status_code == 401
+        for name, value in SECURITY_HEADERS.items():
+            assert r.headers[name] == value

@@ -72,10 +72,15 @@ def _encoder(tokenizer: str, template: str | None) -> Any:
 
 
 def counting(store: Store) -> Any:
-    """The tokenizer the list counts with: the dataset's ``tokenizer`` setting, else gpt2-chatml."""
+    """The tokenizer the list counts with: the dataset's ``tokenizer`` setting, else gpt2-chatml;
+    409 when the setting names one this machine cannot load (set with ``chatloom`` elsewhere)."""
     from ..tokens.tokenizer import get_tokenizer
 
-    return get_tokenizer(store.get_setting("tokenizer") or DEFAULT_TOKENIZER)
+    name = store.get_setting("tokenizer") or DEFAULT_TOKENIZER
+    try:
+        return get_tokenizer(name)
+    except ChatloomError as err:
+        raise HTTPException(409, f"the dataset's tokenizer setting: {_no_path(store, err)} (change it on the settings page)") from None
 
 
 def _int(params: Any, name: str) -> int | None:
@@ -113,7 +118,7 @@ def page_rows(store: Store, params: Any, limit: int = 50) -> tuple[Any, list[Any
     try:
         rows, cursor = store.page(q, after=params.get("after") or None, limit=limit)
     except ChatloomError as err:
-        raise HTTPException(400, str(err)) from None
+        raise HTTPException(400, _no_path(store, err)) from None
     store.page_tokens(tok, rows)
     return q, rows, cursor
 
@@ -225,7 +230,7 @@ async def quick_read(request: Request, work: Callable[[Store], R | None], slow: 
 def list_chats(request: Request) -> Any:
     """``GET /api/chats``: a list page. A route of ``QUICK_ROUTES``."""
     with _pool(request).store() as store:
-        _, rows, cursor = page_rows(store, request.query_params, limit=min(_int(request.query_params, "limit") or 50, 500))
+        _, rows, cursor = page_rows(store, request.query_params, limit=max(1, min(_int(request.query_params, "limit") or 50, 500)))
     return JSONResponse({"rows": [vars(r) for r in rows], "next": cursor})
 
 
@@ -327,13 +332,14 @@ class ChatId(Convertor[str]):
         return value
 
 
-register_url_convertor("chat_id", ChatId())
+#: a name of chatloom's own: Starlette's convertors are one registry for the whole process
+register_url_convertor("chatloom_chat_id", ChatId())
 
 #: the API's reads done most (a list page, a chat opened), routed by ``app.Quick`` ahead of
 #: FastAPI's routes (see there why); their errors are FastAPI's (``{"detail": ...}``)
 QUICK_ROUTES = [
     Route("/api/chats", list_chats, methods=["GET"]),
-    Route("/api/chats/{conv_id:chat_id}", open_chat, methods=["GET"]),
+    Route("/api/chats/{conv_id:chatloom_chat_id}", open_chat, methods=["GET"]),
 ]
 
 
@@ -373,8 +379,12 @@ def _found(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except NotFoundError as err:
         store = getattr(fn, "__self__", None)
-        text = str(err) if store is None else str(err).replace(str(store.path), store.path.name)  # no server paths to the page
-        raise HTTPException(404, text) from None
+        raise HTTPException(404, str(err) if store is None else _no_path(store, err)) from None
+
+
+def _no_path(store: Store, err: Exception) -> str:
+    """An error's text with the dataset's path as its file name: no server paths to the page."""
+    return str(err).replace(str(store.path), store.path.name)
 
 
 # -- token counts ---------------------------------------------------------------------------
