@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.routing import Route
 
-from ..errors import ChatloomError, ConflictError, NotFoundError
+from ..errors import ChatloomError, ConflictError, NotFoundError, UsageError
 from ..model import Conversation
 from ..store import ListQuery, Store
 
@@ -73,14 +73,15 @@ def _encoder(tokenizer: str, template: str | None) -> Any:
 
 def counting(store: Store) -> Any:
     """The tokenizer the list counts with: the dataset's ``tokenizer`` setting, else gpt2-chatml;
-    409 when the setting names one this machine cannot load (set with ``chatloom`` elsewhere)."""
+    a UsageError that says so when the setting names one this machine cannot load (set with
+    ``chatloom`` elsewhere): a task's one line, a list page's 409 (``page_rows``)."""
     from ..tokens.tokenizer import get_tokenizer
 
     name = store.get_setting("tokenizer") or DEFAULT_TOKENIZER
     try:
         return get_tokenizer(name)
     except ChatloomError as err:
-        raise HTTPException(409, f"the dataset's tokenizer setting: {_no_path(store, err)} (change it on the settings page)") from None
+        raise UsageError(f"the dataset's tokenizer setting: {_no_path(store, err)} (change it on the settings page)") from None
 
 
 def _int(params: Any, name: str) -> int | None:
@@ -113,7 +114,10 @@ def list_query(params: Any, tokenizer_key: str | None) -> ListQuery:
 
 
 def page_rows(store: Store, params: Any, limit: int = 50) -> tuple[Any, list[Any], str | None]:
-    tok = counting(store)
+    try:
+        tok = counting(store)
+    except UsageError as err:
+        raise HTTPException(409, str(err)) from None
     q = list_query(params, tok.cache_key)
     try:
         rows, cursor = store.page(q, after=params.get("after") or None, limit=limit)

@@ -246,27 +246,23 @@ class Quick:
     def __init__(self, app: Any, routes: list[Any]):
         from starlette.middleware.errors import ServerErrorMiddleware
 
-        self.app, self.routes = app, routes
+        self.app = app
         handlers = app.exception_handlers  # Starlette's ExceptionMiddleware splits them so, too
         self._handlers = ({k: v for k, v in handlers.items() if not isinstance(k, int)},
                           {k: v for k, v in handlers.items() if isinstance(k, int)})  # fmt: skip
-        self._errors = ServerErrorMiddleware(self._route, handler=handlers.get(500) or handlers.get(Exception))
+        error = handlers.get(500) or handlers.get(Exception)
+        self.routes = [(route, ServerErrorMiddleware(route.handle, handler=error)) for route in routes]
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            for route in self.routes:
+            for route, handle in self.routes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
                     scope["app"] = self.app  # request.app: the pool, the config
                     scope["starlette.exception_handlers"] = self._handlers
-                    scope["chatloom.quick"] = route
-                    return await self._errors(scope, receive, send)
+                    return await handle(scope, receive, send)
         return await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await scope.pop("chatloom.quick").handle(scope, receive, send)
 
 
 def _cookies(header: str) -> dict[str, str]:
