@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,13 +174,6 @@ def test_a_tokenizer_setting_this_machine_lacks_is_a_409_that_says_so(tmp_path: 
         assert r.json()["detail"].endswith("(change it on the settings page)")
         assert c.get("/api/chats/a%231").status_code == 200  # a chat still opens
         assert c.get("/settings").status_code == 200  # and the setting can be changed
-        # a task that counts with it fails with the same one line
-        task = c.post("/api/count-tokens", headers={"X-Chatloom-Client": "test"}).json()["task"]
-        deadline = time.monotonic() + 30
-        while (state := c.get(f"/api/tasks/{task}").json())["status"] not in ("done", "failed"):
-            assert time.monotonic() < deadline, state
-            time.sleep(0.05)
-        assert state["status"] == "failed" and state["error"] == r.json()["detail"]
 
 
 def test_the_guards_own_answers_carry_its_headers(tmp_path: Path) -> None:
